@@ -1,0 +1,5 @@
+export * from './dtype.js';
+export * from './float16.js';
+export * from './tensor.js';
+export * from './safetensors.js';
+export * from './shared-data.js';
