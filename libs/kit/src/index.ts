@@ -1,1 +1,10 @@
-export {};
+export * from './config.js';
+export * from './deadline.js';
+export * from './drain.js';
+export * from './errors.js';
+export * from './http.js';
+export * from './lifecycle.js';
+export * from './logger.js';
+export * from './metrics.js';
+export * from './server.js';
+export * from './telemetry.js';

@@ -4,7 +4,13 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { SafetensorsFile, decodeSafetensors, encodeSafetensors, readSafetensors, writeSafetensors } from './safetensors.js';
+import {
+  SafetensorsFile,
+  decodeSafetensors,
+  encodeSafetensors,
+  readSafetensors,
+  writeSafetensors,
+} from './safetensors.js';
 import { sharedPathOrSkip } from './shared-data.js';
 import { TensorFormatError, fromFloat32, toFloat32 } from './tensor.js';
 
@@ -16,8 +22,19 @@ describe('safetensors', () => {
     const dir = await mkdtemp(join(tmpdir(), 'curia-st-'));
     dirs.push(dir);
     const a = fromFloat32(Float32Array.from([1, -2.5, 3, 4, 5, 6]), [2, 3]);
-    const b = { dtype: 'I16' as const, shape: [3], data: new Uint8Array(Int16Array.from([-1024, 0, 7]).buffer) };
-    await writeSafetensors(join(dir, 'x.safetensors'), [['a', a], ['b', b]], { note: 'hi' });
+    const b = {
+      dtype: 'I16' as const,
+      shape: [3],
+      data: new Uint8Array(Int16Array.from([-1024, 0, 7]).buffer),
+    };
+    await writeSafetensors(
+      join(dir, 'x.safetensors'),
+      [
+        ['a', a],
+        ['b', b],
+      ],
+      { note: 'hi' },
+    );
     const f = await SafetensorsFile.open(join(dir, 'x.safetensors'));
     expect(f.names()).toEqual(['a', 'b']);
     expect(f.header.metadata).toEqual({ note: 'hi' });

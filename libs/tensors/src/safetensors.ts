@@ -65,7 +65,8 @@ export function decodeSafetensors(buf: Uint8Array): {
   tensors: Map<string, RawTensor>;
   metadata: Readonly<Record<string, string>>;
 } {
-  if (buf.byteLength < 8) throw new TensorFormatError('safetensors buffer is shorter than its 8-byte header length');
+  if (buf.byteLength < 8)
+    throw new TensorFormatError('safetensors buffer is shorter than its 8-byte header length');
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const headerLen = Number(dv.getBigUint64(0, true));
   if (headerLen > MAX_SAFETENSORS_HEADER_BYTES || 8 + headerLen > buf.byteLength) {
@@ -76,7 +77,11 @@ export function decodeSafetensors(buf: Uint8Array): {
   const header = parseHeaderJson(json, buf.byteLength - dataStart);
   const tensors = new Map<string, RawTensor>();
   for (const [name, e] of header.entries) {
-    tensors.set(name, { dtype: e.dtype, shape: e.shape, data: buf.subarray(dataStart + e.begin, dataStart + e.end) });
+    tensors.set(name, {
+      dtype: e.dtype,
+      shape: e.shape,
+      data: buf.subarray(dataStart + e.begin, dataStart + e.end),
+    });
   }
   return { tensors, metadata: header.metadata };
 }
@@ -162,7 +167,9 @@ export function encodeSafetensors(
   for (const [name, t] of tensors) {
     const expected = numel(t.shape) * DTYPE_BYTES[t.dtype];
     if (t.data.byteLength !== expected) {
-      throw new TensorFormatError(`tensor '${name}': ${t.data.byteLength} bytes for shape [${t.shape.join(', ')}] ${t.dtype}`);
+      throw new TensorFormatError(
+        `tensor '${name}': ${t.data.byteLength} bytes for shape [${t.shape.join(', ')}] ${t.dtype}`,
+      );
     }
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + expected] };
     parts.push(t.data);

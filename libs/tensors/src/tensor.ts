@@ -82,7 +82,11 @@ function elementReader(dtype: DType, dv: DataView): (i: number) => number {
 }
 
 /** Wraps a Float32Array as a raw tensor in F32 (zero-copy) or F16. */
-export function fromFloat32(values: Float32Array, shape: readonly number[], dtype: 'F32' | 'F16' = 'F32'): RawTensor {
+export function fromFloat32(
+  values: Float32Array,
+  shape: readonly number[],
+  dtype: 'F32' | 'F16' = 'F32',
+): RawTensor {
   if (numel(shape) !== values.length) {
     throw new TensorFormatError(`${values.length} values do not fill shape [${shape.join(', ')}]`);
   }
@@ -90,7 +94,11 @@ export function fromFloat32(values: Float32Array, shape: readonly number[], dtyp
     const bits = float32ToFloat16(values);
     return { dtype, shape: [...shape], data: new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength) };
   }
-  return { dtype, shape: [...shape], data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
+  return {
+    dtype,
+    shape: [...shape],
+    data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
+  };
 }
 
 /** Index of the first non-finite value, or -1 when all values are finite. */

@@ -1,0 +1,85 @@
+import { z } from 'zod';
+
+/** Raised when environment configuration is invalid; the message names every bad variable. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const nonNegativeInt = z.coerce.number().int().min(0);
+
+/**
+ * Settings every Curia service reads from its environment. Each key is the environment
+ * variable's name; defaults suit local mode (`npm start`).
+ */
+export const serviceEnvSchema = z.object({
+  /** Address the gRPC server binds to. */
+  CURIA_GRPC_HOST: z.string().min(1).default('0.0.0.0'),
+  /** gRPC port; 0 picks a free port (tests). */
+  CURIA_GRPC_PORT: port.default(0),
+  /** HTTP port for /metrics, /livez and /readyz; 0 picks a free port. */
+  CURIA_METRICS_PORT: port.default(0),
+  /** Largest message the server accepts, bytes. Larger ones fail with RESOURCE_EXHAUSTED. */
+  CURIA_MAX_RECEIVE_MESSAGE_BYTES: positiveInt.default(64 * 1024 * 1024),
+  /** Largest message the server sends, bytes. */
+  CURIA_MAX_SEND_MESSAGE_BYTES: positiveInt.default(64 * 1024 * 1024),
+  /** Server keepalive ping interval, ms. */
+  CURIA_KEEPALIVE_TIME_MS: positiveInt.default(30_000),
+  /** How long to wait for a keepalive ack before closing the connection, ms. */
+  CURIA_KEEPALIVE_TIMEOUT_MS: positiveInt.default(10_000),
+  /** Concurrent calls (HTTP/2 streams) per client connection. */
+  CURIA_MAX_CONCURRENT_STREAMS: positiveInt.default(512),
+  /** Connections are closed (GOAWAY) after this age so clients re-resolve and rebalance, ms. */
+  CURIA_MAX_CONNECTION_AGE_MS: positiveInt.default(5 * 60_000),
+  /** Grace after max connection age for in-flight calls to finish, ms. */
+  CURIA_MAX_CONNECTION_AGE_GRACE_MS: positiveInt.default(60_000),
+  /** On SIGTERM: how long in-flight calls may run before streams are ended with UNAVAILABLE, ms. */
+  CURIA_SHUTDOWN_GRACE_MS: nonNegativeInt.default(20_000),
+  /** PEM server certificate; with CURIA_TLS_KEY_FILE enables TLS. */
+  CURIA_TLS_CERT_FILE: z.string().optional(),
+  /** PEM private key for CURIA_TLS_CERT_FILE. */
+  CURIA_TLS_KEY_FILE: z.string().optional(),
+  /** PEM CA bundle; when set, clients must present a certificate it signed (mTLS). */
+  CURIA_TLS_CLIENT_CA_FILE: z.string().optional(),
+  /** pino log level. */
+  CURIA_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Replica label attached to logs and GetInfo (set by the launcher or the pod name). */
+  CURIA_REPLICA: z.string().default(''),
+  /** Collect Node.js process metrics (event loop lag, heap, GC) on /metrics. */
+  CURIA_PROCESS_METRICS: bool.default(true),
+});
+
+/** Parsed base service settings. */
+export type ServiceEnv = z.infer<typeof serviceEnvSchema>;
+
+/**
+ * Validates `env` against a zod object schema whose keys are environment variable names.
+ * Throws a ConfigError listing every invalid variable with the reason, e.g.
+ * `CURIA_GRPC_PORT: expected a number <= 65535 (got "70000")`.
+ */
+export function loadConfig<S extends z.ZodObject>(
+  schema: S,
+  env: NodeJS.ProcessEnv = process.env,
+): z.infer<S> {
+  // Empty strings mean "unset", as in most twelve-factor setups.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const result = schema.safeParse(cleaned);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((issue) => {
+    const key = issue.path.join('.');
+    const got = key in cleaned ? ` (got ${JSON.stringify(cleaned[key])})` : '';
+    return `  ${key}: ${issue.message}${got}`;
+  });
+  throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+}
+
+/** Extends the base schema with service-specific variables. */
+export function serviceSchema<T extends z.ZodRawShape>(extra: T) {
+  return serviceEnvSchema.extend(extra);
+}
+
+export { z };

@@ -1,0 +1,65 @@
+import type { CuriaError } from '@curia/errors';
+import { isCuriaError, type ErrorCode } from '@curia/errors';
+import { isAbortError } from 'abort-controller-x';
+import { ServerError, Status, type CallContext } from 'nice-grpc-common';
+
+/** Trailer carrying how long a shed caller should wait before retrying, in milliseconds. */
+export const RETRY_AFTER_TRAILER = 'retry-after-ms';
+
+const STATUS_OF: Readonly<Record<ErrorCode, Status>> = {
+  INVALID_ARGUMENT: Status.INVALID_ARGUMENT,
+  NOT_FOUND: Status.NOT_FOUND,
+  ALREADY_EXISTS: Status.ALREADY_EXISTS,
+  RESOURCE_EXHAUSTED: Status.RESOURCE_EXHAUSTED,
+  FAILED_PRECONDITION: Status.FAILED_PRECONDITION,
+  OUT_OF_RANGE: Status.OUT_OF_RANGE,
+  UNIMPLEMENTED: Status.UNIMPLEMENTED,
+  UNAVAILABLE: Status.UNAVAILABLE,
+  DEADLINE_EXCEEDED: Status.DEADLINE_EXCEEDED,
+  CANCELLED: Status.CANCELLED,
+  INTERNAL: Status.INTERNAL,
+};
+
+/** The gRPC status a CuriaError code maps to. */
+export function statusOf(code: ErrorCode): Status {
+  return STATUS_OF[code];
+}
+
+/**
+ * Turns any error thrown by a handler into a ServerError with a precise status. Unknown errors
+ * become INTERNAL (never UNKNOWN) with a generic message; the original goes to `onInternal`
+ * (the log) only. Retry hints travel in the `retry-after-ms` trailer.
+ */
+export function toServerError(
+  err: unknown,
+  context: Pick<CallContext, 'trailer'> | undefined,
+  onInternal: (err: unknown) => void,
+): ServerError {
+  if (err instanceof ServerError) return err;
+  if (isCuriaError(err)) {
+    if (err.retryAfterMs !== undefined && context)
+      context.trailer.set(RETRY_AFTER_TRAILER, String(err.retryAfterMs));
+    return new ServerError(statusOf(err.code), err.message);
+  }
+  if (
+    err instanceof RangeError &&
+    /Array buffer allocation failed|Invalid typed array length/.test(err.message)
+  ) {
+    return new ServerError(
+      Status.RESOURCE_EXHAUSTED,
+      'request needs more memory than this replica can allocate',
+    );
+  }
+  onInternal(err);
+  return new ServerError(
+    Status.INTERNAL,
+    'internal error while handling the request; the server log has details',
+  );
+}
+
+/** Converts a thrown value into a CuriaError when it is one, for engine-level callers. */
+export function asCuriaError(err: unknown): CuriaError | null {
+  return isCuriaError(err) ? err : null;
+}
+
+export { isAbortError, ServerError, Status };

@@ -1,0 +1,210 @@
+import { readFileSync } from 'node:fs';
+
+import { ServerCredentials } from '@grpc/grpc-js';
+import {
+  createServer,
+  type CompatServiceDefinition,
+  type Server,
+  type ServiceImplementation,
+} from 'nice-grpc';
+import type { ServerMiddleware } from 'nice-grpc-common';
+import { openTelemetryServerMiddleware } from 'nice-grpc-opentelemetry';
+import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
+import { ServerReflection, ServerReflectionService } from 'nice-grpc-server-reflection';
+
+import type { ServiceEnv } from './config.js';
+import { deadlineInterceptor, deadlineMiddleware, type DeadlineContext } from './deadline.js';
+import { DrainController, callMiddleware } from './drain.js';
+import { MetricsHttpServer } from './http.js';
+import { createLogger, type Logger } from './logger.js';
+import { ServiceMetrics } from './metrics.js';
+import { shutdownTelemetry } from './telemetry.js';
+
+/** Context every Curia handler receives: nice-grpc's CallContext plus the caller's deadline. */
+export type CuriaCallContext = DeadlineContext;
+
+/** Options of {@link CuriaServer}. */
+export interface CuriaServerOptions {
+  /** Short service name (`embed`, `gateway`, …), used in logs, metrics and GetInfo. */
+  readonly name: string;
+  /** Validated environment settings (see `serviceEnvSchema`). */
+  readonly env: ServiceEnv;
+  readonly logger?: Logger;
+  readonly metrics?: ServiceMetrics;
+  /** Serialized FileDescriptorSet for server reflection (`grpcurl` with no proto files). */
+  readonly descriptorSet?: Uint8Array;
+  /**
+   * Authentication/authorization hook, run before every handler (health excluded by the hook
+   * itself if it wants). Throw a `ServerError(UNAUTHENTICATED | PERMISSION_DENIED)` to refuse.
+   */
+  readonly auth?: ServerMiddleware;
+  /** Time between reporting NOT_SERVING and closing the listener, so balancers notice, ms. */
+  readonly notifyDelayMs?: number;
+}
+
+/** Ports the server bound (useful with port 0). */
+export interface BoundPorts {
+  readonly grpcPort: number;
+  readonly metricsPort: number;
+}
+
+/**
+ * A Curia gRPC server: nice-grpc with explicit message limits, keepalive and max connection age,
+ * `grpc.health.v1` (Check and Watch) per service, reflection, OpenTelemetry and Prometheus
+ * middleware, precise error mapping, an auth hook, optional TLS/mTLS, and graceful drain.
+ */
+export class CuriaServer {
+  readonly log: Logger;
+  readonly metrics: ServiceMetrics;
+  readonly health = HealthState();
+  readonly drain = new DrainController();
+  private readonly server: Server<CuriaCallContext>;
+  private readonly http: MetricsHttpServer;
+  private readonly serviceNames: string[] = [];
+  private shutdownPromise: Promise<void> | null = null;
+  private ports: BoundPorts | null = null;
+
+  constructor(readonly options: CuriaServerOptions) {
+    const { env, name } = options;
+    this.log = options.logger ?? createLogger(name, env.CURIA_LOG_LEVEL, env.CURIA_REPLICA);
+    this.metrics =
+      options.metrics ??
+      new ServiceMetrics(name, {
+        processMetrics: env.CURIA_PROCESS_METRICS,
+        ...(env.CURIA_REPLICA ? { defaultLabels: { curia_replica: env.CURIA_REPLICA } } : {}),
+      });
+    let server = createServer({
+      'grpc.max_receive_message_length': env.CURIA_MAX_RECEIVE_MESSAGE_BYTES,
+      'grpc.max_send_message_length': env.CURIA_MAX_SEND_MESSAGE_BYTES,
+      'grpc.keepalive_time_ms': env.CURIA_KEEPALIVE_TIME_MS,
+      'grpc.keepalive_timeout_ms': env.CURIA_KEEPALIVE_TIMEOUT_MS,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.max_connection_age_ms': env.CURIA_MAX_CONNECTION_AGE_MS,
+      'grpc.max_connection_age_grace_ms': env.CURIA_MAX_CONNECTION_AGE_GRACE_MS,
+      'grpc.max_concurrent_streams': env.CURIA_MAX_CONCURRENT_STREAMS,
+      interceptors: [deadlineInterceptor],
+    })
+      .use(openTelemetryServerMiddleware())
+      .use(this.metrics.grpcMiddleware)
+      .use(deadlineMiddleware);
+    if (options.auth) server = server.use(options.auth);
+    this.server = server.use(callMiddleware(this.drain, this.metrics, this.log));
+    // NOT_SERVING until the service reports ready (models loaded, warm-up done).
+    this.health.setStatus('unhealthy');
+    this.server.add(HealthDefinition, HealthServiceImpl(this.health));
+    this.http = new MetricsHttpServer(this.metrics.registry, {
+      live: () => true,
+      ready: () => this.health.getStatus() === 'healthy',
+    });
+  }
+
+  /** Registers a service implementation; its health status starts NOT_SERVING. */
+  add<S extends CompatServiceDefinition>(
+    definition: S,
+    implementation: ServiceImplementation<S, CuriaCallContext>,
+  ): void {
+    this.server.add(definition, implementation);
+    const fullName = serviceFullName(definition);
+    this.serviceNames.push(fullName);
+    this.health.setStatus('unhealthy', fullName);
+  }
+
+  /** Full names of the registered application services. */
+  get services(): readonly string[] {
+    return this.serviceNames;
+  }
+
+  /** Binds the gRPC and HTTP listeners. */
+  async start(): Promise<BoundPorts> {
+    const { env, descriptorSet } = this.options;
+    if (descriptorSet) {
+      this.server.add(ServerReflectionService, ServerReflection(descriptorSet, this.serviceNames));
+    }
+    const grpcPort = await this.server.listen(
+      `${env.CURIA_GRPC_HOST}:${env.CURIA_GRPC_PORT}`,
+      credentials(env),
+    );
+    const metricsPort = await this.http.listen(env.CURIA_GRPC_HOST, env.CURIA_METRICS_PORT);
+    this.ports = { grpcPort, metricsPort };
+    this.log.info({ grpcPort, metricsPort, tls: Boolean(env.CURIA_TLS_CERT_FILE) }, 'listening');
+    return this.ports;
+  }
+
+  /** Bound ports, once started. */
+  get boundPorts(): BoundPorts | null {
+    return this.ports;
+  }
+
+  /** Reports every service (and the server as a whole) SERVING or NOT_SERVING. */
+  setServing(serving: boolean): void {
+    const status = serving ? 'healthy' : 'unhealthy';
+    for (const name of this.serviceNames) this.health.setStatus(status, name);
+    this.health.setStatus(status);
+  }
+
+  /**
+   * Graceful shutdown: health → NOT_SERVING (Watch streams see it), stop admitting calls, let
+   * in-flight calls finish within `CURIA_SHUTDOWN_GRACE_MS`, then end the rest with UNAVAILABLE,
+   * close listeners and flush telemetry. Idempotent.
+   */
+  shutdown(): Promise<void> {
+    this.shutdownPromise ??= this.doShutdown();
+    return this.shutdownPromise;
+  }
+
+  /** Ends every call now and closes the listeners without waiting. */
+  forceShutdown(): void {
+    this.drain.abortAll();
+    this.server.forceShutdown();
+    void this.http.close();
+  }
+
+  private async doShutdown(): Promise<void> {
+    const grace = this.options.env.CURIA_SHUTDOWN_GRACE_MS;
+    this.log.info({ inFlight: this.drain.inFlight, graceMs: grace }, 'draining');
+    this.setServing(false);
+    if (this.options.notifyDelayMs) await sleep(this.options.notifyDelayMs);
+    this.drain.beginDrain();
+    // Watch streams never end on their own; let them deliver NOT_SERVING, then close them.
+    await sleep(50);
+    this.drain.abortWhere((m) => m === '/grpc.health.v1.Health/Watch');
+    const closed = this.server.shutdown();
+    const idle = await this.drain.waitIdle(grace);
+    if (!idle) {
+      const n = this.drain.abortAll();
+      this.log.warn({ aborted: n }, 'grace period over: ending remaining calls with UNAVAILABLE');
+      await this.drain.waitIdle(2_000);
+    }
+    const finished = await Promise.race([closed.then(() => true), sleep(2_000).then(() => false)]);
+    if (!finished) this.server.forceShutdown();
+    await this.http.close();
+    await shutdownTelemetry();
+    this.log.info('stopped');
+  }
+}
+
+function serviceFullName(definition: CompatServiceDefinition): string {
+  if ('fullName' in definition && typeof definition.fullName === 'string') return definition.fullName;
+  const first = Object.values(definition as Record<string, { path?: string }>)[0];
+  const path = first?.path ?? '';
+  return path.split('/')[1] ?? '';
+}
+
+function credentials(env: ServiceEnv): ServerCredentials {
+  if (!env.CURIA_TLS_CERT_FILE || !env.CURIA_TLS_KEY_FILE) return ServerCredentials.createInsecure();
+  const ca = env.CURIA_TLS_CLIENT_CA_FILE ? readFileSync(env.CURIA_TLS_CLIENT_CA_FILE) : null;
+  return ServerCredentials.createSsl(
+    ca,
+    [
+      {
+        cert_chain: readFileSync(env.CURIA_TLS_CERT_FILE),
+        private_key: readFileSync(env.CURIA_TLS_KEY_FILE),
+      },
+    ],
+    ca !== null,
+  );
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
