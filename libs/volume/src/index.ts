@@ -1,1 +1,29 @@
-export {};
+/**
+ * `@curia/volume`: NIfTI and DICOM volume reading, canonical (LPS, axial) geometry and the exact
+ * Curia slice preprocessing, streamed one slice at a time.
+ */
+export { openVolume } from './volume.js';
+export type { OpenVolumeOptions, Volume, VolumeInfo, VolumeSource } from './volume.js';
+export { DEFAULT_VOLUME_LIMITS } from './io/limits.js';
+export type { VolumeLimits } from './io/limits.js';
+export type { VoxelType } from './io/voxel-array.js';
+export { resolveAllowedUri } from './io/allowed-uri.js';
+export { canonicalToInputIndex, computeGeometry } from './geometry/geometry.js';
+export type { AxisMapping, Geometry } from './geometry/geometry.js';
+export { axcodesOf } from './geometry/axcodes.js';
+export type { Mat4 } from './geometry/affine.js';
+export { CURIA_DEFAULT_PREPROCESS_SPEC, validatePreprocessSpec } from './preprocess/spec.js';
+export type { PreprocessSpec } from './preprocess/spec.js';
+export { resolveSelection } from './preprocess/selection.js';
+export type { SliceSelection } from './preprocess/selection.js';
+export { axisWeights, computeAxisWeights, resizeBicubicAa, ResizeScratch } from './preprocess/resize.js';
+export type { AxisWeights } from './preprocess/resize.js';
+export { preprocessSlices, preprocessToTensor, writePreprocessed } from './preprocess/preprocess.js';
+export type {
+  PreprocessedSlice,
+  PreprocessedTensor,
+  PreprocessOptions,
+  PreprocessToTensorOptions,
+  RawSliceStats,
+} from './preprocess/preprocess.js';
+export { transferSyntaxName } from './dicom/transfer-syntax.js';
