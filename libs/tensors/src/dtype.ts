@@ -1,11 +1,12 @@
 /** Element types a Curia tensor can carry on the wire and on disk (safetensors names). */
-export type DType = 'F64' | 'F32' | 'F16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U32' | 'U16' | 'U8' | 'BOOL';
+export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U32' | 'U16' | 'U8' | 'BOOL';
 
 /** Bytes per element of each dtype. */
 export const DTYPE_BYTES: Readonly<Record<DType, number>> = {
   F64: 8,
   F32: 4,
   F16: 2,
+  BF16: 2,
   I64: 8,
   I32: 4,
   I16: 2,

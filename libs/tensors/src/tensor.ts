@@ -76,6 +76,12 @@ function elementReader(dtype: DType, dv: DataView): (i: number) => number {
     case 'U8':
     case 'BOOL':
       return (i) => dv.getUint8(i);
+    case 'BF16':
+      // bfloat16 is the upper half of a float32.
+      return (i) => {
+        const u = new Uint32Array([dv.getUint16(i * 2, true) << 16]);
+        return new Float32Array(u.buffer)[0]!;
+      };
     case 'F16':
       throw new TensorFormatError('F16 is converted in bulk');
   }
