@@ -1,1 +1,26 @@
-export {};
+export * from './features.js';
+export * from './fingerprint.js';
+export * from './head.js';
+export * from './head-schema.js';
+export * from './import-curia.js';
+export type { HeadOutput } from './infer/outputs.js';
+export { probabilitiesFromLogits } from './infer/outputs.js';
+export { slicePositionalEmbedding } from './math/positional.js';
+export { fitHead, type FitKind, type FitOptions } from './fit/fit-head.js';
+export type { FeatureMatrix, SurvivalLabels } from './fit/data.js';
+export type { CoxTies } from './fit/cox.js';
+export {
+  accuracy,
+  balancedAccuracy,
+  aucBinary,
+  aucMacroOvr,
+  concordanceIndex,
+  regressionMetrics,
+} from './fit/metrics.js';
+export {
+  importHeadCommand,
+  runHeadFile,
+  type ImportSummary,
+  type RunHeadFileArgs,
+  type RunHeadFileResult,
+} from './cli.js';
