@@ -1,3 +1,4 @@
+export * from './batcher.js';
 export * from './config.js';
 export * from './deadline.js';
 export * from './drain.js';
@@ -8,3 +9,4 @@ export * from './logger.js';
 export * from './metrics.js';
 export * from './server.js';
 export * from './telemetry.js';
+export * from './run-service.js';

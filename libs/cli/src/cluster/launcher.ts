@@ -1,0 +1,271 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { createCuriaChannel, type Channel } from '@curia/client';
+import { createClient } from 'nice-grpc';
+import {
+  HealthCheckResponse_ServingStatus,
+  HealthDefinition,
+} from 'nice-grpc-server-health/lib/proto/grpc/health/v1/health.js';
+
+import { SERVICES, type ServiceEntry } from './catalog.js';
+
+/** Options of {@link LocalCluster.start}. */
+export interface LocalClusterOptions {
+  /** Processes per service (default 1 each). */
+  readonly replicas?: Readonly<Record<string, number>>;
+  /** Use the catalog's fixed ports (default) or let each process pick free ports (tests). */
+  readonly ports?: 'fixed' | 'dynamic';
+  /** Offset added to every fixed port, to run two clusters side by side. */
+  readonly portOffset?: number;
+  /** Log level of the service processes. */
+  readonly logLevel?: string;
+  /** Extra environment for every process (e.g. CURIA_SHUTDOWN_GRACE_MS). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Only these services (default: all). The gateway gets targets for those present. */
+  readonly only?: readonly string[];
+  /** How long to wait for every process to report SERVING, ms. */
+  readonly readyTimeoutMs?: number;
+  /** Where service output goes (default: prefixed lines on this process's stderr). */
+  readonly onOutput?: (replica: string, line: string) => void;
+}
+
+/** One running service process. */
+export interface ReplicaEndpoint {
+  readonly service: string;
+  readonly replica: string;
+  readonly pid: number;
+  readonly grpcPort: number;
+  readonly metricsPort: number;
+  readonly grpcService: string;
+}
+
+interface Replica {
+  readonly entry: ServiceEntry;
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly exited: Promise<number | null>;
+  endpoint: ReplicaEndpoint | null;
+  readonly stderrTail: string[];
+}
+
+/** The repository root (where `services/` lives), found from this module's location. */
+export function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 8; i++) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg) && existsSync(join(dir, 'services'))) {
+      const parsed = JSON.parse(readFileSync(pkg, 'utf8')) as { workspaces?: unknown };
+      if (parsed.workspaces) return dir;
+    }
+    dir = dirname(dir);
+  }
+  throw new Error('cannot find the Curia repository root (a package.json with workspaces next to services/)');
+}
+
+/**
+ * The local cluster: every service as its own OS process on loopback, stages first and the
+ * gateway last, with several replicas of a service behind the gateway's round-robin channel.
+ */
+export class LocalCluster {
+  private stopping: Promise<Map<string, number | null>> | null = null;
+
+  private constructor(private readonly replicas: Replica[]) {}
+
+  /** Starts the processes and resolves once every one reports SERVING. */
+  static async start(options: LocalClusterOptions = {}): Promise<LocalCluster> {
+    const root = repoRoot();
+    const wanted = SERVICES.filter((s) => !options.only || options.only.includes(s.name));
+    for (const s of wanted) {
+      const main = join(root, 'services', s.name, 'dist', 'main.js');
+      if (!existsSync(main)) throw new Error(`${main} is missing: run 'npm run build' first`);
+    }
+    const cluster = new LocalCluster([]);
+    const timeout = options.readyTimeoutMs ?? 300_000;
+    try {
+      const stages = wanted.filter((s) => s.name !== 'gateway');
+      await Promise.all(stages.flatMap((s) => cluster.spawnService(root, s, options, {}, timeout)));
+      const gateway = wanted.find((s) => s.name === 'gateway');
+      if (gateway) {
+        const targets: Record<string, string> = {};
+        for (const s of stages) {
+          if (!s.targetEnv) continue;
+          targets[s.targetEnv] = cluster
+            .endpoints()
+            .filter((e) => e.service === s.name)
+            .map((e) => `127.0.0.1:${e.grpcPort}`)
+            .join(',');
+        }
+        await Promise.all(cluster.spawnService(root, gateway, options, targets, timeout));
+      }
+      return cluster;
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+  }
+
+  private spawnService(
+    root: string,
+    entry: ServiceEntry,
+    options: LocalClusterOptions,
+    extraEnv: Record<string, string>,
+    timeoutMs: number,
+  ): Promise<void>[] {
+    const count = options.replicas?.[entry.name] ?? 1;
+    const dynamic = options.ports === 'dynamic';
+    const offset = options.portOffset ?? 0;
+    return Array.from({ length: count }, (_, r) => {
+      const name = count > 1 ? `${entry.name}-${r + 1}` : entry.name;
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        CURIA_GRPC_HOST: '127.0.0.1',
+        CURIA_GRPC_PORT: String(dynamic ? 0 : entry.grpcPort + 100 * r + offset),
+        CURIA_METRICS_PORT: String(dynamic ? 0 : entry.metricsPort + 100 * r + offset),
+        CURIA_REPLICA: name,
+        CURIA_LOG_LEVEL: options.logLevel ?? 'warn',
+        ...options.env,
+        ...extraEnv,
+      };
+      const child = fork(join(root, 'services', entry.name, 'dist', 'main.js'), [], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      });
+      const replica: Replica = {
+        entry,
+        name,
+        child,
+        exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))),
+        endpoint: null,
+        stderrTail: [],
+      };
+      this.replicas.push(replica);
+      const out = options.onOutput ?? ((who, line) => process.stderr.write(`[${who}] ${line}\n`));
+      pipeLines(child.stdout, (line) => out(name, line));
+      pipeLines(child.stderr, (line) => {
+        replica.stderrTail.push(line);
+        if (replica.stderrTail.length > 20) replica.stderrTail.shift();
+        out(name, line);
+      });
+      return this.awaitServing(replica, timeoutMs);
+    });
+  }
+
+  private async awaitServing(replica: Replica, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const failed = replica.exited.then((code) => {
+      throw new Error(
+        `${replica.name} exited with code ${code} before serving${
+          replica.stderrTail.length ? `:\n  ${replica.stderrTail.join('\n  ')}` : ''
+        }`,
+      );
+    });
+    failed.catch(() => undefined);
+    const listening = new Promise<ReplicaEndpoint>((resolve) => {
+      replica.child.on('message', (msg: { type?: string; grpcPort?: number; metricsPort?: number }) => {
+        if (msg.type === 'curia:listening' && msg.grpcPort && msg.metricsPort) {
+          resolve({
+            service: replica.entry.name,
+            replica: replica.name,
+            pid: replica.child.pid ?? -1,
+            grpcPort: msg.grpcPort,
+            metricsPort: msg.metricsPort,
+            grpcService: replica.entry.grpcService,
+          });
+        }
+      });
+    });
+    const timer = (ms: number) =>
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`${replica.name} not SERVING within ${timeoutMs} ms`)), ms).unref(),
+      );
+    const endpoint = await Promise.race([listening, failed, timer(timeoutMs)]);
+    replica.endpoint = endpoint;
+    const channel = createCuriaChannel(`127.0.0.1:${endpoint.grpcPort}`);
+    try {
+      await Promise.race([waitServing(channel, endpoint.grpcService, deadline), failed]);
+    } finally {
+      channel.close();
+    }
+  }
+
+  /** Endpoints of every process that has bound its ports. */
+  endpoints(): ReplicaEndpoint[] {
+    return this.replicas.flatMap((r) => (r.endpoint ? [r.endpoint] : []));
+  }
+
+  /** The gRPC target (`127.0.0.1:port[,…]`) of a service's replicas. */
+  target(service: string): string {
+    const list = this.endpoints().filter((e) => e.service === service);
+    if (list.length === 0) throw new Error(`service '${service}' is not running`);
+    return list.map((e) => `127.0.0.1:${e.grpcPort}`).join(',');
+  }
+
+  /** The child process of a replica (for fault tests). */
+  process(replica: string): ChildProcess {
+    const r = this.replicas.find((x) => x.name === replica);
+    if (!r) throw new Error(`no replica '${replica}'`);
+    return r.child;
+  }
+
+  /**
+   * Drains every process with SIGTERM, the gateway first so analyses finish against live
+   * stages; SIGKILL after `killAfterMs`. Resolves with each replica's exit code.
+   */
+  stop(killAfterMs = 30_000): Promise<Map<string, number | null>> {
+    this.stopping ??= (async () => {
+      const codes = new Map<string, number | null>();
+      const order = [...this.replicas].sort((a, b) => Number(b.entry.name === 'gateway') - Number(a.entry.name === 'gateway'));
+      const gateway = order.filter((r) => r.entry.name === 'gateway');
+      const stages = order.filter((r) => r.entry.name !== 'gateway');
+      for (const group of [gateway, stages]) {
+        await Promise.all(
+          group.map(async (r) => {
+            if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGTERM');
+            const kill = setTimeout(() => r.child.kill('SIGKILL'), killAfterMs);
+            const code = await r.exited;
+            clearTimeout(kill);
+            codes.set(r.name, code);
+          }),
+        );
+      }
+      return codes;
+    })();
+    return this.stopping;
+  }
+}
+
+async function waitServing(channel: Channel, service: string, deadline: number): Promise<void> {
+  const health = createClient(HealthDefinition, channel);
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    try {
+      const { status } = await health.check({ service }, { signal: AbortSignal.timeout(2_000) });
+      if (status === HealthCheckResponse_ServingStatus.SERVING) return;
+      last = HealthCheckResponse_ServingStatus[status] ?? String(status);
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${service} did not report SERVING in time (last: ${last})`);
+}
+
+function pipeLines(stream: NodeJS.ReadableStream | null, onLine: (line: string) => void): void {
+  if (!stream) return;
+  let buf = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      onLine(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+    }
+  });
+  stream.on('end', () => {
+    if (buf) onLine(buf);
+  });
+}

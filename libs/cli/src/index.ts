@@ -1,0 +1,2 @@
+export * from './cluster/catalog.js';
+export * from './cluster/launcher.js';

@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+
+import { registerUp } from './commands/up.js';
+
+const program = new Command()
+  .name('curia')
+  .description('Curia serving platform: local cluster and offline engines')
+  .showHelpAfterError();
+
+registerUp(program);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`curia: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,67 @@
+import type { z } from 'zod';
+
+import { ConfigError, loadConfig, type serviceEnvSchema } from './config.js';
+import { exitOnSignals } from './lifecycle.js';
+import { CuriaServer, type BoundPorts } from './server.js';
+
+/** What a service's setup returns: optional warm-up before SERVING and cleanup after drain. */
+export interface ServiceHooks {
+  /** Runs after the listeners are bound and before health reports SERVING (model warm-up). */
+  warmUp?: () => Promise<void>;
+  /** Runs after the server has drained (close sessions, flush caches). */
+  close?: () => Promise<void>;
+}
+
+/** Describes one service process for {@link runService}. */
+export interface ServiceSpec<S extends typeof serviceEnvSchema> {
+  /** Short name: `preprocess`, `embed`, … */
+  readonly name: string;
+  /** Environment schema (base schema extended with the service's own variables). */
+  readonly schema: S;
+  /** Serialized FileDescriptorSet for reflection. */
+  readonly descriptorSet?: Uint8Array;
+  /** Registers the service implementations on the server. */
+  readonly setup: (server: CuriaServer, env: z.infer<S>) => Promise<ServiceHooks> | ServiceHooks;
+}
+
+/** Message a service process sends its launcher over the IPC channel once it listens. */
+export interface ListeningMessage extends BoundPorts {
+  readonly type: 'curia:listening';
+  readonly service: string;
+  readonly pid: number;
+}
+
+/**
+ * Entry point of a service process: validates the environment (exit 2 with a message naming
+ * each bad variable), builds and starts the server, warms up, reports SERVING, and drains on
+ * SIGTERM/SIGINT (exit 0; a second signal forces exit 1).
+ */
+export async function runService<S extends typeof serviceEnvSchema>(spec: ServiceSpec<S>): Promise<CuriaServer> {
+  let env: z.infer<S>;
+  try {
+    env = loadConfig(spec.schema);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`curia-${spec.name}: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const server = new CuriaServer({
+    name: spec.name,
+    env,
+    ...(spec.descriptorSet ? { descriptorSet: spec.descriptorSet } : {}),
+  });
+  const hooks = await spec.setup(server, env);
+  const ports = await server.start();
+  exitOnSignals(server, (code) => {
+    void (hooks.close?.() ?? Promise.resolve()).finally(() => process.exit(code));
+  });
+  const message: ListeningMessage = { type: 'curia:listening', service: spec.name, pid: process.pid, ...ports };
+  process.send?.(message);
+  const t0 = performance.now();
+  await hooks.warmUp?.();
+  server.setServing(true);
+  server.log.info({ warmUpMs: Math.round(performance.now() - t0) }, 'serving');
+  return server;
+}
