@@ -6,7 +6,10 @@ const root = fileURLToPath(new URL('.', import.meta.url));
 export default defineConfig({
   resolve: {
     // Tests run against the TypeScript sources of sibling workspaces, not their dist/.
-    alias: [{ find: /^@curia\/([a-z0-9-]+)$/, replacement: `${root}libs/$1/src/index.ts` }],
+    alias: [
+      { find: /^@curia\/([a-z0-9-]+)$/, replacement: `${root}libs/$1/src/index.ts` },
+      { find: /^@curia\/([a-z0-9-]+)\/([a-z0-9-]+)$/, replacement: `${root}libs/$1/src/$2.ts` },
+    ],
   },
   test: {
     include: ['{libs,services,loadtest}/*/src/**/*.test.ts', 'loadtest/src/**/*.test.ts'],

@@ -5,7 +5,12 @@ import { DynamicBatcher, type BatchStats } from './batcher.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function make(opts: { maxBatchSize?: number; maxQueueDelayMs?: number; maxQueueSize?: number; computeMs?: number }) {
+function make(opts: {
+  maxBatchSize?: number;
+  maxQueueDelayMs?: number;
+  maxQueueSize?: number;
+  computeMs?: number;
+}) {
   const batches: number[][] = [];
   const stats: BatchStats[] = [];
   const batcher = new DynamicBatcher<number, number>({

@@ -54,7 +54,8 @@ export class DynamicBatcher<I, O> {
   private throughputPerMs = 0;
 
   constructor(private readonly options: BatcherOptions<I, O>) {
-    if (options.maxBatchSize < 1 || options.maxQueueSize < 1) throw new RangeError('batch and queue sizes must be >= 1');
+    if (options.maxBatchSize < 1 || options.maxQueueSize < 1)
+      throw new RangeError('batch and queue sizes must be >= 1');
   }
 
   /** Items waiting (not yet computing). */
@@ -69,7 +70,8 @@ export class DynamicBatcher<I, O> {
 
   /** Queues one item; resolves with its output. Rejects with AbortError if `signal` fires first. */
   submit(item: I, key = '', signal?: AbortSignal): Promise<O> {
-    if (this.closed) return Promise.reject(new CuriaError('UNAVAILABLE', 'batcher is closed (server shutting down)'));
+    if (this.closed)
+      return Promise.reject(new CuriaError('UNAVAILABLE', 'batcher is closed (server shutting down)'));
     if (signal?.aborted) return Promise.reject(abortError());
     if (this.queued >= this.options.maxQueueSize) {
       return Promise.reject(
@@ -139,7 +141,8 @@ export class DynamicBatcher<I, O> {
     for (const [key, q] of this.queues) {
       const head = q[0];
       if (!head) continue;
-      const ready = q.length >= this.options.maxBatchSize || now - head.enqueued >= this.options.maxQueueDelayMs;
+      const ready =
+        q.length >= this.options.maxBatchSize || now - head.enqueued >= this.options.maxQueueDelayMs;
       if (ready && head.enqueued < oldest) {
         oldest = head.enqueued;
         best = key;
@@ -182,7 +185,8 @@ export class DynamicBatcher<I, O> {
         live.map((p) => p.item),
         key,
       );
-      if (outputs.length !== live.length) throw new Error(`batch returned ${outputs.length} outputs for ${live.length} inputs`);
+      if (outputs.length !== live.length)
+        throw new Error(`batch returned ${outputs.length} outputs for ${live.length} inputs`);
       live.forEach((p, i) => p.resolve(outputs[i]!));
     } catch (err) {
       for (const p of live) p.reject(err);

@@ -36,7 +36,9 @@ export interface ListeningMessage extends BoundPorts {
  * each bad variable), builds and starts the server, warms up, reports SERVING, and drains on
  * SIGTERM/SIGINT (exit 0; a second signal forces exit 1).
  */
-export async function runService<S extends typeof serviceEnvSchema>(spec: ServiceSpec<S>): Promise<CuriaServer> {
+export async function runService<S extends typeof serviceEnvSchema>(
+  spec: ServiceSpec<S>,
+): Promise<CuriaServer> {
   let env: z.infer<S>;
   try {
     env = loadConfig(spec.schema);
@@ -57,8 +59,15 @@ export async function runService<S extends typeof serviceEnvSchema>(spec: Servic
   exitOnSignals(server, (code) => {
     void (hooks.close?.() ?? Promise.resolve()).finally(() => process.exit(code));
   });
-  const message: ListeningMessage = { type: 'curia:listening', service: spec.name, pid: process.pid, ...ports };
+  const message: ListeningMessage = {
+    type: 'curia:listening',
+    service: spec.name,
+    pid: process.pid,
+    ...ports,
+  };
   process.send?.(message);
+  // Started by a launcher: if it goes away, drain and exit rather than linger as an orphan.
+  process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
   const t0 = performance.now();
   await hooks.warmUp?.();
   server.setServing(true);

@@ -132,6 +132,9 @@ export class LocalCluster {
       const child = fork(join(root, 'services', entry.name, 'dist', 'main.js'), [], {
         env,
         stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+        // Own process group: a terminal's Ctrl-C reaches only the launcher, which then drains the
+        // services in order. If the launcher dies, the IPC channel closes and each service drains.
+        detached: true,
       });
       const replica: Replica = {
         entry,
@@ -217,7 +220,9 @@ export class LocalCluster {
   stop(killAfterMs = 30_000): Promise<Map<string, number | null>> {
     this.stopping ??= (async () => {
       const codes = new Map<string, number | null>();
-      const order = [...this.replicas].sort((a, b) => Number(b.entry.name === 'gateway') - Number(a.entry.name === 'gateway'));
+      const order = [...this.replicas].sort(
+        (a, b) => Number(b.entry.name === 'gateway') - Number(a.entry.name === 'gateway'),
+      );
       const gateway = order.filter((r) => r.entry.name === 'gateway');
       const stages = order.filter((r) => r.entry.name !== 'gateway');
       for (const group of [gateway, stages]) {

@@ -1,0 +1,92 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+import { createCuriaChannel, createCuriaClient } from '@curia/client';
+import { SERVICE_DEFINITIONS, type CuriaServiceName } from '@curia/proto';
+import { describe, expect, it } from 'vitest';
+
+import { repoRoot } from './launcher.js';
+
+interface Row {
+  replica: string;
+  grpc: string;
+  metrics: string;
+}
+
+const SERVICE_OF: Record<string, CuriaServiceName> = {
+  preprocess: 'curia.preprocess.v1.PreprocessService',
+  embed: 'curia.embed.v1.EmbedService',
+  heads: 'curia.heads.v1.HeadsService',
+  segment: 'curia.segment.v1.SegmentService',
+  register: 'curia.register.v1.RegisterService',
+  gateway: 'curia.gateway.v1.GatewayService',
+};
+
+describe('curia up (the local cluster, as npm start runs it)', () => {
+  it('boots every service as its own process, serves GetInfo and /metrics, and drains cleanly on SIGINT', async () => {
+    const child = spawn(
+      process.execPath,
+      [join(repoRoot(), 'libs/cli/dist/main.js'), 'up', '--dynamic-ports', '--replicas', 'embed=2'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setInterval(() => {
+        if (out.includes('SERVING after')) {
+          clearInterval(timer);
+          resolve();
+        }
+      }, 100);
+      void exited.then((code) => {
+        clearInterval(timer);
+        reject(new Error(`launcher exited early (${code}): ${err}`));
+      });
+    });
+    const rows: Row[] = out
+      .split('\n')
+      .filter((l) => /^\S+\s+127\.0\.0\.1:\d+\s+http/.test(l))
+      .map((l) => {
+        const [replica = '', grpc = '', metrics = ''] = l.split(/\s+/);
+        return { replica, grpc, metrics };
+      });
+    expect(rows.map((r) => r.replica).sort()).toEqual(
+      ['embed-1', 'embed-2', 'gateway', 'heads', 'preprocess', 'register', 'segment'].sort(),
+    );
+    for (const row of rows) {
+      const service = SERVICE_OF[row.replica.replace(/-\d+$/, '')]!;
+      const channel = createCuriaChannel(row.grpc);
+      const client = createCuriaClient(SERVICE_DEFINITIONS[service], channel);
+      const { info } = await client.getInfo({});
+      expect(info?.service).toBe(row.replica.replace(/-\d+$/, ''));
+      expect(info?.limits.max_receive_message_bytes).toBe(String(64 * 1024 * 1024));
+      channel.close();
+      const metrics = await (await fetch(row.metrics)).text();
+      expect(metrics).toMatch(
+        new RegExp(`grpc_server_handled_total\\{[^}]*grpc_method="GetInfo"[^}]*grpc_code="OK"`),
+      );
+      expect(metrics).toContain(`curia_replica="${row.replica}"`);
+    }
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(err).toContain('all services stopped cleanly');
+  });
+});
+
+describe('service process configuration', () => {
+  it('exits 2 with a message naming each invalid variable', async () => {
+    const child = spawn(process.execPath, [join(repoRoot(), 'services/segment/dist/main.js')], {
+      env: { ...process.env, CURIA_GRPC_PORT: '99999', CURIA_LOG_LEVEL: 'chatty' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    expect(code).toBe(2);
+    expect(err).toMatch(/CURIA_GRPC_PORT: .*\(got "99999"\)/);
+    expect(err).toMatch(/CURIA_LOG_LEVEL: .*\(got "chatty"\)/);
+  });
+});

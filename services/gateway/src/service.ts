@@ -1,0 +1,38 @@
+import { CuriaError } from '@curia/errors';
+import {
+  runService,
+  serviceEnvSchema,
+  serviceInfo,
+  type CuriaCallContext,
+  type ServiceEnv,
+} from '@curia/kit';
+import { descriptorSet, gateway } from '@curia/proto';
+
+/** The gateway service implementation. */
+export function createGatewayService(
+  env: ServiceEnv,
+): gateway.GatewayServiceImplementation<CuriaCallContext> {
+  return {
+    getInfo: async () => Promise.resolve({ info: serviceInfo('gateway', env) }),
+    // eslint-disable-next-line require-yield
+    async *analyzeStudy() {
+      throw new CuriaError(
+        'UNIMPLEMENTED',
+        'GatewayService.AnalyzeStudy is not available in this release; see GetInfo for what this deployment serves',
+      );
+    },
+  };
+}
+
+/** Process entry: serve GatewayService until SIGTERM. */
+export async function main(): Promise<void> {
+  await runService({
+    name: 'gateway',
+    schema: serviceEnvSchema,
+    descriptorSet: descriptorSet(),
+    setup: (server, env) => {
+      server.add(gateway.GatewayServiceDefinition, createGatewayService(env));
+      return {};
+    },
+  });
+}
