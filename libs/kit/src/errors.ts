@@ -63,3 +63,8 @@ export function asCuriaError(err: unknown): CuriaError | null {
 }
 
 export { isAbortError, ServerError, Status };
+
+/** A response stream that fails with `err` on first read (for rpcs a deployment does not serve). */
+export function failedStream(err: Error): AsyncIterable<never> {
+  return { [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(err) }) };
+}

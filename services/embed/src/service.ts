@@ -1,5 +1,6 @@
 import { CuriaError } from '@curia/errors';
 import {
+  failedStream,
   runService,
   serviceEnvSchema,
   serviceInfo,
@@ -11,13 +12,10 @@ import { descriptorSet, embed } from '@curia/proto';
 /** The embed service implementation. */
 export function createEmbedService(env: ServiceEnv): embed.EmbedServiceImplementation<CuriaCallContext> {
   return {
-    getInfo: async () => Promise.resolve({ info: serviceInfo('embed', env) }),
+    getInfo: () => Promise.resolve({ info: serviceInfo('embed', env) }),
     listModels: () =>
       Promise.reject(new CuriaError('UNIMPLEMENTED', 'EmbedService.ListModels is not available yet')),
-    // eslint-disable-next-line require-yield
-    async *embed() {
-      throw new CuriaError('UNIMPLEMENTED', 'EmbedService.Embed is not available yet');
-    },
+    embed: () => failedStream(new CuriaError('UNIMPLEMENTED', 'EmbedService.Embed is not available yet')),
   };
 }
 

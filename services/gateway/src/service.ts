@@ -1,5 +1,6 @@
 import { CuriaError } from '@curia/errors';
 import {
+  failedStream,
   runService,
   serviceEnvSchema,
   serviceInfo,
@@ -13,14 +14,9 @@ export function createGatewayService(
   env: ServiceEnv,
 ): gateway.GatewayServiceImplementation<CuriaCallContext> {
   return {
-    getInfo: async () => Promise.resolve({ info: serviceInfo('gateway', env) }),
-    // eslint-disable-next-line require-yield
-    async *analyzeStudy() {
-      throw new CuriaError(
-        'UNIMPLEMENTED',
-        'GatewayService.AnalyzeStudy is not available in this release; see GetInfo for what this deployment serves',
-      );
-    },
+    getInfo: () => Promise.resolve({ info: serviceInfo('gateway', env) }),
+    analyzeStudy: () =>
+      failedStream(new CuriaError('UNIMPLEMENTED', 'GatewayService.AnalyzeStudy is not available yet')),
   };
 }
 

@@ -11,7 +11,7 @@ import { descriptorSet, heads } from '@curia/proto';
 /** The heads service implementation. */
 export function createHeadsService(env: ServiceEnv): heads.HeadsServiceImplementation<CuriaCallContext> {
   return {
-    getInfo: async () => Promise.resolve({ info: serviceInfo('heads', env) }),
+    getInfo: () => Promise.resolve({ info: serviceInfo('heads', env) }),
     listHeads: () =>
       Promise.reject(new CuriaError('UNIMPLEMENTED', 'HeadsService.ListHeads is not available yet')),
     getHead: () =>

@@ -1,5 +1,6 @@
 import { CuriaError } from '@curia/errors';
 import {
+  failedStream,
   runService,
   serviceEnvSchema,
   serviceInfo,
@@ -13,11 +14,9 @@ export function createPreprocessService(
   env: ServiceEnv,
 ): preprocess.PreprocessServiceImplementation<CuriaCallContext> {
   return {
-    getInfo: async () => Promise.resolve({ info: serviceInfo('preprocess', env) }),
-    // eslint-disable-next-line require-yield
-    async *preprocess() {
-      throw new CuriaError('UNIMPLEMENTED', 'PreprocessService.Preprocess is not available yet');
-    },
+    getInfo: () => Promise.resolve({ info: serviceInfo('preprocess', env) }),
+    preprocess: () =>
+      failedStream(new CuriaError('UNIMPLEMENTED', 'PreprocessService.Preprocess is not available yet')),
   };
 }
 

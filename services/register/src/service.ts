@@ -1,5 +1,6 @@
 import { CuriaError } from '@curia/errors';
 import {
+  failedStream,
   runService,
   serviceEnvSchema,
   serviceInfo,
@@ -13,14 +14,14 @@ export function createRegisterService(
   env: ServiceEnv,
 ): register.RegisterServiceImplementation<CuriaCallContext> {
   return {
-    getInfo: async () => Promise.resolve({ info: serviceInfo('register', env) }),
-    // eslint-disable-next-line require-yield
-    async *register() {
-      throw new CuriaError(
-        'UNIMPLEMENTED',
-        'RegisterService.Register is not available in this release; see GetInfo for what this deployment serves',
-      );
-    },
+    getInfo: () => Promise.resolve({ info: serviceInfo('register', env) }),
+    register: () =>
+      failedStream(
+        new CuriaError(
+          'UNIMPLEMENTED',
+          'RegisterService.Register is not available in this release; GetInfo lists what this deployment serves',
+        ),
+      ),
   };
 }
 

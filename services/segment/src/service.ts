@@ -1,5 +1,6 @@
 import { CuriaError } from '@curia/errors';
 import {
+  failedStream,
   runService,
   serviceEnvSchema,
   serviceInfo,
@@ -13,14 +14,14 @@ export function createSegmentService(
   env: ServiceEnv,
 ): segment.SegmentServiceImplementation<CuriaCallContext> {
   return {
-    getInfo: async () => Promise.resolve({ info: serviceInfo('segment', env) }),
-    // eslint-disable-next-line require-yield
-    async *segment() {
-      throw new CuriaError(
-        'UNIMPLEMENTED',
-        'SegmentService.Segment is not available in this release; see GetInfo for what this deployment serves',
-      );
-    },
+    getInfo: () => Promise.resolve({ info: serviceInfo('segment', env) }),
+    segment: () =>
+      failedStream(
+        new CuriaError(
+          'UNIMPLEMENTED',
+          'SegmentService.Segment is not available in this release; GetInfo lists what this deployment serves',
+        ),
+      ),
   };
 }
 
