@@ -1,4 +1,6 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 
 import { createCuriaChannel, createCuriaClient } from '@curia/client';
@@ -70,6 +72,20 @@ describe('curia up (the local cluster, as npm start runs it)', () => {
       );
       expect(metrics).toContain(`curia_replica="${row.replica}"`);
     }
+    const grpcurl = findGrpcurl();
+    if (grpcurl) {
+      // The README's grpcurl calls work through server reflection alone, with no .proto files.
+      const embed = rows.find((r) => r.replica === 'embed-1')!.grpc;
+      expect(execFileSync(grpcurl, ['-plaintext', embed, 'list'], { encoding: 'utf8' })).toContain(
+        'curia.embed.v1.EmbedService',
+      );
+      const info = JSON.parse(
+        execFileSync(grpcurl, ['-plaintext', '-d', '{}', embed, 'curia.embed.v1.EmbedService/GetInfo'], {
+          encoding: 'utf8',
+        }),
+      ) as { info: { service: string } };
+      expect(info.info.service).toBe('embed');
+    }
     child.kill('SIGINT');
     expect(await exited).toBe(0);
     expect(err).toContain('all services stopped cleanly');
@@ -90,3 +106,14 @@ describe('service process configuration', () => {
     expect(err).toMatch(/CURIA_LOG_LEVEL: .*\(got "chatty"\)/);
   });
 });
+
+function findGrpcurl(): string | null {
+  const candidates = [process.env.GRPCURL, join(homedir(), 'go/bin/grpcurl'), '/usr/local/bin/grpcurl'];
+  const found = candidates.find((c): c is string => Boolean(c && existsSync(c)));
+  if (found) return found;
+  if (process.env.CI === 'true') throw new Error('grpcurl is required under CI=true (.ci/run installs it)');
+  console.warn(
+    'SKIP grpcurl checks: grpcurl not installed (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3)',
+  );
+  return null;
+}
