@@ -1,4 +1,3 @@
-import { CuriaError, type ErrorCode } from '@curia/errors';
 import { SpanKind, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -20,7 +19,8 @@ import { createCuriaChannel, createCuriaClient } from '@curia/client';
 
 import { loadConfig, serviceEnvSchema } from './config.js';
 import { CuriaServer } from './server.js';
-import { EchoDefinition, type EchoMessage } from './testing/echo-service.js';
+import { EchoDefinition } from './testing/echo-service.js';
+import { startEchoServer } from './testing/echo-server.js';
 
 const exporter = new InMemorySpanExporter();
 
@@ -39,47 +39,11 @@ afterEach(async () => {
 });
 
 async function startEcho(env: Record<string, string> = {}) {
-  const server = new CuriaServer({
-    name: 'echo',
-    env: loadConfig(serviceEnvSchema, {
-      CURIA_GRPC_HOST: '127.0.0.1',
-      CURIA_LOG_LEVEL: 'silent',
-      CURIA_PROCESS_METRICS: 'false',
-      ...env,
-    }),
-  });
-  const attempts = new Map<string, number>();
-  const handle = async (req: EchoMessage, ctx: { signal: AbortSignal; deadline: Date | undefined }) => {
-    const attempt = (attempts.get(req.key ?? '') ?? 0) + 1;
-    attempts.set(req.key ?? '', attempt);
-    if (req.fail === 'BOOM') throw new Error('secret internal detail');
-    if (req.fail && attempt <= 2)
-      throw new CuriaError(req.fail as ErrorCode, `failing on purpose (${req.fail})`);
-    if (req.delayMs) await delay(ctx.signal, req.delayMs);
-    return {
-      text: req.text ?? '',
-      attempt,
-      traceId: trace.getActiveSpan()?.spanContext().traceId ?? '',
-      ...(ctx.deadline ? { deadlineMs: ctx.deadline.getTime() } : {}),
-      ...(req.padding ? { text: 'x'.repeat(req.padding) } : {}),
-    };
-  };
-  server.add(EchoDefinition, {
-    unary: handle,
-    mutate: handle,
-    async *serverStream(req, ctx) {
-      for (let i = 0; i < (req.count ?? 3); i++) {
-        if (req.delayMs) await delay(ctx.signal, req.delayMs);
-        yield { text: String(i) };
-      }
-    },
-  });
-  const ports = await server.start();
-  server.setServing(true);
-  servers.push(server);
-  const channel = createCuriaChannel(`127.0.0.1:${ports.grpcPort}`);
+  const started = await startEchoServer(env);
+  servers.push(started.server);
+  const channel = createCuriaChannel(`127.0.0.1:${started.ports.grpcPort}`);
   channels.push(channel);
-  return { server, ports, channel, attempts };
+  return { ...started, channel };
 }
 
 describe('CuriaServer', () => {

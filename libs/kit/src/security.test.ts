@@ -1,0 +1,161 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { createCuriaChannel, createCuriaClient, type Channel } from '@curia/client';
+import { ServerError, Status, type ServerMiddleware } from 'nice-grpc-common';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+
+import { downstreamCallOptions } from './deadline.js';
+import type { CuriaServer } from './server.js';
+import { EchoDefinition } from './testing/echo-service.js';
+import { startEchoServer } from './testing/echo-server.js';
+
+const servers: CuriaServer[] = [];
+const channels: Channel[] = [];
+afterEach(async () => {
+  for (const c of channels.splice(0)) c.close();
+  await Promise.all(servers.splice(0).map((s) => s.shutdown()));
+});
+
+const dir = mkdtempSync(join(tmpdir(), 'curia-tls-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A throwaway CA, a server certificate for 127.0.0.1/localhost and a client certificate. */
+function makePki(): Record<'ca' | 'serverCert' | 'serverKey' | 'clientCert' | 'clientKey', string> {
+  const p = (f: string) => join(dir, f);
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
+  ssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=curia-test-ca',
+    '-keyout',
+    p('ca.key'),
+    '-out',
+    p('ca.pem'),
+  );
+  writeFileSync(p('san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  for (const who of ['server', 'client']) {
+    ssl(
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-subj',
+      `/CN=${who}`,
+      '-keyout',
+      p(`${who}.key`),
+      '-out',
+      p(`${who}.csr`),
+    );
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      p(`${who}.csr`),
+      '-CA',
+      p('ca.pem'),
+      '-CAkey',
+      p('ca.key'),
+      '-CAcreateserial',
+      '-days',
+      '1',
+      '-extfile',
+      p('san.ext'),
+      '-out',
+      p(`${who}.pem`),
+    );
+  }
+  return {
+    ca: p('ca.pem'),
+    serverCert: p('server.pem'),
+    serverKey: p('server.key'),
+    clientCert: p('client.pem'),
+    clientKey: p('client.key'),
+  };
+}
+
+describe('transport security and auth hook', () => {
+  it('serves TLS, and with a client CA requires a client certificate (mTLS)', async () => {
+    const pki = makePki();
+    const { server, ports } = await startEchoServer({
+      CURIA_TLS_CERT_FILE: pki.serverCert,
+      CURIA_TLS_KEY_FILE: pki.serverKey,
+      CURIA_TLS_CLIENT_CA_FILE: pki.ca,
+    });
+    servers.push(server);
+    const target = `127.0.0.1:${ports.grpcPort}`;
+    const withCert = createCuriaChannel(target, {
+      tls: { caFile: pki.ca, certFile: pki.clientCert, keyFile: pki.clientKey },
+    });
+    const noCert = createCuriaChannel(target, { tls: { caFile: pki.ca } });
+    const plaintext = createCuriaChannel(target);
+    channels.push(withCert, noCert, plaintext);
+    await expect(createCuriaClient(EchoDefinition, withCert).unary({ text: 'ok' })).resolves.toMatchObject({
+      text: 'ok',
+    });
+    await expect(
+      createCuriaClient(EchoDefinition, noCert, { retryMaxAttempts: 1 }).mutate({}, { deadline: 3000 }),
+    ).rejects.toMatchObject({ code: Status.UNAVAILABLE });
+    await expect(
+      createCuriaClient(EchoDefinition, plaintext, { retryMaxAttempts: 1 }).mutate({}, { deadline: 3000 }),
+    ).rejects.toMatchObject({ code: Status.UNAVAILABLE });
+  });
+
+  it('runs the auth hook before handlers', async () => {
+    const auth: ServerMiddleware = async function* (call, context) {
+      if (context.metadata.get('authorization') !== 'Bearer good') {
+        throw new ServerError(Status.UNAUTHENTICATED, 'missing or invalid bearer token');
+      }
+      return yield* call.next(call.request, context);
+    };
+    const { server, ports } = await startEchoServer({}, { auth });
+    servers.push(server);
+    const channel = createCuriaChannel(`127.0.0.1:${ports.grpcPort}`);
+    channels.push(channel);
+    const client = createCuriaClient(EchoDefinition, channel);
+    await expect(client.mutate({})).rejects.toMatchObject({ code: Status.UNAUTHENTICATED });
+    const { Metadata } = await import('nice-grpc-common');
+    await expect(
+      client.mutate({ text: 'in' }, { metadata: Metadata({ authorization: 'Bearer good' }) }),
+    ).resolves.toMatchObject({
+      text: 'in',
+    });
+  });
+});
+
+describe('client kit', () => {
+  it('balances a static address list round-robin across replicas', async () => {
+    const a = await startEchoServer();
+    const b = await startEchoServer();
+    servers.push(a.server, b.server);
+    const channel = createCuriaChannel([`127.0.0.1:${a.ports.grpcPort}`, `127.0.0.1:${b.ports.grpcPort}`]);
+    channels.push(channel);
+    const client = createCuriaClient(EchoDefinition, channel);
+    for (let i = 0; i < 20; i++) await client.mutate({ key: 'rr' });
+    const na = a.attempts.get('rr') ?? 0;
+    const nb = b.attempts.get('rr') ?? 0;
+    expect(na + nb).toBe(20);
+    expect(Math.abs(na - nb)).toBeLessThanOrEqual(2);
+  });
+
+  it('derives downstream deadlines from the caller’s', () => {
+    const signal = new AbortController().signal;
+    const deadline = new Date(Date.now() + 10_000);
+    const half = downstreamCallOptions({ signal, deadline }, { fraction: 0.5 });
+    expect(half.signal).toBe(signal);
+    expect(half.deadline!.getTime() - Date.now()).toBeGreaterThan(4_000);
+    expect(half.deadline!.getTime() - Date.now()).toBeLessThanOrEqual(5_000);
+    expect(
+      downstreamCallOptions({ signal, deadline }, { maxMs: 1_000 }).deadline!.getTime(),
+    ).toBeLessThanOrEqual(Date.now() + 1_000);
+    expect(downstreamCallOptions({ signal }).deadline).toBeUndefined();
+  });
+});
