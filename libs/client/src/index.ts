@@ -2,3 +2,4 @@ export * from './channel.js';
 export * from './client-factory.js';
 export * from './deadline-header.js';
 export { ClientError, Status, Metadata, type Channel, type Client } from 'nice-grpc';
+export * from '@curia/proto';
