@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 
+import { registerEmbed } from './commands/embed.js';
+import { registerModel } from './commands/model.js';
 import { registerUp } from './commands/up.js';
 
 const program = new Command()
@@ -9,6 +11,8 @@ const program = new Command()
   .showHelpAfterError();
 
 registerUp(program);
+registerModel(program);
+registerEmbed(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`curia: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -67,3 +67,13 @@ describe('safetensors', () => {
     expect(tensors.get('pixel_values')?.dtype).toBe('F32');
   });
 });
+
+describe('toFloat32 on unaligned views', () => {
+  it('copies exactly the tensor bytes, also from a pooled Node Buffer', () => {
+    const values = Float32Array.from([1.5, -2, 3.25]);
+    const pooled = Buffer.alloc(64);
+    pooled.set(new Uint8Array(values.buffer), 1);
+    const view = pooled.subarray(1, 13);
+    expect([...toFloat32({ dtype: 'F32', shape: [3], data: view })]).toEqual([1.5, -2, 3.25]);
+  });
+});

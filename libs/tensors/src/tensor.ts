@@ -39,11 +39,15 @@ export function toFloat32(t: RawTensor): Float32Array {
   switch (t.dtype) {
     case 'F32': {
       const buf = aligned(t.data, 4);
-      return buf ? new Float32Array(buf, t.data.byteOffset, n) : new Float32Array(t.data.slice().buffer);
+      return buf
+        ? new Float32Array(buf, t.data.byteOffset, n)
+        : new Float32Array(new Uint8Array(t.data).buffer);
     }
     case 'F16': {
       const buf = aligned(t.data, 2);
-      const bits = buf ? new Uint16Array(buf, t.data.byteOffset, n) : new Uint16Array(t.data.slice().buffer);
+      const bits = buf
+        ? new Uint16Array(buf, t.data.byteOffset, n)
+        : new Uint16Array(new Uint8Array(t.data).buffer);
       return float16ToFloat32(bits);
     }
     default: {

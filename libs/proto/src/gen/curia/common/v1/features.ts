@@ -74,7 +74,8 @@ export interface PatchTokensFeature {
 
 /**
  * Mean of the patch tokens inside a mask. The mask comes with the slice (EmbedSlice.mask, shape (H, W), nonzero =
- * inside); a patch counts with weight equal to the fraction of its pixels inside the mask. Result shape: (D).
+ * inside). As in Curia's mask-pooled heads, the mask is max-pooled to the patch grid: a patch counts (weight 1)
+ * when any of its pixels is inside. Result shape: (D).
  * A slice whose mask is empty or missing fails with INVALID_ARGUMENT.
  */
 export interface MaskPooledFeature {

@@ -1,0 +1,200 @@
+import { CuriaError } from '@curia/errors';
+import type { EmbedOutputName } from '@curia/model';
+import { common, type embed } from '@curia/proto';
+import { firstNonFinite, fromFloat32, toFloat32 } from '@curia/tensors';
+
+/** Most outputs one stream may request (EmbedStart.outputs). */
+export const MAX_OUTPUTS = 16;
+
+/** One requested feature, validated. */
+export interface OutputSpec {
+  readonly kind: 'cls' | 'patch_tokens' | 'mask_pooled' | 'avg_pooled_tokens' | 'last_hidden_state';
+  /** Pool/return the tokens before the final LayerNorm. */
+  readonly prenorm: boolean;
+  /** avg_pooled_tokens window in patches; 0 = global mean. */
+  readonly kernelSize: number;
+  readonly dtype: 'F32' | 'F16';
+}
+
+/** Shape facts of the model a stream runs on. */
+export interface ModelShape {
+  readonly imageSize: number;
+  /** Patch grid side G. */
+  readonly grid: number;
+}
+
+/** A validated EmbedStart. */
+export interface StreamPlan {
+  readonly outputs: readonly OutputSpec[];
+  /** ORT outputs the stream needs (union over its outputs). */
+  readonly ortOutputs: readonly EmbedOutputName[];
+  readonly needsMask: boolean;
+}
+
+function featureDType(d: common.DType, i: number): 'F32' | 'F16' {
+  if (d === common.DType.UNSPECIFIED || d === common.DType.F32) return 'F32';
+  if (d === common.DType.F16) return 'F16';
+  throw new CuriaError(
+    'INVALID_ARGUMENT',
+    `start.outputs[${i}].dtype must be D_TYPE_F32 or D_TYPE_F16 (got ${common.dTypeToJSON(d)})`,
+  );
+}
+
+/** Validates the requested outputs of an EmbedStart against the model. */
+export function planStream(start: embed.EmbedStart, shape: ModelShape): StreamPlan {
+  const reqs = start.outputs;
+  if (reqs.length === 0)
+    throw new CuriaError('INVALID_ARGUMENT', 'start.outputs must request at least one feature');
+  if (reqs.length > MAX_OUTPUTS) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `start.outputs has ${reqs.length} entries; at most ${MAX_OUTPUTS} are allowed`,
+    );
+  }
+  const outputs = reqs.map((r, i): OutputSpec => {
+    const dtype = featureDType(r.dtype, i);
+    const k = r.kind;
+    switch (k?.$case) {
+      case 'cls':
+        return { kind: 'cls', prenorm: false, kernelSize: 0, dtype };
+      case 'lastHiddenState':
+        return { kind: 'last_hidden_state', prenorm: false, kernelSize: 0, dtype };
+      case 'patchTokens':
+        return { kind: 'patch_tokens', prenorm: k.value.prenorm, kernelSize: 0, dtype };
+      case 'maskPooled':
+        return { kind: 'mask_pooled', prenorm: k.value.prenorm, kernelSize: 0, dtype };
+      case 'avgPooledTokens': {
+        const ks = k.value.kernelSize;
+        if (ks !== 0 && (ks > shape.grid || shape.grid % ks !== 0)) {
+          throw new CuriaError(
+            'INVALID_ARGUMENT',
+            `start.outputs[${i}].avg_pooled_tokens.kernel_size ${ks} must divide the ${shape.grid}×${shape.grid} patch grid`,
+          );
+        }
+        return { kind: 'avg_pooled_tokens', prenorm: k.value.prenorm, kernelSize: ks, dtype };
+      }
+      default:
+        throw new CuriaError('INVALID_ARGUMENT', `start.outputs[${i}].kind is not set`);
+    }
+  });
+  const ort = new Set<EmbedOutputName>();
+  for (const o of outputs) ort.add(o.prenorm ? 'last_block_prenorm' : 'last_hidden_state');
+  return { outputs, ortOutputs: [...ort], needsMask: outputs.some((o) => o.kind === 'mask_pooled') };
+}
+
+const WIRE_DTYPES: Partial<Record<common.DType, 'F32' | 'F16' | 'U8' | 'BOOL'>> = {
+  [common.DType.F32]: 'F32',
+  [common.DType.F16]: 'F16',
+  [common.DType.U8]: 'U8',
+  [common.DType.BOOL]: 'BOOL',
+};
+
+function checkTensor(
+  t: common.Tensor,
+  field: string,
+  sliceId: number,
+  allowed: readonly ('F32' | 'F16' | 'U8' | 'BOOL')[],
+  shape: readonly number[],
+): 'F32' | 'F16' | 'U8' | 'BOOL' {
+  const where = `slice ${sliceId}: ${field}`;
+  const dtype = WIRE_DTYPES[t.dtype];
+  if (!dtype || !allowed.includes(dtype)) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `${where}.dtype must be ${allowed.map((d) => `D_TYPE_${d}`).join(' or ')} (got ${common.dTypeToJSON(t.dtype)})`,
+    );
+  }
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `${where}.shape must be [${shape.join(', ')}] (got [${t.shape.join(', ')}])`,
+    );
+  }
+  const item = dtype === 'F32' ? 4 : dtype === 'F16' ? 2 : 1;
+  const want = item * shape.reduce((a, b) => a * b, 1);
+  if (t.data.byteLength !== want) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `${where}.data has ${t.data.byteLength} bytes; dtype and shape need ${want}`,
+    );
+  }
+  return dtype;
+}
+
+/** A slice ready for the batcher. */
+export interface DecodedSlice {
+  readonly sliceId: number;
+  /** (C·S·S) floats, own buffer (safe to keep after the message is gone). */
+  readonly pixels: Float32Array;
+  /** S·S bytes, nonzero = inside; present when the stream requests a mask-pooled output. */
+  readonly mask?: Uint8Array;
+}
+
+/**
+ * Validates and decodes one EmbedSlice: pixels (1, S, S) F32/F16, finite; mask (S, S) U8/BOOL,
+ * non-empty, when the plan needs it. Errors are INVALID_ARGUMENT naming slice_id and field.
+ */
+export function decodeSlice(slice: embed.EmbedSlice, plan: StreamPlan, shape: ModelShape): DecodedSlice {
+  const id = slice.sliceId;
+  const s = shape.imageSize;
+  if (!slice.pixels) throw new CuriaError('INVALID_ARGUMENT', `slice ${id}: pixels is missing`);
+  const dtype = checkTensor(slice.pixels, 'pixels', id, ['F32', 'F16'], [1, s, s]);
+  // Own an aligned copy: the decoded bytes are a (possibly unaligned) view of the message, which the
+  // slice outlives; `new Uint8Array(view)` copies (Buffer#slice would not).
+  const pixels = toFloat32({ dtype, shape: [1, s, s], data: new Uint8Array(slice.pixels.data) });
+  const bad = firstNonFinite(pixels);
+  if (bad >= 0) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `slice ${id}: pixels has a NaN or infinite value (row ${Math.floor(bad / s) % s}, column ${bad % s})`,
+    );
+  }
+  if (!plan.needsMask) return { sliceId: id, pixels };
+  if (!slice.mask) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `slice ${id}: mask is missing but a mask_pooled output was requested`,
+    );
+  }
+  const mdtype = checkTensor(slice.mask, 'mask', id, ['U8', 'BOOL'], [s, s]);
+  const mask = new Uint8Array(slice.mask.data);
+  let any = false;
+  for (let i = 0; i < mask.length; i++) {
+    const v = mask[i]!;
+    if (v !== 0) any = true;
+    if (mdtype === 'BOOL' && v > 1) {
+      throw new CuriaError(
+        'INVALID_ARGUMENT',
+        `slice ${id}: mask is D_TYPE_BOOL but holds a value other than 0/1`,
+      );
+    }
+  }
+  if (!any) throw new CuriaError('INVALID_ARGUMENT', `slice ${id}: mask is empty (no pixel inside)`);
+  return { sliceId: id, pixels, mask };
+}
+
+/** Wraps computed values as a wire Feature in the requested dtype. */
+export function encodeFeature(
+  index: number,
+  values: Float32Array,
+  shape: readonly number[],
+  dtype: 'F32' | 'F16',
+): common.Feature {
+  const raw = fromFloat32(values, shape, dtype);
+  return {
+    requestIndex: index,
+    tensor: {
+      dtype: dtype === 'F32' ? common.DType.F32 : common.DType.F16,
+      shape: [...raw.shape],
+      data: raw.data,
+    },
+  };
+}
+
+/** Decodes a wire Feature's tensor to floats (for clients and tests). */
+export function decodeFeature(f: common.Feature): { values: Float32Array; shape: number[] } {
+  const t = f.tensor;
+  if (!t) throw new CuriaError('INVALID_ARGUMENT', `feature ${f.requestIndex} has no tensor`);
+  const dtype = t.dtype === common.DType.F16 ? 'F16' : 'F32';
+  return { values: toFloat32({ dtype, shape: t.shape, data: new Uint8Array(t.data) }), shape: [...t.shape] };
+}

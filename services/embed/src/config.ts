@@ -1,0 +1,55 @@
+import { serviceSchema, z } from '@curia/kit';
+import type { ExecutionProviderName } from '@curia/model';
+
+const positiveInt = z.coerce.number().int().positive();
+
+const providerList = z
+  .string()
+  .default('cpu')
+  .transform((s, ctx): ExecutionProviderName[] => {
+    const list = s
+      .split(',')
+      .map((p) => p.trim().toLowerCase())
+      .filter(Boolean);
+    const bad = list.filter((p) => p !== 'cpu' && p !== 'cuda');
+    if (list.length === 0 || bad.length > 0) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a comma list of 'cuda' and 'cpu'${bad.length ? ` (unknown: ${bad.join(', ')})` : ''}`,
+      });
+      return z.NEVER;
+    }
+    return [...new Set(list)] as ExecutionProviderName[];
+  });
+
+/** Environment of the embed service: the kit's base settings plus `CURIA_EMBED_*`. */
+export const embedEnvSchema = serviceSchema({
+  /** Comma list of bundle directories; the first is the default model. Empty = the cached demo bundle. */
+  CURIA_EMBED_MODELS: z.string().default(''),
+  /** ONNX Runtime execution providers in preference order (`cuda,cpu` on GPU nodes). */
+  CURIA_EMBED_EXECUTION_PROVIDERS: providerList,
+  /** ORT intra-op threads per session (default: all cores). */
+  CURIA_EMBED_INTRA_OP_THREADS: positiveInt.optional(),
+  /** ORT inter-op threads per session (default 1). */
+  CURIA_EMBED_INTER_OP_THREADS: positiveInt.optional(),
+  /** Largest inference batch, slices. */
+  CURIA_EMBED_MAX_BATCH: positiveInt.max(64).default(8),
+  /** Longest a slice waits for batch companions, ms. */
+  CURIA_EMBED_MAX_QUEUE_DELAY_MS: z.coerce.number().min(0).max(10_000).default(5),
+  /** Slices allowed to wait across all streams; beyond it slices are shed with RESOURCE_EXHAUSTED. */
+  CURIA_EMBED_MAX_QUEUE_SLICES: positiveInt.default(64),
+  /** Slices of one stream being queued or computed at once (the stream's pipeline depth). */
+  CURIA_EMBED_MAX_INFLIGHT_PER_STREAM: positiveInt.default(16),
+  /** Slices accepted per Embed stream; more fail with RESOURCE_EXHAUSTED. */
+  CURIA_EMBED_MAX_SLICES_PER_STREAM: positiveInt.default(100_000),
+});
+
+/** Parsed embed service settings. */
+export type EmbedEnv = z.infer<typeof embedEnvSchema>;
+
+/** Bundle directories named by `CURIA_EMBED_MODELS` (empty when the default bundle should be used). */
+export function modelDirs(env: EmbedEnv): string[] {
+  return env.CURIA_EMBED_MODELS.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}

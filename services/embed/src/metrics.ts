@@ -1,0 +1,41 @@
+import type { ServiceMetrics } from '@curia/kit';
+
+type Gauge = ReturnType<ServiceMetrics['gauge']>;
+type Counter = ReturnType<ServiceMetrics['counter']>;
+type Histogram = ReturnType<ServiceMetrics['histogram']>;
+
+/** Buckets of the batch-size histogram (slices). */
+export const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64];
+
+/** The embed service's own metrics (on top of the kit's gRPC RED metrics). */
+export interface EmbedMetrics {
+  readonly queueDepth: Gauge;
+  readonly queueWait: Histogram;
+  readonly compute: Histogram;
+  readonly batchSize: Histogram;
+  readonly slices: Counter;
+  readonly inflight: Gauge;
+  readonly errors: Counter;
+  readonly shed: Counter;
+}
+
+/** Registers the embed metrics on a server's registry (call once per server). */
+export function createEmbedMetrics(m: ServiceMetrics): EmbedMetrics {
+  return {
+    queueDepth: m.gauge('curia_embed_queue_depth', 'Slices waiting for a batch, per model.', ['model']),
+    queueWait: m.stageHistogram('embed_queue_wait', 'Time a slice waited for its batch.', ['model']),
+    compute: m.stageHistogram('embed_compute', 'Backbone forward time per batch.', ['model']),
+    batchSize: m.histogram('curia_embed_batch_size', 'Slices per inference batch.', BATCH_SIZE_BUCKETS, [
+      'model',
+    ]),
+    slices: m.counter('curia_embed_slices_total', 'Slices run through the backbone.', ['model']),
+    inflight: m.gauge(
+      'curia_embed_inflight_slices',
+      'Slices accepted and not yet answered (queued or computing): the saturation signal for autoscaling.',
+    ),
+    errors: m.counter('curia_embed_errors_total', 'Embed streams failed, by reason (status code).', [
+      'reason',
+    ]),
+    shed: m.counter('curia_embed_shed_total', 'Slices refused because the inference queue was full.'),
+  };
+}

@@ -1,0 +1,445 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { ClientError, Status, createCuriaChannel, createCuriaClient, type Channel } from '@curia/client';
+import { CuriaServer, loadConfig, type ServiceHooks } from '@curia/kit';
+import {
+  avgPoolTokens,
+  buildBundleFromHf,
+  buildRandomBundle,
+  maskPool,
+  patchTokens,
+  mulberry32,
+} from '@curia/model';
+import { common, embed } from '@curia/proto';
+import { fromFloat32, readSafetensors, sharedPathOrSkip, toFloat32 } from '@curia/tensors';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+import { decodeFeature } from './codec.js';
+import { embedEnvSchema } from './config.js';
+import { setupEmbedService } from './service.js';
+
+const S = 512;
+const PX = S * S;
+let tmp = '';
+let randomDir = '';
+let hf: {
+  mlp: string;
+  swiglu: string;
+  px: Float32Array;
+  lhs: { mlp: Float32Array; swiglu: Float32Array };
+} | null = null;
+
+beforeAll(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'curia-embed-svc-'));
+  randomDir = (await buildRandomBundle(join(tmp, 'tiny'), { preset: 'tiny', seed: 7 })).dir;
+  const mlp = sharedPathOrSkip('reference/dinov2/tiny-mlp');
+  const swiglu = sharedPathOrSkip('reference/dinov2/tiny-swiglu');
+  if (mlp && swiglu) {
+    const refM = await readSafetensors(join(mlp, 'vectors.safetensors'));
+    const refS = await readSafetensors(join(swiglu, 'vectors.safetensors'));
+    hf = {
+      mlp: (await buildBundleFromHf(mlp, join(tmp, 'tiny-mlp'))).dir,
+      swiglu: (await buildBundleFromHf(swiglu, join(tmp, 'tiny-swiglu'))).dir,
+      px: toFloat32(refM.tensors.get('pixel_values')!),
+      lhs: {
+        mlp: toFloat32(refM.tensors.get('last_hidden_state')!),
+        swiglu: toFloat32(refS.tensors.get('last_hidden_state')!),
+      },
+    };
+  }
+});
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+interface Running {
+  server: CuriaServer;
+  hooks: Required<ServiceHooks>;
+  channel: Channel;
+  client: ReturnType<typeof createCuriaClient<typeof embed.EmbedServiceDefinition>>;
+  metrics: () => Promise<string>;
+}
+const running: Running[] = [];
+afterEach(async () => {
+  for (const r of running.splice(0)) {
+    r.channel.close();
+    await r.server.shutdown();
+    await r.hooks.close();
+  }
+});
+
+async function start(env: Record<string, string>): Promise<Running> {
+  const cfg = loadConfig(embedEnvSchema, {
+    CURIA_GRPC_HOST: '127.0.0.1',
+    CURIA_LOG_LEVEL: process.env.EMBED_TEST_LOG ?? 'silent',
+    CURIA_PROCESS_METRICS: 'false',
+    CURIA_SHUTDOWN_GRACE_MS: '1000',
+    CURIA_EMBED_INTRA_OP_THREADS: '2',
+    ...env,
+  });
+  const server = new CuriaServer({ name: 'embed', env: cfg });
+  const hooks = await setupEmbedService(server, cfg);
+  const ports = await server.start();
+  await hooks.warmUp();
+  server.setServing(true);
+  const channel = createCuriaChannel(`127.0.0.1:${ports.grpcPort}`);
+  const client = createCuriaClient(embed.EmbedServiceDefinition, channel);
+  const r: Running = {
+    server,
+    hooks,
+    channel,
+    client,
+    metrics: async () => (await fetch(`http://127.0.0.1:${ports.metricsPort}/metrics`)).text(),
+  };
+  running.push(r);
+  return r;
+}
+
+function pixelsTensor(values: Float32Array, dtype: 'F32' | 'F16' = 'F32'): common.Tensor {
+  const raw = fromFloat32(values, [1, S, S], dtype);
+  return {
+    dtype: dtype === 'F32' ? common.DType.F32 : common.DType.F16,
+    shape: [...raw.shape],
+    data: raw.data.slice(),
+  };
+}
+
+function noise(seed: number): Float32Array {
+  const u = mulberry32(seed);
+  const px = new Float32Array(PX);
+  for (let i = 0; i < px.length; i++) px[i] = u() * 4 - 2;
+  return px;
+}
+
+type Req = embed.EmbedRequest;
+const out = (kind: common.FeatureRequest['kind'], dtype = common.DType.F32): common.FeatureRequest => ({
+  kind,
+  dtype,
+});
+
+async function* requests(startMsg: Partial<embed.EmbedStart>, slices: readonly embed.EmbedSlice[]) {
+  await Promise.resolve(); // an async source, as a real client's
+  yield { msg: { $case: 'start', value: { model: '', outputs: [], studyId: 't', ...startMsg } } } as Req;
+  for (const s of slices) yield { msg: { $case: 'slice', value: s } } as Req;
+}
+
+async function collect(stream: AsyncIterable<embed.EmbedResponse>) {
+  const results: embed.EmbedResult[] = [];
+  let summary: embed.EmbedSummary | undefined;
+  for await (const m of stream) {
+    if (m.msg?.$case === 'result') results.push(m.msg.value);
+    else if (m.msg?.$case === 'done') summary = m.msg.value;
+  }
+  return { results, summary };
+}
+
+async function failure(p: Promise<unknown>): Promise<ClientError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof ClientError) return e;
+    throw e;
+  }
+  throw new Error('expected the call to fail');
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+function metricValue(text: string, name: string, labels = ''): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || line.startsWith('#')) continue;
+    const [lhs, v] = line.split(' ');
+    if (lhs!.split('{')[0] !== name || (labels && !lhs!.includes(labels))) continue;
+    sum += Number(v);
+  }
+  return sum;
+}
+
+const lhsReq = out({ $case: 'lastHiddenState', value: {} });
+const T = 1025;
+const D = 96;
+const layout = { tokens: T, hidden: D, numRegisterTokens: 0 };
+
+describe('EmbedService', () => {
+  it('matches the PyTorch reference through gRPC for tiny-mlp and tiny-swiglu, with every feature kind', async () => {
+    if (!hf) return;
+    const { client } = await start({ CURIA_EMBED_MODELS: `${hf.mlp},${hf.swiglu}` });
+    const models = (await client.listModels({})).models;
+    expect(models.map((m) => [m.name, m.isDefault, m.demoWeights])).toEqual([
+      ['tiny-mlp', true, false],
+      ['tiny-swiglu', false, false],
+    ]);
+    expect(models[1]!.architecture?.mlp).toBe(common.MlpKind.SWIGLU);
+    const mask = new Uint8Array(PX);
+    for (let y = 100; y < 300; y++) mask.fill(1, y * S + 50, y * S + 203);
+    const maskT: common.Tensor = { dtype: common.DType.U8, shape: [S, S], data: mask };
+    for (const variant of ['mlp', 'swiglu'] as const) {
+      const slices = [0, 1].map((i) => ({
+        sliceId: 10 + i,
+        pixels: pixelsTensor(hf!.px.subarray(i * PX, (i + 1) * PX)),
+        mask: maskT,
+      }));
+      const { results, summary } = await collect(
+        client.embed(
+          requests(
+            {
+              model: variant === 'mlp' ? 'tiny-mlp@1' : 'tiny-swiglu',
+              outputs: [
+                lhsReq,
+                out({ $case: 'cls', value: {} }),
+                out({ $case: 'patchTokens', value: { prenorm: false } }),
+                out({ $case: 'maskPooled', value: { prenorm: false } }),
+                out({ $case: 'avgPooledTokens', value: { kernelSize: 4, prenorm: false } }),
+                out({ $case: 'avgPooledTokens', value: { kernelSize: 0, prenorm: true } }),
+                out({ $case: 'patchTokens', value: { prenorm: true } }),
+                out({ $case: 'lastHiddenState', value: {} }, common.DType.F16),
+              ],
+            },
+            slices,
+          ),
+        ),
+      );
+      expect(results.map((r) => r.sliceId)).toEqual([10, 11]);
+      expect(summary?.slices).toBe(2);
+      expect(summary?.model?.name).toBe(`tiny-${variant}`);
+      for (const [i, r] of results.entries()) {
+        const f = r.features.map(decodeFeature);
+        expect(r.features.map((x) => x.requestIndex)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+        const ref = hf.lhs[variant].subarray(i * T * D, (i + 1) * T * D);
+        expect(f[0]!.shape).toEqual([T, D]);
+        const d = maxAbsDiff(f[0]!.values, ref);
+        console.log(`service tiny-${variant} slice ${i}: max|diff| last_hidden_state ${d.toExponential(2)}`);
+        expect(d).toBeLessThanOrEqual(1e-4);
+        expect(maxAbsDiff(f[1]!.values, ref.subarray(0, D))).toBeLessThanOrEqual(1e-4);
+        expect(f[2]!.shape).toEqual([1024, D]);
+        const patches = f[2]!.values;
+        expect(maxAbsDiff(patches, ref.subarray(D))).toBeLessThanOrEqual(1e-4);
+        expect(maxAbsDiff(f[3]!.values, maskPool(patches, mask, D))).toBeLessThanOrEqual(1e-6);
+        expect(maxAbsDiff(f[3]!.values, maskPool(patchTokens(ref, layout), mask, D))).toBeLessThanOrEqual(
+          1e-4,
+        );
+        expect(f[4]!.shape).toEqual([64, D]);
+        expect(maxAbsDiff(f[4]!.values, avgPoolTokens(patches, 4, D))).toBeLessThanOrEqual(1e-6);
+        expect(f[5]!.shape).toEqual([D]);
+        expect(maxAbsDiff(f[5]!.values, avgPoolTokens(f[6]!.values, 32, D))).toBeLessThanOrEqual(1e-6);
+        expect(maxAbsDiff(f[6]!.values, patches)).toBeGreaterThan(1e-2);
+        expect(r.features[7]!.tensor!.dtype).toBe(common.DType.F16);
+        expect(r.features[7]!.tensor!.data.byteLength).toBe(T * D * 2);
+        expect(maxAbsDiff(f[7]!.values, ref)).toBeLessThanOrEqual(1e-2);
+      }
+    }
+  });
+
+  it('merges concurrent streams into batches and returns each stream its own results in order', async () => {
+    const { client, metrics } = await start({
+      CURIA_EMBED_MODELS: randomDir,
+      CURIA_EMBED_MAX_QUEUE_DELAY_MS: '50',
+      CURIA_EMBED_MAX_BATCH: '8',
+    });
+    const inputs = [0, 1, 2, 3].map((i) => noise(100 + i));
+    // Each input's own tokens, computed alone.
+    const alone = await Promise.all(
+      inputs.map(async (px, i) => {
+        const { results } = await collect(
+          client.embed(
+            requests({ outputs: [out({ $case: 'cls', value: {} })] }, [
+              { sliceId: i, pixels: pixelsTensor(px) },
+            ]),
+          ),
+        );
+        return decodeFeature(results[0]!.features[0]!).values;
+      }),
+    );
+    const calls = [0, 1, 2, 3].map((c) => {
+      const order = [c, (c + 1) % 4, (c + 2) % 4];
+      return collect(
+        client.embed(
+          requests(
+            { outputs: [out({ $case: 'cls', value: {} })] },
+            order.map((k) => ({ sliceId: 1000 * c + k, pixels: pixelsTensor(inputs[k]!) })),
+          ),
+        ),
+      ).then((r) => ({ ...r, order, c }));
+    });
+    const done = await Promise.all(calls);
+    for (const { results, summary, order, c } of done) {
+      expect(results.map((r) => r.sliceId)).toEqual(order.map((k) => 1000 * c + k));
+      for (const [j, r] of results.entries())
+        expect(maxAbsDiff(decodeFeature(r.features[0]!).values, alone[order[j]!]!)).toBeLessThanOrEqual(1e-4);
+      expect(summary?.batchSizes.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(3);
+    }
+    const text = await metrics();
+    const batches = metricValue(text, 'curia_embed_batch_size_count');
+    const singles = metricValue(text, 'curia_embed_batch_size_bucket', 'le="1"');
+    expect(metricValue(text, 'curia_embed_slices_total')).toBe(16);
+    expect(batches).toBeGreaterThan(singles); // some batch held more than one slice
+    expect(Math.max(...done.flatMap((d) => d.summary!.batchSizes))).toBeGreaterThan(1);
+  });
+
+  it('sheds with RESOURCE_EXHAUSTED and a retry-after-ms trailer when the queue is full', async () => {
+    const { client, metrics } = await start({
+      CURIA_EMBED_MODELS: randomDir,
+      CURIA_EMBED_MAX_BATCH: '1',
+      CURIA_EMBED_MAX_QUEUE_DELAY_MS: '0',
+      CURIA_EMBED_MAX_QUEUE_SLICES: '1',
+    });
+    const px = pixelsTensor(noise(1));
+    const trailers: string[] = [];
+    // Several streams at once against a one-slice queue: some slices must be shed.
+    const outcomes = await Promise.all(
+      Array.from({ length: 6 }, () =>
+        collect(
+          client.embed(
+            requests(
+              { outputs: [lhsReq] },
+              Array.from({ length: 8 }, (_, i) => ({ sliceId: i, pixels: px })),
+            ),
+            { onTrailer: (t) => trailers.push(t.get('retry-after-ms') ?? '') },
+          ),
+        ).then(
+          () => null,
+          (e: unknown) => e,
+        ),
+      ),
+    );
+    const shed = outcomes.filter((e): e is ClientError => e instanceof ClientError);
+    expect(shed.length).toBeGreaterThan(0);
+    const err = shed[0]!;
+    const trailer = trailers.find((t) => t !== '') ?? '';
+    expect(Status[err.code]).toBe('RESOURCE_EXHAUSTED');
+    expect(err.details).toMatch(/queue is full.*retry after \d+ms/);
+    expect(Number(trailer)).toBeGreaterThan(0);
+    const text = await metrics();
+    expect(metricValue(text, 'curia_embed_shed_total')).toBeGreaterThanOrEqual(1);
+    expect(metricValue(text, 'curia_embed_errors_total', 'reason="RESOURCE_EXHAUSTED"')).toBe(shed.length);
+  });
+
+  it('drops the queued slices of a cancelled stream', async () => {
+    // A long batching window keeps the slices queued; the caller cancels while they wait.
+    const { client, metrics } = await start({
+      CURIA_EMBED_MODELS: randomDir,
+      CURIA_EMBED_MAX_BATCH: '64',
+      CURIA_EMBED_MAX_QUEUE_DELAY_MS: '5000',
+      CURIA_EMBED_MAX_INFLIGHT_PER_STREAM: '64',
+    });
+    const sent = 40;
+    const px = pixelsTensor(noise(2));
+    const ac = new AbortController();
+    let depthAtCancel = 0;
+    const watcher = (async () => {
+      for (let i = 0; i < 400 && depthAtCancel < 10; i++) {
+        depthAtCancel = metricValue(await metrics(), 'curia_embed_queue_depth');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      ac.abort();
+    })();
+    const err = await collect(
+      client.embed(
+        requests(
+          { outputs: [out({ $case: 'cls', value: {} })] },
+          Array.from({ length: sent }, (_, i) => ({ sliceId: i, pixels: px })),
+        ),
+        { signal: ac.signal },
+      ),
+    ).then(
+      () => null,
+      (e: unknown) => e as Error,
+    );
+    await watcher;
+    expect(err?.name).toBe('AbortError');
+    await new Promise((r) => setTimeout(r, 300));
+    const text = await metrics();
+    const computed = metricValue(text, 'curia_embed_slices_total');
+    console.log(`cancelled stream: ${sent} sent, ${depthAtCancel} queued at cancel, ${computed} computed`);
+    expect(depthAtCancel).toBeGreaterThanOrEqual(10);
+    expect(computed).toBeLessThan(sent);
+    expect(computed).toBe(0);
+    expect(metricValue(text, 'curia_embed_queue_depth')).toBe(0);
+    expect(metricValue(text, 'curia_embed_inflight_slices')).toBe(0);
+  });
+
+  it('rejects bad input with precise statuses', async () => {
+    const { client } = await start({ CURIA_EMBED_MODELS: randomDir });
+    const good = pixelsTensor(noise(3));
+    const cls = out({ $case: 'cls', value: {} });
+    const run = (s: Partial<embed.EmbedStart>, slices: embed.EmbedSlice[]) =>
+      failure(collect(client.embed(requests(s, slices))));
+
+    let e = await run({ model: 'nope', outputs: [cls] }, []);
+    expect([Status[e.code], e.details]).toEqual([
+      'NOT_FOUND',
+      expect.stringMatching(/unknown model 'nope'.*tiny-demo@1/),
+    ]);
+    e = await run({ model: 'tiny-demo@2', outputs: [cls] }, []);
+    expect(Status[e.code]).toBe('NOT_FOUND');
+    e = await run({ outputs: [] }, []);
+    expect([Status[e.code], e.details]).toEqual(['INVALID_ARGUMENT', expect.stringMatching(/start.outputs/)]);
+    e = await run(
+      { outputs: [out({ $case: 'avgPooledTokens', value: { kernelSize: 5, prenorm: false } })] },
+      [],
+    );
+    expect(e.details).toMatch(/outputs\[0\].avg_pooled_tokens.kernel_size 5/);
+
+    const bad = { ...good, shape: [1, 256, 1024] };
+    e = await run({ outputs: [cls] }, [{ sliceId: 7, pixels: bad }]);
+    expect([Status[e.code], e.details]).toEqual([
+      'INVALID_ARGUMENT',
+      expect.stringMatching(/slice 7: pixels.shape/),
+    ]);
+    e = await run({ outputs: [cls] }, [{ sliceId: 8, pixels: { ...good, data: good.data.subarray(4) } }]);
+    expect(e.details).toMatch(/slice 8: pixels.data has/);
+    e = await run({ outputs: [cls] }, [{ sliceId: 9, pixels: { ...good, dtype: common.DType.F64 } }]);
+    expect(e.details).toMatch(/slice 9: pixels.dtype/);
+    const nan = noise(4);
+    nan[12345] = Number.NaN;
+    e = await run({ outputs: [cls] }, [
+      { sliceId: 1, pixels: good },
+      { sliceId: 2, pixels: pixelsTensor(nan) },
+    ]);
+    expect([Status[e.code], e.details]).toEqual([
+      'INVALID_ARGUMENT',
+      expect.stringMatching(/slice 2: pixels has a NaN/),
+    ]);
+    const mp = out({ $case: 'maskPooled', value: { prenorm: true } });
+    e = await run({ outputs: [mp] }, [{ sliceId: 3, pixels: good }]);
+    expect(e.details).toMatch(/slice 3: mask is missing/);
+    e = await run({ outputs: [mp] }, [
+      { sliceId: 4, pixels: good, mask: { dtype: common.DType.U8, shape: [S, S], data: new Uint8Array(PX) } },
+    ]);
+    expect(e.details).toMatch(/slice 4: mask is empty/);
+
+    const second = (async function* () {
+      yield* requests({ outputs: [cls] }, []);
+      yield { msg: { $case: 'start', value: { model: '', outputs: [cls], studyId: '' } } } as Req;
+    })();
+    e = await failure(collect(client.embed(second)));
+    expect([Status[e.code], e.details]).toEqual(['INVALID_ARGUMENT', expect.stringMatching(/must be slice/)]);
+    const noStart = (async function* () {
+      await Promise.resolve();
+      yield { msg: { $case: 'slice', value: { sliceId: 0, pixels: good } } } as Req;
+    })();
+    e = await failure(collect(client.embed(noStart)));
+    expect(e.details).toMatch(/first message must be start/);
+
+    // F16 input is accepted and matches F32 input closely.
+    const f16 = await collect(
+      client.embed(requests({ outputs: [cls] }, [{ sliceId: 0, pixels: pixelsTensor(noise(3), 'F16') }])),
+    );
+    expect(f16.results).toHaveLength(1);
+
+    const { info } = await client.getInfo({});
+    expect(info?.models[0]?.name).toBe('tiny-demo');
+    expect(info?.demoWeightsLoaded).toBe(true);
+    expect(info?.executionProvider).toBe('cpu');
+    expect(info?.limits.max_batch_size).toBe('8');
+    expect(info?.limits.max_queue_depth).toBe('64');
+  });
+});
