@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 
 import { registerEmbed } from './commands/embed.js';
+import { registerHead } from './commands/head.js';
 import { registerModel } from './commands/model.js';
 import { registerUp } from './commands/up.js';
 
@@ -13,6 +14,7 @@ const program = new Command()
 registerUp(program);
 registerModel(program);
 registerEmbed(program);
+registerHead(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`curia: ${err instanceof Error ? err.message : String(err)}\n`);

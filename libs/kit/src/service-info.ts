@@ -14,6 +14,7 @@ const kitVersion = (
  * execution provider).
  */
 export function serviceInfo(
+  /** Fully-qualified gRPC service name, e.g. `curia.embed.v1.EmbedService`. */
   service: string,
   env: ServiceEnv,
   extra: Partial<common.ServiceInfo> = {},

@@ -16,7 +16,7 @@ import { EmbedScheduler } from './scheduler.js';
 /** The ServiceInfo GetInfo returns: models, provider, fallback reason and limits. */
 export function embedServiceInfo(env: EmbedEnv, registry: ModelRegistry): common.ServiceInfo {
   const { provider, fallbackReason } = registry.executionProvider();
-  return serviceInfo('embed', env, {
+  return serviceInfo(embed.EmbedServiceDefinition.fullName, env, {
     models: registry.entries.map((e) => e.info),
     executionProvider: provider,
     // onnxruntime-node ships the CPU provider; a GPU build would report the provider that loaded.

@@ -14,7 +14,7 @@ export function createGatewayService(
   env: ServiceEnv,
 ): gateway.GatewayServiceImplementation<CuriaCallContext> {
   return {
-    getInfo: () => Promise.resolve({ info: serviceInfo('gateway', env) }),
+    getInfo: () => Promise.resolve({ info: serviceInfo(gateway.GatewayServiceDefinition.fullName, env) }),
     analyzeStudy: () =>
       failedStream(new CuriaError('UNIMPLEMENTED', 'GatewayService.AnalyzeStudy is not available yet')),
   };

@@ -1,35 +1,245 @@
 import { CuriaError } from '@curia/errors';
+import { fitHead } from '@curia/heads';
 import {
+  curiaTracer,
   runService,
-  serviceEnvSchema,
   serviceInfo,
   type CuriaCallContext,
-  type ServiceEnv,
+  type CuriaServer,
+  type ServiceHooks,
 } from '@curia/kit';
 import { descriptorSet, heads } from '@curia/proto';
 
-/** The heads service implementation. */
-export function createHeadsService(env: ServiceEnv): heads.HeadsServiceImplementation<CuriaCallContext> {
-  return {
-    getInfo: () => Promise.resolve({ info: serviceInfo('heads', env) }),
-    listHeads: () =>
-      Promise.reject(new CuriaError('UNIMPLEMENTED', 'HeadsService.ListHeads is not available yet')),
-    getHead: () =>
-      Promise.reject(new CuriaError('UNIMPLEMENTED', 'HeadsService.GetHead is not available yet')),
-    predict: () =>
-      Promise.reject(new CuriaError('UNIMPLEMENTED', 'HeadsService.Predict is not available yet')),
-    fit: () => Promise.reject(new CuriaError('UNIMPLEMENTED', 'HeadsService.Fit is not available yet')),
+import { featureRequestOf, headInfoOf, predictionsOf } from './codec.js';
+import { headsEnvSchema, type HeadsEnv } from './config.js';
+import { readFitStream } from './fit-request.js';
+import { decodePredictFeatures } from './predict-features.js';
+import { HeadStore, parseHeadRef, type StoredHead } from './store.js';
+import { trainingMetadataOf } from './training.js';
+
+type FitContext = Parameters<heads.HeadsServiceImplementation<CuriaCallContext>['fit']>[1];
+
+function checkSurvivalTimes(times: readonly number[]): void {
+  for (let i = 0; i < times.length; i++) {
+    const t = times[i]!;
+    if (!Number.isFinite(t) || t < 0 || (i > 0 && t <= times[i - 1]!)) {
+      throw new CuriaError(
+        'INVALID_ARGUMENT',
+        `survival_times[${i}] must be finite, >= 0 and strictly greater than the previous time`,
+      );
+    }
+  }
+}
+
+async function traced<T>(
+  name: string,
+  attrs: Record<string, string | number>,
+  fn: () => Promise<T>,
+): Promise<T> {
+  return curiaTracer().startActiveSpan(name, { attributes: attrs }, async (span) => {
+    try {
+      return await fn();
+    } catch (e) {
+      span.recordException(e instanceof Error ? e : String(e));
+      throw e;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+/** The heads service implementation over an open store. */
+export function createHeadsService(
+  server: CuriaServer,
+  env: HeadsEnv,
+  store: HeadStore,
+): heads.HeadsServiceImplementation<CuriaCallContext> {
+  const m = server.metrics;
+  const predictSeconds = m.stageHistogram('heads_predict', 'Head application time per Predict call', [
+    'head',
+  ]);
+  const fitSeconds = m.stageHistogram('heads_fit', 'Training time per Fit call (CV + final fit)', ['kind']);
+  const errors = m.counter('curia_heads_errors_total', 'Failed heads calls by method and reason', [
+    'method',
+    'reason',
+  ]);
+  const inFlightFits = new Map<string, Promise<StoredHead>>();
+  const limits = {
+    max_fit_samples: String(env.CURIA_HEADS_MAX_FIT_SAMPLES),
+    max_fit_bytes: String(env.CURIA_HEADS_MAX_FIT_BYTES),
+    max_slices: String(env.CURIA_HEADS_MAX_PREDICT_SLICES),
   };
+  const counted = async <T>(method: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (e) {
+      errors.inc({ method, reason: e instanceof CuriaError ? e.code : 'INTERNAL' });
+      throw e;
+    }
+  };
+
+  async function fit(
+    request: AsyncIterable<heads.FitRequest>,
+    context: FitContext,
+  ): Promise<heads.FitResponse> {
+    const plan = await readFitStream(
+      request,
+      { maxSamples: env.CURIA_HEADS_MAX_FIT_SAMPLES, maxBytes: env.CURIA_HEADS_MAX_FIT_BYTES },
+      context.signal,
+    );
+    const { start } = plan;
+    const key = start.idempotencyKey;
+    const previous = key ? store.byIdempotencyKey(key) : undefined;
+    const pending = key ? inFlightFits.get(key) : undefined;
+    let stored: StoredHead;
+    if (previous) stored = previous;
+    else if (pending) stored = await pending;
+    else {
+      const run = traced(
+        'heads.fit',
+        { 'curia.head': start.head, 'curia.fit.kind': plan.kind, 'curia.fit.samples': plan.features.rows },
+        async () => {
+          const stop = fitSeconds.startTimer({ kind: plan.kind });
+          const head = await fitHead(plan.kind, plan.features, plan.labels, {
+            ...plan.options,
+            name: start.head,
+            signal: context.signal,
+          });
+          stop();
+          if (context.signal.aborted)
+            throw new CuriaError('CANCELLED', 'Fit was cancelled; nothing was stored');
+          return store.add(head, {
+            model: start.model,
+            description: start.description,
+            unit: start.unit,
+            dataset: start.dataset,
+            demo: start.demo,
+            fitOptions: plan.resolved as unknown as Record<string, unknown>,
+            feature: featureRequestOf(plan.spec),
+            ...(key ? { idempotencyKey: key } : {}),
+          });
+        },
+      );
+      if (key) inFlightFits.set(key, run);
+      try {
+        stored = await run;
+      } finally {
+        if (key) inFlightFits.delete(key);
+      }
+    }
+    server.log.info(
+      {
+        head: stored.head.meta.name,
+        version: stored.head.meta.version,
+        samples: plan.features.rows,
+        reused: previous !== undefined || pending !== undefined,
+      },
+      'fit done',
+    );
+    const training = trainingMetadataOf(stored);
+    return { head: headInfoOf(stored), ...(training ? { training } : {}) };
+  }
+
+  return {
+    getInfo: () =>
+      Promise.resolve({
+        info: serviceInfo('curia.heads.v1.HeadsService', env, {
+          heads: store.latest().map(headInfoOf),
+          demoWeightsLoaded: store.latest().some((s) => s.service.demo),
+          limits,
+        }),
+      }),
+    listHeads: (req) =>
+      counted('ListHeads', () => {
+        let list = req.allVersions ? store.all() : store.latest();
+        if (req.model) {
+          const { name } = parseHeadRef(req.model, 'model');
+          list = list.filter((s) => s.service.model === req.model || s.service.model.split('@')[0] === name);
+          if (list.length === 0)
+            throw new CuriaError('NOT_FOUND', `no head was trained on model '${req.model}'`);
+        }
+        return Promise.resolve({ heads: list.map(headInfoOf) });
+      }),
+    getHead: (req) =>
+      counted('GetHead', () => {
+        if (!req.name) throw new CuriaError('INVALID_ARGUMENT', 'name is required');
+        const s = store.get(req.name, req.version);
+        const training = trainingMetadataOf(s);
+        return Promise.resolve({ head: headInfoOf(s), ...(training ? { training } : {}) });
+      }),
+    predict: (req, context) =>
+      counted('Predict', async () => {
+        const ref = parseHeadRef(req.head, 'head');
+        const s = store.get(ref.name, ref.version);
+        const head = s.head;
+        if (req.model && s.service.model) {
+          const want = s.service.model;
+          const same = req.model === want || (!req.model.includes('@') && want.split('@')[0] === req.model);
+          if (!same) {
+            throw new CuriaError(
+              'FAILED_PRECONDITION',
+              `head '${head.meta.name}@${head.meta.version}' was trained on model '${want}', features come from '${req.model}'`,
+            );
+          }
+        }
+        checkSurvivalTimes(req.survivalTimes);
+        const features = decodePredictFeatures(head, req.slices, {
+          maxSlices: env.CURIA_HEADS_MAX_PREDICT_SLICES,
+        });
+        const out = await traced(
+          'heads.predict',
+          { 'curia.head': `${head.meta.name}@${head.meta.version}`, 'curia.slices': features.slices },
+          async () => {
+            const stop = predictSeconds.startTimer({ head: head.meta.name });
+            try {
+              return await head.run(features, { signal: context.signal });
+            } finally {
+              stop();
+            }
+          },
+        );
+        const { study, rows } = predictionsOf({ head, survivalTimes: req.survivalTimes }, out);
+        const perSlice = head.meta.requirements.slices === 'each';
+        return {
+          head: headInfoOf(s),
+          prediction: study,
+          slices: perSlice ? rows.map((p, i) => ({ sliceId: req.slices[i]!.sliceId, prediction: p })) : [],
+        };
+      }),
+    fit: (request, context) => counted('Fit', () => fit(request, context)),
+  };
+}
+
+/** Opens the head store, runs the configured imports and registers HeadsService on `server`. */
+export async function setupHeads(
+  server: CuriaServer,
+  env: HeadsEnv,
+): Promise<{ store: HeadStore } & ServiceHooks> {
+  const store = await HeadStore.open(env.CURIA_HEADS_DIR, (dir, err) =>
+    server.log.warn(
+      { dir, err: err instanceof Error ? err.message : String(err) },
+      'skipping unreadable head',
+    ),
+  );
+  for (const spec of env.CURIA_HEADS_IMPORT.split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
+    const s = await store.importCuria(spec);
+    server.log.info({ head: s.head.meta.name, version: s.head.meta.version }, 'imported Curia head');
+  }
+  server.log.info({ heads: store.all().length }, 'head store loaded');
+  server.add(heads.HeadsServiceDefinition, createHeadsService(server, env, store));
+  return { store };
 }
 
 /** Process entry: serve HeadsService until SIGTERM. */
 export async function main(): Promise<void> {
   await runService({
     name: 'heads',
-    schema: serviceEnvSchema,
+    schema: headsEnvSchema,
     descriptorSet: descriptorSet(),
-    setup: (server, env) => {
-      server.add(heads.HeadsServiceDefinition, createHeadsService(env));
+    setup: async (server, env) => {
+      await setupHeads(server, env);
       return {};
     },
   });

@@ -14,7 +14,7 @@ export function createRegisterService(
   env: ServiceEnv,
 ): register.RegisterServiceImplementation<CuriaCallContext> {
   return {
-    getInfo: () => Promise.resolve({ info: serviceInfo('register', env) }),
+    getInfo: () => Promise.resolve({ info: serviceInfo(register.RegisterServiceDefinition.fullName, env) }),
     register: () =>
       failedStream(
         new CuriaError(

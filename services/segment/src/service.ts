@@ -14,7 +14,7 @@ export function createSegmentService(
   env: ServiceEnv,
 ): segment.SegmentServiceImplementation<CuriaCallContext> {
   return {
-    getInfo: () => Promise.resolve({ info: serviceInfo('segment', env) }),
+    getInfo: () => Promise.resolve({ info: serviceInfo(segment.SegmentServiceDefinition.fullName, env) }),
     segment: () =>
       failedStream(
         new CuriaError(

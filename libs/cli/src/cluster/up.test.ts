@@ -63,7 +63,7 @@ describe('curia up (the local cluster, as npm start runs it)', () => {
       const channel = createCuriaChannel(row.grpc);
       const client = createCuriaClient(SERVICE_DEFINITIONS[service], channel);
       const { info } = await client.getInfo({});
-      expect(info?.service).toBe(row.replica.replace(/-\d+$/, ''));
+      expect(info?.service).toBe(service);
       expect(info?.limits.max_receive_message_bytes).toBe(String(64 * 1024 * 1024));
       channel.close();
       const metrics = await (await fetch(row.metrics)).text();
@@ -84,7 +84,7 @@ describe('curia up (the local cluster, as npm start runs it)', () => {
           encoding: 'utf8',
         }),
       ) as { info: { service: string } };
-      expect(info.info.service).toBe('embed');
+      expect(info.info.service).toBe('curia.embed.v1.EmbedService');
     }
     child.kill('SIGINT');
     expect(await exited).toBe(0);

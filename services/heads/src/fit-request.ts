@@ -1,0 +1,241 @@
+import { CuriaError } from '@curia/errors';
+import type { FeatureMatrix, FeatureSpec, FitKind, FitOptions, SurvivalLabels } from '@curia/heads';
+import { common, heads } from '@curia/proto';
+
+import { decodeFloatTensor } from './codec.js';
+import { HEAD_NAME_RE } from './store.js';
+
+const invalid = (msg: string): CuriaError => new CuriaError('INVALID_ARGUMENT', msg);
+
+/** Limits applied while reading a Fit stream. */
+export interface FitLimits {
+  readonly maxSamples: number;
+  readonly maxBytes: number;
+}
+
+/** A fully received, validated Fit request, ready for `fitHead`. */
+export interface FitPlan {
+  readonly start: heads.FitStart;
+  readonly kind: FitKind;
+  readonly spec: FeatureSpec;
+  readonly features: FeatureMatrix;
+  readonly labels: Int32Array | Float64Array | SurvivalLabels;
+  readonly options: FitOptions;
+  /** The options as they will be reported (defaults resolved). */
+  readonly resolved: heads.FitOptions;
+}
+
+function kindOf(start: heads.FitStart): {
+  kind: FitKind;
+  task: 'classification' | 'regression' | 'survival';
+} {
+  const K = common.HeadKind;
+  const T = common.HeadTask;
+  if (start.task === T.MULTILABEL)
+    throw new CuriaError('UNIMPLEMENTED', 'start.task MULTILABEL is not supported yet');
+  const pairs: [common.HeadKind, common.HeadTask, FitKind, 'classification' | 'regression' | 'survival'][] = [
+    [K.LOGISTIC, T.CLASSIFICATION, 'logistic', 'classification'],
+    [K.MLP_CLASSIFIER, T.CLASSIFICATION, 'mlp', 'classification'],
+    [K.COX, T.SURVIVAL, 'cox', 'survival'],
+    [K.RIDGE, T.REGRESSION, 'ridge', 'regression'],
+    [K.MLP_REGRESSOR, T.REGRESSION, 'mlp', 'regression'],
+  ];
+  const hit = pairs.find(([k, t]) => k === start.kind && t === start.task);
+  if (!hit) {
+    throw invalid(
+      `start.kind ${common.headKindToJSON(start.kind)} cannot be trained for start.task ${common.headTaskToJSON(start.task)}` +
+        ' (LOGISTIC/MLP_CLASSIFIER: CLASSIFICATION; COX: SURVIVAL; RIDGE/MLP_REGRESSOR: REGRESSION)',
+    );
+  }
+  return { kind: hit[2], task: hit[3] };
+}
+
+function specOf(f: common.FeatureRequest | undefined): FeatureSpec {
+  switch (f?.kind?.$case) {
+    case 'cls':
+      return { kind: 'cls', norm: 'post' };
+    case 'maskPooled':
+      return { kind: 'mask_pooled', norm: f.kind.value.prenorm ? 'pre' : 'post', weighting: 'mask' };
+    case undefined:
+      throw invalid('start.feature is required (cls or mask_pooled)');
+    default:
+      throw invalid(
+        `start.feature ${f?.kind?.$case ?? 'unset'} is not trainable here; Fit trains slice-level heads on cls or mask_pooled features`,
+      );
+  }
+}
+
+function optionsOf(
+  start: heads.FitStart,
+  kind: FitKind,
+  task: string,
+): { options: FitOptions; resolved: heads.FitOptions } {
+  const o = start.options;
+  const folds = o?.folds || 5;
+  if (folds < 2 || folds > 20) throw invalid(`start.options.folds must be in 2..20 (got ${folds})`);
+  const l2 = o?.l2 ?? (kind === 'mlp' ? 1e-4 : 1.0);
+  if (!Number.isFinite(l2) || l2 < 0)
+    throw invalid(`start.options.l2 must be a finite number >= 0 (got ${l2})`);
+  const seed = o?.seed ?? 0;
+  if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff)
+    throw invalid(`start.options.seed must be an integer in [0, 2^32) (got ${seed})`);
+  const hidden = o?.hiddenLayerSizes.length ? [...o.hiddenLayerSizes] : [256];
+  if (hidden.some((h) => h < 1 || h > 4096))
+    throw invalid('start.options.hidden_layer_sizes entries must be in 1..4096');
+  const maxIterations = o?.maxIterations || 1000;
+  const classWeight = o?.classWeight === heads.ClassWeight.BALANCED ? 'balanced' : 'none';
+  const ties = o?.ties === heads.TiesMethod.BRESLOW ? 'breslow' : 'efron';
+  if (start.labelNames.length > 0 && task !== 'classification')
+    throw invalid('start.label_names is only for classification heads');
+  const options: FitOptions = {
+    folds,
+    l2,
+    seed,
+    ...(task === 'classification' ? { classWeight } : {}),
+    ...(kind === 'cox' ? { ties } : {}),
+    ...(kind === 'mlp'
+      ? { hidden, maxEpochs: maxIterations, task: task === 'regression' ? 'regression' : 'classification' }
+      : { maxIter: kind === 'cox' ? Math.min(maxIterations, 100) : maxIterations }),
+  };
+  const resolved: heads.FitOptions = {
+    l2,
+    classWeight:
+      task === 'classification'
+        ? classWeight === 'balanced'
+          ? heads.ClassWeight.BALANCED
+          : heads.ClassWeight.NONE
+        : heads.ClassWeight.UNSPECIFIED,
+    ties:
+      kind === 'cox'
+        ? ties === 'breslow'
+          ? heads.TiesMethod.BRESLOW
+          : heads.TiesMethod.EFRON
+        : heads.TiesMethod.UNSPECIFIED,
+    folds,
+    seed,
+    hiddenLayerSizes: kind === 'mlp' ? hidden : [],
+    maxIterations,
+  };
+  return { options, resolved };
+}
+
+/** Validates FitStart: name, kind/task pair, feature, level, options, idempotency key. */
+export function validateStart(start: heads.FitStart): Omit<FitPlan, 'features' | 'labels' | 'start'> {
+  if (!HEAD_NAME_RE.test(start.head))
+    throw invalid(
+      `start.head must be 1..64 characters of [a-z0-9-] starting with [a-z0-9] (got '${start.head.slice(0, 70)}')`,
+    );
+  if (Buffer.byteLength(start.idempotencyKey) > 128)
+    throw invalid('start.idempotency_key is longer than 128 bytes');
+  const { kind, task } = kindOf(start);
+  const spec = specOf(start.feature);
+  if (start.requirements?.level === common.HeadInputLevel.VOLUME)
+    throw invalid('start.requirements.level VOLUME is not trainable: Fit trains slice-level heads');
+  if (start.requirements && start.requirements.features.length > 0)
+    throw invalid('start.requirements.features must be empty; the server sets it to [start.feature]');
+  return { kind, spec, ...optionsOf(start, kind, task) };
+}
+
+/**
+ * Reads the Fit request stream: one `start`, then `samples` batches. Enforces the sample and byte
+ * caps (RESOURCE_EXHAUSTED) while reading, checks every sample's shape, dtype, finiteness and
+ * label kind (INVALID_ARGUMENT naming samples[i]), and stops when `signal` fires.
+ */
+export async function readFitStream(
+  stream: AsyncIterable<heads.FitRequest>,
+  limits: FitLimits,
+  signal: AbortSignal,
+): Promise<FitPlan> {
+  let start: heads.FitStart | undefined;
+  let base: Omit<FitPlan, 'features' | 'labels' | 'start'> | undefined;
+  let d = 0;
+  let rows = 0;
+  let bytes = 0;
+  let data = new Float32Array(0);
+  const classes: number[] = [];
+  const values: number[] = [];
+  const times: number[] = [];
+  const events: number[] = [];
+  for await (const msg of stream) {
+    if (signal.aborted) throw new CuriaError('CANCELLED', 'Fit was cancelled while receiving samples');
+    if (msg.msg?.$case === 'start') {
+      if (start) throw invalid('start was sent twice; it must be the first message only');
+      start = msg.msg.value;
+      base = validateStart(start);
+      continue;
+    }
+    if (msg.msg?.$case !== 'samples') throw invalid('each Fit message must set start or samples');
+    if (!start || !base) throw invalid('the first Fit message must be start');
+    for (const sample of msg.msg.value.samples) {
+      const i = rows;
+      if (i + 1 > limits.maxSamples) {
+        throw new CuriaError(
+          'RESOURCE_EXHAUSTED',
+          `Fit sends more than ${limits.maxSamples} samples (CURIA_HEADS_MAX_FIT_SAMPLES)`,
+        );
+      }
+      bytes += sample.features?.data.byteLength ?? 0;
+      if (bytes > limits.maxBytes) {
+        throw new CuriaError(
+          'RESOURCE_EXHAUSTED',
+          `Fit features exceed ${limits.maxBytes} bytes in total (CURIA_HEADS_MAX_FIT_BYTES)`,
+        );
+      }
+      const t = decodeFloatTensor(sample.features, `samples[${i}].features`);
+      if (t.shape.length !== 1 || t.shape[0]! < 1) {
+        throw invalid(`samples[${i}].features has shape [${t.shape.join(', ')}]; expected (D)`);
+      }
+      if (i === 0) d = t.shape[0]!;
+      else if (t.shape[0] !== d) {
+        throw invalid(`samples[${i}].features has ${t.shape[0]} values; samples[0] had ${d}`);
+      }
+      if ((rows + 1) * d > data.length) {
+        const grown = new Float32Array(Math.max(1024 * d, data.length * 2));
+        grown.set(data);
+        data = grown;
+      }
+      data.set(t.values, rows * d);
+      const label = sample.label;
+      switch (start.task) {
+        case common.HeadTask.CLASSIFICATION: {
+          if (label?.$case !== 'classIndex') throw invalid(`samples[${i}].label must be class_index`);
+          const names = start.labelNames.length;
+          if (names > 0 && label.value >= names) {
+            throw invalid(`samples[${i}].class_index ${label.value} is >= the ${names} label_names`);
+          }
+          classes.push(label.value);
+          break;
+        }
+        case common.HeadTask.SURVIVAL:
+          if (label?.$case !== 'survival') throw invalid(`samples[${i}].label must be survival`);
+          if (!Number.isFinite(label.value.time) || label.value.time < 0)
+            throw invalid(`samples[${i}].survival.time must be finite and >= 0`);
+          times.push(label.value.time);
+          events.push(label.value.event ? 1 : 0);
+          break;
+        default:
+          if (label?.$case !== 'value') throw invalid(`samples[${i}].label must be value`);
+          if (!Number.isFinite(label.value)) throw invalid(`samples[${i}].value must be finite`);
+          values.push(label.value);
+      }
+      rows++;
+    }
+  }
+  if (!start || !base) throw invalid('the Fit stream is empty; send start then samples');
+  if (rows === 0) throw invalid('the Fit stream has no samples');
+  const features: FeatureMatrix = { data: data.subarray(0, rows * d), rows, cols: d };
+  const labels =
+    start.task === common.HeadTask.CLASSIFICATION
+      ? Int32Array.from(classes)
+      : start.task === common.HeadTask.SURVIVAL
+        ? { time: Float64Array.from(times), event: Uint8Array.from(events) }
+        : Float64Array.from(values);
+  const numClasses = start.labelNames.length || undefined;
+  const options: FitOptions = {
+    ...base.options,
+    ...(start.task === common.HeadTask.CLASSIFICATION && numClasses
+      ? { numClasses, labelNames: start.labelNames }
+      : {}),
+  };
+  return { ...base, start, features, labels, options };
+}
