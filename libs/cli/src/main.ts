@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { registerEmbed } from './commands/embed.js';
 import { registerHead } from './commands/head.js';
 import { registerModel } from './commands/model.js';
+import { registerPreprocess } from './commands/preprocess.js';
 import { registerUp } from './commands/up.js';
 
 const program = new Command()
@@ -12,6 +13,7 @@ const program = new Command()
   .showHelpAfterError();
 
 registerUp(program);
+registerPreprocess(program);
 registerModel(program);
 registerEmbed(program);
 registerHead(program);

@@ -31,6 +31,11 @@ export interface CuriaChannelOptions {
    * alone can sit in CONNECTING forever on a half-open path; nice-grpc enforces this bound.
    */
   readonly connectTimeoutMs?: number;
+  /**
+   * HTTP/2 flow-control window, bytes (default 16 MiB). grpc-js starts at 64 KiB, which caps a
+   * stream of 1 MiB slices at a fraction of loopback bandwidth.
+   */
+  readonly flowControlWindowBytes?: number;
 }
 
 /**
@@ -81,6 +86,7 @@ export function createCuriaChannel(
     'grpc.min_reconnect_backoff_ms': options.connectTimeoutMs ?? 5_000,
     // Retries are done by the retry middleware, which knows which methods are idempotent.
     'grpc.enable_retries': 0,
+    'grpc-node.flow_control_window': options.flowControlWindowBytes ?? 16 * 1024 * 1024,
   });
 }
 

@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -72,6 +72,16 @@ describe('curia up (the local cluster, as npm start runs it)', () => {
       );
       expect(metrics).toContain(`curia_replica="${row.replica}"`);
     }
+    // Every Curia metric the chart's dashboards, alerts and adapter rules query is exported by some process.
+    const exported = new Set<string>();
+    for (const row of rows) {
+      for (const m of (await (await fetch(row.metrics)).text()).matchAll(/^# TYPE (\S+) /gm))
+        exported.add(m[1]!);
+    }
+    const missing = chartMetricNames().filter(
+      (name) => !exported.has(name) && !exported.has(name.replace(/_(bucket|sum|count)$/, '')),
+    );
+    expect(missing).toEqual([]);
     const grpcurl = findGrpcurl();
     if (grpcurl) {
       // The README's grpcurl calls work through server reflection alone, with no .proto files.
@@ -116,4 +126,25 @@ function findGrpcurl(): string | null {
     'SKIP grpcurl checks: grpcurl not installed (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3)',
   );
   return null;
+}
+
+/** Metric names queried by helm/curia/files (dashboards, alert rules, adapter rules) that Curia must export. */
+function chartMetricNames(): string[] {
+  const dir = join(repoRoot(), 'helm/curia/files');
+  const files = [
+    join(dir, 'alerts.yaml'),
+    join(dir, 'prometheus-adapter-rules.yaml'),
+    ...readdirSync(join(dir, 'dashboards')).map((f) => join(dir, 'dashboards', f)),
+  ];
+  const names = new Set<string>();
+  for (const f of files) {
+    for (const m of readFileSync(f, 'utf8').matchAll(
+      /(?<![:\w])((?:curia|grpc_server|nodejs|process)_[a-z0-9_]+)(?![:\w])/g,
+    )) {
+      names.add(m[1]!);
+    }
+  }
+  for (const label of ['curia_service', 'curia_replica']) names.delete(label);
+  expect(names.size).toBeGreaterThan(10);
+  return [...names].sort();
 }

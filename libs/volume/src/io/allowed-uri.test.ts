@@ -29,12 +29,12 @@ describe('resolveAllowedUri', () => {
 
   it('refuses .. traversal and symlinks leaving the root', async () => {
     await expect(resolveAllowedUri(`file://${root}/sub/../../secret.nii`, [root])).rejects.toMatchObject({
-      code: 'FAILED_PRECONDITION',
+      code: 'PERMISSION_DENIED',
     });
     await expect(
       resolveAllowedUri(pathToFileURL(join(root, 'escape.nii')).href, [root]),
     ).rejects.toMatchObject({
-      code: 'FAILED_PRECONDITION',
+      code: 'PERMISSION_DENIED',
     });
     // A sibling whose name merely starts with the root's name is outside it.
     await mkdir(`${root}2`, { recursive: true });
@@ -42,7 +42,7 @@ describe('resolveAllowedUri', () => {
     await expect(
       resolveAllowedUri(pathToFileURL(join(`${root}2`, 'a.nii')).href, [root]),
     ).rejects.toMatchObject({
-      code: 'FAILED_PRECONDITION',
+      code: 'PERMISSION_DENIED',
     });
   });
 

@@ -8,7 +8,7 @@ import { CuriaError } from '@curia/errors';
  * Resolves a `file://` URI to a real path (symlinks followed) and checks that it lies inside one
  * of `allowedRoots` (also realpath'd), defeating `..` and symlink traversal. Throws
  * INVALID_ARGUMENT for a malformed or non-file URI, NOT_FOUND when the target does not exist and
- * FAILED_PRECONDITION when it resolves outside every root. Messages never echo the path.
+ * PERMISSION_DENIED when it resolves outside every root. Messages never echo the path.
  */
 export async function resolveAllowedUri(uri: string, allowedRoots: readonly string[]): Promise<string> {
   let url: URL;
@@ -51,5 +51,5 @@ export async function resolveAllowedUri(uri: string, allowedRoots: readonly stri
     const rel = relative(realRoot, real);
     if (rel === '' || (!isAbsolute(rel) && rel !== '..' && !rel.startsWith(`..${sep}`))) return real;
   }
-  throw new CuriaError('FAILED_PRECONDITION', 'uri resolves outside the allowed roots');
+  throw new CuriaError('PERMISSION_DENIED', 'uri resolves outside the allowed roots');
 }

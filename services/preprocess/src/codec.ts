@@ -1,0 +1,75 @@
+import { common, type preprocess } from '@curia/proto';
+import { fromFloat32 } from '@curia/tensors';
+import type { Geometry, PreprocessSpec } from '@curia/volume';
+
+import type { OutputDType } from './options.js';
+import type { SliceStats } from './slice-stats.js';
+
+const frameOf = (f: 'RAS' | 'LPS'): common.CoordinateFrame =>
+  f === 'RAS' ? common.CoordinateFrame.RAS : common.CoordinateFrame.LPS;
+
+/**
+ * Maps the engine's Geometry to `CanonicalGeometry` as geometry.proto documents it: canonical
+ * axis 0 = columns (L), 1 = rows (P), 2 = slices (S), so the engine's [slice, row, col] arrays are
+ * reversed.
+ */
+export function canonicalGeometryToProto(g: Geometry): common.CanonicalGeometry {
+  const { col, row, slice } = g.axes;
+  return {
+    input: {
+      dims: [...g.inputDims],
+      spacingMm: [...g.inputSpacing],
+      affine: { m: [...g.inputAffine], frame: frameOf(g.inputFrame) },
+      axcodes: g.inputAxcodes,
+    },
+    canonical: {
+      dims: [g.canonicalDims[2], g.canonicalDims[1], g.canonicalDims[0]],
+      spacingMm: [g.canonicalSpacing[2], g.canonicalSpacing[1], g.canonicalSpacing[0]],
+      affine: { m: [...g.canonicalAffine], frame: common.CoordinateFrame.LPS },
+      axcodes: 'LPS',
+    },
+    canonicalToInputAxes: [col.inputAxis, row.inputAxis, slice.inputAxis],
+    canonicalAxisFlipped: [col.flip, row.flip, slice.flip],
+  };
+}
+
+/** The applied spec as the proto describes it. */
+export function specToProto(
+  bundle: string,
+  spec: PreprocessSpec,
+  dtype: OutputDType,
+): preprocess.PreprocessSpec {
+  return {
+    modelBundle: bundle,
+    height: spec.targetSize[0],
+    width: spec.targetSize[1],
+    resize: 'bicubic-antialias-a-0.5',
+    clipBelowAir: spec.clipBelowAir,
+    clipMin: spec.clipMin,
+    normalization: spec.normalize === 'zscore' ? 'per-slice-zscore' : 'none',
+    outputDtype: dtype === 'F16' ? common.DType.F16 : common.DType.F32,
+  };
+}
+
+/** One `slice` response: mapping, (1, H, W) tensor in the requested dtype, stats. */
+export function sliceToProto(
+  g: Geometry,
+  canonicalIndex: number,
+  inputSliceIndex: number,
+  pixels: Float32Array,
+  height: number,
+  width: number,
+  dtype: OutputDType,
+  stats: SliceStats,
+): preprocess.PreprocessedSlice {
+  const t = fromFloat32(pixels, [1, height, width], dtype);
+  return {
+    mapping: { canonicalIndex, inputSliceIndex, inputAxis: g.axes.slice.inputAxis },
+    pixels: {
+      dtype: dtype === 'F16' ? common.DType.F16 : common.DType.F32,
+      shape: [...t.shape],
+      data: t.data,
+    },
+    rawStats: stats,
+  };
+}

@@ -1,0 +1,28 @@
+import { serviceSchema, z, type ServiceEnv } from '@curia/kit';
+
+const positiveInt = z.coerce.number().int().positive();
+
+/** Environment of the preprocess service: the base service settings plus its own limits. */
+export const preprocessEnvSchema = serviceSchema({
+  /**
+   * Comma-separated directories under which `file://` refs may resolve (after symlinks). Empty (default):
+   * every `ref` source is refused with FAILED_PRECONDITION.
+   */
+  CURIA_PREPROCESS_ALLOWED_ROOTS: z.string().default(''),
+  /** Largest total upload (sum of all streamed files), bytes. Default 2 GiB. */
+  CURIA_PREPROCESS_MAX_UPLOAD_BYTES: positiveInt.default(2 * 1024 ** 3),
+  /** Largest number of streamed files (DICOM instances) per request. Default 5000. */
+  CURIA_PREPROCESS_MAX_UPLOAD_FILES: positiveInt.default(5000),
+  /** Directory whose sub-directories are model bundles (each holding bundle.json); unset = none. */
+  CURIA_BUNDLES_DIR: z.string().optional(),
+});
+
+/** Parsed preprocess service settings. */
+export type PreprocessEnv = z.infer<typeof preprocessEnvSchema> & ServiceEnv;
+
+/** The allowed roots as a list (empty entries dropped). */
+export function allowedRoots(env: PreprocessEnv): string[] {
+  return env.CURIA_PREPROCESS_ALLOWED_ROOTS.split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}

@@ -1,0 +1,264 @@
+import { CuriaError, isCuriaError } from '@curia/errors';
+import { curiaTracer } from '@curia/kit';
+import { common, type preprocess } from '@curia/proto';
+import {
+  openVolume,
+  preprocessSlices,
+  resolveAllowedUri,
+  resolveSelection,
+  type Volume,
+  type VolumeSource,
+} from '@curia/volume';
+
+import { resolveBundleSpec } from './bundles.js';
+import { canonicalGeometryToProto, sliceToProto, specToProto } from './codec.js';
+import type { PreprocessMetrics } from './metrics.js';
+import { checkStudyId, outputDType, sliceSelection, withClip } from './options.js';
+import { rangeStats, zscoreWithStats } from './slice-stats.js';
+import { UploadAccumulator } from './upload.js';
+
+/** What the Preprocess handler needs from the service. */
+export interface PreprocessDeps {
+  readonly allowedRoots: readonly string[];
+  readonly bundlesDir: string | undefined;
+  readonly maxUploadBytes: number;
+  readonly maxUploadFiles: number;
+  readonly metrics: PreprocessMetrics;
+  /** Called once per successful request with loggable facts only (opaque study id, counts). */
+  readonly onDone?: (facts: { studyId: string; slices: number; files: number; bytes: number }) => void;
+}
+
+type Request = preprocess.PreprocessRequest;
+type Response = preprocess.PreprocessResponse;
+
+const MAX_URI_BYTES = 4096;
+const PROGRESS_INTERVAL_MS = 500;
+
+function cancelled(): CuriaError {
+  return new CuriaError('CANCELLED', 'the call was cancelled');
+}
+
+/** Validates a `ref` source and resolves it to a local path inside the allowed roots. */
+async function resolveRef(uri: string, roots: readonly string[]): Promise<string> {
+  if (uri.length === 0) throw new CuriaError('INVALID_ARGUMENT', 'start.ref.uri is empty');
+  if (Buffer.byteLength(uri) > MAX_URI_BYTES) {
+    throw new CuriaError('INVALID_ARGUMENT', `start.ref.uri is longer than ${MAX_URI_BYTES} bytes`);
+  }
+  if (/^(dicomweb|https?):/i.test(uri)) {
+    throw new CuriaError(
+      'UNIMPLEMENTED',
+      'start.ref.uri: only file:// refs are supported; stream the files instead',
+    );
+  }
+  if (roots.length === 0) {
+    throw new CuriaError(
+      'FAILED_PRECONDITION',
+      'start.ref sources are disabled on this server: set CURIA_PREPROCESS_ALLOWED_ROOTS to a comma list of directories to allow file:// refs under them, or send the file(s) as a streamed source',
+    );
+  }
+  return resolveAllowedUri(uri, roots);
+}
+
+/**
+ * Watches the request stream after a `ref` start: any further message is a protocol error. It
+ * never blocks the response; `error()` reports what it saw.
+ */
+function watchNoMoreMessages(it: AsyncIterator<Request>): { error: () => CuriaError | null } {
+  let err: CuriaError | null = null;
+  it.next().then(
+    (r) => {
+      if (!r.done) {
+        err = new CuriaError(
+          'INVALID_ARGUMENT',
+          'a start.ref source takes no further messages (no chunks, no second start)',
+        );
+      }
+    },
+    () => undefined,
+  );
+  return { error: () => err };
+}
+
+/**
+ * The PreprocessService.Preprocess bidi handler: reads `start` (+ chunks), opens the volume,
+ * then yields `geometry`, one `slice` per selected canonical slice (computed only when the
+ * previous one has been handed to the transport, so memory stays bounded) and `done`.
+ */
+export async function* handlePreprocess(
+  requests: AsyncIterable<Request>,
+  signal: AbortSignal,
+  deps: PreprocessDeps,
+): AsyncGenerator<Response, void, undefined> {
+  let settled = false;
+  try {
+    yield* run(requests, signal, deps);
+    settled = true;
+  } catch (e) {
+    settled = true;
+    const code = signal.aborted ? 'CANCELLED' : isCuriaError(e) ? e.code : 'INTERNAL';
+    deps.metrics.errors.inc({ reason: code });
+    throw e;
+  } finally {
+    // The transport closes the generator (return()) when the caller cancels mid-stream.
+    if (!settled) deps.metrics.errors.inc({ reason: 'CANCELLED' });
+  }
+}
+
+async function* run(
+  requests: AsyncIterable<Request>,
+  signal: AbortSignal,
+  deps: PreprocessDeps,
+): AsyncGenerator<Response, void, undefined> {
+  const tracer = curiaTracer();
+  const it = requests[Symbol.asyncIterator]();
+  const first = await it.next();
+  if (first.done) throw new CuriaError('INVALID_ARGUMENT', 'the request stream ended before a start message');
+  const msg = first.value.msg;
+  if (msg?.$case !== 'start') {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `the first message must be start, got ${msg?.$case ?? 'an empty message'}`,
+    );
+  }
+  const start = msg.value;
+  const header = start.header;
+  const studyId = header?.studyId ?? '';
+  checkStudyId(studyId);
+  const opts = start.options;
+  const dtype = outputDType(opts?.outputDtype ?? common.DType.UNSPECIFIED);
+  const selection = sliceSelection(opts?.selection);
+  const resolved = await resolveBundleSpec(opts?.modelBundle ?? '', deps.bundlesDir, signal);
+  const spec = withClip(resolved.spec, opts?.clipBelowAir);
+  const source = start.source;
+  if (!source) throw new CuriaError('INVALID_ARGUMENT', 'start.source is required: set ref or streamed');
+
+  const timings: common.Timing[] = [];
+  let volumeSource: VolumeSource;
+  let bytesReceived = 0;
+  let fileCount = 0;
+  let refWatch: { error: () => CuriaError | null } | null = null;
+  if (source.$case === 'ref') {
+    volumeSource = { kind: 'path', path: await resolveRef(source.value.uri, deps.allowedRoots) };
+    refWatch = watchNoMoreMessages(it);
+  } else {
+    const span = tracer.startSpan('preprocess.upload');
+    const t0 = performance.now();
+    const acc = new UploadAccumulator({ maxBytes: deps.maxUploadBytes, maxFiles: deps.maxUploadFiles });
+    acc.checkAnnounced(source.value);
+    let lastProgress = t0;
+    try {
+      for (;;) {
+        const r = await it.next();
+        if (r.done) break;
+        if (signal.aborted) throw cancelled();
+        const m = r.value.msg;
+        if (m?.$case === 'start')
+          throw new CuriaError('INVALID_ARGUMENT', 'start was sent twice; send it once, first');
+        if (m?.$case !== 'chunk')
+          throw new CuriaError('INVALID_ARGUMENT', 'a request message has neither start nor chunk');
+        acc.add(m.value);
+        deps.metrics.uploadBytes.inc(m.value.data.length);
+        const now = performance.now();
+        if (now - lastProgress >= PROGRESS_INTERVAL_MS) {
+          lastProgress = now;
+          yield progress('upload', acc.fileCount, source.value.fileCount);
+        }
+      }
+      const files = acc.finish();
+      bytesReceived = acc.bytesReceived;
+      fileCount = files.length;
+      volumeSource = { kind: 'files', files };
+      span.setAttributes({ 'curia.files': fileCount, 'curia.bytes': bytesReceived });
+    } finally {
+      span.end();
+    }
+    timings.push({ stage: 'upload', millis: performance.now() - t0 });
+  }
+
+  const decodeSpan = tracer.startSpan('preprocess.decode');
+  const tDecode = performance.now();
+  const stopDecode = deps.metrics.decode.startTimer();
+  let volume: Volume;
+  try {
+    volume = await openVolume(volumeSource, {
+      signal,
+      volumeIndex: header?.volumeIndex ?? 0,
+      ...(header?.seriesInstanceUid ? { seriesInstanceUid: header.seriesInstanceUid } : {}),
+      limits: { maxFiles: deps.maxUploadFiles },
+    });
+  } finally {
+    stopDecode();
+    decodeSpan.end();
+  }
+  volumeSource = { kind: 'files', files: [] }; // drop the upload: the volume holds what it needs
+  timings.push({ stage: 'decode', millis: performance.now() - tDecode });
+  checkFormat(header?.format ?? common.VolumeFormat.UNSPECIFIED, volume);
+
+  const g = volume.geometry;
+  const indices = resolveSelection(selection, volume.sliceCount);
+  yield {
+    msg: {
+      $case: 'geometry',
+      value: {
+        geometry: canonicalGeometryToProto(g),
+        numCanonicalSlices: volume.sliceCount,
+        selectedCount: indices.length,
+        spec: specToProto(resolved.bundle, spec, dtype),
+      },
+    },
+  };
+
+  const [h, w] = spec.targetSize;
+  const sliceSpan = tracer.startSpan('preprocess.slices', {
+    attributes: { 'curia.selected': indices.length },
+  });
+  let sent = 0;
+  let resizeMs = 0;
+  let normalizeMs = 0;
+  try {
+    // The engine resizes and clips; the z-score is applied here so the stats it used can be reported.
+    const slices = preprocessSlices(volume, { spec: { ...spec, normalize: 'none' }, selection, signal });
+    for (;;) {
+      const t0 = performance.now();
+      const stop = deps.metrics.slice.startTimer();
+      const r = await slices.next();
+      if (r.done) break;
+      const t1 = performance.now();
+      const s = r.value;
+      const stats =
+        spec.normalize === 'zscore' ? zscoreWithStats(s.pixels, spec.stdEpsilon) : rangeStats(s.pixels);
+      const out = sliceToProto(g, s.canonicalIndex, s.inputSliceIndex, s.pixels, h, w, dtype, stats);
+      stop();
+      deps.metrics.slices.inc();
+      resizeMs += t1 - t0;
+      normalizeMs += performance.now() - t1;
+      const protocolError = refWatch?.error();
+      if (protocolError) throw protocolError;
+      yield { msg: { $case: 'slice', value: out } };
+      sent++;
+    }
+  } finally {
+    sliceSpan.setAttribute('curia.sent', sent);
+    sliceSpan.end();
+  }
+  const protocolError = refWatch?.error();
+  if (protocolError) throw protocolError;
+  timings.push({ stage: 'resize', millis: resizeMs }, { stage: 'normalize', millis: normalizeMs });
+  deps.onDone?.({ studyId, slices: sent, files: fileCount, bytes: bytesReceived });
+  yield { msg: { $case: 'done', value: { slicesSent: sent, bytesReceived, timings } } };
+}
+
+function progress(stage: string, done: number, total: number): Response {
+  return { msg: { $case: 'progress', value: { stage, done, total, message: '' } } };
+}
+
+function checkFormat(format: common.VolumeFormat, volume: Volume): void {
+  const want =
+    format === common.VolumeFormat.NIFTI ? 'nifti' : format === common.VolumeFormat.DICOM ? 'dicom' : null;
+  if (want && want !== volume.info.format) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `header.format is ${want.toUpperCase()} but the input is ${volume.info.format.toUpperCase()}; use VOLUME_FORMAT_AUTO or send the right file`,
+    );
+  }
+}

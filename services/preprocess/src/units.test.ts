@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+
+import { common } from '@curia/proto';
+
+import { sliceSelection, outputDType, checkStudyId } from './options.js';
+import { zscoreWithStats } from './slice-stats.js';
+import { UploadAccumulator } from './upload.js';
+
+const chunk = (fileName: string, bytes: number[], offset: number, lastChunk: boolean): common.FileChunk => ({
+  fileName,
+  data: new Uint8Array(bytes),
+  offset,
+  lastChunk,
+});
+
+describe('UploadAccumulator', () => {
+  it('joins chunks per file and copies the bytes', () => {
+    const acc = new UploadAccumulator({ maxBytes: 100, maxFiles: 2 });
+    const first = chunk('a', [1, 2], 0, false);
+    acc.add(first);
+    first.data[0] = 99; // the accumulator must not alias message buffers
+    acc.add(chunk('a', [3], 2, true));
+    acc.add(chunk('b', [4], 0, true));
+    const files = acc.finish();
+    expect(files.map((f) => [f.name, [...f.data]])).toEqual([
+      ['a', [1, 2, 3]],
+      ['b', [4]],
+    ]);
+    expect(acc.bytesReceived).toBe(4);
+  });
+
+  it('enforces caps as soon as they are exceeded and the FileChunk rules', () => {
+    const bytes = new UploadAccumulator({ maxBytes: 3, maxFiles: 5 });
+    bytes.add(chunk('a', [1, 2, 3], 0, false));
+    expect(() => bytes.add(chunk('a', [4], 3, true))).toThrow(/CURIA_PREPROCESS_MAX_UPLOAD_BYTES/);
+    const files = new UploadAccumulator({ maxBytes: 100, maxFiles: 1 });
+    files.add(chunk('a', [1], 0, true));
+    expect(() => files.add(chunk('b', [1], 0, true))).toThrow(/CURIA_PREPROCESS_MAX_UPLOAD_FILES/);
+    const reuse = new UploadAccumulator({ maxBytes: 100, maxFiles: 5 });
+    reuse.add(chunk('a', [1], 0, true));
+    expect(() => reuse.add(chunk('a', [1], 0, true))).toThrow(/reuses/);
+    expect(() =>
+      new UploadAccumulator({ maxBytes: 9, maxFiles: 5 }).add(chunk('../x', [1], 0, true)),
+    ).toThrow(/base name/);
+    const open = new UploadAccumulator({ maxBytes: 100, maxFiles: 5 });
+    open.add(chunk('a', [1], 0, false));
+    expect(() => open.finish()).toThrow(/last_chunk/);
+    expect(() =>
+      new UploadAccumulator({ maxBytes: 10, maxFiles: 5 }).checkAnnounced({ fileCount: 1, totalBytes: 11 }),
+    ).toThrow(/total_bytes/);
+  });
+});
+
+describe('zscoreWithStats', () => {
+  it('matches a hand computation (unbiased std) and maps constant slices to std 1', () => {
+    const v = new Float32Array([1, 2, 3, 4]);
+    const s = zscoreWithStats(v, 1e-6);
+    // mean 2.5, squared deviations 2.25+0.25+0.25+2.25 = 5, unbiased var 5/3.
+    expect(s.mean).toBe(2.5);
+    expect(s.std).toBeCloseTo(Math.sqrt(5 / 3), 12);
+    expect([s.min, s.max]).toEqual([1, 4]);
+    expect(v[0]).toBeCloseTo(-1.5 / Math.sqrt(5 / 3), 6);
+    const c = new Float32Array([7, 7, 7]);
+    expect(zscoreWithStats(c, 1e-6)).toEqual({ min: 7, max: 7, mean: 7, std: 1 });
+    expect([...c]).toEqual([0, 0, 0]);
+  });
+});
+
+describe('options', () => {
+  it('maps selections, dtypes and study ids', () => {
+    expect(sliceSelection({ selection: { $case: 'indices', value: { indices: [5, 1, 5] } } })).toEqual({
+      kind: 'indices',
+      indices: [1, 5],
+    });
+    expect(() => sliceSelection({ selection: { $case: 'everyKth', value: 0 } })).toThrow(/every_kth/);
+    expect(outputDType(common.DType.UNSPECIFIED)).toBe('F32');
+    expect(() => outputDType(common.DType.BF16)).toThrow(/output_dtype/);
+    expect(() => checkStudyId('John^Doe')).toThrow(/study_id/);
+    expect(() => checkStudyId('study-42.a:b_c')).not.toThrow();
+  });
+});
