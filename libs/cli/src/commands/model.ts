@@ -12,6 +12,8 @@ export interface ModelBuildOptions {
   readonly random?: boolean;
   readonly preset?: string;
   readonly seed?: string;
+  /** Weight and compute precision: f32 (default) or f16 (for GPUs). */
+  readonly dtype?: string;
   readonly out: string;
   readonly signal?: AbortSignal;
 }
@@ -21,7 +23,15 @@ export async function modelBuild(opts: ModelBuildOptions): Promise<BuiltBundle> 
   if (Boolean(opts.hf) === Boolean(opts.random)) {
     throw new Error('give exactly one of --hf <dir> or --random --preset <name>');
   }
-  if (opts.hf) return buildBundleFromHf(opts.hf, opts.out, opts.signal ? { signal: opts.signal } : {});
+  if (opts.dtype !== undefined && opts.dtype !== 'f32' && opts.dtype !== 'f16') {
+    throw new Error(`--dtype must be f32 or f16 (got ${opts.dtype})`);
+  }
+  const dtype: 'f32' | 'f16' | undefined = opts.dtype;
+  const common = {
+    ...(dtype ? { dtype } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  };
+  if (opts.hf) return buildBundleFromHf(opts.hf, opts.out, common);
   const preset = opts.preset as PresetName | undefined;
   if (!preset || !PRESETS.includes(preset)) {
     throw new Error(`--random needs --preset <${PRESETS.join('|')}> (got ${opts.preset ?? 'none'})`);
@@ -30,7 +40,7 @@ export async function modelBuild(opts: ModelBuildOptions): Promise<BuiltBundle> 
   if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) {
     throw new Error(`--seed must be an integer in [0, 2^32) (got ${opts.seed})`);
   }
-  return buildRandomBundle(opts.out, { preset, seed, ...(opts.signal ? { signal: opts.signal } : {}) });
+  return buildRandomBundle(opts.out, { preset, seed, ...common });
 }
 
 /** Registers `curia model build`. */
@@ -43,6 +53,7 @@ export function registerModel(program: Command): void {
     .option('--random', 'seeded random weights (labelled demo_weights, never clinical)')
     .option('--preset <name>', `architecture preset for --random: ${PRESETS.join(', ')}`)
     .option('--seed <n>', 'PRNG seed for --random', '0')
+    .option('--dtype <f32|f16>', 'weight and compute precision (f16 for GPUs)')
     .requiredOption('--out <dir>', 'bundle directory to write')
     .action(async (opts: ModelBuildOptions) => {
       const t0 = performance.now();
