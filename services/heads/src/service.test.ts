@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { ClientError, Status, common, type heads } from '@curia/client';
 import { computeHeadFeatures, embedOutputsFor } from '@curia/heads';
-import { EmbedEngine, buildBundleFromHf } from '@curia/model';
+import { EmbedEngine, buildBundleFromHf, mulberry32 } from '@curia/model';
 import { SafetensorsFile, sharedPathOrSkip, toFloat32 } from '@curia/tensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -16,21 +16,9 @@ import { sliceFeaturesOf } from './wire-features.js';
 const tinyDir = sharedPathOrSkip('reference/dinov2/tiny-mlp');
 const headsDir = sharedPathOrSkip('reference/heads');
 
-/** Deterministic PRNG (mulberry32) for synthetic features. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Two Gaussian-ish blobs in `d` dims, separated along every axis: (features, class). */
 function separable(n: number, d: number, seed: number): { x: Float32Array[]; y: number[] } {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const x: Float32Array[] = [];
   const y: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -327,7 +315,7 @@ describe.runIf(tinyDir && headsDir)('HeadsService over gRPC (real server, real O
 
   it('Fit Cox via gRPC returns a c-index and Predict gives risk and a survival curve', async () => {
     const d = 4;
-    const r = rng(7);
+    const r = mulberry32(7);
     const samples: heads.FitSample[] = [];
     for (let i = 0; i < 80; i++) {
       const v = Float32Array.from({ length: d }, () => r() * 2 - 1);

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 
 import { CuriaError } from '@curia/errors';
 import { fitHead, maskPooledFeatures, type HeadFeatures } from '@curia/heads';
-import type { EmbedEngine } from '@curia/model';
+import { mulberry32, type EmbedEngine } from '@curia/model';
 import { openVolume, preprocessSlices, type Volume } from '@curia/volume';
 
 /** Inputs of {@link runOrganFewShot}. */
@@ -61,17 +61,6 @@ export function nearestResizeMask(
     for (let x = 0; x < outW; x++) out[o + x] = src[sr + colIdx[x]!]!;
   }
   return out;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface Sample {
