@@ -26,4 +26,5 @@ export type {
   PreprocessToTensorOptions,
   RawSliceStats,
 } from './preprocess/preprocess.js';
+export type { SliceStats } from './preprocess/normalize.js';
 export { transferSyntaxName } from './dicom/transfer-syntax.js';

@@ -1,9 +1,8 @@
 import { common, type preprocess } from '@curia/proto';
 import { fromFloat32 } from '@curia/tensors';
-import type { Geometry, PreprocessSpec } from '@curia/volume';
+import type { Geometry, PreprocessSpec, SliceStats } from '@curia/volume';
 
 import type { OutputDType } from './options.js';
-import type { SliceStats } from './slice-stats.js';
 
 const frameOf = (f: 'RAS' | 'LPS'): common.CoordinateFrame =>
   f === 'RAS' ? common.CoordinateFrame.RAS : common.CoordinateFrame.LPS;

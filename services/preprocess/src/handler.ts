@@ -14,7 +14,6 @@ import { resolveBundleSpec } from './bundles.js';
 import { canonicalGeometryToProto, sliceToProto, specToProto } from './codec.js';
 import type { PreprocessMetrics } from './metrics.js';
 import { checkStudyId, outputDType, sliceSelection, withClip } from './options.js';
-import { rangeStats, zscoreWithStats } from './slice-stats.js';
 import { UploadAccumulator } from './upload.js';
 
 /** What the Preprocess handler needs from the service. */
@@ -213,25 +212,19 @@ async function* run(
     attributes: { 'curia.selected': indices.length },
   });
   let sent = 0;
-  let resizeMs = 0;
-  let normalizeMs = 0;
+  let computeMs = 0;
   try {
-    // The engine resizes and clips; the z-score is applied here so the stats it used can be reported.
-    const slices = preprocessSlices(volume, { spec: { ...spec, normalize: 'none' }, selection, signal });
+    const slices = preprocessSlices(volume, { spec, selection, signal });
     for (;;) {
       const t0 = performance.now();
       const stop = deps.metrics.slice.startTimer();
       const r = await slices.next();
       if (r.done) break;
-      const t1 = performance.now();
       const s = r.value;
-      const stats =
-        spec.normalize === 'zscore' ? zscoreWithStats(s.pixels, spec.stdEpsilon) : rangeStats(s.pixels);
-      const out = sliceToProto(g, s.canonicalIndex, s.inputSliceIndex, s.pixels, h, w, dtype, stats);
+      const out = sliceToProto(g, s.canonicalIndex, s.inputSliceIndex, s.pixels, h, w, dtype, s.stats);
       stop();
       deps.metrics.slices.inc();
-      resizeMs += t1 - t0;
-      normalizeMs += performance.now() - t1;
+      computeMs += performance.now() - t0;
       const protocolError = refWatch?.error();
       if (protocolError) throw protocolError;
       yield { msg: { $case: 'slice', value: out } };
@@ -243,7 +236,7 @@ async function* run(
   }
   const protocolError = refWatch?.error();
   if (protocolError) throw protocolError;
-  timings.push({ stage: 'resize', millis: resizeMs }, { stage: 'normalize', millis: normalizeMs });
+  timings.push({ stage: 'slices', millis: computeMs });
   deps.onDone?.({ studyId, slices: sent, files: fileCount, bytes: bytesReceived });
   yield { msg: { $case: 'done', value: { slicesSent: sent, bytesReceived, timings } } };
 }

@@ -3,7 +3,6 @@ import { describe, expect, it } from 'vitest';
 import { common } from '@curia/proto';
 
 import { sliceSelection, outputDType, checkStudyId } from './options.js';
-import { zscoreWithStats } from './slice-stats.js';
 import { UploadAccumulator } from './upload.js';
 
 const chunk = (fileName: string, bytes: number[], offset: number, lastChunk: boolean): common.FileChunk => ({
@@ -48,21 +47,6 @@ describe('UploadAccumulator', () => {
     expect(() =>
       new UploadAccumulator({ maxBytes: 10, maxFiles: 5 }).checkAnnounced({ fileCount: 1, totalBytes: 11 }),
     ).toThrow(/total_bytes/);
-  });
-});
-
-describe('zscoreWithStats', () => {
-  it('matches a hand computation (unbiased std) and maps constant slices to std 1', () => {
-    const v = new Float32Array([1, 2, 3, 4]);
-    const s = zscoreWithStats(v, 1e-6);
-    // mean 2.5, squared deviations 2.25+0.25+0.25+2.25 = 5, unbiased var 5/3.
-    expect(s.mean).toBe(2.5);
-    expect(s.std).toBeCloseTo(Math.sqrt(5 / 3), 12);
-    expect([s.min, s.max]).toEqual([1, 4]);
-    expect(v[0]).toBeCloseTo(-1.5 / Math.sqrt(5 / 3), 6);
-    const c = new Float32Array([7, 7, 7]);
-    expect(zscoreWithStats(c, 1e-6)).toEqual({ min: 7, max: 7, mean: 7, std: 1 });
-    expect([...c]).toEqual([0, 0, 0]);
   });
 });
 

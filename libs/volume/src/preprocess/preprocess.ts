@@ -4,7 +4,7 @@ import { fromFloat32, writeSafetensors } from '@curia/tensors';
 import type { Geometry } from '../geometry/geometry.js';
 import { DEFAULT_VOLUME_LIMITS, formatBytes } from '../io/limits.js';
 import { openVolume, type OpenVolumeOptions, type Volume, type VolumeSource } from '../volume.js';
-import { clampBelow, copyInto, zscoreInto } from './normalize.js';
+import { clampBelow, copyInto, zscoreInto, type SliceStats } from './normalize.js';
 import { resizeBicubicAa, ResizeScratch } from './resize.js';
 import { resolveSelection, type SliceSelection } from './selection.js';
 import { CURIA_DEFAULT_PREPROCESS_SPEC, validatePreprocessSpec, type PreprocessSpec } from './spec.js';
@@ -25,6 +25,8 @@ export interface PreprocessedSlice {
   /** targetSize[0] x targetSize[1] float32, row-major (rows -> P, cols -> L). */
   readonly pixels: Float32Array;
   readonly rawStats: RawSliceStats;
+  /** After resize and clipping; with the normalisation applied (`value = pixel * std + mean`). */
+  readonly stats: SliceStats;
 }
 
 /** Options of {@link preprocessSlices}. */
@@ -68,9 +70,17 @@ export async function* preprocessSlices(
     resizeBicubicAa(raw, rows, cols, outH, outW, resized, scratch);
     if (spec.clipBelowAir) clampBelow(resized, n, spec.clipMin);
     const pixels = new Float32Array(n);
-    if (spec.normalize === 'zscore') zscoreInto(resized, n, pixels, spec.stdEpsilon);
-    else copyInto(resized, n, pixels);
-    yield { canonicalIndex: k, inputSliceIndex: volume.geometry.sliceInputIndex[k]!, pixels, rawStats };
+    const stats =
+      spec.normalize === 'zscore'
+        ? zscoreInto(resized, n, pixels, spec.stdEpsilon)
+        : copyInto(resized, n, pixels);
+    yield {
+      canonicalIndex: k,
+      inputSliceIndex: volume.geometry.sliceInputIndex[k]!,
+      pixels,
+      rawStats,
+      stats,
+    };
     // Let abort events and other requests run between slices.
     await yieldToEventLoop();
   }
