@@ -16,7 +16,7 @@ export function outputDType(d: common.DType): OutputDType {
 }
 
 /** Maps `options.selection` to the engine's selection (indices deduplicated and ascending). */
-export function sliceSelection(sel: common.SliceSelection | undefined): SliceSelection {
+export function sliceSelection(sel: common.SliceSelection | undefined, nested = false): SliceSelection {
   const s = sel?.selection;
   if (!s) return { kind: 'all' };
   switch (s.$case) {
@@ -35,6 +35,14 @@ export function sliceSelection(sel: common.SliceSelection | undefined): SliceSel
       if (s.value < 1)
         throw new CuriaError('INVALID_ARGUMENT', 'options.selection.central_count must be >= 1');
       return { kind: 'central', count: s.value };
+    case 'anyOf': {
+      if (nested)
+        throw new CuriaError('INVALID_ARGUMENT', 'options.selection.any_of parts must not nest any_of');
+      if (s.value.parts.length === 0) {
+        throw new CuriaError('INVALID_ARGUMENT', 'options.selection.any_of.parts is empty');
+      }
+      return { kind: 'union', parts: s.value.parts.map((p) => sliceSelection(p, true)) };
+    }
   }
 }
 

@@ -114,6 +114,17 @@ describe('resolveSelection', () => {
     expect(resolveSelection({ kind: 'central', count: 20 }, 4)).toEqual([0, 1, 2, 3]);
     expect(resolveSelection({ kind: 'indices', indices: [5, 1] }, 10)).toEqual([5, 1]);
     expect(() => resolveSelection({ kind: 'every', step: 0 }, 10)).toThrow(/step is 0/);
+    const union = {
+      kind: 'union',
+      parts: [
+        { kind: 'central', count: 2 },
+        { kind: 'indices', indices: [9, 4] },
+        { kind: 'every', step: 5 },
+      ],
+    } as const;
+    expect(resolveSelection(union, 10)).toEqual([0, 4, 5, 9]);
+    expect(() => resolveSelection({ kind: 'union', parts: [] }, 10)).toThrow(/parts is empty/);
+    expect(() => resolveSelection({ kind: 'union', parts: [union] }, 10)).toThrow(/another union/);
   });
 });
 

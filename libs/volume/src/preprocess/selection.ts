@@ -5,7 +5,8 @@ export type SliceSelection =
   | { readonly kind: 'all' }
   | { readonly kind: 'indices'; readonly indices: readonly number[] }
   | { readonly kind: 'every'; readonly step: number; readonly offset?: number }
-  | { readonly kind: 'central'; readonly count: number };
+  | { readonly kind: 'central'; readonly count: number }
+  | { readonly kind: 'union'; readonly parts: readonly SliceSelection[] };
 
 /** Resolves a selection to explicit canonical indices (in the order they will be produced). */
 export function resolveSelection(sel: SliceSelection | undefined, sliceCount: number): number[] {
@@ -43,6 +44,17 @@ export function resolveSelection(sel: SliceSelection | undefined, sliceCount: nu
       const n = Math.min(s.count, sliceCount);
       const start = Math.floor((sliceCount - n) / 2);
       return Array.from({ length: n }, (_, i) => start + i);
+    }
+    case 'union': {
+      if (s.parts.length === 0) throw new CuriaError('INVALID_ARGUMENT', 'selection.parts is empty');
+      const picked = new Set<number>();
+      for (const part of s.parts) {
+        if (part.kind === 'union') {
+          throw new CuriaError('INVALID_ARGUMENT', 'selection.parts must not contain another union');
+        }
+        for (const i of resolveSelection(part, sliceCount)) picked.add(i);
+      }
+      return [...picked].sort((a, b) => a - b);
     }
     default:
       throw new CuriaError(

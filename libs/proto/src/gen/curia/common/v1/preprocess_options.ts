@@ -40,7 +40,19 @@ export interface SliceSelection {
      * all slices when N >= S. N >= 1.
      */
     { $case: "centralCount"; value: number }
+    | //
+    /**
+     * The union of several selections, produced in ascending order without duplicates (how the gateway asks
+     * for exactly the slices its heads and outputs need in one pass). Parts must not nest another union.
+     */
+    { $case: "anyOf"; value: SelectionUnion }
     | undefined;
+}
+
+/** A union of slice selections. */
+export interface SelectionUnion {
+  /** The selections to merge (at least one; none of them a union). */
+  parts: SliceSelection[];
 }
 
 /**
@@ -220,6 +232,9 @@ export const SliceSelection: MessageFns<SliceSelection> = {
       case "centralCount":
         writer.uint32(32).uint32(message.selection.value);
         break;
+      case "anyOf":
+        SelectionUnion.encode(message.selection.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -269,6 +284,14 @@ export const SliceSelection: MessageFns<SliceSelection> = {
             message.selection = { $case: "centralCount", value: reader.uint32() };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.selection = { $case: "anyOf", value: SelectionUnion.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -295,6 +318,10 @@ export const SliceSelection: MessageFns<SliceSelection> = {
         ? { $case: "centralCount", value: globalThis.Number(object.centralCount) }
         : isSet(object.central_count)
         ? { $case: "centralCount", value: globalThis.Number(object.central_count) }
+        : isSet(object.anyOf)
+        ? { $case: "anyOf", value: SelectionUnion.fromJSON(object.anyOf) }
+        : isSet(object.any_of)
+        ? { $case: "anyOf", value: SelectionUnion.fromJSON(object.any_of) }
         : undefined,
     };
   },
@@ -309,6 +336,8 @@ export const SliceSelection: MessageFns<SliceSelection> = {
       obj.everyKth = Math.round(message.selection.value);
     } else if (message.selection?.$case === "centralCount") {
       obj.centralCount = Math.round(message.selection.value);
+    } else if (message.selection?.$case === "anyOf") {
+      obj.anyOf = SelectionUnion.toJSON(message.selection.value);
     }
     return obj;
   },
@@ -343,7 +372,82 @@ export const SliceSelection: MessageFns<SliceSelection> = {
         }
         break;
       }
+      case "anyOf": {
+        if (object.selection?.value !== undefined && object.selection?.value !== null) {
+          message.selection = { $case: "anyOf", value: SelectionUnion.fromPartial(object.selection.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseSelectionUnion(): SelectionUnion {
+  return { parts: [] };
+}
+
+export const SelectionUnion: MessageFns<SelectionUnion> = {
+  encode(message: SelectionUnion, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.parts) {
+      SliceSelection.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SelectionUnion {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSelectionUnion();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.parts.push(SliceSelection.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SelectionUnion {
+    return {
+      parts: globalThis.Array.isArray(object?.parts) ? object.parts.map((e: any) => SliceSelection.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: SelectionUnion): unknown {
+    const obj: any = {};
+    if (message.parts?.length) {
+      obj.parts = message.parts.map((e) => SliceSelection.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SelectionUnion>): SelectionUnion {
+    return SelectionUnion.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SelectionUnion>): SelectionUnion {
+    const message = createBaseSelectionUnion();
+    message.parts = object.parts?.map((e) => SliceSelection.fromPartial(e)) || [];
     return message;
   },
 };
