@@ -18,7 +18,7 @@ import { zscoreInto } from '../preprocess/normalize.js';
 import { preprocessSlices } from '../preprocess/preprocess.js';
 import { computeAxisWeights, resizeBicubicAa, ResizeScratch } from '../preprocess/resize.js';
 import { openVolume, type Volume, type VolumeSource } from '../volume.js';
-import { int16Bytes, writeNifti } from '../testing/nifti-writer.js';
+import { int16Bytes, writeNifti } from '../nifti/nifti-writer.js';
 
 const MiB = 1024 ** 2;
 

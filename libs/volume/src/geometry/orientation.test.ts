@@ -7,7 +7,7 @@ import { sharedPathOrSkip } from '@curia/tensors';
 import { DEFAULT_VOLUME_LIMITS } from '../io/limits.js';
 import { readNifti, type NiftiVolumeData } from '../nifti/nifti-reader.js';
 import { preprocessSlices } from '../preprocess/preprocess.js';
-import { int16Bytes, writeNifti, type NiftiWriteOptions } from '../testing/nifti-writer.js';
+import { int16Bytes, writeNifti, type NiftiWriteOptions } from '../nifti/nifti-writer.js';
 import { openVolume, type Volume } from '../volume.js';
 import { mat4Multiply } from './affine.js';
 import { canonicalToInputIndex } from './geometry.js';

@@ -2,7 +2,7 @@ import { gzipSync } from 'node:zlib';
 
 import { describe, expect, it } from 'vitest';
 
-import { int16Bytes, writeNifti, type NiftiWriteOptions } from '../testing/nifti-writer.js';
+import { int16Bytes, writeNifti, type NiftiWriteOptions } from '../nifti/nifti-writer.js';
 import { openVolume, type OpenVolumeOptions } from '../volume.js';
 
 const AFFINE = [2, 0, 0, -10, 0, 2, 0, -10, 0, 0, 2, -10, 0, 0, 0, 1];

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 
 import { SafetensorsFile, toFloat32 } from '@curia/tensors';
 
-import { int16Bytes, writeNifti } from '../testing/nifti-writer.js';
+import { int16Bytes, writeNifti } from '../nifti/nifti-writer.js';
 import { openVolume, type Volume } from '../volume.js';
 import { preprocessSlices, preprocessToTensor, writePreprocessed } from './preprocess.js';
 import { resolveSelection } from './selection.js';

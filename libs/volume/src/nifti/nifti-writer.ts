@@ -1,6 +1,6 @@
 import { gzipSync } from 'node:zlib';
 
-/** Options of {@link writeNifti} (test helper: builds NIfTI files in memory). */
+/** Options of {@link writeNifti} (encodes NIfTI-1/2 files in memory, optionally gzipped). */
 export interface NiftiWriteOptions {
   readonly version?: 1 | 2;
   readonly littleEndian?: boolean;
