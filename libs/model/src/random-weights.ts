@@ -1,16 +1,8 @@
+import { mulberry32 } from '@curia/tensors';
+
 import { expectedParameters, type Architecture, type DinoWeights } from './architecture.js';
 
-/** mulberry32: a tiny, fast, seedable 32-bit PRNG; returns uniforms in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 /** Fills `out` with N(0, std²) samples truncated to ±2 std (resampled), like DINOv2's trunc_normal_ init. */
 export function fillTruncatedNormal(out: Float32Array, std: number, uniform: () => number): void {
