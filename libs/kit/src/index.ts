@@ -11,3 +11,5 @@ export * from './server.js';
 export * from './service-info.js';
 export * from './telemetry.js';
 export * from './run-service.js';
+export * from './async-queue.js';
+export * from './study-id.js';

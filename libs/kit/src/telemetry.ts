@@ -1,4 +1,4 @@
-import { context, propagation, trace, type Tracer } from '@opentelemetry/api';
+import { context, propagation, SpanStatusCode, trace, type Tracer } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { NodeSDK } from '@opentelemetry/sdk-node';
@@ -50,4 +50,26 @@ export async function shutdownTelemetry(): Promise<void> {
 /** The tracer Curia code uses for its own stage spans. */
 export function curiaTracer(): Tracer {
   return trace.getTracer('curia');
+}
+
+/**
+ * Runs `fn` inside an active span named `name` (so downstream gRPC calls become its children),
+ * recording a thrown error on the span. Attributes must never hold pixel data or PHI.
+ */
+export function withSpan<T>(
+  name: string,
+  attrs: Record<string, string | number>,
+  fn: () => Promise<T>,
+): Promise<T> {
+  return curiaTracer().startActiveSpan(name, { attributes: attrs }, async (span) => {
+    try {
+      return await fn();
+    } catch (e) {
+      span.recordException(e instanceof Error ? e : String(e));
+      span.setStatus({ code: SpanStatusCode.ERROR });
+      throw e;
+    } finally {
+      span.end();
+    }
+  });
 }

@@ -16,6 +16,8 @@ export { CURIA_DEFAULT_PREPROCESS_SPEC, validatePreprocessSpec } from './preproc
 export type { PreprocessSpec } from './preprocess/spec.js';
 export { resolveSelection } from './preprocess/selection.js';
 export type { SliceSelection } from './preprocess/selection.js';
+export { selectionFromWire } from './preprocess/selection-wire.js';
+export type { WireSliceSelection } from './preprocess/selection-wire.js';
 export { axisWeights, computeAxisWeights, resizeBicubicAa, ResizeScratch } from './preprocess/resize.js';
 export type { AxisWeights } from './preprocess/resize.js';
 export { preprocessSlices, preprocessToTensor, writePreprocessed } from './preprocess/preprocess.js';

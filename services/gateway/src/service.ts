@@ -1,34 +1,90 @@
 import { CuriaError } from '@curia/errors';
 import {
-  failedStream,
   runService,
-  serviceEnvSchema,
   serviceInfo,
   type CuriaCallContext,
-  type ServiceEnv,
+  type CuriaServer,
+  type ServiceHooks,
 } from '@curia/kit';
 import { descriptorSet, gateway } from '@curia/proto';
 
-/** The gateway service implementation. */
+import { analyzeStudy, type AnalyzeDeps } from './analyze.js';
+import { Backends } from './backends.js';
+import { gatewayEnvSchema, type GatewayEnv } from './config.js';
+import { EmbeddingCache } from './embedding-cache.js';
+import { createGatewayMetrics } from './metrics.js';
+
+/** The gateway service implementation over its stage clients, cache and metrics. */
 export function createGatewayService(
-  env: ServiceEnv,
+  env: GatewayEnv,
+  deps: AnalyzeDeps,
 ): gateway.GatewayServiceImplementation<CuriaCallContext> {
+  let inFlight = 0;
   return {
-    getInfo: () => Promise.resolve({ info: serviceInfo(gateway.GatewayServiceDefinition.fullName, env) }),
-    analyzeStudy: () =>
-      failedStream(new CuriaError('UNIMPLEMENTED', 'GatewayService.AnalyzeStudy is not available yet')),
+    getInfo: async (_req, context) => {
+      const [models, heads] = await Promise.all([
+        deps.backends.listModels(context.signal).catch(() => []),
+        deps.backends.listHeads(context.signal),
+      ]);
+      return {
+        info: serviceInfo(gateway.GatewayServiceDefinition.fullName, env, {
+          models,
+          heads,
+          demoWeightsLoaded: models.some((m) => m.demoWeights),
+          limits: {
+            max_upload_bytes: String(env.CURIA_GATEWAY_MAX_UPLOAD_BYTES),
+            max_concurrent_studies: String(env.CURIA_GATEWAY_MAX_STUDIES),
+            cache_max_bytes: String(env.CURIA_GATEWAY_CACHE_MAX_BYTES),
+            embed_window_slices: String(env.CURIA_GATEWAY_EMBED_WINDOW),
+          },
+        }),
+      };
+    },
+    analyzeStudy: async function* (requests, context) {
+      if (inFlight >= env.CURIA_GATEWAY_MAX_STUDIES) {
+        deps.metrics.shed.inc();
+        throw new CuriaError(
+          'RESOURCE_EXHAUSTED',
+          `this gateway replica is analysing ${inFlight} studies (CURIA_GATEWAY_MAX_STUDIES); retry after ${env.CURIA_GATEWAY_RETRY_AFTER_MS}ms`,
+          { retryAfterMs: env.CURIA_GATEWAY_RETRY_AFTER_MS },
+        );
+      }
+      inFlight++;
+      deps.metrics.studiesInFlight.set(inFlight);
+      try {
+        yield* analyzeStudy(requests, context, deps);
+      } finally {
+        inFlight--;
+        deps.metrics.studiesInFlight.set(inFlight);
+      }
+    },
   };
+}
+
+/** Creates the stage clients, the embedding cache and registers GatewayService on `server`. */
+export function setupGateway(server: CuriaServer, env: GatewayEnv): ServiceHooks {
+  const metrics = createGatewayMetrics(server.metrics);
+  const backends = new Backends(env, (stage) => metrics.retries.inc({ stage }));
+  const cache = new EmbeddingCache(env.CURIA_GATEWAY_CACHE_MAX_BYTES, {
+    onEvict: (n) => metrics.cacheEvictions.inc(n),
+    onSize: (bytes, entries) => {
+      metrics.cacheBytes.set(bytes);
+      metrics.cacheEntries.set(entries);
+    },
+  });
+  server.add(
+    gateway.GatewayServiceDefinition,
+    createGatewayService(env, { env, backends, cache, metrics, log: server.log }),
+  );
+  return { close: () => Promise.resolve(backends.close()) };
 }
 
 /** Process entry: serve GatewayService until SIGTERM. */
 export async function main(): Promise<void> {
   await runService({
     name: 'gateway',
-    schema: serviceEnvSchema,
+    schema: gatewayEnvSchema,
     descriptorSet: descriptorSet(),
-    setup: (server, env) => {
-      server.add(gateway.GatewayServiceDefinition, createGatewayService(env));
-      return {};
-    },
+    setup: setupGateway,
   });
 }

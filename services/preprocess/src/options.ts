@@ -1,6 +1,6 @@
 import { CuriaError } from '@curia/errors';
 import { common } from '@curia/proto';
-import type { PreprocessSpec, SliceSelection } from '@curia/volume';
+import { selectionFromWire, type PreprocessSpec, type SliceSelection } from '@curia/volume';
 
 /** Output element type of the slice tensors. */
 export type OutputDType = 'F32' | 'F16';
@@ -16,34 +16,8 @@ export function outputDType(d: common.DType): OutputDType {
 }
 
 /** Maps `options.selection` to the engine's selection (indices deduplicated and ascending). */
-export function sliceSelection(sel: common.SliceSelection | undefined, nested = false): SliceSelection {
-  const s = sel?.selection;
-  if (!s) return { kind: 'all' };
-  switch (s.$case) {
-    case 'all':
-      return { kind: 'all' };
-    case 'indices': {
-      if (s.value.indices.length === 0) {
-        throw new CuriaError('INVALID_ARGUMENT', 'options.selection.indices.indices is empty');
-      }
-      return { kind: 'indices', indices: [...new Set(s.value.indices)].sort((a, b) => a - b) };
-    }
-    case 'everyKth':
-      if (s.value < 1) throw new CuriaError('INVALID_ARGUMENT', 'options.selection.every_kth must be >= 1');
-      return { kind: 'every', step: s.value };
-    case 'centralCount':
-      if (s.value < 1)
-        throw new CuriaError('INVALID_ARGUMENT', 'options.selection.central_count must be >= 1');
-      return { kind: 'central', count: s.value };
-    case 'anyOf': {
-      if (nested)
-        throw new CuriaError('INVALID_ARGUMENT', 'options.selection.any_of parts must not nest any_of');
-      if (s.value.parts.length === 0) {
-        throw new CuriaError('INVALID_ARGUMENT', 'options.selection.any_of.parts is empty');
-      }
-      return { kind: 'union', parts: s.value.parts.map((p) => sliceSelection(p, true)) };
-    }
-  }
+export function sliceSelection(sel: common.SliceSelection | undefined): SliceSelection {
+  return selectionFromWire(sel, 'options.selection');
 }
 
 /** Applies the request's `clip_below_air` override to a bundle spec. */

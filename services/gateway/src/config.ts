@@ -1,0 +1,36 @@
+import { serviceSchema, z } from '@curia/kit';
+
+const positiveInt = z.coerce.number().int().positive();
+
+/** Environment of the gateway: the kit's base settings plus stage targets and `CURIA_GATEWAY_*`. */
+export const gatewayEnvSchema = serviceSchema({
+  /** PreprocessService target: `host:port` (DNS, all records, round-robin) or a comma list of `ip:port`. */
+  CURIA_PREPROCESS_TARGET: z.string().min(1).default('127.0.0.1:50051'),
+  /** EmbedService target (same forms). */
+  CURIA_EMBED_TARGET: z.string().min(1).default('127.0.0.1:50052'),
+  /** HeadsService target (same forms). */
+  CURIA_HEADS_TARGET: z.string().min(1).default('127.0.0.1:50053'),
+  /** Bytes of slice features the embedding cache may hold (LRU eviction beyond). 0 disables the cache. */
+  CURIA_GATEWAY_CACHE_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(512 * 1024 * 1024),
+  /** Studies analysed concurrently by this replica; more are shed with RESOURCE_EXHAUSTED. */
+  CURIA_GATEWAY_MAX_STUDIES: positiveInt.default(8),
+  /** Largest streamed upload accepted per study, bytes. */
+  CURIA_GATEWAY_MAX_UPLOAD_BYTES: positiveInt.default(2 * 1024 ** 3),
+  /** Slices sent to Embed and not yet answered, per study (bounds gateway memory; Embed caps it at 16). */
+  CURIA_GATEWAY_EMBED_WINDOW: positiveInt.max(64).default(16),
+  /** Attempts per stage call on UNAVAILABLE (a dead replica), including the first. */
+  CURIA_GATEWAY_STAGE_ATTEMPTS: positiveInt.max(10).default(3),
+  /** Deadline used for a study when the caller sets none, ms. */
+  CURIA_GATEWAY_DEFAULT_DEADLINE_MS: positiveInt.default(600_000),
+  /** How long backend model/head listings are reused before asking again, ms. */
+  CURIA_GATEWAY_CATALOG_TTL_MS: z.coerce.number().int().min(0).default(5_000),
+  /** Retry hint returned with RESOURCE_EXHAUSTED when the gateway sheds a study, ms. */
+  CURIA_GATEWAY_RETRY_AFTER_MS: positiveInt.default(1_000),
+});
+
+/** Parsed gateway environment. */
+export type GatewayEnv = z.infer<typeof gatewayEnvSchema>;

@@ -1,0 +1,121 @@
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { createCuriaChannel, createCuriaClient, type Channel } from '@curia/client';
+import { CuriaError } from '@curia/errors';
+import { CuriaServer, loadConfig, serviceEnvSchema } from '@curia/kit';
+import { common, embed } from '@curia/proto';
+
+import { embedSlices, type SliceToEmbed } from './embed-stream.js';
+
+const servers: CuriaServer[] = [];
+const channels: Channel[] = [];
+afterEach(async () => {
+  for (const c of channels.splice(0)) c.close();
+  await Promise.all(servers.splice(0).map((s) => s.shutdown()));
+});
+
+/**
+ * A real EmbedService on port 0 whose "features" are the slice id; its first stream dies with
+ * UNAVAILABLE after `failAfter` results (as a killed replica's would).
+ */
+async function startFakeEmbed(failAfter: number) {
+  const server = new CuriaServer({
+    name: 'embed',
+    env: loadConfig(serviceEnvSchema, {
+      CURIA_GRPC_HOST: '127.0.0.1',
+      CURIA_LOG_LEVEL: 'silent',
+      CURIA_PROCESS_METRICS: 'false',
+    }),
+  });
+  const seen = { streams: 0, slices: [] as number[], maxUnanswered: 0 };
+  server.add(embed.EmbedServiceDefinition, {
+    getInfo: () => Promise.resolve({}),
+    listModels: () => Promise.resolve({ models: [] }),
+    embed: async function* (requests) {
+      const stream = ++seen.streams;
+      let answered = 0;
+      let received = 0;
+      for await (const r of requests) {
+        if (r.msg?.$case !== 'slice') continue;
+        received++;
+        seen.maxUnanswered = Math.max(seen.maxUnanswered, received - answered);
+        seen.slices.push(r.msg.value.sliceId);
+        if (stream === 1 && answered === failAfter) throw new CuriaError('UNAVAILABLE', 'replica going away');
+        answered++;
+        const id = r.msg.value.sliceId;
+        yield {
+          msg: {
+            $case: 'result',
+            value: {
+              sliceId: id,
+              features: [
+                { requestIndex: 0, tensor: { dtype: common.DType.U8, shape: [1], data: Uint8Array.of(id) } },
+              ],
+            },
+          },
+        };
+      }
+      yield { msg: { $case: 'done', value: { slices: answered, batchSizes: [], timings: [] } } };
+    },
+  });
+  const ports = await server.start();
+  server.setServing(true);
+  servers.push(server);
+  const channel = createCuriaChannel(`127.0.0.1:${ports.grpcPort}`);
+  channels.push(channel);
+  return { client: createCuriaClient(embed.EmbedServiceDefinition, channel), seen };
+}
+
+async function* slices(n: number): AsyncGenerator<SliceToEmbed> {
+  for (let i = 0; i < n; i++) {
+    await new Promise((r) => setTimeout(r, 1));
+    yield { id: i, pixels: { dtype: common.DType.F32, shape: [1], data: new Uint8Array(4) } };
+  }
+}
+
+describe('embedSlices', () => {
+  it('re-sends unanswered slices on a new stream after UNAVAILABLE: every slice once, in order', async () => {
+    const { client, seen } = await startFakeEmbed(5);
+    const retries: number[] = [];
+    const out: number[] = [];
+    for await (const r of embedSlices(client, slices(20), {
+      start: { model: '', outputs: [], studyId: 't' },
+      window: 4,
+      attempts: 3,
+      signal: new AbortController().signal,
+      onRetry: (a) => retries.push(a),
+    })) {
+      expect(r.features[0]!.tensor!.data[0]).toBe(r.slice.id);
+      out.push(r.slice.id);
+    }
+    expect(out).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(retries).toEqual([1]);
+    expect(seen.streams).toBe(2);
+    expect(seen.maxUnanswered).toBeLessThanOrEqual(4);
+  });
+
+  it('gives up with UNAVAILABLE once the attempts are spent', async () => {
+    const { client } = await startFakeEmbed(0);
+    const run = async () => {
+      for await (const _ of embedSlices(client, slices(3), {
+        start: { model: '', outputs: [], studyId: 't' },
+        window: 2,
+        attempts: 1,
+        signal: new AbortController().signal,
+      }));
+    };
+    await expect(run()).rejects.toMatchObject({ code: 'UNAVAILABLE', message: /embed: replica going away/ });
+  });
+
+  it('opens no stream for an empty source', async () => {
+    const { client, seen } = await startFakeEmbed(0);
+    const it = embedSlices(client, slices(0), {
+      start: { model: '', outputs: [], studyId: 't' },
+      window: 2,
+      attempts: 1,
+      signal: new AbortController().signal,
+    });
+    expect((await it.next()).done).toBe(true);
+    expect(seen.streams).toBe(0);
+  });
+});

@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+
+import { common } from '@curia/proto';
+
+import { featureKey, planAnalysis, preprocessSelection, sliceNeeds } from './plan.js';
+
+const cls: common.FeatureRequest = { kind: { $case: 'cls', value: {} }, dtype: common.DType.UNSPECIFIED };
+const avg2pre: common.FeatureRequest = {
+  kind: { $case: 'avgPooledTokens', value: { kernelSize: 2, prenorm: true } },
+  dtype: common.DType.F32,
+};
+const tokensF16: common.FeatureRequest = {
+  kind: { $case: 'patchTokens', value: { prenorm: false } },
+  dtype: common.DType.F16,
+};
+
+function head(name: string, features: common.FeatureRequest[], slices: common.SliceSelection, mask = false) {
+  return {
+    name,
+    version: '1',
+    kind: common.HeadKind.LOGISTIC,
+    task: common.HeadTask.CLASSIFICATION,
+    labels: [],
+    requirements: { features, slices, level: common.HeadInputLevel.SLICE, requiresMask: mask },
+    demo: true,
+    model: '',
+    modelSha256: '',
+    description: '',
+    unit: '',
+  } satisfies common.HeadInfo;
+}
+
+const all: common.SliceSelection = { selection: { $case: 'all', value: {} } };
+const central = (n: number): common.SliceSelection => ({ selection: { $case: 'centralCount', value: n } });
+
+describe('planAnalysis', () => {
+  it('merges identical requests (unspecified dtype = F32) and maps each consumer to the shared outputs', () => {
+    expect(featureKey(cls)).toBe(featureKey({ ...cls, dtype: common.DType.F32 }));
+    const plan = planAnalysis({ embeddingOutputs: [tokensF16, cls], hasMask: false }, [
+      head('a', [cls], all),
+      head('b', [avg2pre, cls], central(3)),
+    ]);
+    expect(plan.outputs).toHaveLength(3);
+    expect(plan.embeddingIndex).toEqual([0, 1]);
+    expect(plan.heads.map((h) => h.outputIndex)).toEqual([[1], [2, 1]]);
+    expect(plan.heads.map((h) => h.ref)).toEqual(['a@1', 'b@1']);
+  });
+
+  it('rejects what cannot be served, naming the culprit', () => {
+    expect(() =>
+      planAnalysis({ embeddingOutputs: [], hasMask: false }, [head('m', [cls], all, true)]),
+    ).toThrow(/head 'm@1' needs a region of interest/);
+    const tooMany = Array.from({ length: 33 }, (_, i) => head(`h${i}`, [cls], all));
+    expect(() => planAnalysis({ embeddingOutputs: [], hasMask: false }, tooMany)).toThrow(/at most 32/);
+    expect(() =>
+      planAnalysis({ embeddingOutputs: [{ kind: undefined, dtype: 0 }], hasMask: false }, []),
+    ).toThrow(/embedding_outputs\[0\]/);
+  });
+});
+
+describe('slice planning', () => {
+  it('asks Preprocess for the union of what heads and outputs read, and resolves per-slice needs', () => {
+    const plan = planAnalysis(
+      {
+        embeddingOutputs: [tokensF16],
+        embeddingSelection: { selection: { $case: 'indices', value: { indices: [9, 0] } } },
+        hasMask: false,
+      },
+      [head('b', [cls], central(2))],
+    );
+    expect(preprocessSelection(plan)).toEqual({
+      selection: {
+        $case: 'anyOf',
+        value: {
+          parts: [
+            { selection: { $case: 'indices', value: { indices: [0, 9] } } },
+            { selection: { $case: 'centralCount', value: 2 } },
+          ],
+        },
+      },
+    });
+    const needs = sliceNeeds(plan, 10);
+    expect([...needs.outputs.keys()].sort((a, b) => a - b)).toEqual([0, 4, 5, 9]);
+    expect(needs.outputs.get(0)).toEqual([0]);
+    expect(needs.outputs.get(4)).toEqual([1]);
+    expect(needs.headSlices).toEqual([[4, 5]]);
+    expect([...needs.embeddingSlices]).toEqual([0, 9]);
+    expect(() => sliceNeeds(plan, 5)).toThrow(/outside/);
+  });
+
+  it('collapses to all slices when any consumer reads all of them', () => {
+    const plan = planAnalysis({ embeddingOutputs: [], hasMask: false }, [
+      head('a', [cls], all),
+      head('b', [cls], central(2)),
+    ]);
+    expect(preprocessSelection(plan)).toEqual({ selection: { $case: 'all', value: {} } });
+  });
+});

@@ -1,0 +1,63 @@
+import { ClientError, Status, type Metadata } from '@curia/client';
+import { CuriaError, isCuriaError, type ErrorCode } from '@curia/errors';
+import { isAbortError, RETRY_AFTER_TRAILER } from '@curia/kit';
+
+/** The stages the gateway calls. */
+export type Stage = 'preprocess' | 'embed' | 'heads';
+
+const CODE_OF: Partial<Record<Status, ErrorCode>> = {
+  [Status.INVALID_ARGUMENT]: 'INVALID_ARGUMENT',
+  [Status.NOT_FOUND]: 'NOT_FOUND',
+  [Status.ALREADY_EXISTS]: 'ALREADY_EXISTS',
+  [Status.RESOURCE_EXHAUSTED]: 'RESOURCE_EXHAUSTED',
+  [Status.FAILED_PRECONDITION]: 'FAILED_PRECONDITION',
+  [Status.PERMISSION_DENIED]: 'PERMISSION_DENIED',
+  [Status.OUT_OF_RANGE]: 'OUT_OF_RANGE',
+  [Status.UNIMPLEMENTED]: 'UNIMPLEMENTED',
+  [Status.UNAVAILABLE]: 'UNAVAILABLE',
+  [Status.DEADLINE_EXCEEDED]: 'DEADLINE_EXCEEDED',
+  [Status.CANCELLED]: 'CANCELLED',
+};
+
+/** Collects a call's trailers so a RESOURCE_EXHAUSTED retry hint can be passed on to our caller. */
+export class TrailerCapture {
+  retryAfterMs: number | undefined;
+
+  /** Pass as the call's `onTrailer` option. */
+  readonly onTrailer = (trailer: Metadata): void => {
+    const v = Number(trailer.get(RETRY_AFTER_TRAILER));
+    if (Number.isFinite(v) && v >= 0) this.retryAfterMs = v;
+  };
+}
+
+/** True for a failure worth retrying on another replica (the replica died or is draining). */
+export function isUnavailable(err: unknown): boolean {
+  return err instanceof ClientError && err.code === Status.UNAVAILABLE;
+}
+
+/**
+ * Maps a failed stage call to the error our caller receives: the stage's status is kept (its
+ * message names the field or limit, prefixed with the stage), RESOURCE_EXHAUSTED keeps the
+ * stage's retry hint, aborts become CANCELLED or DEADLINE_EXCEEDED, and anything else INTERNAL.
+ */
+export function stageError(
+  stage: Stage,
+  err: unknown,
+  opts: { retryAfterMs?: number; signal?: AbortSignal } = {},
+): CuriaError {
+  if (isCuriaError(err)) return err;
+  if (err instanceof ClientError) {
+    const code = CODE_OF[err.code] ?? 'INTERNAL';
+    const retryAfterMs =
+      code === 'RESOURCE_EXHAUSTED' || code === 'UNAVAILABLE' ? opts.retryAfterMs : undefined;
+    const msg =
+      code === 'INTERNAL'
+        ? `${stage} stage failed (${Status[err.code]}): ${err.details}`
+        : `${stage}: ${err.details}`;
+    return new CuriaError(code, msg, { cause: err, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
+  }
+  if (isAbortError(err) || opts.signal?.aborted) {
+    return new CuriaError('CANCELLED', `${stage}: the study was cancelled`, { cause: err });
+  }
+  return new CuriaError('INTERNAL', `${stage} stage failed unexpectedly`, { cause: err });
+}
