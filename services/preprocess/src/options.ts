@@ -25,14 +25,5 @@ export function withClip(spec: PreprocessSpec, clip: boolean | undefined): Prepr
   return clip === undefined || clip === spec.clipBelowAir ? spec : { ...spec, clipBelowAir: clip };
 }
 
-const STUDY_ID = /^[A-Za-z0-9._:-]{0,128}$/;
-
-/** Checks `header.study_id` (it is logged, so its alphabet is restricted). */
-export function checkStudyId(id: string): void {
-  if (!STUDY_ID.test(id)) {
-    throw new CuriaError(
-      'INVALID_ARGUMENT',
-      'header.study_id must be at most 128 characters of [A-Za-z0-9._:-] (it is logged; never use PHI)',
-    );
-  }
-}
+/** Checks `header.study_id` (shared with the gateway: it is logged, so its alphabet is restricted). */
+export { checkStudyId } from '@curia/kit';
