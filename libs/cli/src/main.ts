@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 
+import { registerAnalyze } from './commands/analyze.js';
 import { registerEmbed } from './commands/embed.js';
 import { registerHead } from './commands/head.js';
 import { registerModel } from './commands/model.js';
+import { registerPhantom } from './commands/phantom.js';
 import { registerPreprocess } from './commands/preprocess.js';
 import { registerUp } from './commands/up.js';
 
@@ -17,6 +19,8 @@ registerPreprocess(program);
 registerModel(program);
 registerEmbed(program);
 registerHead(program);
+registerAnalyze(program);
+registerPhantom(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`curia: ${err instanceof Error ? err.message : String(err)}\n`);

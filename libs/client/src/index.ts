@@ -3,3 +3,5 @@ export * from './client-factory.js';
 export * from './deadline-header.js';
 export { ClientError, Status, Metadata, type Channel, type Client } from 'nice-grpc';
 export * from '@curia/proto';
+export * from './study.js';
+export * from './tensor-wire.js';
