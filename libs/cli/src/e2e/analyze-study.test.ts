@@ -1,0 +1,353 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import {
+  ClientError,
+  collectAnalysis,
+  common,
+  createCuriaChannel,
+  createCuriaClient,
+  gateway,
+  heads,
+  Status,
+  studyFiles,
+  studyUploadRequests,
+  wireFloats,
+  type AnalysisResult,
+  type Channel,
+} from '@curia/client';
+import { loadHead } from '@curia/heads';
+import { EmbedEngine, ensureDefaultBundle } from '@curia/model';
+import { generatePhantom, phantomToNifti } from '@curia/phantom';
+import { sharedPathOrSkip } from '@curia/tensors';
+import { preprocessToTensor } from '@curia/volume';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { LocalCluster } from '../cluster/launcher.js';
+
+/**
+ * End to end through the spawned cluster (gateway, preprocess, heads, two embed replicas, each its
+ * own process): results equal the same engines run in this process; a repeat hits the cache; a
+ * replica killed mid-study does not fail the study; a short deadline leaves no orphaned work; one
+ * trace spans every hop (exported over OTLP/HTTP to a collector in this test).
+ */
+const ct = sharedPathOrSkip('data/totalsegmentator/example_ct_sm.nii.gz');
+const dicom = sharedPathOrSkip('data/totalsegmentator/example_ct_dicom');
+
+const CLS: common.FeatureRequest = { kind: { $case: 'cls', value: {} }, dtype: common.DType.F32 };
+
+interface OtlpSpan {
+  service: string;
+  traceId: string;
+  name: string;
+}
+
+/** A minimal OTLP/HTTP JSON trace receiver. */
+async function startCollector(): Promise<{ server: Server; url: string; spans: OtlpSpan[] }> {
+  const spans: OtlpSpan[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      try {
+        const doc = JSON.parse(body) as {
+          resourceSpans?: {
+            resource?: { attributes?: { key: string; value: { stringValue?: string } }[] };
+            scopeSpans?: { spans?: { traceId: string; name: string }[] }[];
+          }[];
+        };
+        for (const rs of doc.resourceSpans ?? []) {
+          const service =
+            rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value.stringValue ?? '?';
+          for (const ss of rs.scopeSpans ?? [])
+            for (const s of ss.spans ?? []) spans.push({ service, traceId: s.traceId, name: s.name });
+        }
+      } catch {
+        // not JSON: ignore
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  return { server, url: `http://127.0.0.1:${port}`, spans };
+}
+
+async function metricValue(url: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(url)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
+      sum += Number(line.split(' ').pop());
+  }
+  return sum;
+}
+
+function start(extra: Partial<gateway.AnalyzeStudyStart>): Omit<gateway.AnalyzeStudyStart, 'source'> {
+  return {
+    header: { studyId: 'e2e', format: common.VolumeFormat.AUTO, seriesInstanceUid: '', volumeIndex: 0 },
+    heads: [],
+    embeddingOutputs: [],
+    model: '',
+    survivalTimes: [],
+    returnSlicePredictions: false,
+    ...extra,
+  };
+}
+
+describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned cluster', () => {
+  let cluster: LocalCluster;
+  let channel: Channel;
+  let client: ReturnType<typeof createCuriaClient<typeof gateway.GatewayServiceDefinition>>;
+  let engine: EmbedEngine;
+  let work: string;
+  let collector: Awaited<ReturnType<typeof startCollector>>;
+  const url = (service: string): string[] =>
+    cluster
+      .endpoints()
+      .filter((e) => e.service === service)
+      .map((e) => `http://127.0.0.1:${e.metricsPort}/metrics`);
+  const analyse = (path: string, extra: Partial<gateway.AnalyzeStudyStart>, deadlineMs = 120_000) =>
+    studyFiles(path).then(({ files }) =>
+      collectAnalysis(
+        client.analyzeStudy(studyUploadRequests(start(extra), files), { deadline: deadlineMs }),
+      ),
+    );
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'curia-e2e-'));
+    collector = await startCollector();
+    cluster = await LocalCluster.start({
+      ports: 'dynamic',
+      replicas: { embed: 2 },
+      only: ['preprocess', 'embed', 'heads', 'gateway'],
+      env: {
+        CURIA_HEADS_DIR: join(work, 'heads'),
+        CURIA_SHUTDOWN_GRACE_MS: '2000',
+        OTEL_TRACES_EXPORTER: 'otlp',
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+        OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
+        OTEL_BSP_SCHEDULE_DELAY: '200',
+        OTEL_METRICS_EXPORTER: 'none',
+        OTEL_LOGS_EXPORTER: 'none',
+      },
+    });
+    channel = createCuriaChannel(
+      `127.0.0.1:${cluster.endpoints().find((e) => e.service === 'gateway')!.grpcPort}`,
+    );
+    client = createCuriaClient(gateway.GatewayServiceDefinition, channel);
+    engine = await EmbedEngine.open(await ensureDefaultBundle());
+  }, 240_000);
+
+  afterAll(async () => {
+    channel?.close();
+    await engine?.close();
+    await cluster?.stop();
+    collector?.server.close();
+    if (work) await rm(work, { recursive: true, force: true });
+  }, 60_000);
+
+  /** CLS of every slice from the engines in this process, keyed by canonical index. */
+  async function inProcessCls(path: string): Promise<Map<number, Float32Array>> {
+    const t = await preprocessToTensor({ kind: 'path', path });
+    const [k, , h, w] = t.shape;
+    const out = new Map<number, Float32Array>();
+    for (let b = 0; b < k; b += 4) {
+      const n = Math.min(4, k - b);
+      const r = await engine.run(t.pixelValues.subarray(b * h * w, (b + n) * h * w), n);
+      for (let i = 0; i < n; i++) {
+        out.set(
+          t.indices[b + i]!,
+          r.lastHiddenState!.slice(i * r.tokens * r.hidden, i * r.tokens * r.hidden + r.hidden),
+        );
+      }
+    }
+    return out;
+  }
+
+  function expectClsMatch(r: AnalysisResult, expected: Map<number, Float32Array>): void {
+    expect(r.embeddings.map((e) => e.mapping!.canonicalIndex)).toEqual(
+      [...expected.keys()].sort((a, b) => a - b),
+    );
+    let maxDiff = 0;
+    for (const e of r.embeddings) {
+      const got = wireFloats(e.features[0]!.tensor!);
+      const want = expected.get(e.mapping!.canonicalIndex)!;
+      expect(got.length).toBe(want.length);
+      for (let i = 0; i < got.length; i++) maxDiff = Math.max(maxDiff, Math.abs(got[i]! - want[i]!));
+    }
+    expect(maxDiff).toBeLessThan(1e-4);
+  }
+
+  it('analyses the shared CT like the in-process engines; a fitted head agrees; the repeat is all cache hits', async () => {
+    const first = await analyse(ct!, { embeddingOutputs: [CLS] });
+    expect(first.summary?.cache).toEqual({ hits: 0, misses: 30 });
+    expect(first.summary?.demoWeights).toBe(true);
+    expect(first.geometry?.numCanonicalSlices).toBe(30);
+    expectClsMatch(first, await inProcessCls(ct!));
+
+    // Fit a slice-level head on those CLS features (inferior vs superior half), then run it.
+    const heads_ = createCuriaClient(
+      heads.HeadsServiceDefinition,
+      createCuriaChannel(`127.0.0.1:${cluster.endpoints().find((e) => e.service === 'heads')!.grpcPort}`),
+    );
+    const model = `${first.summary!.model!.name}@${first.summary!.model!.version}`;
+    const fitted = await heads_.fit(
+      // eslint-disable-next-line @typescript-eslint/require-await -- the client takes an AsyncIterable
+      (async function* () {
+        yield {
+          msg: {
+            $case: 'start' as const,
+            value: {
+              head: 'e2e-half',
+              kind: common.HeadKind.LOGISTIC,
+              task: common.HeadTask.CLASSIFICATION,
+              feature: CLS,
+              model,
+              labelNames: ['inferior', 'superior'],
+              options: {
+                folds: 2,
+                seed: 1,
+                l2: 1,
+                classWeight: 0,
+                ties: 0,
+                hiddenLayerSizes: [],
+                maxIterations: 0,
+              },
+              demo: true,
+            },
+          },
+        };
+        yield {
+          msg: {
+            $case: 'samples' as const,
+            value: {
+              samples: first.embeddings.map((e) => ({
+                features: e.features[0]!.tensor,
+                label: { $case: 'classIndex' as const, value: e.mapping!.canonicalIndex < 15 ? 0 : 1 },
+              })),
+            },
+          },
+        };
+      })(),
+    );
+    const ref = `${fitted.head!.name}@${fitted.head!.version}`;
+    const second = await analyse(ct!, { heads: [ref], returnSlicePredictions: true });
+    expect(second.summary?.cache).toEqual({ hits: 30, misses: 0 });
+    expect(second.heads).toHaveLength(1);
+    const result = second.heads[0]!;
+    expect(result.slices).toHaveLength(30);
+    // The same head, loaded from the store in this process, on the CLS the first run returned.
+    const head = await loadHead(join(work, 'heads', 'e2e-half', fitted.head!.version));
+    const cls = new Float32Array(30 * engine.info().hidden);
+    first.embeddings.forEach((e, i) => cls.set(wireFloats(e.features[0]!.tensor!), i * engine.info().hidden));
+    const local = await head.run({
+      slices: 30,
+      hidden: engine.info().hidden,
+      blocks: [{ data: cls, tokensPerSlice: 1 }],
+    });
+    result.slices.forEach((s, i) => {
+      const logits = wireFloats(s.prediction!.logits!);
+      for (let c = 0; c < local.outputs; c++)
+        expect(logits[c]).toBeCloseTo(local.logits[i * local.outputs + c]!, 4);
+    });
+    expect(await metricValue(url('gateway')[0]!, 'curia_gateway_cache_hits_total')).toBeGreaterThanOrEqual(
+      30,
+    );
+  }, 180_000);
+
+  it('analyses the JPEG 2000 DICOM series (uploaded file by file) like the in-process engines', async () => {
+    const r = await analyse(dicom!, { embeddingOutputs: [CLS] });
+    expect(r.summary?.slicesEmbedded).toBe(20);
+    expectClsMatch(r, await inProcessCls(dicom!));
+  }, 180_000);
+
+  it('puts every hop of a study in one trace', async () => {
+    await new Promise((r) => setTimeout(r, 1500)); // let the batch span processors export
+    const byTrace = new Map<string, Set<string>>();
+    for (const s of collector.spans) {
+      let set = byTrace.get(s.traceId);
+      if (!set) byTrace.set(s.traceId, (set = new Set()));
+      set.add(s.service);
+    }
+    const full = [...byTrace.values()].filter((services) =>
+      ['gateway', 'preprocess', 'embed', 'heads'].every((svc) => [...services].some((s) => s.includes(svc))),
+    );
+    expect(full.length).toBeGreaterThan(0);
+  }, 30_000);
+
+  it('cancels every stage when the caller deadline is shorter than the work', async () => {
+    const p = generatePhantom({ size: [128, 128, 80], seed: 11 });
+    const path = join(work, 'deadline.nii.gz');
+    await writeFile(path, phantomToNifti(p, { gzip: true }).image);
+    const t0 = performance.now();
+    await expect(analyse(path, { embeddingOutputs: [CLS] }, 1500)).rejects.toMatchObject({
+      code: Status.DEADLINE_EXCEEDED,
+    });
+    expect(performance.now() - t0).toBeLessThan(5000);
+    // No orphaned work: within a moment nothing is queued or computing, and nothing more gets embedded.
+    const settled = async (): Promise<number> => {
+      let inflight = 0;
+      for (const u of url('embed')) inflight += await metricValue(u, 'curia_embed_inflight_slices');
+      for (const svc of ['embed', 'preprocess', 'gateway'])
+        for (const u of url(svc))
+          inflight += await metricValue(u, 'curia_grpc_in_flight_calls', { grpc_type: 'bidi_stream' });
+      return inflight;
+    };
+    let inflight = 1;
+    for (let i = 0; i < 50 && inflight > 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      inflight = await settled();
+    }
+    expect(inflight).toBe(0);
+    const count = async () => {
+      let n = 0;
+      for (const u of url('embed')) n += await metricValue(u, 'curia_embed_slices_total');
+      return n;
+    };
+    const before = await count();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await count()).toBe(before);
+  }, 60_000);
+
+  it('completes a study when one of two Embed replicas dies mid-study, and fails fast when all are gone', async () => {
+    const p = generatePhantom({ size: [128, 128, 48], seed: 12 });
+    const path = join(work, 'kill.nii.gz');
+    await writeFile(path, phantomToNifti(p, { gzip: true }).image);
+    const [victim, survivor] = cluster.endpoints().filter((e) => e.service === 'embed');
+    const { files } = await studyFiles(path);
+    let killed = false;
+    const r = await collectAnalysis(
+      client.analyzeStudy(studyUploadRequests(start({ embeddingOutputs: [CLS] }), files), {
+        deadline: 120_000,
+      }),
+      (ev) => {
+        if (!killed && ev.stage === 'embed' && ev.done >= 2) {
+          killed = true;
+          process.kill(victim!.pid, 'SIGKILL');
+        }
+      },
+    );
+    expect(killed).toBe(true);
+    expect(r.embeddings).toHaveLength(48);
+    expect(r.embeddings.map((e) => e.mapping!.canonicalIndex)).toEqual(
+      Array.from({ length: 48 }, (_, i) => i),
+    );
+    expect(
+      await metricValue(url('gateway')[0]!, 'curia_gateway_backend_retries_total', { stage: 'embed' }),
+    ).toBeGreaterThan(0);
+
+    process.kill(survivor!.pid, 'SIGKILL');
+    const q = generatePhantom({ size: [64, 64, 8], seed: 13 });
+    const path2 = join(work, 'none.nii.gz');
+    await writeFile(path2, phantomToNifti(q, { gzip: true }).image);
+    const t0 = performance.now();
+    const err = await analyse(path2, { embeddingOutputs: [CLS] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ClientError);
+    expect((err as ClientError).code).toBe(Status.UNAVAILABLE);
+    expect(performance.now() - t0).toBeLessThan(10_000);
+  }, 180_000);
+});
