@@ -190,10 +190,11 @@ export async function* analyzeStudy(
       for (const f of r.features) {
         if (!f.tensor || f.requestIndex >= plan.outputs.length) continue;
         features[f.requestIndex] = f.tensor;
-        cache.set(
-          EmbeddingCache.key(model.sha256, digestOf(r.slice), plan.outputKeys[f.requestIndex]!),
-          f.tensor,
-        );
+        if (cache.maxBytes > 0)
+          cache.set(
+            EmbeddingCache.key(model.sha256, digestOf(r.slice), plan.outputKeys[f.requestIndex]!),
+            f.tensor,
+          );
       }
       entry.features = features;
       yield* flush();
@@ -264,9 +265,9 @@ async function* slicesToEmbed(
     const wanted = needs.outputs.get(idx);
     if (!wanted) continue;
     const item: SliceToEmbed = { id: idx, pixels };
-    const digest = digestOf(item);
+    const digest = cache.maxBytes > 0 ? digestOf(item) : '';
     const keys = wanted.map((o) => EmbeddingCache.key(modelSha, digest, plan.outputKeys[o]!));
-    if (cache.hasAll(keys)) {
+    if (cache.maxBytes > 0 && cache.hasAll(keys)) {
       const features: (common.Tensor | undefined)[] = [];
       wanted.forEach((o, i) => (features[o] = cache.get(keys[i]!)));
       order.push({ mapping, features });
