@@ -1,7 +1,7 @@
 import { open, readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 
-import { common, type gateway } from '@curia/proto';
+import { common, gateway } from '@curia/proto';
 
 /** A file of a study on the local disk. */
 export interface StudyFile {
@@ -40,7 +40,8 @@ export async function studyFiles(path: string): Promise<{ files: StudyFile[]; fo
  * study in memory).
  */
 export async function* studyUploadRequests(
-  start: Omit<gateway.AnalyzeStudyStart, 'source'>,
+  /** Everything but the source; unset fields take their proto defaults. */
+  start: Omit<Parameters<typeof gateway.AnalyzeStudyStart.fromPartial>[0], 'source'>,
   files: readonly StudyFile[],
   chunkBytes = 1024 * 1024,
 ): AsyncGenerator<gateway.AnalyzeStudyRequest> {
@@ -48,7 +49,10 @@ export async function* studyUploadRequests(
   yield {
     msg: {
       $case: 'start',
-      value: { ...start, source: { $case: 'streamed', value: { fileCount: files.length, totalBytes } } },
+      value: gateway.AnalyzeStudyStart.fromPartial({
+        ...start,
+        source: { $case: 'streamed', value: { fileCount: files.length, totalBytes } },
+      }),
     },
   };
   for (const f of files) {
