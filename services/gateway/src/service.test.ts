@@ -1,0 +1,134 @@
+import { afterEach, describe, expect, it } from 'vitest';
+
+import {
+  ClientError,
+  common,
+  createCuriaChannel,
+  createCuriaClient,
+  gateway,
+  Status,
+  type Channel,
+} from '@curia/client';
+import { CuriaServer, loadConfig, RETRY_AFTER_TRAILER } from '@curia/kit';
+
+import { gatewayEnvSchema } from './config.js';
+import { setupGateway } from './service.js';
+
+const servers: CuriaServer[] = [];
+const channels: Channel[] = [];
+afterEach(async () => {
+  for (const c of channels.splice(0)) c.close();
+  await Promise.all(servers.splice(0).map((s) => s.shutdown()));
+});
+
+/** A real gateway on port 0 whose stages point at a closed port (nothing answers there). */
+async function startGateway(env: Record<string, string>) {
+  const parsed = loadConfig(gatewayEnvSchema, {
+    CURIA_GRPC_HOST: '127.0.0.1',
+    CURIA_LOG_LEVEL: 'silent',
+    CURIA_PROCESS_METRICS: 'false',
+    CURIA_PREPROCESS_TARGET: '127.0.0.1:1',
+    CURIA_EMBED_TARGET: '127.0.0.1:1',
+    CURIA_HEADS_TARGET: '127.0.0.1:1',
+    ...env,
+  });
+  const server = new CuriaServer({ name: 'gateway', env: parsed });
+  const hooks = setupGateway(server, parsed);
+  const ports = await server.start();
+  server.setServing(true);
+  servers.push(server);
+  const channel = createCuriaChannel(`127.0.0.1:${ports.grpcPort}`);
+  channels.push(channel);
+  return { server, hooks, client: createCuriaClient(gateway.GatewayServiceDefinition, channel) };
+}
+
+const start = (extra: Partial<gateway.AnalyzeStudyStart> = {}): gateway.AnalyzeStudyRequest => ({
+  msg: {
+    $case: 'start',
+    value: gateway.AnalyzeStudyStart.fromPartial({
+      header: { studyId: 'unit' },
+      source: { $case: 'ref', value: { uri: 'file:///nowhere.nii.gz' } },
+      embeddingOutputs: [{ kind: { $case: 'cls', value: {} }, dtype: common.DType.F32 }],
+      ...extra,
+    }),
+  },
+});
+
+describe('GatewayService', () => {
+  it('sheds studies beyond CURIA_GATEWAY_MAX_STUDIES with RESOURCE_EXHAUSTED and a retry hint', async () => {
+    const { client, server } = await startGateway({
+      CURIA_GATEWAY_MAX_STUDIES: '1',
+      CURIA_GATEWAY_RETRY_AFTER_MS: '750',
+    });
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const first = (async () => {
+      const abort = new AbortController();
+      // The first study holds its slot: its request stream stays open without a `start`.
+      const requests = (async function* () {
+        await held;
+        yield start();
+      })();
+      try {
+        for await (const _ of client.analyzeStudy(requests, { signal: abort.signal })) break;
+      } catch {
+        // it fails later (no stage reachable); only the slot matters here
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 200));
+    let retryAfter: string | undefined;
+    const second = async () => {
+      for await (const _ of client.analyzeStudy([start()], {
+        onTrailer: (t) => (retryAfter = t.get(RETRY_AFTER_TRAILER)),
+      }));
+    };
+    const err = await second().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ClientError);
+    expect((err as ClientError).code).toBe(Status.RESOURCE_EXHAUSTED);
+    expect((err as ClientError).details).toMatch(/CURIA_GATEWAY_MAX_STUDIES/);
+    expect(retryAfter).toBe('750');
+    const metrics = await server.metrics.registry.getSingleMetricAsString('curia_gateway_shed_total');
+    expect(metrics).toMatch(/curia_gateway_shed_total(\{[^}]*\})? 1/);
+    release();
+    await first;
+  });
+
+  it('rejects a stream without start, and a study without source, before touching any stage', async () => {
+    const { client } = await startGateway({});
+    const run = async (msgs: gateway.AnalyzeStudyRequest[]) => {
+      for await (const _ of client.analyzeStudy(msgs));
+    };
+    await expect(
+      run([
+        {
+          msg: {
+            $case: 'chunk',
+            value: { fileName: 'a', data: new Uint8Array(1), lastChunk: true, offset: 0 },
+          },
+        },
+      ]),
+    ).rejects.toMatchObject({
+      code: Status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/first AnalyzeStudy message must be `start`/) as unknown,
+    });
+    await expect(run([start({ source: undefined })])).rejects.toMatchObject({
+      code: Status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/start.source is required/) as unknown,
+    });
+    await expect(run([start({ header: { studyId: 'John^Doe' } })])).rejects.toMatchObject({
+      code: Status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/study_id/) as unknown,
+    });
+  });
+
+  it('answers UNAVAILABLE quickly when the stages cannot be reached', async () => {
+    const { client } = await startGateway({});
+    const t0 = performance.now();
+    const err = await (async () => {
+      for await (const _ of client.analyzeStudy([start()]));
+    })().catch((e: unknown) => e);
+    expect((err as ClientError).code).toBe(Status.UNAVAILABLE);
+    expect((err as ClientError).details).toMatch(/^embed: /);
+    expect(performance.now() - t0).toBeLessThan(8000);
+  });
+});
