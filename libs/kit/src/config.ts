@@ -31,6 +31,11 @@ export const serviceEnvSchema = z.object({
   CURIA_KEEPALIVE_TIME_MS: positiveInt.default(30_000),
   /** How long to wait for a keepalive ack before closing the connection, ms. */
   CURIA_KEEPALIVE_TIMEOUT_MS: positiveInt.default(10_000),
+  /**
+   * HTTP/2 receive window (per stream and per connection) of the server, bytes. 64 KiB (the
+   * HTTP/2 default) makes every 1 MiB slice wait for ~16 window updates.
+   */
+  CURIA_FLOW_CONTROL_WINDOW_BYTES: positiveInt.max(2 ** 31 - 1).default(16 * 1024 * 1024),
   /** Concurrent calls (HTTP/2 streams) per client connection. */
   CURIA_MAX_CONCURRENT_STREAMS: positiveInt.default(512),
   /** Connections are closed (GOAWAY) after this age so clients re-resolve and rebalance, ms. */

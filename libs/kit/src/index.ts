@@ -13,3 +13,4 @@ export * from './telemetry.js';
 export * from './run-service.js';
 export * from './async-queue.js';
 export * from './study-id.js';
+export * from './http2-window.js';

@@ -19,6 +19,7 @@ import { MetricsHttpServer } from './http.js';
 import { createLogger, type Logger } from './logger.js';
 import { ServiceMetrics } from './metrics.js';
 import { shutdownTelemetry } from './telemetry.js';
+import { raiseServerFlowControlWindow } from './http2-window.js';
 
 /** Context every Curia handler receives: nice-grpc's CallContext plus the caller's deadline. */
 export type CuriaCallContext = DeadlineContext;
@@ -73,6 +74,7 @@ export class CuriaServer {
         processMetrics: env.CURIA_PROCESS_METRICS,
         ...(env.CURIA_REPLICA ? { defaultLabels: { curia_replica: env.CURIA_REPLICA } } : {}),
       });
+    raiseServerFlowControlWindow(env.CURIA_FLOW_CONTROL_WINDOW_BYTES);
     let server = createServer({
       'grpc.max_receive_message_length': env.CURIA_MAX_RECEIVE_MESSAGE_BYTES,
       'grpc.max_send_message_length': env.CURIA_MAX_SEND_MESSAGE_BYTES,
