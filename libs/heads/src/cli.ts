@@ -120,6 +120,7 @@ export async function runHeadFile(args: RunHeadFileArgs): Promise<RunHeadFileRes
     });
     return { output: out, slices: batch, head: head.meta.name };
   } finally {
+    await head.release();
     if (!args.engine) await engine.close();
   }
 }

@@ -41,6 +41,13 @@ describe('feature helpers', () => {
     // Top-left 2×2 block holds patches 0,1,4,5 → mean 2.5.
     expect([...b.data]).toEqual([2.5, -2.5, 4.5, -4.5, 10.5, -10.5, 12.5, -12.5]);
     expect([...avgPooledTokens(source(), 'post', 4).data]).toEqual([7.5, -7.5]);
+    // kernel_size 0 = global mean over the 16 patches (mean of 0..15 = 7.5), one token per slice.
+    const g = avgPooledTokens(source(), 'pre', 0);
+    expect(g.tokensPerSlice).toBe(1);
+    expect([...g.data]).toEqual([15, -15]);
+    expect(() => avgPooledTokens(source(), 'post', 5)).toThrow(
+      /kernel_size 5 must be an integer in \[0, 4\]/,
+    );
   });
 
   it('max-pools masks to the token grid and averages tokens under them', () => {

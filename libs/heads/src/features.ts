@@ -15,7 +15,11 @@ export type FeatureSpec =
    * mask is non-zero (Curia 3D). Comes with the token count under the mask per slice.
    */
   | { readonly kind: 'mask_pooled'; readonly norm: TokenNorm; readonly weighting: 'mask' | 'binary' }
-  /** Patch tokens average-pooled k×k on the token grid: (grid/k)² tokens per slice, row-major. */
+  /**
+   * Patch tokens average-pooled k×k on the token grid: (grid/k)² tokens per slice, row-major.
+   * k = 0 is the global mean over all patch tokens (one token per slice, as the wire's
+   * `AvgPooledTokensFeature.kernel_size = 0` and Curia's per-slice average pooling).
+   */
   | { readonly kind: 'avg_pooled_tokens'; readonly k: number; readonly norm: TokenNorm };
 
 /**
@@ -101,14 +105,16 @@ export function clsFeatures(src: TokenSource, norm: TokenNorm): FeatureBlock {
 
 /**
  * Patch tokens average-pooled k×k (torch `avg_pool2d`, stride k, remainder dropped):
- * [batch, (grid/k)², hidden] in row-major pooled-grid order.
+ * [batch, (grid/k)², hidden] in row-major pooled-grid order. `kernelSize` 0 = global mean
+ * ([batch, 1, hidden], the same as k = grid).
  */
-export function avgPooledTokens(src: TokenSource, norm: TokenNorm, k: number): FeatureBlock {
+export function avgPooledTokens(src: TokenSource, norm: TokenNorm, kernelSize: number): FeatureBlock {
   const t = stream(src, norm);
   const { batch, tokens, hidden } = src;
   const g = gridOf(src);
-  if (!Number.isInteger(k) || k < 1 || k > g)
-    throw invalid(`kernel_size ${k} must be an integer in [1, ${g}]`);
+  if (!Number.isInteger(kernelSize) || kernelSize < 0 || kernelSize > g)
+    throw invalid(`kernel_size ${kernelSize} must be an integer in [0, ${g}] (0 = global mean)`);
+  const k = kernelSize === 0 ? g : kernelSize;
   const pg = Math.floor(g / k);
   const per = pg * pg;
   const out = new Float32Array(batch * per * hidden);

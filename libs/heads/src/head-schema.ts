@@ -8,7 +8,8 @@ const tokenNorm = z.enum(['post', 'pre']);
 const featureSpec = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('cls'), norm: tokenNorm }),
   z.object({ kind: z.literal('mask_pooled'), norm: tokenNorm, weighting: z.enum(['mask', 'binary']) }),
-  z.object({ kind: z.literal('avg_pooled_tokens'), k: z.int().positive(), norm: tokenNorm }),
+  /** k = 0: global mean over the patch tokens (one token per slice). */
+  z.object({ kind: z.literal('avg_pooled_tokens'), k: z.int().nonnegative(), norm: tokenNorm }),
 ]);
 
 const requirement = z.object({
@@ -56,6 +57,7 @@ const training = z.object({
   method: z.enum(['logistic', 'ridge', 'mlp', 'cox']),
   n_samples: z.int().nonnegative(),
   n_features: z.int().nonnegative(),
+  /** Classification: samples per class; multilabel: samples where each label is present. */
   class_counts: z.array(z.int().nonnegative()).optional(),
   n_events: z.int().nonnegative().optional(),
   cv: z
@@ -76,7 +78,8 @@ export const headMetaSchema = z.object({
   name: z.string().min(1),
   version: z.string().min(1),
   kind: z.enum(['cls-linear', 'mask-linear', 'attention-3d', 'volume-mean-linear', 'mlp', 'cox']),
-  task: z.enum(['classification', 'regression', 'survival']),
+  /** `multilabel`: independent sigmoid outputs, one per label. */
+  task: z.enum(['classification', 'multilabel', 'regression', 'survival']),
   labels: z.array(z.string()),
   requirements: requirement,
   architecture,

@@ -8,7 +8,8 @@ import type { FeatureRequirement, HeadFeatures } from './features.js';
 import type { BackboneArchitectureLike, BackboneFingerprint } from './fingerprint.js';
 import { checkFingerprintCompatibility } from './fingerprint.js';
 import { headMetaSchema, type HeadMeta } from './head-schema.js';
-import { runHeadOn, type HeadOutput } from './infer/run.js';
+import { OnnxAttentionModule, type OnnxAttentionOptions } from './infer/attention-runner.js';
+import { attentionWeightsOf, runHeadOn, type HeadOutput } from './infer/run.js';
 
 /** A float32 weight with its shape. */
 export interface Weight {
@@ -19,14 +20,55 @@ export interface Weight {
 /** Options of {@link Head.run}. */
 export interface HeadRunOptions {
   readonly signal?: AbortSignal;
+  /**
+   * Attention-3d heads: `onnx` (default) runs the attention module as ONNX graphs in
+   * onnxruntime-node, built on first use (or {@link Head.prepare}) and cached on the head;
+   * `js` runs the TypeScript reference implementation.
+   */
+  readonly backend?: 'onnx' | 'js';
+  /**
+   * Attention-3d heads: most tokens the attention module may take (selected slices × tokens per
+   * slice); RESOURCE_EXHAUSTED above. Self-attention costs O(tokens²·hidden). Default: no cap.
+   */
+  readonly maxAttentionTokens?: number;
 }
 
 /** A native head bundle in memory: validated metadata plus its (small) weights. */
 export class Head {
+  private attention: Promise<OnnxAttentionModule> | null = null;
+
   constructor(
     readonly meta: HeadMeta,
     readonly weights: ReadonlyMap<string, Weight>,
   ) {}
+
+  /**
+   * Builds what inference needs beyond the weights (the ONNX attention graphs of an attention-3d
+   * head, once; later calls reuse them). Call on head load so the first Predict is not slower.
+   */
+  async prepare(options: OnnxAttentionOptions = {}): Promise<void> {
+    if (this.meta.kind === 'attention-3d') await this.onnxAttention(options);
+  }
+
+  /** The cached ONNX attention module of an attention-3d head (built on first call). */
+  onnxAttention(options: OnnxAttentionOptions = {}): Promise<OnnxAttentionModule> {
+    if (!this.attention) {
+      const p = OnnxAttentionModule.create(attentionWeightsOf(this), options);
+      // A failed build is not cached: the next call retries.
+      p.catch(() => {
+        if (this.attention === p) this.attention = null;
+      });
+      this.attention = p;
+    }
+    return this.attention;
+  }
+
+  /** Releases native resources (ORT sessions); the head can still run and rebuilds them. */
+  async release(): Promise<void> {
+    const p = this.attention;
+    this.attention = null;
+    if (p) await (await p.catch(() => null))?.release();
+  }
 
   /** What this head needs from Embed. */
   requirements(): FeatureRequirement {
@@ -42,7 +84,11 @@ export class Head {
 
   /** Runs the head on features computed as {@link requirements} asks. */
   run(features: HeadFeatures, options: HeadRunOptions = {}): Promise<HeadOutput> {
-    return runHeadOn(this, features, options.signal);
+    return runHeadOn(this, features, {
+      signal: options.signal,
+      backend: options.backend ?? 'onnx',
+      maxAttentionTokens: options.maxAttentionTokens ?? Infinity,
+    });
   }
 }
 

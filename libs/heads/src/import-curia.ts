@@ -16,7 +16,8 @@ const curiaConfigSchema = z.looseObject({
   model_name: z.string().optional(),
   num_classes: z.int().positive(),
   num_slices: z.int().positive().nullable().optional(),
-  kernel_size: z.int().positive().nullable().optional(),
+  /** null = full patch tokens; k ≥ 1 = k×k average pooling; 0 is kept as written (see {@link planFor}). */
+  kernel_size: z.int().nonnegative().nullable().optional(),
   use_n_blocks: z.int().positive().nullable().optional(),
   use_class_token: z.boolean().optional(),
   use_avgpool_per_slice: z.boolean().optional(),
@@ -61,14 +62,26 @@ interface Plan {
   pe: boolean;
 }
 
-/** Maps Curia's config switches to a native head kind and feature requirement. */
+/**
+ * Maps Curia's config switches to a native head kind and feature requirement, following Curia's
+ * `Dinov2ForImageClassification.forward` / `extract_3D_features`:
+ * - `kernel_size` is read only by the 3D path over raw patch tokens without a mask
+ *   (`extract_slice_features`, torch `avg_pool2d`); 2D heads, mask inputs and the per-slice /
+ *   per-volume average pooling ignore it. `kernel_size = 0` is therefore ignored wherever Curia
+ *   ignores the field (and alone does not make a head 3D), and rejected where Curia would pool
+ *   with it: `avg_pool2d` refuses a zero kernel, so such a head cannot run in Curia either.
+ *   `null` there means no pooling (all patch tokens per slice).
+ * - `use_n_blocks` is not passed on the mask path (Curia uses 1 there); elsewhere n > 1
+ *   concatenates n blocks (n·hidden wide), which neither the attention module nor the classifier
+ *   (both hidden wide) accept, so Curia cannot run it.
+ */
 function planFor(cfg: CuriaHeadConfig, opts: ImportCuriaOptions, grid: number): Plan {
   const mask = opts.input === 'mask';
   const is3d =
     opts.dims === '3d' ||
     (opts.dims !== '2d' &&
       (cfg.attention_cfg != null ||
-        cfg.kernel_size != null ||
+        (cfg.kernel_size != null && cfg.kernel_size > 0) ||
         cfg.num_slices != null ||
         cfg.use_avgpool_per_slice === true ||
         cfg.use_avgpool_on_the_volume === true));
@@ -83,10 +96,11 @@ function planFor(cfg: CuriaHeadConfig, opts: ImportCuriaOptions, grid: number): 
       pe: false,
     };
   }
-  const nBlocks = cfg.use_n_blocks ?? 1;
+  const nBlocks = mask ? 1 : (cfg.use_n_blocks ?? 1);
   if (nBlocks !== 1) {
-    throw unimplemented(
-      `use_n_blocks=${nBlocks}: only use_n_blocks=1 is supported (Curia concatenates blocks beyond the classifier width)`,
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `use_n_blocks=${nBlocks} without a mask: Curia concatenates ${nBlocks} blocks into ${nBlocks}×hidden features that its hidden-wide attention module and classifier cannot take`,
     );
   }
   const slices = cfg.num_slices == null ? 'all' : { central: cfg.num_slices };
@@ -110,7 +124,14 @@ function planFor(cfg: CuriaHeadConfig, opts: ImportCuriaOptions, grid: number): 
       throw unimplemented(
         '3D attention over raw masked tokens would ship full patch tokens; use use_avgpool_per_slice',
       );
+    if (cfg.kernel_size === 0) {
+      throw new CuriaError(
+        'INVALID_ARGUMENT',
+        'kernel_size=0 on a 3D attention head over patch tokens: Curia average-pools with it and torch avg_pool2d rejects a zero kernel; use null (all tokens) or k >= 1',
+      );
+    }
     const inputs: FeatureSpec[] = [];
+    // Curia's class token here is hidden_states[-1][:, 0]: the CLS row before the final LayerNorm.
     if (classToken) inputs.push({ kind: 'cls', norm: 'pre' });
     inputs.push({ kind: 'avg_pooled_tokens', k: cfg.kernel_size ?? 1, norm: 'pre' });
     return { kind: 'attention-3d', req: { inputs, slices, mask }, pe: true };

@@ -12,6 +12,9 @@ import { fitHead } from './fit/fit-head.js';
 import type { Head } from './head.js';
 import { checkBackboneCompatibility, loadHead, saveHead } from './head.js';
 import { importCuriaHead, readCuriaHead } from './import-curia.js';
+import { attentionWeightsOf } from './infer/run.js';
+import { attentionModuleForward } from './math/attention.js';
+import { slicePositionalEmbedding } from './math/positional.js';
 import { Rng } from './math/rng.js';
 
 const headsDir = sharedPathOrSkip('reference/heads');
@@ -143,7 +146,6 @@ describe.runIf(headsDir && tinyDir && swigluDir)('Curia head import', () => {
 
   it('rejects Curia configurations it cannot run faithfully with UNIMPLEMENTED', async () => {
     for (const [name, edit] of [
-      ['nblocks', { use_n_blocks: 2 }],
       ['cls-avg', { use_class_token: true, use_avgpool_per_slice: true }],
       ['attn-volume', { use_avgpool_on_the_volume: true }],
       ['tokens-no-attn', { attention_cfg: null }],
@@ -156,6 +158,83 @@ describe.runIf(headsDir && tinyDir && swigluDir)('Curia head import', () => {
     expect(((await readCuriaHead(bad).catch((err: unknown) => err)) as CuriaError).code).toBe(
       'INVALID_ARGUMENT',
     );
+  });
+
+  it('kernel_size: null = all tokens, 0 ignored where Curia ignores it, rejected where Curia pools with it', async () => {
+    const full = await readCuriaHead(await variant(tmp, 'k-null', { kernel_size: null }));
+    expect(full.requirements().inputs).toEqual([{ kind: 'avg_pooled_tokens', k: 1, norm: 'pre' }]);
+    // Raw-token attention pools with avg_pool2d(kernel_size=0): torch refuses, so do we.
+    const e = (await readCuriaHead(await variant(tmp, 'k0-attn', { kernel_size: 0 })).catch(
+      (err: unknown) => err,
+    )) as CuriaError;
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toMatch(/kernel_size=0.*avg_pool2d/);
+    // Per-slice pooling (mask or not) and 2D heads never read kernel_size.
+    const perSlice = await readCuriaHead(
+      await variant(tmp, 'k0-per-slice', { kernel_size: 0, use_avgpool_per_slice: true }),
+    );
+    expect(perSlice.meta.kind).toBe('attention-3d');
+    expect(perSlice.requirements().inputs).toEqual([{ kind: 'avg_pooled_tokens', k: 32, norm: 'pre' }]);
+    const perSliceMask = await readCuriaHead(
+      await variant(tmp, 'k0-per-slice-mask', { kernel_size: 0, use_avgpool_per_slice: true }),
+      { input: 'mask' },
+    );
+    expect(perSliceMask.requirements().inputs).toEqual([
+      { kind: 'mask_pooled', norm: 'pre', weighting: 'binary' },
+    ]);
+    const twoD = await readCuriaHead(await variant(tmp, 'k0-2d', { kernel_size: 0, attention_cfg: null }));
+    expect(twoD.meta.kind).toBe('cls-linear');
+    expect(twoD.requirements()).toMatchObject({ inputs: [{ kind: 'cls', norm: 'post' }], slices: 'each' });
+  });
+
+  it('use_n_blocks > 1: ignored on the mask path (Curia passes 1), INVALID_ARGUMENT elsewhere', async () => {
+    const dir = await variant(tmp, 'nblocks', { use_n_blocks: 2, use_avgpool_per_slice: true });
+    const e = (await readCuriaHead(dir).catch((err: unknown) => err)) as CuriaError;
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toMatch(/use_n_blocks=2/);
+    const masked = await readCuriaHead(dir, { input: 'mask' });
+    expect(masked.requirements().inputs).toEqual([{ kind: 'mask_pooled', norm: 'pre', weighting: 'binary' }]);
+  });
+
+  it('use_class_token: the pre-LayerNorm CLS row leads each slice, with the slice position added', async () => {
+    const head = await readCuriaHead(await variant(tmp, 'cls-token', { use_class_token: true }));
+    expect(head.requirements().inputs).toEqual([
+      { kind: 'cls', norm: 'pre' },
+      { kind: 'avg_pooled_tokens', k: 4, norm: 'pre' },
+    ]);
+    const d = 96;
+    const rng = new Rng(11);
+    const slices = 3;
+    const cls = Float32Array.from({ length: slices * d }, () => rng.normal());
+    const tok = Float32Array.from({ length: slices * 4 * d }, () => rng.normal());
+    const f: HeadFeatures = {
+      slices,
+      hidden: d,
+      blocks: [
+        { data: cls, tokensPerSlice: 1 },
+        { data: tok, tokensPerSlice: 4 },
+      ],
+    };
+    // Curia's sequence by hand: per slice [cls + pe(s), token_0 + pe(s), ..., token_3 + pe(s)].
+    const pe = slicePositionalEmbedding(slices, d);
+    const seq = new Float32Array(slices * 5 * d);
+    for (let s = 0; s < slices; s++) {
+      for (let t = 0; t < 5; t++) {
+        const src =
+          t === 0 ? cls.subarray(s * d, (s + 1) * d) : tok.subarray((s * 4 + t - 1) * d, (s * 4 + t) * d);
+        for (let i = 0; i < d; i++) seq[(s * 5 + t) * d + i] = src[i]! + pe[s * d + i]!;
+      }
+    }
+    const pooled = await attentionModuleForward(seq, slices * 5, attentionWeightsOf(head));
+    const w = head.weight('classifier.weight').data;
+    const b = head.weight('classifier.bias').data;
+    const out = await head.run(f);
+    for (let c = 0; c < 3; c++) {
+      let z = b[c]!;
+      for (let i = 0; i < d; i++) z += w[c * d + i]! * pooled[i]!;
+      expect(Math.abs(out.logits[c]! - z)).toBeLessThanOrEqual(1e-5);
+    }
+    await head.release();
   });
 
   it('volume-mean head = classifier(mean of slice means), as a manual computation', async () => {

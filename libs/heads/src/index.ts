@@ -6,7 +6,16 @@ export * from './import-curia.js';
 export type { HeadOutput } from './infer/outputs.js';
 export { probabilitiesFromLogits } from './infer/outputs.js';
 export { slicePositionalEmbedding } from './math/positional.js';
-export { fitHead, type FitKind, type FitOptions } from './fit/fit-head.js';
+export {
+  FOLD_TEST,
+  FOLD_TRAIN,
+  fitHead,
+  type FitKind,
+  type FitLabels,
+  type FitOptions,
+} from './fit/fit-head.js';
+export type { MultiLabels } from './fit/multilabel.js';
+export { OnnxAttentionModule, type OnnxAttentionOptions } from './infer/attention-runner.js';
 export type { FeatureMatrix, SurvivalLabels } from './fit/data.js';
 export type { CoxTies } from './fit/cox.js';
 export {

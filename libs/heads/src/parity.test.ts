@@ -67,6 +67,14 @@ describe.runIf(tinyDir && headsDir)('Curia head parity from pixel_values (tiny-m
         `${name}: max |logits - reference| = ${maxDiff.toExponential(3)} over ${expected.length} values`,
       );
       expect(maxDiff).toBeLessThanOrEqual(1e-4);
+      if (kind === 'attention-3d') {
+        // The default backend is the ONNX attention module; the TypeScript reference must agree too.
+        const js = await head.run(features, { backend: 'js' });
+        const dJs = Math.max(...js.logits.map((v, i) => Math.abs(v - expected[i]!)));
+        console.log(`${name}: TypeScript reference max |logits - reference| = ${dJs.toExponential(3)}`);
+        expect(dJs).toBeLessThanOrEqual(1e-4);
+        await head.release();
+      }
       const p = res.probabilities!;
       for (let r = 0; r < res.rows; r++) {
         let s = 0;

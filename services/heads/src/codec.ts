@@ -63,11 +63,31 @@ export function f32Tensor(values: ArrayLike<number>, shape: readonly number[]): 
   };
 }
 
+/**
+ * Why a head's requirements cannot be sent on the wire, or null when they can. `ClsFeature` has no
+ * prenorm flag yet, so a head on the pre-LayerNorm CLS row (Curia 3D heads with use_class_token)
+ * would be fed the normalised CLS by every caller following its requirements.
+ */
+export function wireRequirementProblem(req: FeatureRequirement): string | null {
+  const i = req.inputs.findIndex((f) => f.kind === 'cls' && f.norm === 'pre');
+  if (i < 0) return null;
+  return (
+    `requirement input ${i} is the pre-LayerNorm CLS token, which curia.common.v1.ClsFeature cannot ` +
+    'request yet (it needs a `bool prenorm = 1;` field); the head is not served'
+  );
+}
+
 /** Engine feature spec → wire FeatureRequest (F32). */
 export function featureRequestOf(spec: FeatureSpec): common.FeatureRequest {
   const dtype = common.DType.F32;
   switch (spec.kind) {
     case 'cls':
+      if (spec.norm === 'pre') {
+        throw new CuriaError(
+          'FAILED_PRECONDITION',
+          'the pre-LayerNorm CLS token cannot be requested on the wire (ClsFeature has no prenorm field)',
+        );
+      }
       return { kind: { $case: 'cls', value: {} }, dtype };
     case 'mask_pooled':
       return { kind: { $case: 'maskPooled', value: { prenorm: spec.norm === 'pre' } }, dtype };
@@ -107,6 +127,8 @@ export function headTaskOf(task: Head['meta']['task']): common.HeadTask {
   switch (task) {
     case 'classification':
       return common.HeadTask.CLASSIFICATION;
+    case 'multilabel':
+      return common.HeadTask.MULTILABEL;
     case 'regression':
       return common.HeadTask.REGRESSION;
     case 'survival':
@@ -122,8 +144,12 @@ export function headInfoOf(s: StoredHead): common.HeadInfo {
     version: m.version,
     kind: headKindOf(s.head),
     task: headTaskOf(m.task),
-    labels: m.task === 'classification' ? [...m.labels] : [],
-    requirements: requirementOf(m.requirements),
+    labels: m.task === 'classification' || m.task === 'multilabel' ? [...m.labels] : [],
+    requirements: {
+      ...requirementOf(m.requirements),
+      // A fitted slice head reads the slices its Fit asked for (the engine applies it to whatever it gets).
+      ...(s.service.selection ? { slices: s.service.selection } : {}),
+    },
     demo: s.service.demo,
     model: s.service.model,
     modelSha256: '',
@@ -184,6 +210,13 @@ export function predictionOf(
         labels: [...m.labels],
         // A single-logit head is a sigmoid score with no class choice to report.
         ...(k > 1 ? { predictedIndex: argmax(probabilities ?? logits) } : {}),
+      };
+    case 'multilabel':
+      // Independent labels: no single predicted index.
+      return {
+        logits: f32Tensor(logits, [k]),
+        ...(probabilities ? { probabilities: f32Tensor(probabilities, [k]) } : {}),
+        labels: [...m.labels],
       };
     case 'regression':
       return { labels: [...m.labels], value: logits[0]! };

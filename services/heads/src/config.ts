@@ -1,17 +1,17 @@
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 
 import { serviceSchema, z } from '@curia/kit';
+import { defaultCacheRoot } from '@curia/model';
 
 const positiveInt = z.coerce.number().int().positive();
 
 /** Environment of the heads service: the kit's base settings plus `CURIA_HEADS_*`. */
 export const headsEnvSchema = serviceSchema({
-  /** Head store root; layout `<name>/<version>/{head.json,weights.safetensors}`. */
-  CURIA_HEADS_DIR: z
-    .string()
-    .min(1)
-    .default(join(homedir(), '.cache', 'curia', 'heads')),
+  /**
+   * Head store root; layout `<name>/<version>/{head.json,weights.safetensors}`. Default:
+   * `heads/` in Curia's cache (`$CURIA_CACHE_DIR`, else `~/.cache/curia`), beside the bundles.
+   */
+  CURIA_HEADS_DIR: z.string().min(1).default(join(defaultCacheRoot(), 'heads')),
   /**
    * Comma-separated Curia-format head folders imported into the store at startup. Append `#mask` to
    * import a 2D head for mask-pooled input (default: CLS input).
@@ -23,6 +23,12 @@ export const headsEnvSchema = serviceSchema({
   CURIA_HEADS_MAX_FIT_BYTES: positiveInt.default(1024 * 1024 * 1024),
   /** Most slices one Predict call may carry (RESOURCE_EXHAUSTED above). */
   CURIA_HEADS_MAX_PREDICT_SLICES: positiveInt.default(4096),
+  /**
+   * Most tokens (selected slices × tokens per slice) one attention-3d Predict may attend over
+   * (RESOURCE_EXHAUSTED above). Self-attention costs O(tokens²·hidden): 19 200 tokens (300 slices
+   * × 64) take ~10 s at hidden 768 on 2 CPU cores; the default 32 768 allows 512 such slices.
+   */
+  CURIA_HEADS_MAX_ATTENTION_TOKENS: positiveInt.default(32_768),
 });
 
 /** Parsed heads service settings. */

@@ -1,5 +1,13 @@
 import { CuriaError } from '@curia/errors';
-import type { FeatureMatrix, FeatureSpec, FitKind, FitOptions, SurvivalLabels } from '@curia/heads';
+import type {
+  FeatureMatrix,
+  FeatureRequirement,
+  FeatureSpec,
+  FitKind,
+  FitOptions,
+  MultiLabels,
+  SurvivalLabels,
+} from '@curia/heads';
 import { common, heads } from '@curia/proto';
 
 import { decodeFloatTensor } from './codec.js';
@@ -19,22 +27,27 @@ export interface FitPlan {
   readonly kind: FitKind;
   readonly spec: FeatureSpec;
   readonly features: FeatureMatrix;
-  readonly labels: Int32Array | Float64Array | SurvivalLabels;
+  readonly labels: Int32Array | Float64Array | SurvivalLabels | MultiLabels;
   readonly options: FitOptions;
   /** The options as they will be reported (defaults resolved). */
   readonly resolved: heads.FitOptions;
 }
 
-function kindOf(start: heads.FitStart): {
-  kind: FitKind;
-  task: 'classification' | 'regression' | 'survival';
-} {
+/** Engine task of a Fit. */
+type FitTask = 'classification' | 'multilabel' | 'regression' | 'survival';
+
+function kindOf(start: heads.FitStart): { kind: FitKind; task: FitTask } {
   const K = common.HeadKind;
   const T = common.HeadTask;
-  if (start.task === T.MULTILABEL)
-    throw new CuriaError('UNIMPLEMENTED', 'start.task MULTILABEL is not supported yet');
-  const pairs: [common.HeadKind, common.HeadTask, FitKind, 'classification' | 'regression' | 'survival'][] = [
+  if (start.task === T.MULTILABEL && start.kind === K.MLP_CLASSIFIER) {
+    throw new CuriaError(
+      'UNIMPLEMENTED',
+      'start.kind MLP_CLASSIFIER with start.task MULTILABEL is not supported; use LOGISTIC (one sigmoid per label)',
+    );
+  }
+  const pairs: [common.HeadKind, common.HeadTask, FitKind, FitTask][] = [
     [K.LOGISTIC, T.CLASSIFICATION, 'logistic', 'classification'],
+    [K.LOGISTIC, T.MULTILABEL, 'logistic', 'multilabel'],
     [K.MLP_CLASSIFIER, T.CLASSIFICATION, 'mlp', 'classification'],
     [K.COX, T.SURVIVAL, 'cox', 'survival'],
     [K.RIDGE, T.REGRESSION, 'ridge', 'regression'],
@@ -44,7 +57,7 @@ function kindOf(start: heads.FitStart): {
   if (!hit) {
     throw invalid(
       `start.kind ${common.headKindToJSON(start.kind)} cannot be trained for start.task ${common.headTaskToJSON(start.task)}` +
-        ' (LOGISTIC/MLP_CLASSIFIER: CLASSIFICATION; COX: SURVIVAL; RIDGE/MLP_REGRESSOR: REGRESSION)',
+        ' (LOGISTIC: CLASSIFICATION or MULTILABEL; MLP_CLASSIFIER: CLASSIFICATION; COX: SURVIVAL; RIDGE/MLP_REGRESSOR: REGRESSION)',
     );
   }
   return { kind: hit[2], task: hit[3] };
@@ -56,11 +69,18 @@ function specOf(f: common.FeatureRequest | undefined): FeatureSpec {
       return { kind: 'cls', norm: 'post' };
     case 'maskPooled':
       return { kind: 'mask_pooled', norm: f.kind.value.prenorm ? 'pre' : 'post', weighting: 'mask' };
+    case 'avgPooledTokens':
+      if (f.kind.value.kernelSize !== 0) {
+        throw invalid(
+          `start.feature avg_pooled_tokens.kernel_size must be 0 (global mean, one vector per slice) for Fit; got ${f.kind.value.kernelSize}`,
+        );
+      }
+      return { kind: 'avg_pooled_tokens', k: 0, norm: f.kind.value.prenorm ? 'pre' : 'post' };
     case undefined:
-      throw invalid('start.feature is required (cls or mask_pooled)');
+      throw invalid('start.feature is required (cls, mask_pooled or avg_pooled_tokens with kernel_size 0)');
     default:
       throw invalid(
-        `start.feature ${f?.kind?.$case ?? 'unset'} is not trainable here; Fit trains slice-level heads on cls or mask_pooled features`,
+        `start.feature ${f?.kind?.$case ?? 'unset'} is not trainable here; Fit trains slice-level heads on cls, mask_pooled or avg_pooled_tokens (kernel_size 0) features`,
       );
   }
 }
@@ -84,14 +104,19 @@ function optionsOf(
     throw invalid('start.options.hidden_layer_sizes entries must be in 1..4096');
   const maxIterations = o?.maxIterations || 1000;
   const classWeight = o?.classWeight === heads.ClassWeight.BALANCED ? 'balanced' : 'none';
+  const classifier = task === 'classification' || task === 'multilabel';
   const ties = o?.ties === heads.TiesMethod.BRESLOW ? 'breslow' : 'efron';
-  if (start.labelNames.length > 0 && task !== 'classification')
-    throw invalid('start.label_names is only for classification heads');
+  if (start.labelNames.length > 0 && !classifier)
+    throw invalid('start.label_names is only for classification and multilabel heads');
+  if (task === 'multilabel' && start.labelNames.length === 0)
+    throw invalid(
+      'start.label_names is required for MULTILABEL: it defines the labels (positive_indices index it)',
+    );
   const options: FitOptions = {
     folds,
     l2,
     seed,
-    ...(task === 'classification' ? { classWeight } : {}),
+    ...(classifier ? { classWeight } : {}),
     ...(kind === 'cox' ? { ties } : {}),
     ...(kind === 'mlp'
       ? { hidden, maxEpochs: maxIterations, task: task === 'regression' ? 'regression' : 'classification' }
@@ -99,12 +124,11 @@ function optionsOf(
   };
   const resolved: heads.FitOptions = {
     l2,
-    classWeight:
-      task === 'classification'
-        ? classWeight === 'balanced'
-          ? heads.ClassWeight.BALANCED
-          : heads.ClassWeight.NONE
-        : heads.ClassWeight.UNSPECIFIED,
+    classWeight: classifier
+      ? classWeight === 'balanced'
+        ? heads.ClassWeight.BALANCED
+        : heads.ClassWeight.NONE
+      : heads.ClassWeight.UNSPECIFIED,
     ties:
       kind === 'cox'
         ? ties === 'breslow'
@@ -136,6 +160,21 @@ export function validateStart(start: heads.FitStart): Omit<FitPlan, 'features' |
   return { kind, spec, ...optionsOf(start, kind, task) };
 }
 
+/** The [rows, numLabels] 0/1 indicator matrix from per-sample positive indices. */
+function multiLabelsOf(
+  positives: readonly number[],
+  starts: readonly number[],
+  rows: number,
+  numLabels: number,
+): MultiLabels {
+  const indicators = new Uint8Array(rows * numLabels);
+  for (let r = 0; r < rows; r++) {
+    const end = r + 1 < rows ? starts[r + 1]! : positives.length;
+    for (let j = starts[r]!; j < end; j++) indicators[r * numLabels + positives[j]!] = 1;
+  }
+  return { indicators, numLabels };
+}
+
 /**
  * Reads the Fit request stream: one `start`, then `samples` batches. Enforces the sample and byte
  * caps (RESOURCE_EXHAUSTED) while reading, checks every sample's shape, dtype, finiteness and
@@ -156,6 +195,9 @@ export async function readFitStream(
   const values: number[] = [];
   const times: number[] = [];
   const events: number[] = [];
+  // Multilabel: positive label indices of every sample, flattened, with per-sample offsets.
+  const positives: number[] = [];
+  const positiveStart: number[] = [];
   for await (const msg of stream) {
     if (signal.aborted) throw new CuriaError('CANCELLED', 'Fit was cancelled while receiving samples');
     if (msg.msg?.$case === 'start') {
@@ -206,6 +248,22 @@ export async function readFitStream(
           classes.push(label.value);
           break;
         }
+        case common.HeadTask.MULTILABEL: {
+          if (label?.$case !== 'multilabel') throw invalid(`samples[${i}].label must be multilabel`);
+          const names = start.labelNames.length;
+          const seen = new Set<number>();
+          positiveStart.push(positives.length);
+          for (const p of label.value.positiveIndices) {
+            if (p >= names)
+              throw invalid(
+                `samples[${i}].multilabel.positive_indices has ${p}, >= the ${names} label_names`,
+              );
+            if (seen.has(p)) throw invalid(`samples[${i}].multilabel.positive_indices repeats ${p}`);
+            seen.add(p);
+            positives.push(p);
+          }
+          break;
+        }
         case common.HeadTask.SURVIVAL:
           if (label?.$case !== 'survival') throw invalid(`samples[${i}].label must be survival`);
           if (!Number.isFinite(label.value.time) || label.value.time < 0)
@@ -227,15 +285,26 @@ export async function readFitStream(
   const labels =
     start.task === common.HeadTask.CLASSIFICATION
       ? Int32Array.from(classes)
-      : start.task === common.HeadTask.SURVIVAL
-        ? { time: Float64Array.from(times), event: Uint8Array.from(events) }
-        : Float64Array.from(values);
+      : start.task === common.HeadTask.MULTILABEL
+        ? multiLabelsOf(positives, positiveStart, rows, start.labelNames.length)
+        : start.task === common.HeadTask.SURVIVAL
+          ? { time: Float64Array.from(times), event: Uint8Array.from(events) }
+          : Float64Array.from(values);
   const numClasses = start.labelNames.length || undefined;
+  // The head consumes exactly the feature it was trained on, slice by slice.
+  const requirement: FeatureRequirement = {
+    inputs: [base.spec],
+    slices: 'each',
+    mask: base.spec.kind === 'mask_pooled' || start.requirements?.requiresMask === true,
+    hidden: d,
+  };
   const options: FitOptions = {
     ...base.options,
+    requirement,
     ...(start.task === common.HeadTask.CLASSIFICATION && numClasses
       ? { numClasses, labelNames: start.labelNames }
       : {}),
+    ...(start.task === common.HeadTask.MULTILABEL ? { labelNames: start.labelNames } : {}),
   };
   return { ...base, start, features, labels, options };
 }

@@ -14,7 +14,7 @@ export interface PredictLimits {
 /** Tokens per slice the head expects for input `i`, when its backbone fingerprint fixes the grid. */
 function expectedTokens(head: Head, i: number): number | undefined {
   const spec = head.meta.requirements.inputs[i]!;
-  if (spec.kind !== 'avg_pooled_tokens') return 1;
+  if (spec.kind !== 'avg_pooled_tokens' || spec.k === 0) return 1;
   const patches = head.meta.backbone?.num_patches;
   if (!patches) return undefined;
   const g = Math.floor(Math.sqrt(patches) / spec.k);

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -345,6 +345,18 @@ describe.runIf(tinyDir && headsDir)('HeadsService over gRPC (real server, real O
     expect(s?.times).toEqual([0.1, 0.5, 1, 2]);
     expect(s?.values.every((v, i) => v <= 1 && v >= 0 && (i === 0 || v <= s.values[i - 1]!))).toBe(true);
     expect(pred.prediction?.riskScore).toBeTypeOf('number');
+    // S(t) = exp(−H0(t)·e^risk) with H0 the stored Breslow step function, computed by hand here.
+    const stored = svc.store.get('toy-cox').head;
+    const bt = stored.weight('cox.baseline_times').data;
+    const h0 = stored.weight('cox.baseline_cumhaz').data;
+    const w = stored.weight('cox.weight').data;
+    const risk = w[0]! + stored.weight('cox.bias').data[0]!;
+    expect(pred.prediction?.riskScore).toBeCloseTo(risk, 5);
+    [0.1, 0.5, 1, 2].forEach((t, i) => {
+      let h = 0;
+      for (let j = 0; j < bt.length; j++) if (bt[j]! <= t) h = h0[j]!;
+      expect(s!.values[i]).toBeCloseTo(Math.exp(-h * Math.exp(risk)), 6);
+    });
     await expectError(
       svc.client.predict({
         head: 'toy-cox',
@@ -354,6 +366,161 @@ describe.runIf(tinyDir && headsDir)('HeadsService over gRPC (real server, real O
       Status.INVALID_ARGUMENT,
       /survival_times\[1\]/,
     );
+  });
+
+  it('Fit MULTILABEL via gRPC: one sigmoid per label, per-label probabilities from Predict', async () => {
+    const d = 6;
+    const r = mulberry32(21);
+    const n = 90;
+    const samples: heads.FitSample[] = [];
+    for (let i = 0; i < n; i++) {
+      const v = Float32Array.from({ length: d }, () => r() * 2 - 1);
+      const positiveIndices = [0, 1, 2].filter((l) => v[l]! + 0.2 * (r() - 0.5) > 0);
+      samples.push({
+        features: f32Tensor(v, [d]),
+        label: { $case: 'multilabel', value: { positiveIndices } },
+      });
+    }
+    const start = {
+      head: 'toy-multilabel',
+      task: common.HeadTask.MULTILABEL,
+      labelNames: ['liver', 'spleen', 'kidney'],
+      options: { folds: 3, classWeight: 0, hiddenLayerSizes: [], maxIterations: 0, ties: 0 },
+    };
+    const res = await svc.client.fit(fitStream(start, samples));
+    expect(res.head?.task).toBe(common.HeadTask.MULTILABEL);
+    expect(res.head?.labels).toEqual(['liver', 'spleen', 'kidney']);
+    const cv = res.training!.cv!;
+    console.log(
+      `multilabel via gRPC: CV mean AUC ${cv.mean?.auc?.toFixed(3)}, accuracy ${cv.mean?.accuracy?.toFixed(3)}`,
+    );
+    expect(cv.mean?.auc).toBeGreaterThan(0.9);
+    expect(cv.folds.reduce((a, f) => a + f.numTest, 0)).toBe(n);
+    for (const f of cv.folds) expect(f.numTrain + f.numTest).toBe(n);
+
+    const pred = await svc.client.predict({
+      head: 'toy-multilabel',
+      slices: [
+        { sliceId: 4, features: [{ requestIndex: 0, tensor: f32Tensor([0.9, 0.9, -0.9, 0, 0, 0], [d]) }] },
+      ],
+    });
+    const p = pred.slices[0]!.prediction!;
+    const logits = tensorValues(p.logits);
+    const probs = tensorValues(p.probabilities);
+    expect(p.labels).toEqual(['liver', 'spleen', 'kidney']);
+    expect(p.predictedIndex).toBeUndefined();
+    for (let l = 0; l < 3; l++) expect(probs[l]).toBeCloseTo(1 / (1 + Math.exp(-logits[l]!)), 6);
+    expect(probs[0]).toBeGreaterThan(0.5);
+    expect(probs[1]).toBeGreaterThan(0.5);
+    expect(probs[2]).toBeLessThan(0.5);
+    // Per-head metrics: Predict calls counted by head and status, latency histogram labelled by head.
+    const text = await svc.server.metrics.registry.metrics();
+    expect(text).toMatch(/curia_heads_predict_total\{[^}]*head="toy-multilabel"[^}]*code="OK"[^}]*\} 1/);
+    expect(text).toMatch(/curia_heads_predict_seconds_count\{[^}]*head="toy-multilabel"[^}]*\} 1/);
+
+    await expectError(
+      svc.client.fit(fitStream({ ...start, labelNames: [] }, samples)),
+      Status.INVALID_ARGUMENT,
+      /label_names is required for MULTILABEL/,
+    );
+    const bad = [...samples];
+    bad[3] = { ...bad[3]!, label: { $case: 'multilabel', value: { positiveIndices: [5] } } };
+    await expectError(
+      svc.client.fit(fitStream(start, bad)),
+      Status.INVALID_ARGUMENT,
+      /samples\[3\]\.multilabel\.positive_indices has 5/,
+    );
+    bad[3] = { ...bad[3], label: { $case: 'classIndex', value: 0 } };
+    await expectError(
+      svc.client.fit(fitStream(start, bad)),
+      Status.INVALID_ARGUMENT,
+      /samples\[3\]\.label must be multilabel/,
+    );
+    await expectError(
+      svc.client.fit(fitStream({ ...start, kind: common.HeadKind.MLP_CLASSIFIER }, samples)),
+      Status.UNIMPLEMENTED,
+      /MLP_CLASSIFIER with start.task MULTILABEL/,
+    );
+  });
+
+  it('Fit records the trained feature and slice selection as the head requirements', async () => {
+    const d = 8;
+    const { x, y } = separable(40, d, 9);
+    const cases: [string, common.FeatureRequest, object][] = [
+      [
+        'fit-mask-pre',
+        { kind: { $case: 'maskPooled', value: { prenorm: true } }, dtype: common.DType.F32 },
+        { $case: 'maskPooled', value: { prenorm: true } },
+      ],
+      [
+        'fit-global-mean',
+        {
+          kind: { $case: 'avgPooledTokens', value: { kernelSize: 0, prenorm: true } },
+          dtype: common.DType.F32,
+        },
+        { $case: 'avgPooledTokens', value: { kernelSize: 0, prenorm: true } },
+      ],
+    ];
+    for (const [head, feature, wire] of cases) {
+      const res = await svc.client.fit(
+        fitStream(
+          {
+            head,
+            feature,
+            requirements: {
+              features: [],
+              slices: { selection: { $case: 'centralCount', value: 8 } },
+              level: common.HeadInputLevel.SLICE,
+              requiresMask: false,
+            },
+          },
+          classSamples(x, y),
+        ),
+      );
+      const req = (await svc.client.getHead({ name: head })).head!.requirements!;
+      expect(res.head?.requirements).toEqual(req);
+      expect(req.features.map((f) => f.kind)).toEqual([wire]);
+      expect(req.slices?.selection).toEqual({ $case: 'centralCount', value: 8 });
+      expect(req.requiresMask).toBe(head === 'fit-mask-pre');
+      expect(req.level).toBe(common.HeadInputLevel.SLICE);
+      // Predict takes the (D) vectors the requirement describes.
+      const pred = await svc.client.predict({
+        head,
+        slices: [{ sliceId: 0, features: [{ requestIndex: 0, tensor: f32Tensor(x[1]!, [d]) }] }],
+      });
+      expect(pred.slices[0]!.prediction!.predictedIndex).toBe(y[1]);
+    }
+    await expectError(
+      svc.client.fit(
+        fitStream(
+          {
+            head: 'bad',
+            feature: {
+              kind: { $case: 'avgPooledTokens', value: { kernelSize: 4, prenorm: true } },
+              dtype: common.DType.F32,
+            },
+          },
+          classSamples(x, y),
+        ),
+      ),
+      Status.INVALID_ARGUMENT,
+      /avg_pooled_tokens.kernel_size must be 0/,
+    );
+  });
+
+  it('a head on the pre-LayerNorm CLS token is refused until ClsFeature can request it', async () => {
+    const dir = join(tmp, 'curia-cls-token');
+    await mkdir(dir, { recursive: true });
+    const cfg = JSON.parse(await readFile(join(headsDir!, 'attn-3d', 'config.json'), 'utf8')) as object;
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ ...cfg, use_class_token: true }));
+    await symlink(join(headsDir!, 'attn-3d', 'model.safetensors'), join(dir, 'model.safetensors'));
+    const err = await svc.store.importCuria(dir).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: 'FAILED_PRECONDITION' });
+    expect((err as Error).message).toMatch(/pre-LayerNorm CLS.*ClsFeature.*bool prenorm = 1/);
+    await expectError(svc.client.getHead({ name: 'curia-cls-token' }), Status.NOT_FOUND, /no head named/);
   });
 
   it('a Fit past its deadline stops and stores nothing', async () => {

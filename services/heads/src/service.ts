@@ -1,5 +1,5 @@
 import { CuriaError } from '@curia/errors';
-import { fitHead } from '@curia/heads';
+import { fitHead, type HeadOutput } from '@curia/heads';
 import {
   curiaTracer,
   runService,
@@ -63,11 +63,16 @@ export function createHeadsService(
     'method',
     'reason',
   ]);
+  const predictions = m.counter('curia_heads_predict_total', 'Predict calls by head and status code', [
+    'head',
+    'code',
+  ]);
   const inFlightFits = new Map<string, Promise<StoredHead>>();
   const limits = {
     max_fit_samples: String(env.CURIA_HEADS_MAX_FIT_SAMPLES),
     max_fit_bytes: String(env.CURIA_HEADS_MAX_FIT_BYTES),
     max_slices: String(env.CURIA_HEADS_MAX_PREDICT_SLICES),
+    max_attention_tokens: String(env.CURIA_HEADS_MAX_ATTENTION_TOKENS),
   };
   const counted = async <T>(method: string, fn: () => Promise<T>): Promise<T> => {
     try {
@@ -116,6 +121,7 @@ export function createHeadsService(
             demo: start.demo,
             fitOptions: plan.resolved as unknown as Record<string, unknown>,
             feature: featureRequestOf(plan.spec),
+            ...(start.requirements?.slices ? { selection: start.requirements.slices } : {}),
             ...(key ? { idempotencyKey: key } : {}),
           });
         },
@@ -183,30 +189,50 @@ export function createHeadsService(
           }
         }
         checkSurvivalTimes(req.survivalTimes);
-        const features = decodePredictFeatures(head, req.slices, {
-          maxSlices: env.CURIA_HEADS_MAX_PREDICT_SLICES,
-        });
-        const out = await traced(
-          'heads.predict',
-          { 'curia.head': `${head.meta.name}@${head.meta.version}`, 'curia.slices': features.slices },
-          async () => {
-            const stop = predictSeconds.startTimer({ head: head.meta.name });
-            try {
-              return await head.run(features, { signal: context.signal });
-            } finally {
-              stop();
-            }
-          },
-        );
-        const { study, rows } = predictionsOf({ head, survivalTimes: req.survivalTimes }, out);
-        const perSlice = head.meta.requirements.slices === 'each';
-        return {
-          head: headInfoOf(s),
-          prediction: study,
-          slices: perSlice ? rows.map((p, i) => ({ sliceId: req.slices[i]!.sliceId, prediction: p })) : [],
-        };
+        const headRef = `${head.meta.name}@${head.meta.version}`;
+        let code = 'OK';
+        try {
+          const features = await traced('heads.decode_features', { 'curia.head': headRef }, () =>
+            Promise.resolve(
+              decodePredictFeatures(head, req.slices, { maxSlices: env.CURIA_HEADS_MAX_PREDICT_SLICES }),
+            ),
+          );
+          const out = await traced(
+            'heads.predict',
+            { 'curia.head': headRef, 'curia.head.kind': head.meta.kind, 'curia.slices': features.slices },
+            async () => {
+              const stop = predictSeconds.startTimer({ head: head.meta.name });
+              try {
+                return await head.run(features, {
+                  signal: context.signal,
+                  maxAttentionTokens: env.CURIA_HEADS_MAX_ATTENTION_TOKENS,
+                });
+              } finally {
+                stop();
+              }
+            },
+          );
+          return respond(s, req, out);
+        } catch (e) {
+          code = e instanceof CuriaError ? e.code : 'INTERNAL';
+          throw e;
+        } finally {
+          predictions.inc({ head: head.meta.name, code });
+        }
       }),
     fit: (request, context) => counted('Fit', () => fit(request, context)),
+  };
+}
+
+/** Predict response from head outputs. */
+function respond(s: StoredHead, req: heads.PredictRequest, out: HeadOutput): heads.PredictResponse {
+  const head = s.head;
+  const { study, rows } = predictionsOf({ head, survivalTimes: req.survivalTimes }, out);
+  const perSlice = head.meta.requirements.slices === 'each';
+  return {
+    head: headInfoOf(s),
+    prediction: study,
+    slices: perSlice ? rows.map((p, i) => ({ sliceId: req.slices[i]!.sliceId, prediction: p })) : [],
   };
 }
 

@@ -3,6 +3,9 @@ import { basename, join, resolve } from 'node:path';
 
 import { CuriaError } from '@curia/errors';
 import { Head, importCuriaHead, loadHead, saveHead } from '@curia/heads';
+import type { common } from '@curia/proto';
+
+import { wireRequirementProblem } from './codec.js';
 
 /** Head names accepted by Fit and import: lowercase [a-z0-9-], 1..64 characters. */
 export const HEAD_NAME_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
@@ -19,6 +22,8 @@ export interface HeadServiceMeta {
   readonly fitOptions?: Record<string, unknown>;
   /** The feature request, JSON (ts-proto shape of common.FeatureRequest). */
   readonly feature?: unknown;
+  /** Slices the head reads (FitStart.requirements.slices), stored in its ts-proto shape. */
+  readonly selection?: common.SliceSelection;
   readonly idempotencyKey?: string;
 }
 
@@ -55,6 +60,8 @@ export function parseHeadRef(ref: string, field: string): { name: string; versio
 /**
  * The versioned head store on disk (`<root>/<name>/<version>/`), mirrored in memory. Versions are
  * immutable; `add` writes a new version atomically (temp dir + rename) and serves it at once.
+ * Heads are prepared on load (attention-3d heads build their ONNX graphs once, here), and heads
+ * whose requirements the wire cannot express are refused (FAILED_PRECONDITION).
  */
 export class HeadStore {
   private readonly heads = new Map<string, Map<string, StoredHead>>();
@@ -72,15 +79,23 @@ export class HeadStore {
       for (const version of await subdirs(join(store.root, name))) {
         const dir = join(store.root, name, version);
         try {
-          const head = await loadHead(dir);
+          const head = renamed(await loadHead(dir), name, version);
           const service = await readServiceMeta(dir);
-          store.put({ head: renamed(head, name, version), service });
+          await HeadStore.ready(head);
+          store.put({ head, service });
         } catch (e) {
           onSkip?.(dir, e);
         }
       }
     }
     return store;
+  }
+
+  /** Checks that the head can be described on the wire and builds its inference graphs. */
+  private static async ready(head: Head): Promise<void> {
+    const problem = wireRequirementProblem(head.meta.requirements);
+    if (problem) throw new CuriaError('FAILED_PRECONDITION', `head '${head.meta.name}': ${problem}`);
+    await head.prepare();
   }
 
   private put(s: StoredHead): void {
@@ -144,6 +159,7 @@ export class HeadStore {
         .map(Number);
       const version = String(ints.length ? Math.max(...ints) + 1 : 1);
       const stored = { head: renamed(head, name, version), service };
+      await HeadStore.ready(stored.head);
       const dir = join(this.root, name, version);
       const tmp = join(this.root, name, `.tmp-${version}-${process.pid}-${Date.now()}`);
       try {

@@ -1,4 +1,4 @@
-import type { TrainingMeta } from '@curia/heads';
+import { FOLD_TEST, FOLD_TRAIN, type TrainingMeta } from '@curia/heads';
 import type { heads } from '@curia/proto';
 
 import type { StoredHead } from './store.js';
@@ -35,16 +35,16 @@ function stdOf(perFold: readonly Record<string, number>[]): Record<string, numbe
 }
 
 /**
- * Cross-validation metrics in wire form. Per-fold sample counts are not recorded by the engine, so
- * folds carry num_test = n / k rounded (approximate) and the totals are exact: each sample is tested
- * once and trained on k − 1 times.
+ * Cross-validation metrics in wire form. Folds carry the sample counts the engine records
+ * (heads stored before it recorded them get n / k rounded); the totals are exact: each sample is
+ * tested once and trained on k − 1 times.
  */
 export function cvMetricsOf(cv: TrainingMeta['cv'], n: number): heads.CrossValidationMetrics | undefined {
   if (!cv) return undefined;
   const k = cv.folds;
   const perTest = Math.round(n / k);
   return {
-    folds: cv.per_fold.map((f) => metricsOf(f, n - perTest, perTest)),
+    folds: cv.per_fold.map((f) => metricsOf(f, f[FOLD_TRAIN] ?? n - perTest, f[FOLD_TEST] ?? perTest)),
     mean: metricsOf(cv.metrics, n * (k - 1), n),
     std: metricsOf(stdOf(cv.per_fold), 0, 0),
   };

@@ -17,7 +17,9 @@ export function sliceFeaturesOf(
     sliceId: sliceIds?.[s] ?? s,
     features: f.blocks.map((b, i) => {
       const t = b.tokensPerSlice;
-      const isVector = t === 1 && head.meta.requirements.inputs[i]!.kind !== 'avg_pooled_tokens';
+      const spec = head.meta.requirements.inputs[i]!;
+      // The wire shapes k×k-pooled tokens (k > 0) as (T, D) even for T = 1; everything else is (D).
+      const isVector = t === 1 && !(spec.kind === 'avg_pooled_tokens' && spec.k > 0);
       return {
         requestIndex: i,
         tensor: f32Tensor(b.data.subarray(s * t * d, (s + 1) * t * d), isVector ? [d] : [t, d]),

@@ -1,14 +1,19 @@
 /**
  * Per-call latency of every head kind at realistic sizes (D = 768, 300-slice volumes, k = 4 →
- * 64 tokens per slice), each printed with a baseline measured in the same run: a plain JS
- * matrix multiply (i-k-j loops over Float32Array) doing the same multiply-adds as the head's
- * dominant operations. Run after `npm run build`: `node libs/heads/dist/bench/heads-bench.js`.
- * Set HEADS_BENCH_FULL=1 to also time full self+cross attention over 300 slices (minutes on CPU).
+ * 64 tokens per slice), each printed with a baseline measured in the same run doing the same
+ * multiply-adds as the head's dominant operations: a plain JS matrix multiply (i-k-j loops over
+ * Float32Array) for the TypeScript paths, an onnxruntime MatMul for the ONNX attention paths.
+ * Run after `npm run build`: `node libs/heads/dist/bench/heads-bench.js`.
+ * Set HEADS_BENCH_FULL=1 to also time the TypeScript self+cross attention over 300 slices (minutes).
  */
+import { encodeModel } from '@curia/model';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+
 import { Head, type Weight } from '../head.js';
 import type { HeadMeta } from '../head-schema.js';
 import type { HeadFeatures } from '../features.js';
 import { Rng } from '../math/rng.js';
+import { HeadGraph } from '../onnx/graph.js';
 
 const D = 768;
 const C = 4;
@@ -131,15 +136,39 @@ function attentionHead(blocks: ('self' | 'cross')[], queries: number): Head {
   );
 }
 
+/**
+ * Baseline for the ONNX paths: onnxruntime MatMuls [chunk, k]·[k, n] covering `m` rows (m·k·n
+ * multiply-adds), the same kernel family and thread count as the head's graphs.
+ */
+async function ortBaseline(shapes: [number, number, number][]): Promise<number> {
+  const runs: { s: InferenceSession; a: Tensor; times: number }[] = [];
+  for (const [m, k, n] of shapes) {
+    const g = new HeadGraph();
+    g.op('MatMul', ['a', g.float('b', rand(k * n), [k, n])], {}, 'y');
+    const s = await InferenceSession.create(
+      encodeModel(g.model('baseline', [['a', ['m', k]]], [['y', ['m', n]]])),
+      { executionProviders: ['cpu'], graphOptimizationLevel: 'all' },
+    );
+    const chunk = Math.min(m, 2048);
+    runs.push({ s, a: new Tensor('float32', rand(chunk * k), [chunk, k]), times: Math.ceil(m / chunk) });
+  }
+  const t = await timeIt(async () => {
+    for (const r of runs) for (let i = 0; i < r.times; i++) await r.s.run({ a: r.a });
+  }, 1);
+  for (const r of runs) await r.s.release();
+  return t;
+}
+
 const rows: [string, number, number][] = [];
 async function row(
   name: string,
   head: () => Promise<unknown>,
   base: [number, number, number][],
   minMs?: number,
+  baselineOf: (shapes: [number, number, number][]) => Promise<number> = baseline,
 ): Promise<void> {
   const t = await timeIt(head, minMs);
-  const b = await baseline(base);
+  const b = await baselineOf(base);
   rows.push([name, t, b]);
   console.log(
     `${name.padEnd(52)} ${t.toFixed(3).padStart(10)} ms   baseline ${b.toFixed(3).padStart(10)} ms   ratio ${(t / b).toFixed(2)}`,
@@ -232,18 +261,52 @@ async function main(): Promise<void> {
   });
   const cross = attentionHead(['cross'], 2);
   const L300 = 300 * 64;
-  // Cross block: K,V projections of L tokens dominate (2·L·D² MACs), then Q·Kᵀ and P·V for 2 queries.
+  const f300t = tok(300);
+  // Folded cross block: scores and weighted sums of L tokens for queries × heads (2·L·D·QH MACs).
+  const crossShapes: [number, number, number][] = [
+    [L300, D, 2 * 12],
+    [2 * 12, L300, D],
+  ];
   await row(
-    'attention-3d cross only, 300 slices × 64 tok',
-    () => cross.run(tok(300)),
-    [
-      [L300, D, 2 * D],
-      [2, D, L300],
-      [2, L300, D],
-    ],
+    '[js]   attention-3d cross only, 300 slices × 64 tok',
+    () => cross.run(f300t, { backend: 'js' }),
+    crossShapes,
     1,
   );
+  let t0 = performance.now();
+  await cross.prepare();
+  console.log(
+    `[onnx] attention-3d cross only: graph build + session load ${(performance.now() - t0).toFixed(0)} ms`,
+  );
+  await row(
+    '[onnx] attention-3d cross only, 300 slices × 64 tok',
+    () => cross.run(f300t),
+    crossShapes,
+    200,
+    ortBaseline,
+  );
+  await cross.release();
   const full = attentionHead(['self', 'cross'], 2);
+  t0 = performance.now();
+  await full.prepare();
+  console.log(
+    `[onnx] attention-3d self+cross: graph build + session load ${(performance.now() - t0).toFixed(0)} ms`,
+  );
+  // Self-attention scores and weighted sums dominate: 2·L²·D MACs (projections add 4·L·D²).
+  const onnxSelf = (L: number): [number, number, number][] => [
+    [2 * L, D, L],
+    [4 * L, D, D],
+  ];
+  for (const s of [30, 100, 300]) {
+    const f = tok(s);
+    await row(
+      `[onnx] attention-3d self+cross, ${s} slices × 64 tok`,
+      () => full.run(f),
+      onnxSelf(s * 64),
+      1,
+      ortBaseline,
+    );
+  }
   const s30 = 30;
   const L30 = s30 * 64;
   const selfShapes = (L: number): [number, number, number][] => [
@@ -256,16 +319,27 @@ async function main(): Promise<void> {
     [2, L, D],
   ];
   const f30 = tok(s30);
-  await row(`attention-3d self+cross, ${s30} slices × 64 tok`, () => full.run(f30), selfShapes(L30), 1);
+  await row(
+    `[js]   attention-3d self+cross, ${s30} slices × 64 tok`,
+    () => full.run(f30, { backend: 'js' }),
+    selfShapes(L30),
+    1,
+  );
   const last = rows[rows.length - 1]!;
   const macs = (L: number): number => selfShapes(L).reduce((s, [m, k, n]) => s + m * k * n, 0);
   const scale = macs(L300) / macs(L30);
   console.log(
-    `attention-3d self+cross, 300 slices × 64 tok: estimated ${((last[1] * scale) / 1000).toFixed(1)} s (×${scale.toFixed(1)} MACs of the 30-slice run; O(L²·D) self-attention)`,
+    `[js]   attention-3d self+cross, 300 slices × 64 tok: estimated ${((last[1] * scale) / 1000).toFixed(1)} s (×${scale.toFixed(1)} MACs of the 30-slice run; O(L²·D) self-attention)`,
   );
   if (process.env.HEADS_BENCH_FULL === '1') {
-    await row('attention-3d self+cross, 300 slices × 64 tok', () => full.run(tok(300)), selfShapes(L300), 1);
+    await row(
+      '[js]   attention-3d self+cross, 300 slices × 64 tok',
+      () => full.run(f300t, { backend: 'js' }),
+      selfShapes(L300),
+      1,
+    );
   }
+  await full.release();
 }
 
 await main();

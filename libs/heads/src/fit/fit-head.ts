@@ -17,6 +17,14 @@ import { predictLinear } from './linear-model.js';
 import { fitLogistic } from './logistic.js';
 import { accuracy, aucMacroOvr, balancedAccuracy, concordanceIndex, regressionMetrics } from './metrics.js';
 import { fitMlp, predictMlp, type MlpFit } from './mlp.js';
+import {
+  fitMultiLabelLogistic,
+  isMultiLabels,
+  multilabelMetrics,
+  multilabelStrata,
+  validateMultiLabels,
+  type MultiLabels,
+} from './multilabel.js';
 import { fitRidge } from './ridge.js';
 
 /** Fitting methods: multinomial logistic regression, ridge regression, small MLP, Cox PH. */
@@ -28,7 +36,10 @@ export interface FitOptions {
   readonly seed?: number;
   /** L2 penalty on standardised coefficients (defaults: logistic 1e-2, ridge 1, cox 1e-4, mlp 1e-4). */
   readonly l2?: number;
-  /** Logistic / MLP classification: `balanced` class weighting (logistic only; default none). */
+  /**
+   * Logistic classification / multilabel: `balanced` class weighting (default none). Multilabel
+   * balances positives and negatives of each label.
+   */
   readonly classWeight?: 'balanced' | 'none';
   /** Number of classes (default max label + 1). */
   readonly numClasses?: number;
@@ -58,6 +69,11 @@ export interface FitOptions {
 }
 
 type Scores = (rows: readonly number[]) => Float64Array;
+
+/** Keys of `training.cv.per_fold` entries holding the fold's train / test sample counts. */
+export const FOLD_TRAIN = 'n_train';
+/** See {@link FOLD_TRAIN}. */
+export const FOLD_TEST = 'n_test';
 
 interface Trainer {
   readonly outputs: number;
@@ -113,16 +129,40 @@ function mlpWeights(fit: MlpFit): Map<string, Weight> {
   return w;
 }
 
-function makeTrainer(
-  kind: FitKind,
-  x: FeatureMatrix,
-  labels: ArrayLike<number> | SurvivalLabels,
-  o: FitOptions,
-  folds: number,
-) {
+/** Labels accepted by {@link fitHead}. */
+export type FitLabels = ArrayLike<number> | SurvivalLabels | MultiLabels;
+
+function makeTrainer(kind: FitKind, x: FeatureMatrix, labels: FitLabels, o: FitOptions, folds: number) {
   const d = x.cols;
   const isSurvival = typeof labels === 'object' && 'time' in labels && 'event' in labels;
   const seed = o.seed ?? 0;
+  if (isMultiLabels(labels)) {
+    if (kind !== 'logistic')
+      throw invalid(`multilabel targets are fitted with logistic heads only (got ${kind})`);
+    const m = validateMultiLabels(labels, x.rows, folds);
+    const k = m.numLabels;
+    const trainer: Trainer = {
+      outputs: k,
+      strata: multilabelStrata(m, x.rows),
+      async train(idx) {
+        const model = await fitMultiLabelLogistic(x, idx, m, {
+          l2: o.l2 ?? 1e-2,
+          classWeight: o.classWeight ?? 'none',
+          maxIter: o.maxIter ?? 500,
+          signal: o.signal,
+        });
+        return {
+          predict: (rows) => predictLinear(model, x, rows),
+          weights: new Map([
+            ['classifier.weight', f32(model.weight, [k, d])],
+            ['classifier.bias', f32(model.bias, [k])],
+          ]),
+        };
+      },
+      metrics: (test, scores) => multilabelMetrics(m, test, scores),
+    };
+    return { trainer, task: 'multilabel' as const, extra: { class_counts: m.positives } };
+  }
   if (kind === 'cox') {
     if (!isSurvival) throw invalid('cox fitting needs survival labels { time, event }');
     const s = validateSurvival(labels, x.rows);
@@ -157,6 +197,7 @@ function makeTrainer(
     return { trainer, task: 'survival' as const, extra: { n_events: s.events } };
   }
   if (isSurvival) throw invalid(`${kind} fitting needs numeric labels, not survival labels`);
+  if (!('length' in labels)) throw invalid(`${kind} fitting needs one numeric label per row`);
   const task =
     kind === 'ridge' ? 'regression' : kind === 'mlp' ? (o.task ?? 'classification') : 'classification';
   if (task === 'regression') {
@@ -271,14 +312,16 @@ function recordOptions(kind: FitKind, o: FitOptions): Record<string, unknown> {
 
 /**
  * Fits a head on feature rows (one sample per row, as the requirement describes) and returns a
- * native head bundle with training metadata, cross-validated metrics (k-fold, stratified by class
- * or by event status), deterministic for a given seed. Validation problems throw
+ * native head bundle with training metadata, cross-validated metrics (k-fold, stratified by class,
+ * by event status, or by each row's rarest label for multilabel targets), deterministic for a
+ * given seed. Multilabel targets ({@link MultiLabels}, kind `logistic`) give a `multilabel` head:
+ * one independent sigmoid logistic per label. Validation problems throw
  * INVALID_ARGUMENT naming the row, class or field.
  */
 export async function fitHead(
   kind: FitKind,
   features: FeatureMatrix,
-  labels: ArrayLike<number> | SurvivalLabels,
+  labels: FitLabels,
   options: FitOptions = {},
 ): Promise<Head> {
   validateFeatures(features);
@@ -291,8 +334,10 @@ export async function fitHead(
     mask: false,
     hidden: features.cols,
   };
-  if (req.slices !== 'each' || req.inputs.some((i) => i.kind === 'avg_pooled_tokens')) {
-    throw invalid('fitted heads take one feature vector per slice (slices: each; cls or mask_pooled inputs)');
+  if (req.slices !== 'each' || req.inputs.some((i) => i.kind === 'avg_pooled_tokens' && i.k !== 0)) {
+    throw invalid(
+      'fitted heads take one feature vector per slice (slices: each; cls, mask_pooled or globally averaged tokens, k = 0)',
+    );
   }
   if (req.inputs.length * req.hidden !== features.cols) {
     throw invalid(
@@ -305,21 +350,27 @@ export async function fitHead(
   if (folds >= 2) {
     const assignment = assignFolds(features.rows, folds, seed, trainer.strata);
     const perFold: Record<string, number>[] = [];
+    const sizes: Record<string, number>[] = [];
     for (let f = 0; f < folds; f++) {
       throwIfAborted(options.signal, 'cross-validation');
       const { train, test } = splitFold(assignment, f);
       const m = await trainer.train(train);
       perFold.push(trainer.metrics(test, m.predict(test)));
+      sizes.push({ [FOLD_TRAIN]: train.length, [FOLD_TEST]: test.length });
     }
-    cv = { folds, metrics: meanMetrics(perFold), per_fold: perFold };
+    cv = {
+      folds,
+      metrics: meanMetrics(perFold),
+      per_fold: perFold.map((f, i) => ({ ...f, ...sizes[i] })),
+    };
   }
   const all = Array.from({ length: features.rows }, (_, i) => i);
   const final = await trainer.train(all);
   const outputs = trainer.outputs;
   const labelNames = options.labelNames
     ? [...options.labelNames]
-    : task === 'classification'
-      ? Array.from({ length: outputs }, (_, i) => `class_${i}`)
+    : task === 'classification' || task === 'multilabel'
+      ? Array.from({ length: outputs }, (_, i) => `${task === 'multilabel' ? 'label' : 'class'}_${i}`)
       : [task === 'survival' ? 'risk' : 'value'];
   if (labelNames.length !== outputs)
     throw invalid(`labelNames has ${labelNames.length} names for ${outputs} outputs`);

@@ -8,7 +8,7 @@ export interface HeadOutput {
   readonly outputs: number;
   /** [rows, outputs] raw scores: logits, regression values, or the Cox linear predictor. */
   readonly logits: Float32Array;
-  /** Classification: softmax over outputs, or sigmoid when there is a single logit. */
+  /** Classification: softmax over outputs, or sigmoid when there is a single logit; multilabel: sigmoid of each. */
   readonly probabilities?: Float32Array;
   /** Regression: predicted values (same as logits). */
   readonly value?: Float32Array;
@@ -29,6 +29,8 @@ export function taskOutput(task: HeadTask, logits: Float32Array, rows: number, o
   switch (task) {
     case 'classification':
       return { rows, outputs, logits, probabilities: probabilitiesFromLogits(logits, rows, outputs) };
+    case 'multilabel':
+      return { rows, outputs, logits, probabilities: Float32Array.from(logits, (z) => sigmoid(z)) };
     case 'regression':
       return { rows, outputs, logits, value: logits };
     case 'survival':

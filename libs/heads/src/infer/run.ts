@@ -144,8 +144,16 @@ function classify(head: Head, x: Float32Array, rows: number): HeadOutput {
   return taskOutput(head.meta.task, logits, rows, a.outputs);
 }
 
+/** How {@link runHeadOn} runs (see `HeadRunOptions`). */
+export interface RunSettings {
+  readonly signal?: AbortSignal;
+  readonly backend: 'onnx' | 'js';
+  readonly maxAttentionTokens: number;
+}
+
 /** Runs any head kind on features (see `Head.run`). */
-export async function runHeadOn(head: Head, f: HeadFeatures, signal?: AbortSignal): Promise<HeadOutput> {
+export async function runHeadOn(head: Head, f: HeadFeatures, settings: RunSettings): Promise<HeadOutput> {
+  const { signal, backend } = settings;
   checkFeatures(head, f);
   const req = head.meta.requirements;
   switch (head.meta.kind) {
@@ -158,8 +166,18 @@ export async function runHeadOn(head: Head, f: HeadFeatures, signal?: AbortSigna
       return coxOutput(head, rowVectors(head, f), f.slices);
     case 'attention-3d': {
       const picked = selectSlices(req, f);
+      const perSlice = f.blocks.reduce((n, b) => n + b.tokensPerSlice, 0);
+      if (picked.length * perSlice > settings.maxAttentionTokens) {
+        throw new CuriaError(
+          'RESOURCE_EXHAUSTED',
+          `head '${head.meta.name}' would attend over ${picked.length} slices × ${perSlice} tokens = ${picked.length * perSlice} tokens, above the limit of ${settings.maxAttentionTokens}`,
+        );
+      }
       const { x, rows } = volumeTokens(head, f, picked);
-      const pooled = await attentionModuleForward(x, rows, attentionWeightsOf(head), signal);
+      const pooled =
+        backend === 'onnx'
+          ? await (await head.onnxAttention()).forward(x, rows, signal)
+          : await attentionModuleForward(x, rows, attentionWeightsOf(head), signal);
       return classify(head, pooled, 1);
     }
     case 'volume-mean-linear': {
