@@ -7,6 +7,9 @@ import type { Backends } from './backends.js';
 import type { GatewayEnv } from './config.js';
 import { embedSlices, type SliceToEmbed } from './embed-stream.js';
 import { EmbeddingCache, sliceDigest } from './embedding-cache.js';
+import { CanonicalMaskSampler, wholeImageMask } from './mask/canonical-mask.js';
+import { restrictToMask, type MaskedNeeds } from './mask/coverage.js';
+import { checkMaskGrid, decodeInputMask, type InputGridMask } from './mask/input-mask.js';
 import type { GatewayMetrics } from './metrics.js';
 import { planAnalysis, preprocessSelection, sliceNeeds, type AnalysisPlan, type SliceNeeds } from './plan.js';
 import { openPreprocess, type PreprocessStream } from './preprocess-stream.js';
@@ -30,6 +33,8 @@ const progress = (stage: string, done: number, total: number, message = ''): Res
 /** One slice on its way through the pipeline, in canonical order. */
 interface Entry {
   readonly mapping: common.SliceMapping;
+  /** True when the slice's resized mask is empty (it was sent with a whole-image placeholder). */
+  readonly emptyMask?: boolean;
   /** Output tensors by position in the plan's outputs; null until embedded (or read from the cache). */
   features: (common.Tensor | undefined)[] | null;
 }
@@ -58,12 +63,12 @@ export async function* analyzeStudy(
   const studyId = s.header?.studyId ?? '';
   checkStudyId(studyId);
   if (!s.source) throw new CuriaError('INVALID_ARGUMENT', 'start.source is required (ref or streamed)');
-  if (s.mask) {
-    throw new CuriaError(
-      'UNIMPLEMENTED',
-      'start.mask is not supported by the gateway yet; call EmbedService with per-slice masks for mask-pooled features',
-    );
-  }
+  // Decoded once per study, before any stage call, so a malformed mask costs no backend work.
+  const tMask = performance.now();
+  const inputMask = s.mask
+    ? await decodeInputMask(s.mask, { maxVoxels: env.CURIA_GATEWAY_MAX_MASK_VOXELS }, context.signal)
+    : undefined;
+  const maskMs = performance.now() - tMask;
   const now = Date.now();
   const deadline = new Date(
     Math.min(context.deadline?.getTime() ?? Infinity, now + env.CURIA_GATEWAY_DEFAULT_DEADLINE_MS),
@@ -80,6 +85,7 @@ export async function* analyzeStudy(
   };
   let hits = 0;
   let misses = 0;
+  if (inputMask) timed('mask', maskMs);
   try {
     const [model, headInfos] = await Promise.all([
       backends.resolveModel(s.model, signal),
@@ -95,7 +101,11 @@ export async function* analyzeStudy(
       }
     }
     const plan = planAnalysis(
-      { embeddingOutputs: s.embeddingOutputs, embeddingSelection: s.embeddingSelection, hasMask: false },
+      {
+        embeddingOutputs: s.embeddingOutputs,
+        embeddingSelection: s.embeddingSelection,
+        hasMask: inputMask !== undefined,
+      },
       headInfos,
     );
     if (plan.outputs.length === 0) {
@@ -127,7 +137,8 @@ export async function* analyzeStudy(
       }),
     );
     const geometry = pre.geometry;
-    const needs = sliceNeeds(plan, geometry.numCanonicalSlices);
+    const mask = inputMask ? maskForStudy(inputMask, pre, plan, studyId, deps.log) : undefined;
+    const needs = mask?.needs ?? sliceNeeds(plan, geometry.numCanonicalSlices);
     yield {
       msg: {
         $case: 'geometry',
@@ -169,7 +180,7 @@ export async function* analyzeStudy(
       }
     }
     const byId = new Map<number, Entry>();
-    const source = slicesToEmbed(pre, plan, needs, model.sha256, cache, order, byId, (hit) => {
+    const source = slicesToEmbed(pre, plan, needs, mask, model.sha256, cache, order, byId, (hit) => {
       if (hit) hits++;
       else misses++;
     });
@@ -189,6 +200,8 @@ export async function* analyzeStudy(
       const features: common.Tensor[] = [];
       for (const f of r.features) {
         if (!f.tensor || f.requestIndex >= plan.outputs.length) continue;
+        // Pooled over the whole-image placeholder mask: meaningless, never returned or cached.
+        if (entry.emptyMask && mask?.needs.maskOutputs.has(f.requestIndex)) continue;
         features[f.requestIndex] = f.tensor;
         if (cache.maxBytes > 0)
           cache.set(
@@ -235,6 +248,48 @@ export async function* analyzeStudy(
   }
 }
 
+/** The study's mask on the model grid and what each consumer reads once it is known. */
+interface StudyMask {
+  readonly sampler: CanonicalMaskSampler;
+  /** What each consumer reads, restricted to slices where the resized mask is non-empty. */
+  readonly needs: MaskedNeeds;
+  /** Sent with slices whose ROI is empty but whose other outputs are needed. */
+  readonly placeholder: common.Tensor;
+}
+
+/**
+ * Checks the decoded mask against the study's input grid, and restricts the mask's consumers to
+ * slices where the resized mask is non-empty.
+ */
+function maskForStudy(
+  mask: InputGridMask,
+  pre: PreprocessStream,
+  plan: AnalysisPlan,
+  studyId: string,
+  log: Logger,
+): StudyMask {
+  const g = pre.geometry;
+  checkMaskGrid(mask, g.geometry?.input);
+  const height = g.spec?.height ?? 0;
+  const width = g.spec?.width ?? 0;
+  if (!g.geometry) throw new CuriaError('INTERNAL', 'preprocess sent no canonical geometry');
+  const sampler = new CanonicalMaskSampler(mask, g.geometry, height, width);
+  if (sampler.sliceCount !== g.numCanonicalSlices) {
+    throw new CuriaError('INTERNAL', 'preprocess announced a slice count that differs from its geometry');
+  }
+  const needs = restrictToMask(
+    plan,
+    sliceNeeds(plan, g.numCanonicalSlices),
+    (k) => sampler.covers(k),
+    `${height}x${width}`,
+  );
+  log.info(
+    { study_id: studyId, mask_voxels: mask.inside, empty_mask_slices: needs.emptyMask.size },
+    'mask decoded',
+  );
+  return { sampler, needs, placeholder: wholeImageMask(height, width) };
+}
+
 const digests = new WeakMap<SliceToEmbed, string>();
 function digestOf(s: SliceToEmbed): string {
   let d = digests.get(s);
@@ -250,6 +305,7 @@ async function* slicesToEmbed(
   pre: PreprocessStream,
   plan: AnalysisPlan,
   needs: SliceNeeds,
+  mask: StudyMask | undefined,
   modelSha: string,
   cache: EmbeddingCache,
   order: Entry[],
@@ -264,7 +320,20 @@ async function* slicesToEmbed(
     const idx = mapping.canonicalIndex;
     const wanted = needs.outputs.get(idx);
     if (!wanted) continue;
-    const item: SliceToEmbed = { id: idx, pixels };
+    const emptyMask = mask?.needs.emptyMask.has(idx) === true;
+    let maskTensor: common.Tensor | undefined;
+    if (mask && plan.usesMask) {
+      const { sampler } = mask;
+      if (
+        mapping.inputSliceIndex !== sampler.inputSliceIndex(idx) ||
+        pixels.shape[1] !== sampler.height ||
+        pixels.shape[2] !== sampler.width
+      ) {
+        throw new CuriaError('INTERNAL', `preprocess slice ${idx} disagrees with the announced geometry`);
+      }
+      maskTensor = emptyMask ? mask.placeholder : sampler.tensor(idx);
+    }
+    const item: SliceToEmbed = { id: idx, pixels, mask: maskTensor };
     const digest = cache.maxBytes > 0 ? digestOf(item) : '';
     const keys = wanted.map((o) => EmbeddingCache.key(modelSha, digest, plan.outputKeys[o]!));
     if (cache.maxBytes > 0 && cache.hasAll(keys)) {
@@ -273,7 +342,7 @@ async function* slicesToEmbed(
       order.push({ mapping, features });
       count(true);
     } else {
-      const entry: Entry = { mapping, features: null };
+      const entry: Entry = { mapping, features: null, emptyMask };
       order.push(entry);
       byId.set(idx, entry);
       count(false);

@@ -20,6 +20,11 @@ export const gatewayEnvSchema = serviceSchema({
   CURIA_GATEWAY_MAX_STUDIES: positiveInt.default(8),
   /** Largest streamed upload accepted per study, bytes. */
   CURIA_GATEWAY_MAX_UPLOAD_BYTES: positiveInt.default(2 * 1024 ** 3),
+  /**
+   * Most input voxels a study's `start.mask` may cover: the gateway holds the decoded mask at one byte
+   * per input voxel for the duration of the study. Default 512 Mi voxels (e.g. 512×512×2048).
+   */
+  CURIA_GATEWAY_MAX_MASK_VOXELS: positiveInt.max(2 ** 31 - 1).default(512 * 1024 ** 2),
   /** Slices sent to Embed and not yet answered, per study (bounds gateway memory; Embed caps it at 16). */
   CURIA_GATEWAY_EMBED_WINDOW: positiveInt.max(64).default(16),
   /** Attempts per stage call on UNAVAILABLE (a dead replica), including the first. */

@@ -6,7 +6,8 @@ type Histogram = ReturnType<ServiceMetrics['histogram']>;
 
 /** The gateway's own metrics (on top of the kit's gRPC RED metrics). Names are the chart's contract. */
 export interface GatewayMetrics {
-  /** `curia_gateway_stage_seconds{stage}`: upload | preprocess | embed | heads | total, per study. */
+  /** `curia_gateway_stage_seconds{stage}`: upload | mask | preprocess | embed | heads | total, per study
+   *  (`mask`: decoding `start.mask`, only when one is given). */
   readonly stage: Histogram;
   readonly cacheHits: Counter;
   readonly cacheMisses: Counter;

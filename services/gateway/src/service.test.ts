@@ -42,6 +42,12 @@ async function startGateway(env: Record<string, string>) {
   return { server, hooks, client: createCuriaClient(gateway.GatewayServiceDefinition, channel) };
 }
 
+/** The client takes an AsyncIterable request stream. */
+// eslint-disable-next-line @typescript-eslint/require-await -- an async generator over a fixed list
+async function* streamOf(msgs: gateway.AnalyzeStudyRequest[]): AsyncGenerator<gateway.AnalyzeStudyRequest> {
+  yield* msgs;
+}
+
 const start = (extra: Partial<gateway.AnalyzeStudyStart> = {}): gateway.AnalyzeStudyRequest => ({
   msg: {
     $case: 'start',
@@ -78,7 +84,7 @@ describe('GatewayService', () => {
     await new Promise((r) => setTimeout(r, 200));
     let retryAfter: string | undefined;
     const second = async () => {
-      for await (const _ of client.analyzeStudy([start()], {
+      for await (const _ of client.analyzeStudy(streamOf([start()]), {
         onTrailer: (t) => (retryAfter = t.get(RETRY_AFTER_TRAILER)),
       }));
     };
@@ -96,7 +102,7 @@ describe('GatewayService', () => {
   it('rejects a stream without start, and a study without source, before touching any stage', async () => {
     const { client } = await startGateway({});
     const run = async (msgs: gateway.AnalyzeStudyRequest[]) => {
-      for await (const _ of client.analyzeStudy(msgs));
+      for await (const _ of client.analyzeStudy(streamOf(msgs)));
     };
     await expect(
       run([
@@ -115,9 +121,23 @@ describe('GatewayService', () => {
       code: Status.INVALID_ARGUMENT,
       details: expect.stringMatching(/start.source is required/) as unknown,
     });
-    await expect(run([start({ header: { studyId: 'John^Doe' } })])).rejects.toMatchObject({
+    await expect(
+      run([start({ header: common.StudyHeader.fromPartial({ studyId: 'John^Doe' }) })]),
+    ).rejects.toMatchObject({
       code: Status.INVALID_ARGUMENT,
       details: expect.stringMatching(/study_id/) as unknown,
+    });
+    // A malformed mask is refused before any stage is called (the stages here are unreachable).
+    const rle = (dims: number[], counts: number[]): common.InputMask => ({
+      mask: { $case: 'rle', value: { dims, counts, label: '' } },
+    });
+    await expect(run([start({ mask: rle([2, 2, 2], [3, 4]) })])).rejects.toMatchObject({
+      code: Status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/start\.mask\.rle\.counts sum to 7, but .* hold 8 voxels/) as unknown,
+    });
+    await expect(run([start({ mask: rle([2048, 2048, 2048], [0]) })])).rejects.toMatchObject({
+      code: Status.RESOURCE_EXHAUSTED,
+      details: expect.stringMatching(/CURIA_GATEWAY_MAX_MASK_VOXELS/) as unknown,
     });
   });
 
@@ -125,7 +145,7 @@ describe('GatewayService', () => {
     const { client } = await startGateway({});
     const t0 = performance.now();
     const err = await (async () => {
-      for await (const _ of client.analyzeStudy([start()]));
+      for await (const _ of client.analyzeStudy(streamOf([start()])));
     })().catch((e: unknown) => e);
     expect((err as ClientError).code).toBe(Status.UNAVAILABLE);
     expect((err as ClientError).details).toMatch(/^embed: /);

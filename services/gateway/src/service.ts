@@ -36,6 +36,7 @@ export function createGatewayService(
             max_concurrent_studies: String(env.CURIA_GATEWAY_MAX_STUDIES),
             cache_max_bytes: String(env.CURIA_GATEWAY_CACHE_MAX_BYTES),
             embed_window_slices: String(env.CURIA_GATEWAY_EMBED_WINDOW),
+            max_mask_voxels: String(env.CURIA_GATEWAY_MAX_MASK_VOXELS),
           },
         }),
       };

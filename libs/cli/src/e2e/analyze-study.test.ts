@@ -317,21 +317,35 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
     const p = generatePhantom({ size: [128, 128, 48], seed: 12 });
     const path = join(work, 'kill.nii.gz');
     await writeFile(path, phantomToNifti(p, { gzip: true }).image);
-    const [victim, survivor] = cluster.endpoints().filter((e) => e.service === 'embed');
+    const replicas = cluster.endpoints().filter((e) => e.service === 'embed');
     const { files } = await studyFiles(path);
-    let killed = false;
+    // Kill the replica that holds the study's Embed stream (round-robin decides which), mid-study.
+    let kill: Promise<number> | null = null;
+    const killServing = async (): Promise<number> => {
+      for (;;) {
+        for (const e of replicas) {
+          const busy = await metricValue(
+            `http://127.0.0.1:${e.metricsPort}/metrics`,
+            'curia_embed_inflight_slices',
+          );
+          if (busy > 0) {
+            process.kill(e.pid, 'SIGKILL');
+            return e.pid;
+          }
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
     const r = await collectAnalysis(
       client.analyzeStudy(studyUploadRequests(start({ embeddingOutputs: [CLS] }), files), {
         deadline: 120_000,
       }),
       (ev) => {
-        if (!killed && ev.stage === 'embed' && ev.done >= 2) {
-          killed = true;
-          process.kill(victim!.pid, 'SIGKILL');
-        }
+        if (!kill && ev.stage === 'embed' && ev.done >= 2) kill = killServing();
       },
     );
-    expect(killed).toBe(true);
+    expect(kill).not.toBeNull();
+    const victimPid = await kill!;
     expect(r.embeddings).toHaveLength(48);
     expect(r.embeddings.map((e) => e.mapping!.canonicalIndex)).toEqual(
       Array.from({ length: 48 }, (_, i) => i),
@@ -340,7 +354,8 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
       await metricValue(url('gateway')[0]!, 'curia_gateway_backend_retries_total', { stage: 'embed' }),
     ).toBeGreaterThan(0);
 
-    process.kill(survivor!.pid, 'SIGKILL');
+    const survivor = replicas.find((e) => e.pid !== victimPid)!;
+    process.kill(survivor.pid, 'SIGKILL');
     const q = generatePhantom({ size: [64, 64, 8], seed: 13 });
     const path2 = join(work, 'none.nii.gz');
     await writeFile(path2, phantomToNifti(q, { gzip: true }).image);

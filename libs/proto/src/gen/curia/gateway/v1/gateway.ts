@@ -54,7 +54,16 @@ export interface AnalyzeStudyStart {
   preprocess?:
     | PreprocessOptions
     | undefined;
-  /** Region of interest on the input grid, for mask-pooled features and heads that require a mask. */
+  /**
+   * Region of interest on the input grid, for mask-pooled features and heads that require a mask. Decoded once
+   * per study (at most ServiceInfo.limits["max_mask_voxels"] voxels: RESOURCE_EXHAUSTED beyond), reoriented like
+   * the pixels and nearest-resized to the model grid at the align_corners=false pixel centres. Consumers of the
+   * mask read only the slices where the resized mask is non-empty: heads that require a mask or read mask_pooled
+   * features skip the others (INVALID_ARGUMENT when none is left); mask_pooled embedding outputs are left without
+   * a tensor there, and a slice left with no output is not returned. A `nifti` mask must match the input dims and
+   * lie within 1e-3 mm of the input affine; `rle`/`dense` dims must equal the input dims (INVALID_ARGUMENT naming
+   * the field).
+   */
   mask?:
     | InputMask
     | undefined;
