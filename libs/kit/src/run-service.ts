@@ -34,7 +34,8 @@ export interface ListeningMessage extends BoundPorts {
 /**
  * Entry point of a service process: validates the environment (exit 2 with a message naming
  * each bad variable), builds and starts the server, warms up, reports SERVING, and drains on
- * SIGTERM/SIGINT (exit 0; a second signal forces exit 1).
+ * SIGTERM/SIGINT (exit 0; a second signal forces exit 1). After {@link CuriaServer.fatal} it
+ * drains and exits 1, so the orchestrator restarts it.
  */
 export async function runService<S extends typeof serviceEnvSchema>(
   spec: ServiceSpec<S>,
@@ -56,8 +57,12 @@ export async function runService<S extends typeof serviceEnvSchema>(
   });
   const hooks = await spec.setup(server, env);
   const ports = await server.start();
-  exitOnSignals(server, (code) => {
+  const exit = (code: number): void => {
     void (hooks.close?.() ?? Promise.resolve()).finally(() => process.exit(code));
+  };
+  exitOnSignals(server, exit);
+  server.onFatal(() => {
+    void server.shutdown().finally(() => exit(1));
   });
   const message: ListeningMessage = {
     type: 'curia:listening',
@@ -70,6 +75,7 @@ export async function runService<S extends typeof serviceEnvSchema>(
   process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
   const t0 = performance.now();
   await hooks.warmUp?.();
+  if (server.failed) return server;
   server.setServing(true);
   server.log.info({ warmUpMs: Math.round(performance.now() - t0) }, 'serving');
   return server;

@@ -64,6 +64,8 @@ export class CuriaServer {
   private readonly serviceNames: string[] = [];
   private shutdownPromise: Promise<void> | null = null;
   private ports: BoundPorts | null = null;
+  private fatalHandler: ((err: Error) => void) | null = null;
+  private fatalError: Error | null = null;
 
   constructor(readonly options: CuriaServerOptions) {
     const { env, name } = options;
@@ -142,6 +144,30 @@ export class CuriaServer {
     const status = serving ? 'healthy' : 'unhealthy';
     for (const name of this.serviceNames) this.health.setStatus(status, name);
     this.health.setStatus(status);
+  }
+
+  /**
+   * The process can no longer do its job (e.g. its inference engine died): reports NOT_SERVING
+   * now, so balancers and probes route around it, and hands the error to the handler
+   * {@link onFatal} installed (under `runService`: drain, then exit 1 for a restart). Idempotent.
+   */
+  fatal(err: Error): void {
+    if (this.fatalError) return;
+    this.fatalError = err;
+    this.log.error({ err }, 'fatal: this replica stops serving');
+    this.setServing(false);
+    this.fatalHandler?.(err);
+  }
+
+  /** Installs what {@link fatal} does after NOT_SERVING (called at once if it already happened). */
+  onFatal(handler: (err: Error) => void): void {
+    this.fatalHandler = handler;
+    if (this.fatalError) handler(this.fatalError);
+  }
+
+  /** The error {@link fatal} was called with, if any. */
+  get failed(): Error | null {
+    return this.fatalError;
   }
 
   /**

@@ -20,12 +20,22 @@ export { selectionFromWire } from './preprocess/selection-wire.js';
 export type { WireSliceSelection } from './preprocess/selection-wire.js';
 export { axisWeights, computeAxisWeights, resizeBicubicAa, ResizeScratch } from './preprocess/resize.js';
 export type { AxisWeights } from './preprocess/resize.js';
-export { preprocessSlices, preprocessToTensor, writePreprocessed } from './preprocess/preprocess.js';
+export {
+  preprocessSlices,
+  preprocessSlicesOnPool,
+  preprocessToTensor,
+  writePreprocessed,
+} from './preprocess/preprocess.js';
+export { defaultSliceThreads, SlicePool } from './preprocess/slice-pool.js';
+export type { PooledSlice } from './preprocess/slice-pool.js';
+export { processSlice, SliceScratch } from './preprocess/slice-kernel.js';
+export type { ProcessedSlice } from './preprocess/slice-kernel.js';
 export type {
   PreprocessedSlice,
   PreprocessedTensor,
   PreprocessOptions,
   PreprocessToTensorOptions,
+  PooledPreprocessOptions,
   RawSliceStats,
 } from './preprocess/preprocess.js';
 export type { SliceStats } from './preprocess/normalize.js';

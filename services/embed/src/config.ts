@@ -32,6 +32,15 @@ export const embedEnvSchema = serviceSchema({
   CURIA_EMBED_INTRA_OP_THREADS: positiveInt.optional(),
   /** ORT inter-op threads per session (default 1). */
   CURIA_EMBED_INTER_OP_THREADS: positiveInt.optional(),
+  /**
+   * Run each model's ORT session on its own worker thread (default true). onnxruntime-node's
+   * `run` blocks the calling thread for the whole batch; on the event loop that stalls request
+   * intake (batches then fill only with what arrived between runs) and result writes.
+   */
+  CURIA_EMBED_ENGINE_THREAD: z
+    .enum(['true', 'false', '1', '0'])
+    .default('true')
+    .transform((v) => v === 'true' || v === '1'),
   /** Largest inference batch, slices. */
   CURIA_EMBED_MAX_BATCH: positiveInt.max(64).default(8),
   /** Longest a slice waits for batch companions, ms. */

@@ -1,3 +1,5 @@
+import { setMaxListeners } from 'node:events';
+
 import { CuriaError, isCuriaError } from '@curia/errors';
 import { isAbortError, type CuriaCallContext, type Logger } from '@curia/kit';
 import type { embed } from '@curia/proto';
@@ -101,6 +103,8 @@ export async function* handleEmbed(
 ): AsyncGenerator<embed.EmbedResponse> {
   const { metrics, scheduler, limits } = deps;
   const stream = new AbortController();
+  // Every queued slice listens on the stream's signal (up to maxInflightPerStream at once).
+  setMaxListeners(limits.maxInflightPerStream + 8, stream.signal);
   const cancel = (): void => stream.abort(newAbortError());
   if (context.signal.aborted) cancel();
   else context.signal.addEventListener('abort', cancel, { once: true });
@@ -116,6 +120,7 @@ export async function* handleEmbed(
   try {
     const start = await readStart(it, stream.signal);
     const entry: ModelEntry = deps.registry.resolve(start.model);
+    scheduler.admitStream();
     const shape: ModelShape = { imageSize: entry.engine.info().imageSize, grid: entry.grid };
     const plan = planStream(start, shape);
     const info = entry.engine.info();

@@ -36,6 +36,9 @@ export function createEmbedMetrics(m: ServiceMetrics): EmbedMetrics {
     errors: m.counter('curia_embed_errors_total', 'Embed streams failed, by reason (status code).', [
       'reason',
     ]),
-    shed: m.counter('curia_embed_shed_total', 'Slices refused because the inference queue was full.'),
+    shed: m.counter(
+      'curia_embed_shed_total',
+      'Slices (or streams, refused at start) shed because the inference queue was full.',
+    ),
   };
 }

@@ -1,6 +1,12 @@
 import { CuriaError } from '@curia/errors';
 import type { Logger } from '@curia/kit';
-import { EmbedEngine, ensureDefaultBundle, type EngineOptions } from '@curia/model';
+import {
+  EmbedEngine,
+  ensureDefaultBundle,
+  WorkerEmbedEngine,
+  type EmbedRunner,
+  type EngineOptions,
+} from '@curia/model';
 import { common } from '@curia/proto';
 
 import { modelDirs, type EmbedEnv } from './config.js';
@@ -9,14 +15,14 @@ import { modelDirs, type EmbedEnv } from './config.js';
 export interface ModelEntry {
   /** `name@version`: batcher key and metrics label. */
   readonly key: string;
-  readonly engine: EmbedEngine;
+  readonly engine: EmbedRunner;
   /** What GetInfo / ListModels / the Embed summary report. */
   readonly info: common.ModelInfo;
   /** Patch grid side G (image_size / patch_size). */
   readonly grid: number;
 }
 
-function modelInfo(engine: EmbedEngine, isDefault: boolean): common.ModelInfo {
+function modelInfo(engine: EmbedRunner, isDefault: boolean): common.ModelInfo {
   const m = engine.bundle.manifest;
   const a = m.architecture;
   return {
@@ -60,7 +66,9 @@ export class ModelRegistry {
     const entries: ModelEntry[] = [];
     try {
       for (const dir of dirs) {
-        const engine = await EmbedEngine.open(dir, opts);
+        const engine = env.CURIA_EMBED_ENGINE_THREAD
+          ? await WorkerEmbedEngine.open(dir, opts)
+          : await EmbedEngine.open(dir, opts);
         const info = modelInfo(engine, entries.length === 0);
         const key = `${info.name}@${info.version}`;
         if (entries.some((e) => e.key === key)) {

@@ -99,6 +99,22 @@ export class EmbedScheduler {
     }
   }
 
+  /**
+   * Refuses a new stream up front while the queue is full, before its caller spends bandwidth
+   * on slices that would be shed: RESOURCE_EXHAUSTED with the same retry hint as a shed slice.
+   */
+  admitStream(): void {
+    const depth = this.batcher.queueDepth;
+    if (depth < this.limits.maxQueueSlices) return;
+    this.metrics.shed.inc();
+    const after = this.batcher.retryAfterMs();
+    throw new CuriaError(
+      'RESOURCE_EXHAUSTED',
+      `inference queue is full (${depth} slices waiting, limit ${this.limits.maxQueueSlices}); retry after ${after}ms or on another replica`,
+      { retryAfterMs: after },
+    );
+  }
+
   /** Slices waiting across all models. */
   get queueDepth(): number {
     return this.batcher.queueDepth;
@@ -133,7 +149,8 @@ export class EmbedScheduler {
       { attributes: { 'curia.model': entry.key, 'curia.batch_size': jobs.length } },
       async (span) => {
         try {
-          return await entry.engine.run(stacked, jobs.length, { outputs: [...outputs] });
+          // `stacked` is ours alone: an engine thread may take its buffer instead of copying it.
+          return await entry.engine.run(stacked, jobs.length, { outputs: [...outputs], transferInput: true });
         } finally {
           span.end();
         }

@@ -1,9 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Worker } from 'node:worker_threads';
 
 import { ClientError, Status, createCuriaChannel, createCuriaClient, type Channel } from '@curia/client';
-import { CuriaServer, loadConfig, type ServiceHooks } from '@curia/kit';
+import { CuriaServer, loadConfig } from '@curia/kit';
 import {
   avgPoolTokens,
   buildBundleFromHf,
@@ -18,7 +19,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { decodeFeature } from './codec.js';
 import { embedEnvSchema } from './config.js';
-import { setupEmbedService } from './service.js';
+import { setupEmbedService, type EmbedServiceHooks } from './service.js';
 
 const S = 512;
 const PX = S * S;
@@ -56,7 +57,8 @@ afterAll(async () => {
 
 interface Running {
   server: CuriaServer;
-  hooks: Required<ServiceHooks>;
+  hooks: EmbedServiceHooks;
+  ready: () => Promise<number>;
   channel: Channel;
   client: ReturnType<typeof createCuriaClient<typeof embed.EmbedServiceDefinition>>;
   metrics: () => Promise<string>;
@@ -92,6 +94,7 @@ async function start(env: Record<string, string>): Promise<Running> {
     channel,
     client,
     metrics: async () => (await fetch(`http://127.0.0.1:${ports.metricsPort}/metrics`)).text(),
+    ready: async () => (await fetch(`http://127.0.0.1:${ports.metricsPort}/readyz`)).status,
   };
   running.push(r);
   return r;
@@ -320,6 +323,64 @@ describe('EmbedService', () => {
     const text = await metrics();
     expect(metricValue(text, 'curia_embed_shed_total')).toBeGreaterThanOrEqual(1);
     expect(metricValue(text, 'curia_embed_errors_total', 'reason="RESOURCE_EXHAUSTED"')).toBe(shed.length);
+  });
+
+  it('refuses a new stream at start while the queue is full, before it sends a slice', async () => {
+    const { client, metrics } = await start({
+      CURIA_EMBED_MODELS: randomDir,
+      CURIA_EMBED_MAX_BATCH: '8',
+      CURIA_EMBED_MAX_QUEUE_DELAY_MS: '5000',
+      CURIA_EMBED_MAX_QUEUE_SLICES: '2',
+    });
+    const px = pixelsTensor(noise(3));
+    const filler = new AbortController();
+    const filling = collect(
+      client.embed(
+        requests({ outputs: [out({ $case: 'cls', value: {} })] }, [
+          { sliceId: 0, pixels: px },
+          { sliceId: 1, pixels: px },
+        ]),
+        { signal: filler.signal },
+      ),
+    ).catch(() => null);
+    for (let i = 0; i < 300 && metricValue(await metrics(), 'curia_embed_queue_depth') < 2; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    let slicesPulled = 0;
+    async function* startThenSlices(): AsyncGenerator<Req> {
+      yield { msg: { $case: 'start', value: { model: '', outputs: [lhsReq], studyId: 't' } } };
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 50));
+        slicesPulled++;
+        yield { msg: { $case: 'slice', value: { sliceId: slicesPulled, pixels: px } } };
+      }
+    }
+    const t0 = performance.now();
+    const err = await failure(collect(client.embed(startThenSlices())));
+    const ms = performance.now() - t0;
+    filler.abort();
+    await filling;
+    expect(Status[err.code]).toBe('RESOURCE_EXHAUSTED');
+    expect(err.details).toMatch(/queue is full \(2 slices waiting, limit 2\); retry after \d+ms/);
+    expect(slicesPulled).toBeLessThanOrEqual(1);
+    expect(ms).toBeLessThan(2_000);
+    expect(metricValue(await metrics(), 'curia_embed_shed_total')).toBe(1);
+  });
+
+  it('stops serving when its engine thread dies: NOT_SERVING, calls fail UNAVAILABLE', async () => {
+    const r = await start({ CURIA_EMBED_MODELS: randomDir });
+    expect(await r.ready()).toBe(200);
+    const engine = r.hooks.registry.entries[0]!.engine;
+    // Stands in for a native crash of onnxruntime on the thread.
+    await (engine as unknown as { worker: Worker }).worker.terminate();
+    expect(await r.ready()).toBe(503);
+    expect(r.server.failed?.message).toContain('engine thread died');
+    const err = await failure(
+      collect(
+        r.client.embed(requests({ outputs: [lhsReq] }, [{ sliceId: 0, pixels: pixelsTensor(noise(4)) }])),
+      ),
+    );
+    expect(Status[err.code]).toBe('UNAVAILABLE');
+    expect(err.details).toContain('retry on another replica');
   });
 
   it('drops the queued slices of a cancelled stream', async () => {

@@ -5,6 +5,7 @@ import {
   type CuriaServer,
   type ServiceHooks,
 } from '@curia/kit';
+import { WorkerEmbedEngine } from '@curia/model';
 import { descriptorSet, embed, type common } from '@curia/proto';
 
 import { embedEnvSchema, type EmbedEnv } from './config.js';
@@ -47,11 +48,14 @@ export function createEmbedService(
   };
 }
 
+/** The hooks {@link setupEmbedService} returns, plus the loaded models. */
+export type EmbedServiceHooks = Required<ServiceHooks> & { readonly registry: ModelRegistry };
+
 /**
  * Loads every model, creates the shared batcher and registers EmbedService on `server`.
  * The hooks warm each model up (one forward) before SERVING and release everything after drain.
  */
-export async function setupEmbedService(server: CuriaServer, env: EmbedEnv): Promise<Required<ServiceHooks>> {
+export async function setupEmbedService(server: CuriaServer, env: EmbedEnv): Promise<EmbedServiceHooks> {
   const registry = await ModelRegistry.load(env, server.log);
   const metrics = createEmbedMetrics(server.metrics);
   const scheduler = new EmbedScheduler(
@@ -73,7 +77,12 @@ export async function setupEmbedService(server: CuriaServer, env: EmbedEnv): Pro
     },
   };
   server.add(embed.EmbedServiceDefinition, createEmbedService(env, deps));
+  for (const e of registry.entries) {
+    // A dead engine thread cannot come back: stop advertising SERVING and let the process restart.
+    if (e.engine instanceof WorkerEmbedEngine) e.engine.onFailure((err) => server.fatal(err));
+  }
   return {
+    registry,
     warmUp: async () => {
       for (const e of registry.entries) {
         const t0 = performance.now();

@@ -13,6 +13,14 @@ export const preprocessEnvSchema = serviceSchema({
   CURIA_PREPROCESS_MAX_UPLOAD_BYTES: positiveInt.default(2 * 1024 ** 3),
   /** Largest number of streamed files (DICOM instances) per request. Default 5000. */
   CURIA_PREPROCESS_MAX_UPLOAD_FILES: positiveInt.default(5000),
+  /**
+   * Worker threads computing resize + normalisation off the event loop, shared by all calls.
+   * Default: cores - 1 (at least 1); 0 computes on the event loop (no overlap with encoding and
+   * network writes).
+   */
+  CURIA_PREPROCESS_SLICE_THREADS: z.coerce.number().int().min(0).max(64).optional(),
+  /** Slices one call computes ahead of what the transport has taken (default 2 per thread, >= 2). */
+  CURIA_PREPROCESS_PREFETCH_SLICES: z.coerce.number().int().min(1).max(64).optional(),
   /** Directory whose sub-directories are model bundles (each holding bundle.json); unset = none. */
   CURIA_BUNDLES_DIR: z.string().optional(),
 });

@@ -4,8 +4,10 @@ import { common, type preprocess } from '@curia/proto';
 import {
   openVolume,
   preprocessSlices,
+  preprocessSlicesOnPool,
   resolveAllowedUri,
   resolveSelection,
+  type SlicePool,
   type Volume,
   type VolumeSource,
 } from '@curia/volume';
@@ -23,6 +25,10 @@ export interface PreprocessDeps {
   readonly maxUploadBytes: number;
   readonly maxUploadFiles: number;
   readonly metrics: PreprocessMetrics;
+  /** Threads computing the slices; null computes them on the event loop. */
+  readonly pool?: SlicePool | null;
+  /** Slices computed ahead of the transport when `pool` is set (default: the pool's). */
+  readonly prefetch?: number | undefined;
   /** Called once per successful request with loggable facts only (opaque study id, counts). */
   readonly onDone?: (facts: { studyId: string; slices: number; files: number; bytes: number }) => void;
 }
@@ -213,8 +219,17 @@ async function* run(
   });
   let sent = 0;
   let computeMs = 0;
+  // With a pool, the next slices compute on its threads while this loop encodes and the
+  // transport writes; the generator is closed (in-flight slices dropped) if the call ends early.
+  const slices = deps.pool
+    ? preprocessSlicesOnPool(volume, deps.pool, {
+        spec,
+        selection,
+        signal,
+        ...(deps.prefetch ? { prefetch: deps.prefetch } : {}),
+      })
+    : preprocessSlices(volume, { spec, selection, signal });
   try {
-    const slices = preprocessSlices(volume, { spec, selection, signal });
     for (;;) {
       const t0 = performance.now();
       const stop = deps.metrics.slice.startTimer();
@@ -231,6 +246,7 @@ async function* run(
       sent++;
     }
   } finally {
+    await slices.return(undefined);
     sliceSpan.setAttribute('curia.sent', sent);
     sliceSpan.end();
   }

@@ -1,18 +1,34 @@
 import { runService, serviceInfo, type CuriaCallContext, type CuriaServer } from '@curia/kit';
 import { descriptorSet, preprocess } from '@curia/proto';
+import { defaultSliceThreads, SlicePool } from '@curia/volume';
 
 import { listBundles } from './bundles.js';
 import { allowedRoots, preprocessEnvSchema, type PreprocessEnv } from './config.js';
 import { handlePreprocess } from './handler.js';
+import { preprocessServerDefinition } from './wire.js';
 import { createPreprocessMetrics } from './metrics.js';
 
-/** The preprocess service implementation, registering its metrics on `server`. */
+/** The slice thread pool `CURIA_PREPROCESS_SLICE_THREADS` asks for (null for 0: compute in-thread). */
+export function createSlicePool(env: PreprocessEnv): SlicePool | null {
+  const threads = env.CURIA_PREPROCESS_SLICE_THREADS ?? defaultSliceThreads();
+  return threads > 0 ? new SlicePool(threads) : null;
+}
+
+/**
+ * The preprocess service implementation, registering its metrics on `server`. With a `pool`,
+ * slices are computed on its threads, `CURIA_PREPROCESS_PREFETCH_SLICES` ahead of the transport;
+ * the caller owns the pool (closes it after the server drained). Without one they are computed on
+ * the event loop.
+ */
 export function createPreprocessService(
   server: CuriaServer,
   env: PreprocessEnv,
+  pool: SlicePool | null = null,
 ): preprocess.PreprocessServiceImplementation<CuriaCallContext> {
   const metrics = createPreprocessMetrics(server.metrics);
   const deps = {
+    pool,
+    prefetch: env.CURIA_PREPROCESS_PREFETCH_SLICES,
     allowedRoots: allowedRoots(env),
     bundlesDir: env.CURIA_BUNDLES_DIR,
     maxUploadBytes: env.CURIA_PREPROCESS_MAX_UPLOAD_BYTES,
@@ -54,8 +70,9 @@ export async function main(): Promise<void> {
     schema: preprocessEnvSchema,
     descriptorSet: descriptorSet(),
     setup: (server, env) => {
-      server.add(preprocess.PreprocessServiceDefinition, createPreprocessService(server, env));
-      return {};
+      const pool = createSlicePool(env);
+      server.add(preprocessServerDefinition, createPreprocessService(server, env, pool));
+      return { close: async () => pool?.close() };
     },
   });
 }

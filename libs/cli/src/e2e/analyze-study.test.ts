@@ -105,6 +105,8 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
   let engine: EmbedEngine;
   let work: string;
   let collector: Awaited<ReturnType<typeof startCollector>>;
+  /** name@version of the head the first test fits. */
+  let fittedHeadRef = '';
   const url = (service: string): string[] =>
     cluster
       .endpoints()
@@ -235,6 +237,7 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
       })(),
     );
     const ref = `${fitted.head!.name}@${fitted.head!.version}`;
+    fittedHeadRef = ref;
     const second = await analyse(ct!, { heads: [ref], returnSlicePredictions: true });
     expect(second.summary?.cache).toEqual({ hits: 30, misses: 0 });
     expect(second.heads).toHaveLength(1);
@@ -266,18 +269,29 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
   }, 180_000);
 
   it('puts every hop of a study in one trace', async () => {
-    await new Promise((r) => setTimeout(r, 1500)); // let the batch span processors export
-    const byTrace = new Map<string, Set<string>>();
-    for (const s of collector.spans) {
-      let set = byTrace.get(s.traceId);
-      if (!set) byTrace.set(s.traceId, (set = new Set()));
-      set.add(s.service);
-    }
-    const full = [...byTrace.values()].filter((services) =>
-      ['gateway', 'preprocess', 'embed', 'heads'].every((svc) => [...services].some((s) => s.includes(svc))),
-    );
-    expect(full.length).toBeGreaterThan(0);
-  }, 30_000);
+    // A study no earlier test sent (every slice misses the cache) with the fitted head: all four
+    // services take part in this one call.
+    expect(fittedHeadRef).not.toBe('');
+    const p = generatePhantom({ size: [96, 96, 6], seed: 21 });
+    const path = join(work, 'trace.nii.gz');
+    await writeFile(path, phantomToNifti(p, { gzip: true }).image);
+    const r = await analyse(path, { heads: [fittedHeadRef] });
+    expect(r.summary?.cache?.hits).toBe(0);
+    expect(r.heads).toHaveLength(1);
+    const servicesOf = (traceId: string): Set<string> =>
+      new Set(collector.spans.filter((s) => s.traceId === traceId).map((s) => s.service));
+    const fullTraces = (): number =>
+      [...new Set(collector.spans.map((s) => s.traceId))].filter((t) => {
+        const services = [...servicesOf(t)];
+        return ['gateway', 'preprocess', 'embed', 'heads'].every((svc) =>
+          services.some((s) => s.includes(svc)),
+        );
+      }).length;
+    // The services export in batches (200 ms schedule); on a loaded machine that takes a while.
+    for (let waited = 0; waited < 15_000 && fullTraces() === 0; waited += 250)
+      await new Promise((r) => setTimeout(r, 250));
+    expect(fullTraces()).toBe(1);
+  }, 60_000);
 
   it('cancels every stage when the caller deadline is shorter than the work', async () => {
     const p = generatePhantom({ size: [128, 128, 80], seed: 11 });

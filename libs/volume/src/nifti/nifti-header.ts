@@ -55,8 +55,9 @@ export function parseNiftiHeader(head: Uint8Array): NiftiHeaderInfo {
       `truncated NIfTI-${version} header: ${head.length} of ${size} bytes`,
     );
   }
-  // Exactly the header: nifti-reader-js then skips extension parsing, which we do not need.
-  const ab = head.slice(0, size).buffer;
+  // Exactly the header: nifti-reader-js then skips extension parsing, which we do not need. A copy,
+  // because a Node Buffer's slice() is a view into a shared pool, whose .buffer starts elsewhere.
+  const ab = new Uint8Array(head.subarray(0, size)).buffer;
   let h: NIFTI1 | NIFTI2;
   try {
     h = readHeader(ab);

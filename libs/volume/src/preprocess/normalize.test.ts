@@ -29,3 +29,32 @@ describe('slice normalisation', () => {
     });
   });
 });
+
+describe('zscoreInto on CT-like data', () => {
+  it('matches the textbook two-pass mean and unbiased std, also far from zero and near-constant', () => {
+    let seed = 99;
+    const rand = (): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed / 0x7fffffff;
+    };
+    const cases: Float64Array[] = [
+      Float64Array.from({ length: 512 * 512 }, (_, i) => (i % 7 === 0 ? 1200 : -1000) + 80 * rand()),
+      Float64Array.from({ length: 4099 }, () => 1e6 + 1e-3 * rand()),
+      Float64Array.from({ length: 1000 }, (_, i) => (i === 999 ? 3000 : 0)),
+    ];
+    for (const v of cases) {
+      const n = v.length;
+      let sum = 0;
+      for (const x of v) sum += x;
+      const mean = sum / n;
+      let ss = 0;
+      for (const x of v) ss += (x - mean) ** 2;
+      const std = Math.sqrt(ss / (n - 1));
+      const out = new Float32Array(n);
+      const s = zscoreInto(v, n, out, 1e-6);
+      expect(Math.abs(s.mean - mean)).toBeLessThanOrEqual(1e-9 * Math.max(1, Math.abs(mean)));
+      expect(Math.abs(s.std - std) / std).toBeLessThan(1e-9);
+      for (let i = 0; i < n; i += 97) expect(Math.abs(out[i]! - (v[i]! - mean) / std)).toBeLessThan(1e-5);
+    }
+  });
+});

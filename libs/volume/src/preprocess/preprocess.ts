@@ -4,17 +4,13 @@ import { fromFloat32, writeSafetensors } from '@curia/tensors';
 import type { Geometry } from '../geometry/geometry.js';
 import { DEFAULT_VOLUME_LIMITS, formatBytes } from '../io/limits.js';
 import { openVolume, type OpenVolumeOptions, type Volume, type VolumeSource } from '../volume.js';
-import { clampBelow, copyInto, zscoreInto, type SliceStats } from './normalize.js';
-import { resizeBicubicAa, ResizeScratch } from './resize.js';
+import type { SliceStats } from './normalize.js';
 import { resolveSelection, type SliceSelection } from './selection.js';
+import { processSlice, SliceScratch, type RawSliceStats } from './slice-kernel.js';
+import type { PooledSlice, SlicePool } from './slice-pool.js';
 import { CURIA_DEFAULT_PREPROCESS_SPEC, validatePreprocessSpec, type PreprocessSpec } from './spec.js';
 
-/** Statistics of a canonical slice before resizing (after scaling, before clamping). */
-export interface RawSliceStats {
-  readonly min: number;
-  readonly max: number;
-  readonly mean: number;
-}
+export type { RawSliceStats } from './slice-kernel.js';
 
 /** One preprocessed slice. */
 export interface PreprocessedSlice {
@@ -58,22 +54,12 @@ export async function* preprocessSlices(
   validatePreprocessSpec(spec);
   const indices = resolveSelection(opts.selection, volume.sliceCount);
   const [, rows, cols] = volume.geometry.canonicalDims;
-  const [outH, outW] = spec.targetSize;
-  const n = outH * outW;
   const raw = new Float64Array(rows * cols);
-  const resized = new Float64Array(n);
-  const scratch = new ResizeScratch();
+  const scratch = new SliceScratch();
   for (const k of indices) {
     if (opts.signal?.aborted) throw cancelled();
     await volume.readCanonicalSlice(k, raw);
-    const rawStats = statsOf(raw, rows * cols);
-    resizeBicubicAa(raw, rows, cols, outH, outW, resized, scratch);
-    if (spec.clipBelowAir) clampBelow(resized, n, spec.clipMin);
-    const pixels = new Float32Array(n);
-    const stats =
-      spec.normalize === 'zscore'
-        ? zscoreInto(resized, n, pixels, spec.stdEpsilon)
-        : copyInto(resized, n, pixels);
+    const { pixels, rawStats, stats } = processSlice(raw, rows, cols, spec, scratch);
     yield {
       canonicalIndex: k,
       inputSliceIndex: volume.geometry.sliceInputIndex[k]!,
@@ -86,17 +72,53 @@ export async function* preprocessSlices(
   }
 }
 
-function statsOf(v: Float64Array, n: number): RawSliceStats {
-  let min = Infinity;
-  let max = -Infinity;
-  let sum = 0;
-  for (let i = 0; i < n; i++) {
-    const x = v[i]!;
-    if (x < min) min = x;
-    if (x > max) max = x;
-    sum += x;
+/** Options of {@link preprocessSlicesOnPool}. */
+export interface PooledPreprocessOptions extends PreprocessOptions {
+  /** Slices being computed ahead of the consumer (default 2 per pool thread, at least 2). */
+  readonly prefetch?: number;
+}
+
+/**
+ * {@link preprocessSlices} with the resize + normalisation on a {@link SlicePool}: the calling
+ * thread only reads raw slices, while up to `prefetch` slices compute ahead of the consumer on the
+ * pool threads, so the consumer's own work (encoding, network writes) overlaps the computation.
+ * Same slices, same order, same values (bit for bit) as {@link preprocessSlices}; memory stays
+ * O(prefetch slices). Closing the generator early drops the slices still in flight.
+ */
+export async function* preprocessSlicesOnPool(
+  volume: Volume,
+  pool: SlicePool,
+  opts: PooledPreprocessOptions = {},
+): AsyncGenerator<PreprocessedSlice, void, undefined> {
+  const spec = opts.spec ?? CURIA_DEFAULT_PREPROCESS_SPEC;
+  validatePreprocessSpec(spec);
+  const indices = resolveSelection(opts.selection, volume.sliceCount);
+  const [, rows, cols] = volume.geometry.canonicalDims;
+  const prefetch = Math.max(1, Math.floor(opts.prefetch ?? Math.max(2, 2 * pool.size)));
+  const free: Float64Array[] = [];
+  const inflight: { k: number; result: Promise<PooledSlice> }[] = [];
+  let next = 0;
+  while (next < indices.length || inflight.length > 0) {
+    while (inflight.length < prefetch && next < indices.length) {
+      if (opts.signal?.aborted) throw cancelled();
+      const k = indices[next++]!;
+      const raw = await volume.readCanonicalSlice(k, free.pop() ?? new Float64Array(rows * cols));
+      const result = pool.process(raw, rows, cols, spec);
+      result.catch(() => undefined); // observed in order below
+      inflight.push({ k, result });
+    }
+    const head = inflight.shift()!;
+    const { raw, pixels, rawStats, stats } = await head.result;
+    free.push(raw);
+    if (opts.signal?.aborted) throw cancelled();
+    yield {
+      canonicalIndex: head.k,
+      inputSliceIndex: volume.geometry.sliceInputIndex[head.k]!,
+      pixels,
+      rawStats,
+      stats,
+    };
   }
-  return { min, max, mean: sum / n };
 }
 
 /** Result of {@link preprocessToTensor}: a (k, 1, H, W) batch plus its provenance. */

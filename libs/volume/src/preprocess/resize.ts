@@ -93,10 +93,21 @@ export class ResizeScratch {
   }
 }
 
+/** True when an axis maps sample o to sample o with weight exactly 1 (in == out). */
+function isIdentity(w: AxisWeights): boolean {
+  if (w.inSize !== w.outSize) return false;
+  for (let o = 0; o < w.outSize; o++) {
+    if (w.counts[o] !== 1 || w.starts[o] !== o || w.weights[o * w.taps] !== 1) return false;
+  }
+  return true;
+}
+
 /**
  * Resizes a row-major `inH x inW` image to `outH x outW` with torch's antialiased bicubic
- * semantics: a horizontal pass into a scratch buffer, then a vertical pass accumulating whole
- * rows (contiguous, cache-friendly). Writes into and returns `out`.
+ * semantics: a horizontal pass into a scratch buffer, then a vertical pass that computes each
+ * output value once from its few source rows (each output row written once, source rows read
+ * contiguously). An unscaled axis is a plain copy (bit-identical to multiplying by its single
+ * weight 1). Writes into and returns `out`.
  */
 export function resizeBicubicAa(
   src: Float64Array,
@@ -112,7 +123,23 @@ export function resizeBicubicAa(
   }
   const wx = axisWeights(inW, outW);
   const wy = axisWeights(inH, outH);
-  const tmp = scratch.ensure(inH * outW);
+  const idY = isIdentity(wy);
+  // With an identity vertical pass the horizontal pass can write straight into `out`.
+  const tmp = idY ? out : scratch.ensure(inH * outW);
+  if (isIdentity(wx)) tmp.set(src.subarray(0, inH * inW));
+  else horizontalPass(src, inH, inW, outW, wx, tmp);
+  if (!idY) verticalPass(tmp, outW, wy, out);
+  return out;
+}
+
+function horizontalPass(
+  src: Float64Array,
+  inH: number,
+  inW: number,
+  outW: number,
+  wx: AxisWeights,
+  tmp: Float64Array,
+): void {
   const { starts: xs, counts: xc, weights: xw, taps: xt } = wx;
   for (let y = 0; y < inH; y++) {
     const rowIn = y * inW;
@@ -126,20 +153,43 @@ export function resizeBicubicAa(
       tmp[rowOut + o] = acc;
     }
   }
-  const { starts: ys, counts: yc, weights: yw, taps: yt } = wy;
+}
+
+function verticalPass(tmp: Float64Array, outW: number, wy: AxisWeights, out: Float64Array): void {
+  const { starts: ys, counts: yc, weights: yw, taps: yt, outSize: outH } = wy;
   for (let o = 0; o < outH; o++) {
     const dst = o * outW;
-    const s = ys[o]!;
     const n = yc[o]!;
     const wb = o * yt;
-    let w = yw[wb]!;
-    let row = s * outW;
-    for (let x = 0; x < outW; x++) out[dst + x] = w * tmp[row + x]!;
-    for (let t = 1; t < n; t++) {
-      w = yw[wb + t]!;
-      row = (s + t) * outW;
-      for (let x = 0; x < outW; x++) out[dst + x] = out[dst + x]! + w * tmp[row + x]!;
+    const r0 = ys[o]! * outW;
+    // Upsampling windows have <= 4 taps: unrolled, each output is summed in the same order as the
+    // generic loop (so results do not depend on the path).
+    if (n === 4) {
+      const w0 = yw[wb]!;
+      const w1 = yw[wb + 1]!;
+      const w2 = yw[wb + 2]!;
+      const w3 = yw[wb + 3]!;
+      const r1 = r0 + outW;
+      const r2 = r1 + outW;
+      const r3 = r2 + outW;
+      for (let x = 0; x < outW; x++) {
+        out[dst + x] = w0 * tmp[r0 + x]! + w1 * tmp[r1 + x]! + w2 * tmp[r2 + x]! + w3 * tmp[r3 + x]!;
+      }
+    } else if (n === 3) {
+      const w0 = yw[wb]!;
+      const w1 = yw[wb + 1]!;
+      const w2 = yw[wb + 2]!;
+      const r1 = r0 + outW;
+      const r2 = r1 + outW;
+      for (let x = 0; x < outW; x++) {
+        out[dst + x] = w0 * tmp[r0 + x]! + w1 * tmp[r1 + x]! + w2 * tmp[r2 + x]!;
+      }
+    } else {
+      for (let x = 0; x < outW; x++) {
+        let acc = 0;
+        for (let t = 0, r = r0 + x; t < n; t++, r += outW) acc += yw[wb + t]! * tmp[r]!;
+        out[dst + x] = acc;
+      }
     }
   }
-  return out;
 }

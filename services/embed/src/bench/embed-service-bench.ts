@@ -1,12 +1,14 @@
 /**
  * Embed service throughput against the raw engine, same run, same machine (after `npm run build`):
  *
- *     node services/embed/dist/bench/embed-service-bench.js [--quick] [--no-curia-b]
+ *     node services/embed/dist/bench/embed-service-bench.js [--quick] [--no-curia-b] [--no-ab]
  *
- * (a) raw EmbedEngine slices/s at batch 1 and 8 on the default demo bundle; (b) the service over
- * gRPC (server in this process on port 0) with 8 concurrent streaming clients, printed as a ratio
- * of the raw batch-8 throughput, with p50/p99 per-slice latency; (c) a random curia-b bundle at
- * batch 1 (built once into `<cache>/bench/curia-b-demo`).
+ * (a) raw EmbedEngine slices/s at batch 1 and 8 on the default demo bundle; (b) the service over gRPC
+ * (server in this process on port 0) with 8 concurrent streaming clients, in short rounds each paired
+ * with a raw batch-8 measurement taken just before it (the median per-round ratio is printed, so
+ * load drift on a shared machine cancels), with p50/p99 per-slice latency — with the engine on its
+ * thread (the default) and, as a same-run A/B unless `--no-ab`, on the event loop; (c) a random curia-b bundle at batch 1 (built
+ * once into `<cache>/bench/curia-b-demo`).
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -37,20 +39,44 @@ function noise(n: number, seed: number): Float32Array {
   return px;
 }
 
-async function rawThroughput(dir: string, batch: number, millis: number): Promise<number> {
+/** One engine opened once; `rate(batch, millis)` measures back-to-back runs of that batch. */
+/** CPU time of this process (all threads: event loop, ORT pool, engine thread), ms. */
+const cpuMs = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+/** CPU ms per slice of each raw batch-8 measurement (load-independent, unlike slices/s). */
+const cpuPerSlice = { raw: [] as number[] };
+
+async function openRaw(
+  dir: string,
+): Promise<{ rate: (batch: number, millis: number) => Promise<number>; close: () => Promise<void> }> {
   const engine = await EmbedEngine.open(dir, { verifySha256: false, maxBatch: 64 });
-  try {
-    const px = noise(batch, batch);
-    await engine.run(px, batch);
-    let runs = 0;
-    const t0 = performance.now();
-    while (runs < 2 || performance.now() - t0 < millis) {
+  return {
+    rate: async (batch, millis) => {
+      const px = noise(batch, batch);
       await engine.run(px, batch);
-      runs++;
-    }
-    return (runs * batch * 1000) / (performance.now() - t0);
+      let runs = 0;
+      const t0 = performance.now();
+      const c0 = cpuMs();
+      while (runs < 2 || performance.now() - t0 < millis) {
+        await engine.run(px, batch);
+        runs++;
+      }
+      if (batch === 8) cpuPerSlice.raw.push((cpuMs() - c0) / (runs * batch));
+      return (runs * batch * 1000) / (performance.now() - t0);
+    },
+    close: () => engine.close(),
+  };
+}
+
+async function rawThroughput(dir: string, batch: number, millis: number): Promise<number> {
+  const raw = await openRaw(dir);
+  try {
+    return await raw.rate(batch, millis);
   } finally {
-    await engine.close();
+    await raw.close();
   }
 }
 
@@ -58,11 +84,22 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
 }
 
-async function serviceThroughput(
+interface RoundResult {
+  slicesPerSec: number;
+  /** Process CPU ms per slice: server, client (same process) and ORT threads. */
+  cpuMsPerSlice: number;
+  latencies: number[];
+  batchSizes: number[];
+}
+
+/** An Embed server on 127.0.0.1:0 (in this process) plus a client; `round` runs concurrent streams. */
+async function startService(
   dir: string,
-  clients: number,
-  slicesPerClient: number,
-): Promise<{ slicesPerSec: number; latencies: number[]; meanBatch: number }> {
+  engineThread: boolean,
+): Promise<{
+  round: (clients: number, slicesPerClient: number) => Promise<RoundResult>;
+  close: () => Promise<void>;
+}> {
   const env = loadConfig(embedEnvSchema, {
     CURIA_GRPC_HOST: '127.0.0.1',
     CURIA_LOG_LEVEL: 'warn',
@@ -70,6 +107,7 @@ async function serviceThroughput(
     CURIA_EMBED_MODELS: dir,
     // 8 streams × 8 in flight = the default 64-slice queue: measure throughput, not shedding.
     CURIA_EMBED_MAX_INFLIGHT_PER_STREAM: '8',
+    CURIA_EMBED_ENGINE_THREAD: String(engineThread),
   });
   const server = new CuriaServer({ name: 'embed', env });
   const hooks = await setupEmbedService(server, env);
@@ -84,9 +122,7 @@ async function serviceThroughput(
     shape: [1, S, S],
     data: new Uint8Array(px.buffer),
   };
-  const latencies: number[] = [];
-  const batchSizes: number[] = [];
-  const one = async (c: number): Promise<void> => {
+  const one = async (c: number, slicesPerClient: number, out: RoundResult): Promise<void> => {
     const sentAt = new Map<number, number>();
     async function* reqs(): AsyncGenerator<embed.EmbedRequest> {
       await Promise.resolve();
@@ -106,26 +142,34 @@ async function serviceThroughput(
       }
     }
     for await (const m of client.embed(reqs())) {
-      if (m.msg?.$case === 'result') latencies.push(performance.now() - sentAt.get(m.msg.value.sliceId)!);
-      else if (m.msg?.$case === 'done') batchSizes.push(...m.msg.value.batchSizes);
+      if (m.msg?.$case === 'result') out.latencies.push(performance.now() - sentAt.get(m.msg.value.sliceId)!);
+      else if (m.msg?.$case === 'done') out.batchSizes.push(...m.msg.value.batchSizes);
     }
   };
-  try {
-    await one(-1); // connection + first-call warm-up
-    latencies.length = 0;
-    batchSizes.length = 0;
-    const t0 = performance.now();
-    await Promise.all(Array.from({ length: clients }, (_, c) => one(c)));
-    const secs = (performance.now() - t0) / 1000;
-    latencies.sort((a, b) => a - b);
-    const mean = batchSizes.length ? batchSizes.reduce((a, b) => a + b, 0) / batchSizes.length : 0;
-    return { slicesPerSec: (clients * slicesPerClient) / secs, latencies, meanBatch: mean };
-  } finally {
-    channel.close();
-    await server.shutdown();
-    await hooks.close();
-  }
+  await one(-1, 2, { slicesPerSec: 0, cpuMsPerSlice: 0, latencies: [], batchSizes: [] }); // connection + first-call warm-up
+  return {
+    round: async (clients, slicesPerClient) => {
+      const r: RoundResult = { slicesPerSec: 0, cpuMsPerSlice: 0, latencies: [], batchSizes: [] };
+      const t0 = performance.now();
+      const c0 = cpuMs();
+      await Promise.all(Array.from({ length: clients }, (_, c) => one(c, slicesPerClient, r)));
+      r.slicesPerSec = (clients * slicesPerClient * 1000) / (performance.now() - t0);
+      r.cpuMsPerSlice = (cpuMs() - c0) / (clients * slicesPerClient);
+      return r;
+    },
+    close: async () => {
+      channel.close();
+      await server.shutdown();
+      await hooks.close();
+    },
+  };
 }
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
 
 async function curiaBBundle(): Promise<string> {
   const dir = join(defaultCacheRoot(), 'bench', 'curia-b-demo');
@@ -140,18 +184,69 @@ async function curiaBBundle(): Promise<string> {
 
 async function main(): Promise<void> {
   const demo = await ensureDefaultBundle();
-  const millis = quick ? 1500 : 4000;
-  const raw1 = await rawThroughput(demo, 1, millis);
-  const raw8 = await rawThroughput(demo, 8, millis);
+  const millis = quick ? 1500 : 3000;
+  const raw = await openRaw(demo);
+  const raw1 = await raw.rate(1, millis);
+  console.log(`(a) raw demo engine: batch 1 ${raw1.toFixed(2)} slices/s`);
+  // On a shared machine the load drifts within seconds, so the service is measured in short rounds,
+  // each paired with a raw batch-8 measurement taken right before it (modes alternate their order
+  // across rounds); the reported ratio is the median of the per-round ratios. Modes: the engine on
+  // its own thread (the default) and, as a same-run A/B unless --no-ab, on the event loop
+  // (CURIA_EMBED_ENGINE_THREAD=false).
+  const modes: [string, boolean][] = [['engine thread', true]];
+  if (!args.has('--no-ab')) modes.push(['engine on the event loop', false]);
+  const services = await Promise.all(modes.map(async ([, t]) => startService(demo, t)));
+  const rounds = quick ? 2 : 4;
+  const perClient = quick ? 4 : 8;
+  const raws: number[] = [];
+  const per = modes.map(() => ({
+    ratios: [] as number[],
+    rates: [] as number[],
+    cpu: [] as number[],
+    latencies: [] as number[],
+    batches: [] as number[],
+  }));
+  try {
+    for (let r = 0; r < rounds; r++) {
+      const order = r % 2 === 0 ? modes.map((_, i) => i) : modes.map((_, i) => modes.length - 1 - i);
+      for (const i of order) {
+        const base = await raw.rate(8, millis);
+        raws.push(base);
+        const res = await services[i]!.round(8, perClient);
+        const acc = per[i]!;
+        acc.ratios.push(res.slicesPerSec / base);
+        acc.rates.push(res.slicesPerSec);
+        acc.cpu.push(res.cpuMsPerSlice);
+        acc.latencies.push(...res.latencies);
+        acc.batches.push(...res.batchSizes);
+      }
+    }
+  } finally {
+    await Promise.all(services.map((s) => s.close()));
+    await raw.close();
+  }
   console.log(
-    `(a) raw demo engine: batch 1 ${raw1.toFixed(2)} slices/s, batch 8 ${raw8.toFixed(2)} slices/s`,
+    `(a) raw demo engine batch 8, per round: ${raws.map((x) => x.toFixed(2)).join(', ')} slices/s (median ${median(raws).toFixed(2)})`,
   );
-  const svc = await serviceThroughput(demo, 8, quick ? 8 : 24);
-  console.log(
-    `(b) service, 8 concurrent streams: ${svc.slicesPerSec.toFixed(2)} slices/s = ×${(svc.slicesPerSec / raw8).toFixed(2)} of raw batch 8 ` +
-      `(×${(svc.slicesPerSec / raw1).toFixed(2)} of raw batch 1); mean batch ${svc.meanBatch.toFixed(1)}; ` +
-      `per-slice latency p50 ${percentile(svc.latencies, 0.5).toFixed(0)} ms, p99 ${percentile(svc.latencies, 0.99).toFixed(0)} ms`,
-  );
+  modes.forEach(([label], i) => {
+    const acc = per[i]!;
+    const lat = acc.latencies.sort((a, b) => a - b);
+    const meanBatch = acc.batches.reduce((a, b) => a + b, 0) / Math.max(1, acc.batches.length);
+    console.log(
+      `(b) service, 8 concurrent streams, ${label}: ${median(acc.rates).toFixed(2)} slices/s (median of ${rounds} rounds); ` +
+        `×${median(acc.ratios).toFixed(2)} of raw batch 8 (median of per-round ratios ${acc.ratios.map((x) => x.toFixed(2)).join(', ')}); ` +
+        `×${(median(acc.rates) / raw1).toFixed(2)} of raw batch 1; mean batch ${meanBatch.toFixed(1)}; ` +
+        `per-slice latency p50 ${percentile(lat, 0.5).toFixed(0)} ms, p99 ${percentile(lat, 0.99).toFixed(0)} ms`,
+    );
+    // Load-independent view: CPU per slice of the whole process (ORT threads + server + the
+    // in-process clients) against raw batch 8. When the cores are saturated, throughput scales with
+    // its inverse, so raw/service CPU bounds the service/raw ratio a quiet machine can reach.
+    const rawCpu = median(cpuPerSlice.raw);
+    const svcCpu = median(acc.cpu);
+    console.log(
+      `    CPU per slice: raw batch 8 ${rawCpu.toFixed(1)} ms, service ${svcCpu.toFixed(1)} ms (incl. clients) -> CPU-bound ceiling ×${(rawCpu / svcCpu).toFixed(2)}`,
+    );
+  });
   if (!args.has('--no-curia-b')) {
     const t0 = performance.now();
     const b = await curiaBBundle();

@@ -4,7 +4,10 @@
  * 127.0.0.1:0, on the shared CT and on a generated 512x512x300 int16 CT written as NIfTI to a temp
  * file. Service modes: `streamed` (upload in 1 MiB chunks + decode + preprocess + transfer) and
  * `ref` (the server reads the file itself), each with the server in this process (client and
- * server share one event loop) and in a child process (as deployed). Prints service/engine.
+ * server share one event loop) and in a child process (as deployed). Prints service/engine, where
+ * engine = the in-thread engine measured before and after the service runs (mean); also prints
+ * the engine on the slice pool and, as a same-run A/B, a child server computing slices on its
+ * event loop (CURIA_PREPROCESS_SLICE_THREADS=0).
  *
  * Run after `npm run build`: node services/preprocess/dist/bench/preprocess-service-bench.js
  */
@@ -14,22 +17,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-import { ChannelCredentials, createChannel } from 'nice-grpc';
+import { createServer } from 'nice-grpc';
 
 import { createCuriaChannel, createCuriaClient } from '@curia/client';
 
 import { common, preprocess } from '@curia/proto';
 import { sharedDir } from '@curia/tensors';
-import { openVolume, preprocessSlices } from '@curia/volume';
+import { openVolume, preprocessSlices, preprocessSlicesOnPool, SlicePool } from '@curia/volume';
 
 import { chunkMessages, requestStream, startPreprocessServer } from '../testing/harness.js';
 import { int16Nifti, syntheticCt } from '../testing/nifti.js';
+import { preprocessServerDefinition } from '../wire.js';
 
-async function engineRate(data: Uint8Array): Promise<number> {
+/** Open + preprocess every slice in this thread (the baseline), or with the slice pool. */
+async function engineRate(data: Uint8Array, pool?: SlicePool): Promise<number> {
   const t0 = performance.now();
   const volume = await openVolume({ kind: 'bytes', data });
   let n = 0;
-  for await (const s of preprocessSlices(volume)) if (s.pixels.length > 0) n++;
+  const slices = pool ? preprocessSlicesOnPool(volume, pool) : preprocessSlices(volume);
+  for await (const s of slices) if (s.pixels.length > 0) n++;
+  slicesSeen += n;
   return (n * 1000) / (performance.now() - t0);
 }
 
@@ -64,43 +71,97 @@ async function serviceRate(
   for await (const r of client.preprocess(requests(src, dtype))) {
     if (r.msg?.$case === 'slice') n++;
   }
+  slicesSeen += n;
   return (n * 1000) / (performance.now() - t0);
 }
 
+/** Slices received or computed so far (for CPU per slice). */
+let slicesSeen = 0;
+
+/** CPU ms of this process (all threads) per slice while `f` runs: load-independent, unlike slices/s. */
+async function cpuPerSlice(f: () => Promise<unknown>): Promise<number> {
+  const c0 = process.cpuUsage();
+  const n0 = slicesSeen;
+  await f();
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / 1000 / Math.max(1, slicesSeen - n0);
+}
+
+/**
+ * The transport's ceiling: slices/s of a server (this process, same definition and encoder) that
+ * only streams `count` precomputed-size F32 slices (a fresh 1 MiB array each, as the engine yields)
+ * with no decoding or preprocessing at all.
+ */
+async function transportCeiling(count: number, h: number, w: number): Promise<number> {
+  const server = createServer();
+  server.add(preprocessServerDefinition, {
+    getInfo: () => Promise.resolve({}),
+    async *preprocess(reqs) {
+      for await (const r of reqs) if (r.msg?.$case === 'start') break;
+      for (let i = 0; i < count; i++) {
+        const px = new Float32Array(h * w);
+        yield {
+          msg: {
+            $case: 'slice',
+            value: {
+              mapping: { canonicalIndex: i, inputSliceIndex: i, inputAxis: 2 },
+              pixels: { dtype: common.DType.F32, shape: [1, h, w], data: new Uint8Array(px.buffer) },
+              rawStats: { min: 0, max: 0, mean: 0, std: 1 },
+            },
+          },
+        };
+      }
+    },
+  });
+  const port = await server.listen('127.0.0.1:0');
+  const channel = createCuriaChannel(`127.0.0.1:${port}`);
+  const client = createCuriaClient(preprocess.PreprocessServiceDefinition, channel, { retryMaxAttempts: 1 });
+  try {
+    await serviceRate(client, { kind: 'ref', path: '/unused' });
+    return await serviceRate(client, { kind: 'ref', path: '/unused' });
+  } finally {
+    channel.close();
+    await server.shutdown();
+  }
+}
+
 /** Starts this script as a server child process; resolves with a client to it. */
-async function childServer(root: string): Promise<{
+async function childServer(
+  root: string,
+  threads?: number,
+): Promise<{
   client: preprocess.PreprocessServiceClient;
-  tunedClient: preprocess.PreprocessServiceClient;
   close: () => void;
 }> {
   const child = fork(fileURLToPath(import.meta.url), ['--serve', root], {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    env: {
+      ...process.env,
+      ...(threads === undefined ? {} : { CURIA_PREPROCESS_SLICE_THREADS: String(threads) }),
+    },
   });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (m) => resolve(Number(m)));
     child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
   });
+  // createCuriaChannel's default receive window is 16 MiB (a 1 MiB slice needs no window updates).
   const channel = createCuriaChannel(`127.0.0.1:${port}`);
-  // Same channel with a 16 MiB HTTP/2 receive window (grpc-js defaults to 64 KiB: ~16 window
-  // updates per 1 MiB slice). createCuriaChannel does not expose this option yet.
-  const tuned = createChannel(`127.0.0.1:${port}`, ChannelCredentials.createInsecure(), {
-    'grpc.max_receive_message_length': 64 * 1024 * 1024,
-    'grpc-node.flow_control_window': 16 * 1024 * 1024,
-  });
   const opts = { retryMaxAttempts: 1, defaultDeadlineMs: 600_000 };
   return {
     client: createCuriaClient(preprocess.PreprocessServiceDefinition, channel, opts),
-    tunedClient: createCuriaClient(preprocess.PreprocessServiceDefinition, tuned, opts),
     close: () => {
       channel.close();
-      tuned.close();
       child.kill('SIGTERM');
     },
   };
 }
 
 async function serve(root: string): Promise<void> {
-  const h = await startPreprocessServer({ CURIA_PREPROCESS_ALLOWED_ROOTS: root });
+  const threads = process.env.CURIA_PREPROCESS_SLICE_THREADS;
+  const h = await startPreprocessServer({
+    CURIA_PREPROCESS_ALLOWED_ROOTS: root,
+    ...(threads === undefined ? {} : { CURIA_PREPROCESS_SLICE_THREADS: threads }),
+  });
   process.send?.(h.grpcPort);
   process.once('SIGTERM', () => void h.close().then(() => process.exit(0)));
 }
@@ -109,6 +170,9 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'curia-pp-bench-'));
   const h = await startPreprocessServer({ CURIA_PREPROCESS_ALLOWED_ROOTS: dir });
   const child = await childServer(dir);
+  // Same-run A/B: a child server computing slices on its event loop (CURIA_PREPROCESS_SLICE_THREADS=0).
+  const loopChild = await childServer(dir, 0);
+  const pool = new SlicePool();
   try {
     const cases: [string, string][] = [];
     const shared = sharedDir();
@@ -126,30 +190,74 @@ async function main(): Promise<void> {
     cases.push(['generated CT 512x512x300 int16 (nii)', path]);
     for (const [name, file] of cases) {
       const data = new Uint8Array(await readFile(file));
+      // The small case is repeated so each measurement lasts long enough to mean something.
+      const reps = name.startsWith('shared') ? 5 : 1;
+      const rate = async (f: () => Promise<number>): Promise<number> => {
+        let sum = 0;
+        for (let r = 0; r < reps; r++) sum += 1 / (await f());
+        return reps / sum;
+      };
       await engineRate(data); // warm-up (JIT, weight cache)
-      const engine = await engineRate(data);
-      const line = [`${name}: engine ${engine.toFixed(1)} slices/s`];
+      await engineRate(data, pool);
+      // The baseline is measured before and after the service runs (the load of a shared machine
+      // drifts); the service is compared with their mean.
+      const engineBefore = await rate(() => engineRate(data));
+      const pooled = await rate(() => engineRate(data, pool));
+      const results: [string, number][] = [];
       for (const [label, client] of [
         ['in-process', h.client],
         ['child-process', child.client],
-        ['child-process+16MiB-window', child.tunedClient],
       ] as const) {
         for (const src of [
           { kind: 'streamed', data },
           { kind: 'ref', path: file },
         ] as const) {
           await serviceRate(client, src);
-          const rate = await serviceRate(client, src);
-          line.push(`${label} ${src.kind} ${rate.toFixed(1)} (x${(rate / engine).toFixed(2)})`);
+          results.push([`${label} ${src.kind}`, await rate(() => serviceRate(client, src))]);
         }
       }
+      await serviceRate(loopChild.client, { kind: 'ref', path: file });
+      results.push([
+        'child-process ref, slices on the event loop (A/B)',
+        await rate(() => serviceRate(loopChild.client, { kind: 'ref', path: file })),
+      ]);
       // Transport-bound check: the same path with half the bytes per slice.
-      const f16 = await serviceRate(child.client, { kind: 'ref', path: file }, common.DType.F16);
-      line.push(`child-process ref F16 ${f16.toFixed(1)} (x${(f16 / engine).toFixed(2)})`);
+      results.push([
+        'child-process ref F16',
+        await rate(() => serviceRate(child.client, { kind: 'ref', path: file }, common.DType.F16)),
+      ]);
+      const ceiling = await rate(() => transportCeiling(reps === 1 ? 300 : 30, 512, 512));
+      results.push(['transport only, no compute, in-process (ceiling)', ceiling]);
+      const engineAfter = await rate(() => engineRate(data));
+      const engine = (engineBefore + engineAfter) / 2;
+      // CPU per slice, all in this process: where the service's time goes, independent of the load.
+      const refSrc = { kind: 'ref', path: file } as const;
+      const cpu = [
+        ['engine', await cpuPerSlice(() => engineRate(data))],
+        ['engine on the pool', await cpuPerSlice(() => engineRate(data, pool))],
+        [
+          'in-process service ref (server + pool + client)',
+          await cpuPerSlice(() => serviceRate(h.client, refSrc)),
+        ],
+        [
+          'transport only (server + client)',
+          await cpuPerSlice(() => transportCeiling(reps === 1 ? 300 : 30, 512, 512)),
+        ],
+      ] as const;
+      const line = [
+        `${name}: engine ${engine.toFixed(1)} slices/s (before ${engineBefore.toFixed(1)}, after ${engineAfter.toFixed(1)})`,
+        `engine on the slice pool (${pool.size} thread${pool.size === 1 ? '' : 's'}) ${pooled.toFixed(1)} (x${(pooled / engine).toFixed(2)})`,
+        ...results.map(([label, r]) => `${label} ${r.toFixed(1)} (x${(r / engine).toFixed(2)})`),
+      ];
       process.stdout.write(`${line.join(', ')}  [service/engine target >= 0.9]\n`);
+      process.stdout.write(
+        `    CPU ms per slice: ${cpu.map(([l, v]) => `${l} ${v.toFixed(2)}`).join(', ')}\n`,
+      );
     }
   } finally {
     child.close();
+    loopChild.close();
+    await pool.close();
     await h.close();
     await rm(dir, { recursive: true, force: true });
   }

@@ -3,7 +3,8 @@ import { CuriaServer, loadConfig } from '@curia/kit';
 import { preprocess } from '@curia/proto';
 
 import { preprocessEnvSchema } from '../config.js';
-import { createPreprocessService } from '../service.js';
+import { createPreprocessService, createSlicePool } from '../service.js';
+import { preprocessServerDefinition } from '../wire.js';
 
 /** A running preprocess server on port 0 plus a client; `close()` shuts both down. */
 export interface Harness {
@@ -22,7 +23,8 @@ export async function startPreprocessServer(env: Record<string, string> = {}): P
     ...env,
   });
   const server = new CuriaServer({ name: 'preprocess', env: cfg });
-  server.add(preprocess.PreprocessServiceDefinition, createPreprocessService(server, cfg));
+  const pool = createSlicePool(cfg);
+  server.add(preprocessServerDefinition, createPreprocessService(server, cfg, pool));
   const ports = await server.start();
   server.setServing(true);
   const channel = createCuriaChannel(`127.0.0.1:${ports.grpcPort}`);
@@ -37,6 +39,7 @@ export async function startPreprocessServer(env: Record<string, string> = {}): P
     close: async () => {
       channel.close();
       await server.shutdown();
+      await pool?.close();
     },
   };
 }
