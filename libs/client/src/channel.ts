@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { ChannelCredentials } from '@grpc/grpc-js';
 import { createChannel, waitForChannelReady, type Channel } from 'nice-grpc';
 
+import { registerTargetsFileResolver } from './targets-file.js';
+
 /** TLS settings of a client channel. */
 export interface ClientTls {
   /** PEM CA bundle that signed the server certificate (default: the system roots). */
@@ -41,7 +43,8 @@ export interface CuriaChannelOptions {
 /**
  * Normalises a target: `host:port` → `dns:///host:port` (all A records, re-resolved on
  * reconnect: with a Kubernetes headless Service that is every ready pod); a list of addresses →
- * a static `ipv4:`/`ipv6:` list. Targets with a scheme pass through.
+ * a static `ipv4:`/`ipv6:` list. Targets with a scheme pass through (including
+ * `curia-targets:///path`, a file of addresses re-read on re-resolution: see targets-file.ts).
  */
 export function normalizeTarget(target: string | readonly string[]): string {
   const list = (typeof target === 'string' ? target.split(',') : [...target])
@@ -72,6 +75,7 @@ export function createCuriaChannel(
   options: CuriaChannelOptions = {},
 ): Channel {
   const mb64 = 64 * 1024 * 1024;
+  registerTargetsFileResolver();
   return createChannel(normalizeTarget(target), channelCredentials(options.tls), {
     'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
     'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? mb64,
@@ -84,8 +88,11 @@ export function createCuriaChannel(
     'grpc.max_reconnect_backoff_ms': 5_000,
     // nice-grpc reads this as the connect timeout (the MIN_CONNECT_TIMEOUT of the backoff spec).
     'grpc.min_reconnect_backoff_ms': options.connectTimeoutMs ?? 5_000,
-    // Retries are done by the retry middleware, which knows which methods are idempotent.
-    'grpc.enable_retries': 0,
+    // Retries of processed calls are the retry middleware's (it knows which methods are
+    // idempotent; no retryPolicy here). Left enabled, grpc-js still retries *transparently* a
+    // call the server refused unprocessed (REFUSED_STREAM at a max-age GOAWAY), which is always
+    // safe; it buffers at most grpc.per_rpc_retry_buffer_size (256 KiB) per call until committed.
+    'grpc.enable_retries': 1,
     'grpc-node.flow_control_window': options.flowControlWindowBytes ?? 16 * 1024 * 1024,
   });
 }

@@ -1,9 +1,10 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { createCuriaChannel, type Channel } from '@curia/client';
+import { createCuriaChannel, targetsFileUri, writeTargetsFile, type Channel } from '@curia/client';
 import { createClient } from 'nice-grpc';
 import {
   HealthCheckResponse_ServingStatus,
@@ -30,6 +31,13 @@ export interface LocalClusterOptions {
   readonly readyTimeoutMs?: number;
   /** Where service output goes (default: prefixed lines on this process's stderr). */
   readonly onOutput?: (replica: string, line: string) => void;
+  /**
+   * How the gateway finds its stages: `static` (default) hands it the address list at start;
+   * `targets-file` hands it `curia-targets:///<tmp>/<service>.targets`, a file the launcher
+   * rewrites when replicas are added, exit or restart, which the gateway re-reads whenever a
+   * connection closes (at the latest at `CURIA_MAX_CONNECTION_AGE_MS`).
+   */
+  readonly discovery?: 'static' | 'targets-file';
 }
 
 /** One running service process. */
@@ -45,6 +53,8 @@ export interface ReplicaEndpoint {
 interface Replica {
   readonly entry: ServiceEntry;
   readonly name: string;
+  /** Index of the replica within its service (port offset 100·index in fixed mode). */
+  readonly index: number;
   readonly child: ChildProcess;
   readonly exited: Promise<number | null>;
   endpoint: ReplicaEndpoint | null;
@@ -71,8 +81,15 @@ export function repoRoot(): string {
  */
 export class LocalCluster {
   private stopping: Promise<Map<string, number | null>> | null = null;
+  private readonly root: string;
+  private targetsDir: string | null = null;
 
-  private constructor(private readonly replicas: Replica[]) {}
+  private constructor(
+    private readonly replicas: Replica[],
+    private readonly options: LocalClusterOptions = {},
+  ) {
+    this.root = repoRoot();
+  }
 
   /** Starts the processes and resolves once every one reports SERVING. */
   static async start(options: LocalClusterOptions = {}): Promise<LocalCluster> {
@@ -82,21 +99,28 @@ export class LocalCluster {
       const main = join(root, 'services', s.name, 'dist', 'main.js');
       if (!existsSync(main)) throw new Error(`${main} is missing: run 'npm run build' first`);
     }
-    const cluster = new LocalCluster([]);
+    const cluster = new LocalCluster([], options);
     const timeout = options.readyTimeoutMs ?? 300_000;
     try {
       const stages = wanted.filter((s) => s.name !== 'gateway');
       await Promise.all(stages.flatMap((s) => cluster.spawnService(root, s, options, {}, timeout)));
       const gateway = wanted.find((s) => s.name === 'gateway');
+      if (options.discovery === 'targets-file') {
+        cluster.targetsDir = mkdtempSync(join(tmpdir(), 'curia-targets-'));
+        for (const s of stages) cluster.syncTargets(s.name);
+      }
       if (gateway) {
         const targets: Record<string, string> = {};
         for (const s of stages) {
           if (!s.targetEnv) continue;
-          targets[s.targetEnv] = cluster
-            .endpoints()
-            .filter((e) => e.service === s.name)
-            .map((e) => `127.0.0.1:${e.grpcPort}`)
-            .join(',');
+          const file = cluster.targetsFile(s.name);
+          targets[s.targetEnv] = file
+            ? targetsFileUri(file)
+            : cluster
+                .endpoints()
+                .filter((e) => e.service === s.name)
+                .map((e) => `127.0.0.1:${e.grpcPort}`)
+                .join(',');
         }
         await Promise.all(cluster.spawnService(root, gateway, options, targets, timeout));
       }
@@ -119,41 +143,162 @@ export class LocalCluster {
     const offset = options.portOffset ?? 0;
     return Array.from({ length: count }, (_, r) => {
       const name = count > 1 ? `${entry.name}-${r + 1}` : entry.name;
-      const env: NodeJS.ProcessEnv = {
-        ...process.env,
-        CURIA_GRPC_HOST: '127.0.0.1',
-        CURIA_GRPC_PORT: String(dynamic ? 0 : entry.grpcPort + 100 * r + offset),
-        CURIA_METRICS_PORT: String(dynamic ? 0 : entry.metricsPort + 100 * r + offset),
-        CURIA_REPLICA: name,
-        CURIA_LOG_LEVEL: options.logLevel ?? 'warn',
-        ...options.env,
-        ...extraEnv,
-      };
-      const child = fork(join(root, 'services', entry.name, 'dist', 'main.js'), [], {
-        env,
-        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-        // Own process group: a terminal's Ctrl-C reaches only the launcher, which then drains the
-        // services in order. If the launcher dies, the IPC channel closes and each service drains.
-        detached: true,
-      });
-      const replica: Replica = {
-        entry,
-        name,
-        child,
-        exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))),
-        endpoint: null,
-        stderrTail: [],
-      };
-      this.replicas.push(replica);
-      const out = options.onOutput ?? ((who, line) => process.stderr.write(`[${who}] ${line}\n`));
-      pipeLines(child.stdout, (line) => out(name, line));
-      pipeLines(child.stderr, (line) => {
-        replica.stderrTail.push(line);
-        if (replica.stderrTail.length > 20) replica.stderrTail.shift();
-        out(name, line);
-      });
-      return this.awaitServing(replica, timeoutMs);
+      const ports = dynamic
+        ? { grpcPort: 0, metricsPort: 0 }
+        : { grpcPort: entry.grpcPort + 100 * r + offset, metricsPort: entry.metricsPort + 100 * r + offset };
+      return this.spawnReplica(root, entry, name, r, ports, options, extraEnv, timeoutMs);
     });
+  }
+
+  private spawnReplica(
+    root: string,
+    entry: ServiceEntry,
+    name: string,
+    index: number,
+    ports: { grpcPort: number; metricsPort: number },
+    options: LocalClusterOptions,
+    extraEnv: Record<string, string>,
+    timeoutMs: number,
+  ): Promise<void> {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      CURIA_GRPC_HOST: '127.0.0.1',
+      CURIA_GRPC_PORT: String(ports.grpcPort),
+      CURIA_METRICS_PORT: String(ports.metricsPort),
+      CURIA_REPLICA: name,
+      CURIA_LOG_LEVEL: options.logLevel ?? 'warn',
+      ...options.env,
+      ...extraEnv,
+    };
+    const child = fork(join(root, 'services', entry.name, 'dist', 'main.js'), [], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      // Own process group: a terminal's Ctrl-C reaches only the launcher, which then drains the
+      // services in order. If the launcher dies, the IPC channel closes and each service drains.
+      detached: true,
+    });
+    const replica: Replica = {
+      entry,
+      name,
+      index,
+      child,
+      exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))),
+      endpoint: null,
+      stderrTail: [],
+    };
+    this.replicas.push(replica);
+    // A replica that dies leaves the targets file (as a pod that fails readiness leaves its Service).
+    void replica.exited.then(() => {
+      if (!this.stopping) this.syncTargets(entry.name);
+    });
+    const out = options.onOutput ?? ((who, line) => process.stderr.write(`[${who}] ${line}\n`));
+    pipeLines(child.stdout, (line) => out(name, line));
+    pipeLines(child.stderr, (line) => {
+      replica.stderrTail.push(line);
+      if (replica.stderrTail.length > 20) replica.stderrTail.shift();
+      out(name, line);
+    });
+    return this.awaitServing(replica, timeoutMs);
+  }
+
+  /** The targets file of a stage service (`discovery: 'targets-file'`), or null. */
+  targetsFile(service: string): string | null {
+    return this.targetsDir ? join(this.targetsDir, `${service}.targets`) : null;
+  }
+
+  /** Rewrites a service's targets file with the replicas that are serving (alive, ports bound). */
+  private syncTargets(service: string): void {
+    const file = this.targetsFile(service);
+    if (!file) return;
+    const live = this.replicas.filter(
+      (r) =>
+        r.entry.name === service && r.endpoint && r.child.exitCode === null && r.child.signalCode === null,
+    );
+    writeTargetsFile(
+      file,
+      live.map((r) => `127.0.0.1:${r.endpoint?.grpcPort ?? 0}`),
+    );
+  }
+
+  private replica(name: string): Replica {
+    // The latest process of that name (a restarted replica replaces the dead one).
+    const r = this.replicas.findLast((x) => x.name === name);
+    if (!r)
+      throw new Error(
+        `no replica '${name}' (known: ${[...new Set(this.replicas.map((x) => x.name))].join(', ')})`,
+      );
+    return r;
+  }
+
+  /** The Prometheus scrape URL of a replica. */
+  metricsUrl(replica: string): string {
+    const endpoint = this.replica(replica).endpoint;
+    if (!endpoint) throw new Error(`replica '${replica}' has not bound its ports`);
+    return `http://127.0.0.1:${endpoint.metricsPort}/metrics`;
+  }
+
+  /**
+   * Sends `signal` to a replica's process (fault injection: SIGTERM drains, SIGKILL dies at
+   * once) and resolves with its exit code (null when killed by a signal).
+   */
+  async kill(replica: string, signal: NodeJS.Signals): Promise<number | null> {
+    const r = this.replica(replica);
+    if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill(signal);
+    const code = await r.exited;
+    this.syncTargets(r.entry.name);
+    return code;
+  }
+
+  /**
+   * Starts one more replica of a running stage service (named `<service>-<n>`), waits until it
+   * is SERVING and adds it to the service's targets file. Resolves with its endpoint.
+   */
+  async addReplica(
+    service: string,
+    timeoutMs = this.options.readyTimeoutMs ?? 300_000,
+  ): Promise<ReplicaEndpoint> {
+    const existing = this.replicas.filter((r) => r.entry.name === service);
+    const first = existing[0];
+    if (!first) throw new Error(`service '${service}' is not running`);
+    const index = Math.max(...existing.map((r) => r.index)) + 1;
+    const names = new Set(existing.map((r) => r.name));
+    let n = index + 1;
+    while (names.has(`${service}-${n}`)) n++;
+    const name = `${service}-${n}`;
+    const dynamic = this.options.ports === 'dynamic';
+    const offset = this.options.portOffset ?? 0;
+    const ports = dynamic
+      ? { grpcPort: 0, metricsPort: 0 }
+      : {
+          grpcPort: first.entry.grpcPort + 100 * index + offset,
+          metricsPort: first.entry.metricsPort + 100 * index + offset,
+        };
+    await this.spawnReplica(this.root, first.entry, name, index, ports, this.options, {}, timeoutMs);
+    this.syncTargets(service);
+    const endpoint = this.replica(name).endpoint;
+    if (!endpoint) throw new Error(`replica '${name}' did not bind its ports`);
+    return endpoint;
+  }
+
+  /**
+   * Starts a replica whose process has exited again, on the same gRPC and metrics ports (so
+   * static target lists reach it again), and waits until it is SERVING.
+   */
+  async restartReplica(
+    replica: string,
+    timeoutMs = this.options.readyTimeoutMs ?? 300_000,
+  ): Promise<ReplicaEndpoint> {
+    const old = this.replica(replica);
+    if (old.child.exitCode === null && old.child.signalCode === null) {
+      throw new Error(`replica '${replica}' is still running; kill it first`);
+    }
+    if (!old.endpoint) throw new Error(`replica '${replica}' never bound its ports`);
+    const ports = { grpcPort: old.endpoint.grpcPort, metricsPort: old.endpoint.metricsPort };
+    await this.spawnReplica(this.root, old.entry, old.name, old.index, ports, this.options, {}, timeoutMs);
+    this.syncTargets(old.entry.name);
+    const endpoint = this.replica(replica).endpoint;
+    if (!endpoint) throw new Error(`replica '${replica}' did not bind its ports`);
+    return endpoint;
   }
 
   private async awaitServing(replica: Replica, timeoutMs: number): Promise<void> {
@@ -194,9 +339,9 @@ export class LocalCluster {
     }
   }
 
-  /** Endpoints of every process that has bound its ports. */
+  /** Endpoints of every live process that has bound its ports (a restarted replica once). */
   endpoints(): ReplicaEndpoint[] {
-    return this.replicas.flatMap((r) => (r.endpoint ? [r.endpoint] : []));
+    return this.replicas.flatMap((r) => (r.endpoint && this.replica(r.name) === r ? [r.endpoint] : []));
   }
 
   /** The gRPC target (`127.0.0.1:port[,…]`) of a service's replicas. */
@@ -206,11 +351,9 @@ export class LocalCluster {
     return list.map((e) => `127.0.0.1:${e.grpcPort}`).join(',');
   }
 
-  /** The child process of a replica (for fault tests). */
+  /** The child process of a replica (for fault tests); the latest one after a restart. */
   process(replica: string): ChildProcess {
-    const r = this.replicas.find((x) => x.name === replica);
-    if (!r) throw new Error(`no replica '${replica}'`);
-    return r.child;
+    return this.replica(replica).child;
   }
 
   /**
@@ -232,10 +375,12 @@ export class LocalCluster {
             const kill = setTimeout(() => r.child.kill('SIGKILL'), killAfterMs);
             const code = await r.exited;
             clearTimeout(kill);
-            codes.set(r.name, code);
+            // A restarted replica reports its latest process's exit code.
+            if (this.replica(r.name) === r) codes.set(r.name, code);
           }),
         );
       }
+      if (this.targetsDir) rmSync(this.targetsDir, { recursive: true, force: true });
       return codes;
     })();
     return this.stopping;
