@@ -67,7 +67,7 @@ export function embedScenario(client: RawClient, options: EmbedScenarioOptions =
         value: {
           model: options.model ?? '',
           studyId: 'loadtest',
-          outputs: [{ kind: { $case: 'cls', value: {} }, dtype: common.DType.F32 }],
+          outputs: [{ kind: { $case: 'cls', value: { prenorm: false } }, dtype: common.DType.F32 }],
         },
       },
     }).finish(),
@@ -183,7 +183,7 @@ export function analyzeScenario(client: RawClient, options: AnalyzeScenarioOptio
             source: { $case: 'streamed', value: { fileCount: 1, totalBytes: file.length } },
             heads,
             embeddingOutputs: embeddings
-              ? [{ kind: { $case: 'cls', value: {} }, dtype: common.DType.F32 }]
+              ? [{ kind: { $case: 'cls', value: { prenorm: false } }, dtype: common.DType.F32 }]
               : [],
             model: '',
             survivalTimes: [],

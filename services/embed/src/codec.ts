@@ -56,7 +56,7 @@ export function planStream(start: embed.EmbedStart, shape: ModelShape): StreamPl
     const k = r.kind;
     switch (k?.$case) {
       case 'cls':
-        return { kind: 'cls', prenorm: false, kernelSize: 0, dtype };
+        return { kind: 'cls', prenorm: k.value.prenorm, kernelSize: 0, dtype };
       case 'lastHiddenState':
         return { kind: 'last_hidden_state', prenorm: false, kernelSize: 0, dtype };
       case 'patchTokens':

@@ -155,6 +155,50 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return m;
 }
 
+/** Rows of length D standardised (LayerNorm without affine, eps 1e-6 as DINOv2). */
+function standardise(rows: Float32Array): Float64Array {
+  const out = new Float64Array(rows.length);
+  for (let at = 0; at < rows.length; at += D) {
+    let mean = 0;
+    for (let d = 0; d < D; d++) mean += rows[at + d]!;
+    mean /= D;
+    let v = 0;
+    for (let d = 0; d < D; d++) v += (rows[at + d]! - mean) ** 2;
+    const inv = 1 / Math.sqrt(v / D + 1e-6);
+    for (let d = 0; d < D; d++) out[at + d] = (rows[at + d]! - mean) * inv;
+  }
+  return out;
+}
+
+/**
+ * Fits the final LayerNorm's per-channel γ, β by least squares from token pairs (pre, post) and
+ * applies it to `row`.
+ */
+function layerNormFittedOn(pre: Float32Array, post: Float32Array, row: Float32Array): Float32Array {
+  const x = standardise(pre);
+  const r = standardise(row);
+  const n = pre.length / D;
+  const out = new Float32Array(D);
+  for (let d = 0; d < D; d++) {
+    let sx = 0;
+    let sy = 0;
+    let sxx = 0;
+    let sxy = 0;
+    for (let t = 0; t < n; t++) {
+      const a = x[t * D + d]!;
+      const b = post[t * D + d]!;
+      sx += a;
+      sy += b;
+      sxx += a * a;
+      sxy += a * b;
+    }
+    const gamma = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+    const beta = (sy - gamma * sx) / n;
+    out[d] = gamma * r[d]! + beta;
+  }
+  return out;
+}
+
 function metricValue(text: string, name: string, labels = ''): number {
   let sum = 0;
   for (const line of text.split('\n')) {
@@ -197,13 +241,14 @@ describe('EmbedService', () => {
               model: variant === 'mlp' ? 'tiny-mlp@1' : 'tiny-swiglu',
               outputs: [
                 lhsReq,
-                out({ $case: 'cls', value: {} }),
+                out({ $case: 'cls', value: { prenorm: false } }),
                 out({ $case: 'patchTokens', value: { prenorm: false } }),
                 out({ $case: 'maskPooled', value: { prenorm: false } }),
                 out({ $case: 'avgPooledTokens', value: { kernelSize: 4, prenorm: false } }),
                 out({ $case: 'avgPooledTokens', value: { kernelSize: 0, prenorm: true } }),
                 out({ $case: 'patchTokens', value: { prenorm: true } }),
                 out({ $case: 'lastHiddenState', value: {} }, common.DType.F16),
+                out({ $case: 'cls', value: { prenorm: true } }),
               ],
             },
             slices,
@@ -215,7 +260,7 @@ describe('EmbedService', () => {
       expect(summary?.model?.name).toBe(`tiny-${variant}`);
       for (const [i, r] of results.entries()) {
         const f = r.features.map(decodeFeature);
-        expect(r.features.map((x) => x.requestIndex)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+        expect(r.features.map((x) => x.requestIndex)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
         const ref = hf.lhs[variant].subarray(i * T * D, (i + 1) * T * D);
         expect(f[0]!.shape).toEqual([T, D]);
         const d = maxAbsDiff(f[0]!.values, ref);
@@ -237,6 +282,13 @@ describe('EmbedService', () => {
         expect(r.features[7]!.tensor!.dtype).toBe(common.DType.F16);
         expect(r.features[7]!.tensor!.data.byteLength).toBe(T * D * 2);
         expect(maxAbsDiff(f[7]!.values, ref)).toBeLessThanOrEqual(1e-2);
+        // Pre-norm CLS: the final LayerNorm (its γ, β fitted from the pre/post patch tokens) maps
+        // it onto the pooler output.
+        expect(f[8]!.shape).toEqual([D]);
+        expect(maxAbsDiff(f[8]!.values, f[1]!.values)).toBeGreaterThan(1e-2);
+        expect(
+          maxAbsDiff(layerNormFittedOn(f[6]!.values, patches, f[8]!.values), f[1]!.values),
+        ).toBeLessThanOrEqual(1e-3);
       }
     }
   });
@@ -253,7 +305,7 @@ describe('EmbedService', () => {
       inputs.map(async (px, i) => {
         const { results } = await collect(
           client.embed(
-            requests({ outputs: [out({ $case: 'cls', value: {} })] }, [
+            requests({ outputs: [out({ $case: 'cls', value: { prenorm: false } })] }, [
               { sliceId: i, pixels: pixelsTensor(px) },
             ]),
           ),
@@ -266,7 +318,7 @@ describe('EmbedService', () => {
       return collect(
         client.embed(
           requests(
-            { outputs: [out({ $case: 'cls', value: {} })] },
+            { outputs: [out({ $case: 'cls', value: { prenorm: false } })] },
             order.map((k) => ({ sliceId: 1000 * c + k, pixels: pixelsTensor(inputs[k]!) })),
           ),
         ),
@@ -336,7 +388,7 @@ describe('EmbedService', () => {
     const filler = new AbortController();
     const filling = collect(
       client.embed(
-        requests({ outputs: [out({ $case: 'cls', value: {} })] }, [
+        requests({ outputs: [out({ $case: 'cls', value: { prenorm: false } })] }, [
           { sliceId: 0, pixels: px },
           { sliceId: 1, pixels: px },
         ]),
@@ -405,7 +457,7 @@ describe('EmbedService', () => {
     const err = await collect(
       client.embed(
         requests(
-          { outputs: [out({ $case: 'cls', value: {} })] },
+          { outputs: [out({ $case: 'cls', value: { prenorm: false } })] },
           Array.from({ length: sent }, (_, i) => ({ sliceId: i, pixels: px })),
         ),
         { signal: ac.signal },
@@ -430,7 +482,7 @@ describe('EmbedService', () => {
   it('rejects bad input with precise statuses', async () => {
     const { client } = await start({ CURIA_EMBED_MODELS: randomDir });
     const good = pixelsTensor(noise(3));
-    const cls = out({ $case: 'cls', value: {} });
+    const cls = out({ $case: 'cls', value: { prenorm: false } });
     const run = (s: Partial<embed.EmbedStart>, slices: embed.EmbedSlice[]) =>
       failure(collect(client.embed(requests(s, slices))));
 

@@ -4,7 +4,10 @@ import { common } from '@curia/proto';
 
 import { featureKey, planAnalysis, preprocessSelection, sliceNeeds } from './plan.js';
 
-const cls: common.FeatureRequest = { kind: { $case: 'cls', value: {} }, dtype: common.DType.UNSPECIFIED };
+const cls: common.FeatureRequest = {
+  kind: { $case: 'cls', value: { prenorm: false } },
+  dtype: common.DType.UNSPECIFIED,
+};
 const avg2pre: common.FeatureRequest = {
   kind: { $case: 'avgPooledTokens', value: { kernelSize: 2, prenorm: true } },
   dtype: common.DType.F32,

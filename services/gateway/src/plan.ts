@@ -46,9 +46,9 @@ export function featureKey(f: common.FeatureRequest): string {
   const d = common.DType[dtype] ?? String(dtype);
   if (!k) throw new CuriaError('INVALID_ARGUMENT', 'a feature request has no kind (cls, patch_tokens, ...)');
   switch (k.$case) {
-    case 'cls':
     case 'lastHiddenState':
       return `${k.$case}:${d}`;
+    case 'cls':
     case 'patchTokens':
     case 'maskPooled':
       return `${k.$case}:${k.value.prenorm ? 'pre' : 'post'}:${d}`;

@@ -54,7 +54,7 @@ const start = (extra: Partial<gateway.AnalyzeStudyStart> = {}): gateway.AnalyzeS
     value: gateway.AnalyzeStudyStart.fromPartial({
       header: { studyId: 'unit' },
       source: { $case: 'ref', value: { uri: 'file:///nowhere.nii.gz' } },
-      embeddingOutputs: [{ kind: { $case: 'cls', value: {} }, dtype: common.DType.F32 }],
+      embeddingOutputs: [{ kind: { $case: 'cls', value: { prenorm: false } }, dtype: common.DType.F32 }],
       ...extra,
     }),
   },

@@ -63,32 +63,12 @@ export function f32Tensor(values: ArrayLike<number>, shape: readonly number[]): 
   };
 }
 
-/**
- * Why a head's requirements cannot be sent on the wire, or null when they can. `ClsFeature` has no
- * prenorm flag yet, so a head on the pre-LayerNorm CLS row (Curia 3D heads with use_class_token)
- * would be fed the normalised CLS by every caller following its requirements.
- */
-export function wireRequirementProblem(req: FeatureRequirement): string | null {
-  const i = req.inputs.findIndex((f) => f.kind === 'cls' && f.norm === 'pre');
-  if (i < 0) return null;
-  return (
-    `requirement input ${i} is the pre-LayerNorm CLS token, which curia.common.v1.ClsFeature cannot ` +
-    'request yet (it needs a `bool prenorm = 1;` field); the head is not served'
-  );
-}
-
 /** Engine feature spec → wire FeatureRequest (F32). */
 export function featureRequestOf(spec: FeatureSpec): common.FeatureRequest {
   const dtype = common.DType.F32;
   switch (spec.kind) {
     case 'cls':
-      if (spec.norm === 'pre') {
-        throw new CuriaError(
-          'FAILED_PRECONDITION',
-          'the pre-LayerNorm CLS token cannot be requested on the wire (ClsFeature has no prenorm field)',
-        );
-      }
-      return { kind: { $case: 'cls', value: {} }, dtype };
+      return { kind: { $case: 'cls', value: { prenorm: spec.norm === 'pre' } }, dtype };
     case 'mask_pooled':
       return { kind: { $case: 'maskPooled', value: { prenorm: spec.norm === 'pre' } }, dtype };
     case 'avg_pooled_tokens':

@@ -66,7 +66,7 @@ function kindOf(start: heads.FitStart): { kind: FitKind; task: FitTask } {
 function specOf(f: common.FeatureRequest | undefined): FeatureSpec {
   switch (f?.kind?.$case) {
     case 'cls':
-      return { kind: 'cls', norm: 'post' };
+      return { kind: 'cls', norm: f.kind.value.prenorm ? 'pre' : 'post' };
     case 'maskPooled':
       return { kind: 'mask_pooled', norm: f.kind.value.prenorm ? 'pre' : 'post', weighting: 'mask' };
     case 'avgPooledTokens':

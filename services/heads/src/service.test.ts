@@ -34,7 +34,7 @@ function fitStream(start: Partial<heads.FitStart>, samples: heads.FitSample[], b
     head: 'x',
     kind: common.HeadKind.LOGISTIC,
     task: common.HeadTask.CLASSIFICATION,
-    feature: { kind: { $case: 'cls', value: {} }, dtype: common.DType.F32 },
+    feature: { kind: { $case: 'cls', value: { prenorm: false } }, dtype: common.DType.F32 },
     model: 'tiny-mlp@1',
     labelNames: [],
     description: '',
@@ -453,6 +453,11 @@ describe.runIf(tinyDir && headsDir)('HeadsService over gRPC (real server, real O
         { $case: 'maskPooled', value: { prenorm: true } },
       ],
       [
+        'fit-cls-pre',
+        { kind: { $case: 'cls', value: { prenorm: true } }, dtype: common.DType.F32 },
+        { $case: 'cls', value: { prenorm: true } },
+      ],
+      [
         'fit-global-mean',
         {
           kind: { $case: 'avgPooledTokens', value: { kernelSize: 0, prenorm: true } },
@@ -508,19 +513,15 @@ describe.runIf(tinyDir && headsDir)('HeadsService over gRPC (real server, real O
     );
   });
 
-  it('a head on the pre-LayerNorm CLS token is refused until ClsFeature can request it', async () => {
+  it('serves a Curia 3D head on the pre-LayerNorm CLS token, asking for it on the wire', async () => {
     const dir = join(tmp, 'curia-cls-token');
     await mkdir(dir, { recursive: true });
     const cfg = JSON.parse(await readFile(join(headsDir!, 'attn-3d', 'config.json'), 'utf8')) as object;
     await writeFile(join(dir, 'config.json'), JSON.stringify({ ...cfg, use_class_token: true }));
     await symlink(join(headsDir!, 'attn-3d', 'model.safetensors'), join(dir, 'model.safetensors'));
-    const err = await svc.store.importCuria(dir).then(
-      () => null,
-      (e: unknown) => e,
-    );
-    expect(err).toMatchObject({ code: 'FAILED_PRECONDITION' });
-    expect((err as Error).message).toMatch(/pre-LayerNorm CLS.*ClsFeature.*bool prenorm = 1/);
-    await expectError(svc.client.getHead({ name: 'curia-cls-token' }), Status.NOT_FOUND, /no head named/);
+    await svc.store.importCuria(dir);
+    const req = (await svc.client.getHead({ name: 'curia-cls-token' })).head!.requirements!;
+    expect(req.features.map((f) => f.kind)).toContainEqual({ $case: 'cls', value: { prenorm: true } });
   });
 
   it('a Fit past its deadline stops and stores nothing', async () => {

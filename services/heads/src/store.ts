@@ -5,8 +5,6 @@ import { CuriaError } from '@curia/errors';
 import { Head, importCuriaHead, loadHead, saveHead } from '@curia/heads';
 import type { common } from '@curia/proto';
 
-import { wireRequirementProblem } from './codec.js';
-
 /** Head names accepted by Fit and import: lowercase [a-z0-9-], 1..64 characters. */
 export const HEAD_NAME_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
@@ -91,10 +89,8 @@ export class HeadStore {
     return store;
   }
 
-  /** Checks that the head can be described on the wire and builds its inference graphs. */
+  /** Builds the head's inference graphs. */
   private static async ready(head: Head): Promise<void> {
-    const problem = wireRequirementProblem(head.meta.requirements);
-    if (problem) throw new CuriaError('FAILED_PRECONDITION', `head '${head.meta.name}': ${problem}`);
     await head.prepare();
   }
 

@@ -36,7 +36,10 @@ const arg = (name: string, fallback: number): number => {
 const RUNS = arg('--runs', 3);
 const SLICES = arg('--slices', 120);
 const MAX_BATCH = 8;
-const CLS: common.FeatureRequest = { kind: { $case: 'cls', value: {} }, dtype: common.DType.F32 };
+const CLS: common.FeatureRequest = {
+  kind: { $case: 'cls', value: { prenorm: false } },
+  dtype: common.DType.F32,
+};
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {

@@ -30,7 +30,7 @@ export interface AnalyzeCommandOptions {
 }
 
 const OUTPUTS: Readonly<Record<string, common.FeatureRequest['kind']>> = {
-  cls: { $case: 'cls', value: {} },
+  cls: { $case: 'cls', value: { prenorm: false } },
   patch_tokens: { $case: 'patchTokens', value: { prenorm: false } },
   last_hidden_state: { $case: 'lastHiddenState', value: {} },
 };

@@ -75,7 +75,10 @@ export async function ensureDemoHead(
       label: { $case: 'classIndex', value: phantomLevel(phantom, m.inputAxis, m.inputSliceIndex) },
     };
   });
-  const cls: common.FeatureRequest = { kind: { $case: 'cls', value: {} }, dtype: common.DType.F32 };
+  const cls: common.FeatureRequest = {
+    kind: { $case: 'cls', value: { prenorm: false } },
+    dtype: common.DType.F32,
+  };
   // eslint-disable-next-line @typescript-eslint/require-await -- the client takes an AsyncIterable
   async function* requests(): AsyncGenerator<heads.FitRequest> {
     yield {

@@ -82,7 +82,9 @@ export async function selfCheck(cluster: LocalCluster): Promise<void> {
 
     t0 = performance.now();
     const demo = await ensureDemoHead(hdChannel, modelRef, phantom, () =>
-      analyse({ embeddingOutputs: [{ kind: { $case: 'cls', value: {} }, dtype: common.DType.F32 }] }),
+      analyse({
+        embeddingOutputs: [{ kind: { $case: 'cls', value: { prenorm: false } }, dtype: common.DType.F32 }],
+      }),
     );
     say(
       demo.fitted

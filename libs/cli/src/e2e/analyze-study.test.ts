@@ -36,7 +36,10 @@ import { LocalCluster } from '../cluster/launcher.js';
 const ct = sharedPathOrSkip('data/totalsegmentator/example_ct_sm.nii.gz');
 const dicom = sharedPathOrSkip('data/totalsegmentator/example_ct_dicom');
 
-const CLS: common.FeatureRequest = { kind: { $case: 'cls', value: {} }, dtype: common.DType.F32 };
+const CLS: common.FeatureRequest = {
+  kind: { $case: 'cls', value: { prenorm: false } },
+  dtype: common.DType.F32,
+};
 
 interface OtlpSpan {
   service: string;

@@ -36,7 +36,10 @@ import { LocalCluster } from '../cluster/launcher.js';
  * mask that this test reorients and nearest-resizes itself; slices without liver carry no pooled
  * feature; a head fitted on pooled features reads only the liver slices.
  */
-const CLS: common.FeatureRequest = { kind: { $case: 'cls', value: {} }, dtype: common.DType.F32 };
+const CLS: common.FeatureRequest = {
+  kind: { $case: 'cls', value: { prenorm: false } },
+  dtype: common.DType.F32,
+};
 const POOLED: common.FeatureRequest = {
   kind: { $case: 'maskPooled', value: { prenorm: false } },
   dtype: common.DType.F32,

@@ -132,7 +132,7 @@ async function startService(
           value: {
             model: '',
             studyId: `bench-${c}`,
-            outputs: [{ kind: { $case: 'cls', value: {} }, dtype: common.DType.F32 }],
+            outputs: [{ kind: { $case: 'cls', value: { prenorm: false } }, dtype: common.DType.F32 }],
           },
         },
       };

@@ -5,7 +5,10 @@ import { common } from '@curia/proto';
 import { planAnalysis, sliceNeeds } from '../plan.js';
 import { restrictToMask } from './coverage.js';
 
-const cls: common.FeatureRequest = { kind: { $case: 'cls', value: {} }, dtype: common.DType.F32 };
+const cls: common.FeatureRequest = {
+  kind: { $case: 'cls', value: { prenorm: false } },
+  dtype: common.DType.F32,
+};
 const pooled: common.FeatureRequest = {
   kind: { $case: 'maskPooled', value: { prenorm: false } },
   dtype: common.DType.F32,

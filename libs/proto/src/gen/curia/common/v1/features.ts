@@ -58,8 +58,16 @@ export function headInputLevelToJSON(object: HeadInputLevel): string {
   }
 }
 
-/** The CLS token after the backbone's final LayerNorm ("pooler output"). Result shape: (D) for hidden size D. */
+/**
+ * The CLS token: after the backbone's final LayerNorm ("pooler output") by default, or of the last block's output
+ * before it. Result shape: (D) for hidden size D.
+ */
 export interface ClsFeature {
+  /**
+   * True = the CLS row of the last block's output before the final LayerNorm (what Curia's 3D heads with
+   * use_class_token read); false = after it (the pooler output).
+   */
+  prenorm: boolean;
 }
 
 /**
@@ -154,11 +162,14 @@ export interface FeatureRequirement {
 }
 
 function createBaseClsFeature(): ClsFeature {
-  return {};
+  return { prenorm: false };
 }
 
 export const ClsFeature: MessageFns<ClsFeature> = {
-  encode(_: ClsFeature, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: ClsFeature, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prenorm !== false) {
+      writer.uint32(8).bool(message.prenorm);
+    }
     return writer;
   },
 
@@ -175,6 +186,14 @@ export const ClsFeature: MessageFns<ClsFeature> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.prenorm = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -187,20 +206,24 @@ export const ClsFeature: MessageFns<ClsFeature> = {
     }
   },
 
-  fromJSON(_: any): ClsFeature {
-    return {};
+  fromJSON(object: any): ClsFeature {
+    return { prenorm: isSet(object.prenorm) ? globalThis.Boolean(object.prenorm) : false };
   },
 
-  toJSON(_: ClsFeature): unknown {
+  toJSON(message: ClsFeature): unknown {
     const obj: any = {};
+    if (message.prenorm !== false) {
+      obj.prenorm = message.prenorm;
+    }
     return obj;
   },
 
   create(base?: DeepPartial<ClsFeature>): ClsFeature {
     return ClsFeature.fromPartial(base ?? {});
   },
-  fromPartial(_: DeepPartial<ClsFeature>): ClsFeature {
+  fromPartial(object: DeepPartial<ClsFeature>): ClsFeature {
     const message = createBaseClsFeature();
+    message.prenorm = object.prenorm ?? false;
     return message;
   },
 };
