@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,7 @@ import {
   createCuriaClient,
   gateway,
   heads,
+  Metadata,
   Status,
   studyFiles,
   studyUploadRequests,
@@ -115,10 +117,18 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
       .endpoints()
       .filter((e) => e.service === service)
       .map((e) => `http://127.0.0.1:${e.metricsPort}/metrics`);
-  const analyse = (path: string, extra: Partial<gateway.AnalyzeStudyStart>, deadlineMs = 120_000) =>
+  const analyse = (
+    path: string,
+    extra: Partial<gateway.AnalyzeStudyStart>,
+    deadlineMs = 120_000,
+    metadata?: Metadata,
+  ) =>
     studyFiles(path).then(({ files }) =>
       collectAnalysis(
-        client.analyzeStudy(studyUploadRequests(start(extra), files), { deadline: deadlineMs }),
+        client.analyzeStudy(studyUploadRequests(start(extra), files), {
+          deadline: deadlineMs,
+          ...(metadata ? { metadata } : {}),
+        }),
       ),
     );
 
@@ -273,27 +283,30 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
 
   it('puts every hop of a study in one trace', async () => {
     // A study no earlier test sent (every slice misses the cache) with the fitted head: all four
-    // services take part in this one call.
+    // services take part in this one call, which the caller starts under its own trace id.
     expect(fittedHeadRef).not.toBe('');
     const p = generatePhantom({ size: [96, 96, 6], seed: 21 });
     const path = join(work, 'trace.nii.gz');
     await writeFile(path, phantomToNifti(p, { gzip: true }).image);
-    const r = await analyse(path, { heads: [fittedHeadRef] });
+    const traceId = randomBytes(16).toString('hex');
+    const r = await analyse(
+      path,
+      { heads: [fittedHeadRef] },
+      120_000,
+      Metadata({ traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` }),
+    );
     expect(r.summary?.cache?.hits).toBe(0);
     expect(r.heads).toHaveLength(1);
-    const servicesOf = (traceId: string): Set<string> =>
-      new Set(collector.spans.filter((s) => s.traceId === traceId).map((s) => s.service));
-    const fullTraces = (): number =>
-      [...new Set(collector.spans.map((s) => s.traceId))].filter((t) => {
-        const services = [...servicesOf(t)];
-        return ['gateway', 'preprocess', 'embed', 'heads'].every((svc) =>
-          services.some((s) => s.includes(svc)),
-        );
-      }).length;
+    const services = (): string[] => [
+      ...new Set(
+        collector.spans.filter((s) => s.traceId === traceId).map((s) => s.service.replace(/^curia-/, '')),
+      ),
+    ];
+    const all = ['embed', 'gateway', 'heads', 'preprocess'];
     // The services export in batches (200 ms schedule); on a loaded machine that takes a while.
-    for (let waited = 0; waited < 15_000 && fullTraces() === 0; waited += 250)
+    for (let waited = 0; waited < 15_000 && services().length < all.length; waited += 250)
       await new Promise((r) => setTimeout(r, 250));
-    expect(fullTraces()).toBe(1);
+    expect(services().sort()).toEqual(all);
   }, 60_000);
 
   it('cancels every stage when the caller deadline is shorter than the work', async () => {
