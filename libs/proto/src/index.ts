@@ -18,6 +18,8 @@ import { RegisterServiceDefinition } from './gen/curia/register/v1/register.js';
 import { SegmentServiceDefinition } from './gen/curia/segment/v1/segment.js';
 import { CURIA_DESCRIPTOR_SET_BASE64 } from './gen/descriptor-set.js';
 
+export * from './bulk-encode.js';
+
 /** `curia.common.v1`: tensors, geometry, volume input, feature requests, service/model/head info. */
 export * as common from './gen/index.curia.common.v1.js';
 /** `curia.preprocess.v1`: PreprocessService (volume -> model-ready slices). */

@@ -6,15 +6,20 @@ import {
   type CuriaCallOptions,
 } from '@curia/client';
 import { CuriaError } from '@curia/errors';
-import { embed, heads, preprocess, type common } from '@curia/proto';
+import {
+  EmbedServiceBulkClientDefinition,
+  heads,
+  PreprocessServiceBulkDefinition,
+  type common,
+} from '@curia/proto';
 
 import type { GatewayEnv } from './config.js';
 import { stageError } from './stage-errors.js';
 
 /** Clients of the stage services, each over a round-robin channel to all its replicas. */
 export class Backends {
-  readonly preprocess: Client<typeof preprocess.PreprocessServiceDefinition, CuriaCallOptions>;
-  readonly embed: Client<typeof embed.EmbedServiceDefinition, CuriaCallOptions>;
+  readonly preprocess: Client<typeof PreprocessServiceBulkDefinition, CuriaCallOptions>;
+  readonly embed: Client<typeof EmbedServiceBulkClientDefinition, CuriaCallOptions>;
   readonly heads: Client<typeof heads.HeadsServiceDefinition, CuriaCallOptions>;
   private readonly channels: Channel[];
   private models: { at: number; list: Promise<common.ModelInfo[]> } | null = null;
@@ -33,11 +38,11 @@ export class Backends {
       make(env.CURIA_HEADS_TARGET),
     ];
     const [p, e, h] = this.channels as [Channel, Channel, Channel];
-    this.preprocess = createCuriaClient(preprocess.PreprocessServiceDefinition, p, {
+    this.preprocess = createCuriaClient(PreprocessServiceBulkDefinition, p, {
       retryMaxAttempts: attempts,
       onRetry: () => onRetry('preprocess'),
     });
-    this.embed = createCuriaClient(embed.EmbedServiceDefinition, e, {
+    this.embed = createCuriaClient(EmbedServiceBulkClientDefinition, e, {
       retryMaxAttempts: attempts,
       onRetry: () => onRetry('embed'),
     });

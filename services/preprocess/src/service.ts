@@ -5,7 +5,7 @@ import { defaultSliceThreads, SlicePool } from '@curia/volume';
 import { listBundles } from './bundles.js';
 import { allowedRoots, preprocessEnvSchema, type PreprocessEnv } from './config.js';
 import { handlePreprocess } from './handler.js';
-import { preprocessServerDefinition } from './wire.js';
+import { PreprocessServiceBulkDefinition } from '@curia/proto';
 import { createPreprocessMetrics } from './metrics.js';
 
 /** The slice thread pool `CURIA_PREPROCESS_SLICE_THREADS` asks for (null for 0: compute in-thread). */
@@ -71,7 +71,7 @@ export async function main(): Promise<void> {
     descriptorSet: descriptorSet(),
     setup: (server, env) => {
       const pool = createSlicePool(env);
-      server.add(preprocessServerDefinition, createPreprocessService(server, env, pool));
+      server.add(PreprocessServiceBulkDefinition, createPreprocessService(server, env, pool));
       return { close: async () => pool?.close() };
     },
   });

@@ -5,18 +5,23 @@
  * the service's max batch + the head), measured in the same run. Prints per-stage times and the
  * ratio gateway / in-process (target: overhead ≤ 15%, i.e. ratio ≤ 1.15).
  *
- * Run after `npm run build`: node libs/cli/dist/bench/e2e-bench.js [--runs 3] [--slices 120]
+ * The in-process baseline runs with the services' Node flags (`npm run bench:e2e` passes them), so
+ * both sides get the same heap sizing.
+ *
+ * Run: npm run bench:e2e [-- --runs 3 --slices 120]
  */
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import type { gateway } from '@curia/client';
 import {
+  GatewayServiceBulkClientDefinition,
   collectAnalysis,
   common,
   createCuriaChannel,
   createCuriaClient,
-  gateway,
   heads,
   studyFiles,
   studyUploadRequests,
@@ -42,6 +47,17 @@ const CLS: common.FeatureRequest = {
 };
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
+/** CPU seconds (user + system, every thread) a process has used so far; NaN off Linux. */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ ticks
+  } catch {
+    return Number.NaN;
+  }
+}
+
 async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'curia-bench-e2e-'));
   const phantom = generatePhantom({ size: [512, 512, SLICES], seed: 3 });
@@ -61,7 +77,7 @@ async function main(): Promise<void> {
   const hdChannel = createCuriaChannel(`127.0.0.1:${port('heads')}`);
   const engine = await EmbedEngine.open(await ensureDefaultBundle());
   try {
-    const client = createCuriaClient(gateway.GatewayServiceDefinition, gwChannel);
+    const client = createCuriaClient(GatewayServiceBulkClientDefinition, gwChannel);
     const { files } = await studyFiles(path);
     const analyse = (extra: Partial<gateway.AnalyzeStudyStart>): Promise<AnalysisResult> =>
       collectAnalysis(
@@ -133,6 +149,7 @@ async function main(): Promise<void> {
     for (let run = 0; run < RUNS; run++) {
       // In-process: the same stages, sequential, in one Node process.
       const t0 = performance.now();
+      const cpu0 = process.cpuUsage();
       const volume = await openVolume({ kind: 'path', path });
       const batch = new Float32Array(MAX_BATCH * engine.info().imageSize ** 2);
       const cls = new Float32Array(volume.sliceCount * hidden);
@@ -164,13 +181,34 @@ async function main(): Promise<void> {
       const tH = performance.now();
       await head.run({ slices: done, hidden, blocks: [{ data: cls, tokensPerSlice: 1 }] });
       const tHeads = performance.now() - tH;
-      local.push({ preprocess: tPre, embed: tEmbed, heads: tHeads, total: performance.now() - t0 });
+      const cpu = process.cpuUsage(cpu0);
+      local.push({
+        preprocess: tPre,
+        embed: tEmbed,
+        heads: tHeads,
+        total: performance.now() - t0,
+        cpu: (cpu.user + cpu.system) / 1000,
+      });
 
+      const pids = cluster.endpoints().map((e) => [e.service, e.pid] as const);
+      const before = pids.map(([, pid]) => cpuSeconds(pid));
+      const c1 = process.cpuUsage();
       const t1 = performance.now();
       const r = await analyse({ heads: [ref] });
       const wall = performance.now() - t1;
+      const client = process.cpuUsage(c1);
       const stages = Object.fromEntries((r.summary?.timings ?? []).map((t) => [t.stage, t.millis]));
-      remote.push({ ...stages, total: wall });
+      const cpuBy = Object.fromEntries(
+        pids.map(([svc, pid], i) => [`cpu:${svc}`, (cpuSeconds(pid) - before[i]!) * 1000]),
+      );
+      const serviceCpu = Object.values(cpuBy).reduce((a, b) => a + b, 0);
+      remote.push({
+        ...stages,
+        ...cpuBy,
+        'cpu:client': (client.user + client.system) / 1000,
+        cpu: serviceCpu + (client.user + client.system) / 1000,
+        total: wall,
+      });
       if (r.summary?.cache?.misses !== SLICES)
         throw new Error('the cache answered: the benchmark must compute');
     }
@@ -186,6 +224,14 @@ async function main(): Promise<void> {
     for (const k of ['upload', 'preprocess', 'embed', 'heads']) {
       process.stdout.write(`${k.padEnd(12)} ${fmt(med(local, k))}  ${fmt(med(remote, k))}\n`);
     }
+    process.stdout.write('CPU time     in-process    gateway path, per process (all threads)\n');
+    for (const k of ['preprocess', 'embed', 'heads', 'gateway', 'client']) {
+      const v = med(remote, `cpu:${k}`);
+      if (Number.isFinite(v)) process.stdout.write(`  ${k.padEnd(10)}               ${fmt(v)}\n`);
+    }
+    process.stdout.write(
+      `  total      ${fmt(med(local, 'cpu'))}  ${fmt(med(remote, 'cpu'))} (×${(med(remote, 'cpu') / med(local, 'cpu')).toFixed(2)})\n`,
+    );
     const ratio = med(remote, 'total') / med(local, 'total');
     process.stdout.write(
       `total        ${fmt(med(local, 'total'))}  ${fmt(med(remote, 'total'))} (client wall time)\n` +

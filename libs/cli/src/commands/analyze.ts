@@ -2,13 +2,14 @@ import { stat } from 'node:fs/promises';
 
 import type { Command } from 'commander';
 
+import type { gateway } from '@curia/client';
 import {
+  GatewayServiceBulkClientDefinition,
   ClientError,
   collectAnalysis,
   common,
   createCuriaChannel,
   createCuriaClient,
-  gateway,
   Status,
   studyFiles,
   studyUploadRequests,
@@ -78,7 +79,7 @@ export async function analyzeAction(
   const { files, format } = await studyFiles(input);
   const channel = createCuriaChannel(o.target ?? '127.0.0.1:50050');
   try {
-    const client = createCuriaClient(gateway.GatewayServiceDefinition, channel);
+    const client = createCuriaClient(GatewayServiceBulkClientDefinition, channel);
     const start: Omit<gateway.AnalyzeStudyStart, 'source'> = {
       header: { studyId: o.studyId ?? 'cli', format, seriesInstanceUid: '', volumeIndex: 0 },
       heads,

@@ -2,11 +2,11 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import {
+  GatewayServiceBulkClientDefinition,
   collectAnalysis,
   common,
   createCuriaChannel,
   createCuriaClient,
-  gateway,
   SERVICE_DEFINITIONS,
   studyFiles,
   studyUploadRequests,
@@ -69,7 +69,7 @@ export async function selfCheck(cluster: LocalCluster): Promise<void> {
   const gwChannel = createCuriaChannel(`127.0.0.1:${gw.grpcPort}`);
   const hdChannel = createCuriaChannel(`127.0.0.1:${hd.grpcPort}`);
   try {
-    const client = createCuriaClient(gateway.GatewayServiceDefinition, gwChannel);
+    const client = createCuriaClient(GatewayServiceBulkClientDefinition, gwChannel);
     const { files } = await studyFiles(path);
     const analyse = (extra: Parameters<typeof selfCheckStart>[0]): Promise<AnalysisResult> =>
       collectAnalysis(

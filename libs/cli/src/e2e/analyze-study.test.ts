@@ -4,13 +4,14 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import type { gateway } from '@curia/client';
 import {
+  GatewayServiceBulkClientDefinition,
   ClientError,
   collectAnalysis,
   common,
   createCuriaChannel,
   createCuriaClient,
-  gateway,
   heads,
   Metadata,
   Status,
@@ -153,7 +154,7 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
     channel = createCuriaChannel(
       `127.0.0.1:${cluster.endpoints().find((e) => e.service === 'gateway')!.grpcPort}`,
     );
-    client = createCuriaClient(gateway.GatewayServiceDefinition, channel);
+    client = createCuriaClient(GatewayServiceBulkClientDefinition, channel);
     engine = await EmbedEngine.open(await ensureDefaultBundle());
   }, 240_000);
 

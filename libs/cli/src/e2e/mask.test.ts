@@ -2,13 +2,14 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import type { gateway } from '@curia/client';
 import {
+  GatewayServiceBulkClientDefinition,
   ClientError,
   collectAnalysis,
   common,
   createCuriaChannel,
   createCuriaClient,
-  gateway,
   heads,
   Status,
   studyFiles,
@@ -107,7 +108,7 @@ describe('AnalyzeStudy with a region-of-interest mask through the spawned cluste
     channel = createCuriaChannel(
       `127.0.0.1:${cluster.endpoints().find((e) => e.service === 'gateway')!.grpcPort}`,
     );
-    client = createCuriaClient(gateway.GatewayServiceDefinition, channel);
+    client = createCuriaClient(GatewayServiceBulkClientDefinition, channel);
     engine = await EmbedEngine.open(await ensureDefaultBundle());
   }, 240_000);
 

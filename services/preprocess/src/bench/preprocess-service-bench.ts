@@ -27,7 +27,7 @@ import { openVolume, preprocessSlices, preprocessSlicesOnPool, SlicePool } from 
 
 import { chunkMessages, requestStream, startPreprocessServer } from '../testing/harness.js';
 import { int16Nifti, syntheticCt } from '../testing/nifti.js';
-import { preprocessServerDefinition } from '../wire.js';
+import { PreprocessServiceBulkDefinition } from '@curia/proto';
 
 /** Open + preprocess every slice in this thread (the baseline), or with the slice pool. */
 async function engineRate(data: Uint8Array, pool?: SlicePool): Promise<number> {
@@ -94,7 +94,7 @@ async function cpuPerSlice(f: () => Promise<unknown>): Promise<number> {
  */
 async function transportCeiling(count: number, h: number, w: number): Promise<number> {
   const server = createServer();
-  server.add(preprocessServerDefinition, {
+  server.add(PreprocessServiceBulkDefinition, {
     getInfo: () => Promise.resolve({}),
     async *preprocess(reqs) {
       for await (const r of reqs) if (r.msg?.$case === 'start') break;

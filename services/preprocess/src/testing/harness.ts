@@ -4,7 +4,7 @@ import { preprocess } from '@curia/proto';
 
 import { preprocessEnvSchema } from '../config.js';
 import { createPreprocessService, createSlicePool } from '../service.js';
-import { preprocessServerDefinition } from '../wire.js';
+import { PreprocessServiceBulkDefinition } from '@curia/proto';
 
 /** A running preprocess server on port 0 plus a client; `close()` shuts both down. */
 export interface Harness {
@@ -24,7 +24,7 @@ export async function startPreprocessServer(env: Record<string, string> = {}): P
   });
   const server = new CuriaServer({ name: 'preprocess', env: cfg });
   const pool = createSlicePool(cfg);
-  server.add(preprocessServerDefinition, createPreprocessService(server, cfg, pool));
+  server.add(PreprocessServiceBulkDefinition, createPreprocessService(server, cfg, pool));
   const ports = await server.start();
   server.setServing(true);
   const channel = createCuriaChannel(`127.0.0.1:${ports.grpcPort}`);
