@@ -6,7 +6,7 @@
  * Run after `npm run build`: `node libs/heads/dist/bench/heads-bench.js`.
  * Set HEADS_BENCH_FULL=1 to also time the TypeScript self+cross attention over 300 slices (minutes).
  */
-import { encodeModel } from '@curia/model';
+import { EmbedEngine, encodeModel, ensureBenchBundle } from '@curia/model';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 
 import { Head, type Weight } from '../head.js';
@@ -306,6 +306,25 @@ async function main(): Promise<void> {
       1,
       ortBaseline,
     );
+  }
+  // "Negligible next to embedding": the same 300 slices through a curia-b-sized backbone (D = 768,
+  // 12 layers, random weights) on this machine, at its measured per-slice time.
+  const attn300 = rows[rows.length - 1]![1];
+  const backbone = await EmbedEngine.open(await ensureBenchBundle('curia-b'));
+  try {
+    const px = new Float32Array(2 * backbone.pixelsPerSlice).map(() => rng.normal());
+    const outputs = ['last_block_prenorm'] as const;
+    await backbone.run(px, 2, { outputs });
+    const te = performance.now();
+    await backbone.run(px, 2, { outputs });
+    const perSlice = (performance.now() - te) / 2;
+    console.log(
+      `[onnx] attention-3d self+cross over 300 slices next to embedding them: curia-b backbone ${perSlice.toFixed(0)} ms/slice ` +
+        `(measured, batch 2) → ${((300 * perSlice) / 1000).toFixed(1)} s for 300 slices; the head adds ` +
+        `${((100 * attn300) / (300 * perSlice)).toFixed(1)}%`,
+    );
+  } finally {
+    await backbone.close();
   }
   const s30 = 30;
   const L30 = s30 * 64;

@@ -67,3 +67,18 @@ export async function ensureDefaultBundle(cacheRoot?: string, signal?: AbortSign
   }
   return (await loadBundle(dir, { signal })).dir;
 }
+
+/**
+ * A random-weight bundle of `preset` for benchmarks (e.g. curia-b's size on this machine), built
+ * once into `<cache>/bench/<preset>-demo` and reused; demo weights, never served by default.
+ */
+export async function ensureBenchBundle(preset: PresetName, cacheRoot?: string): Promise<string> {
+  const dir = join(cacheRoot ? resolve(cacheRoot) : defaultCacheRoot(), 'bench', `${preset}-demo`);
+  try {
+    // Large bundles: skip the hash, a damaged one fails to load its graph anyway.
+    return (await loadBundle(dir, { verifySha256: false })).dir;
+  } catch {
+    await rm(dir, { recursive: true, force: true });
+    return (await buildRandomBundle(dir, { preset, seed: DEFAULT_BUNDLE_SEED })).dir;
+  }
+}

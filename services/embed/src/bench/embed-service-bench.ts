@@ -10,19 +10,10 @@
  * thread (the default) and, as a same-run A/B unless `--no-ab`, on the event loop; (c) a random curia-b bundle at batch 1 (built
  * once into `<cache>/bench/curia-b-demo`).
  */
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 
 import { createCuriaChannel, createCuriaClient } from '@curia/client';
 import { CuriaServer, loadConfig } from '@curia/kit';
-import {
-  buildRandomBundle,
-  defaultCacheRoot,
-  EmbedEngine,
-  ensureDefaultBundle,
-  loadBundle,
-  mulberry32,
-} from '@curia/model';
+import { EmbedEngine, ensureBenchBundle, ensureDefaultBundle, mulberry32 } from '@curia/model';
 import { common, embed } from '@curia/proto';
 
 import { embedEnvSchema } from '../config.js';
@@ -171,17 +162,6 @@ const median = (xs: readonly number[]): number => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
-async function curiaBBundle(): Promise<string> {
-  const dir = join(defaultCacheRoot(), 'bench', 'curia-b-demo');
-  try {
-    await loadBundle(dir, { verifySha256: false });
-    return dir;
-  } catch {
-    await rm(dir, { recursive: true, force: true });
-    return (await buildRandomBundle(dir, { preset: 'curia-b', seed: 0 })).dir;
-  }
-}
-
 async function main(): Promise<void> {
   const demo = await ensureDefaultBundle();
   const millis = quick ? 1500 : 3000;
@@ -249,7 +229,7 @@ async function main(): Promise<void> {
   });
   if (!args.has('--no-curia-b')) {
     const t0 = performance.now();
-    const b = await curiaBBundle();
+    const b = await ensureBenchBundle('curia-b');
     console.log(`(c) curia-b bundle ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const b1 = await rawThroughput(b, 1, quick ? 3000 : 6000);
     console.log(
