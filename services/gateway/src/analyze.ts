@@ -13,6 +13,7 @@ import { checkMaskGrid, decodeInputMask, type InputGridMask } from './mask/input
 import type { GatewayMetrics } from './metrics.js';
 import { planAnalysis, preprocessSelection, sliceNeeds, type AnalysisPlan, type SliceNeeds } from './plan.js';
 import { openPreprocess, type PreprocessStream } from './preprocess-stream.js';
+import { stageDeadlines } from './stage-deadlines.js';
 import { stageError } from './stage-errors.js';
 
 /** What one AnalyzeStudy call needs from the gateway process. */
@@ -73,6 +74,7 @@ export async function* analyzeStudy(
   const deadline = new Date(
     Math.min(context.deadline?.getTime() ?? Infinity, now + env.CURIA_GATEWAY_DEFAULT_DEADLINE_MS),
   );
+  const deadlines = stageDeadlines(deadline, now, s.heads.length > 0);
   // One signal for every stage call of the study: the caller's cancellation, or our own failure.
   const study = new AbortController();
   const onCallerAbort = (): void => study.abort();
@@ -131,7 +133,7 @@ export async function* analyzeStudy(
         maxUploadBytes: env.CURIA_GATEWAY_MAX_UPLOAD_BYTES,
         attempts: env.CURIA_GATEWAY_STAGE_ATTEMPTS,
         signal,
-        deadline,
+        deadline: deadlines.pipeline,
         onRetry: () => metrics.retries.inc({ stage: 'preprocess' }),
         onUploadDone: (ms) => timed('upload', ms),
       }),
@@ -190,7 +192,7 @@ export async function* analyzeStudy(
       window: env.CURIA_GATEWAY_EMBED_WINDOW,
       attempts: env.CURIA_GATEWAY_STAGE_ATTEMPTS,
       signal,
-      deadline,
+      deadline: deadlines.pipeline,
       onRetry: () => metrics.retries.inc({ stage: 'embed' }),
     });
     for await (const r of results) {
@@ -226,7 +228,7 @@ export async function* analyzeStudy(
     yield progress('embed', order.length, total, `${misses} embedded, ${hits} from cache`);
 
     const tHeads = performance.now();
-    yield* runHeads(plan, needs, headInputs, s, modelRef, backends, signal, deadline);
+    yield* runHeads(plan, needs, headInputs, s, modelRef, backends, signal, deadlines.heads);
     if (plan.heads.length > 0) timed('heads', performance.now() - tHeads);
     timed('total', performance.now() - t0);
     deps.log.info({ study_id: studyId, slices: order.length, hits, misses }, 'analysis done');

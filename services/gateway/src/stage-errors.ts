@@ -53,7 +53,9 @@ export function stageError(
     const msg =
       code === 'INTERNAL'
         ? `${stage} stage failed (${Status[err.code]}): ${err.details}`
-        : `${stage}: ${err.details}`;
+        : code === 'DEADLINE_EXCEEDED'
+          ? `${stage}: the stage's share of the study deadline ran out (${err.details}); allow the study more time`
+          : `${stage}: ${err.details}`;
     return new CuriaError(code, msg, { cause: err, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
   }
   if (isAbortError(err) || opts.signal?.aborted) {
