@@ -11,6 +11,7 @@ import { openVolume, type Volume } from '../volume.js';
 import { preprocessSlices, preprocessToTensor, writePreprocessed } from './preprocess.js';
 import { resolveSelection } from './selection.js';
 import { CURIA_DEFAULT_PREPROCESS_SPEC } from './spec.js';
+import { countingVolume } from '../testing/counting-volume.js';
 
 const DIMS = [24, 20, 10];
 const AFFINE = [1.5, 0, 0, 0, 0, 1.5, 0, 0, 0, 0, 3, 0, 0, 0, 0, 1];
@@ -28,25 +29,9 @@ async function smallVolume(): Promise<Volume> {
   return openVolume({ kind: 'bytes', data });
 }
 
-/** Wraps a volume and counts slice reads. */
-function counting(v: Volume): { volume: Volume; reads: () => number } {
-  let reads = 0;
-  const volume: Volume = {
-    geometry: v.geometry,
-    voxelType: v.voxelType,
-    info: v.info,
-    sliceCount: v.sliceCount,
-    readCanonicalSlice: (k, out) => {
-      reads++;
-      return v.readCanonicalSlice(k, out);
-    },
-  };
-  return { volume, reads: () => reads };
-}
-
 describe('preprocessSlices', () => {
   it('stops computing slices once the signal aborts', async () => {
-    const { volume, reads } = counting(await smallVolume());
+    const { volume, reads } = countingVolume(await smallVolume());
     const ac = new AbortController();
     const it = preprocessSlices(volume, { signal: ac.signal });
     const first = await it.next();

@@ -5,6 +5,7 @@ import { openVolume, type Volume } from '../volume.js';
 import { preprocessSlices, preprocessSlicesOnPool, type PreprocessedSlice } from './preprocess.js';
 import { SlicePool } from './slice-pool.js';
 import { CURIA_DEFAULT_PREPROCESS_SPEC } from './spec.js';
+import { countingVolume } from '../testing/counting-volume.js';
 
 const DIMS = [40, 33, 12];
 
@@ -55,23 +56,13 @@ describe('preprocessSlicesOnPool', () => {
 
   it('stops reading slices once the signal aborts, and closing early leaves the pool usable', async () => {
     const v = await volume();
-    let reads = 0;
-    const counted: Volume = {
-      geometry: v.geometry,
-      voxelType: v.voxelType,
-      info: v.info,
-      sliceCount: v.sliceCount,
-      readCanonicalSlice: (k, out) => {
-        reads++;
-        return v.readCanonicalSlice(k, out);
-      },
-    };
+    const { volume: counted, reads } = countingVolume(v);
     const ac = new AbortController();
     const it = preprocessSlicesOnPool(counted, pool, { signal: ac.signal, prefetch: 2 });
     expect((await it.next()).done).toBe(false);
     ac.abort();
     await expect(it.next()).rejects.toMatchObject({ code: 'CANCELLED' });
-    expect(reads).toBeLessThanOrEqual(3);
+    expect(reads()).toBeLessThanOrEqual(3);
     const early = preprocessSlicesOnPool(v, pool, { prefetch: 4 });
     await early.next();
     await early.return();

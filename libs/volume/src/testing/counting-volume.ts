@@ -1,0 +1,17 @@
+import type { Volume } from '../volume.js';
+
+/** Wraps a volume and counts its slice reads (to check that cancelled work stops reading). */
+export function countingVolume(v: Volume): { volume: Volume; reads: () => number } {
+  let reads = 0;
+  const volume: Volume = {
+    geometry: v.geometry,
+    voxelType: v.voxelType,
+    info: v.info,
+    sliceCount: v.sliceCount,
+    readCanonicalSlice: (k, out) => {
+      reads++;
+      return v.readCanonicalSlice(k, out);
+    },
+  };
+  return { volume, reads: () => reads };
+}
