@@ -78,6 +78,8 @@ export interface CallRecord {
   readonly startMs: number;
   readonly latencyMs: number;
   readonly code: StatusName;
+  /** The status message of a failed call. */
+  readonly details?: string;
   readonly peer: string;
   readonly attempts: number;
   /** Peers of the attempts that failed and were retried. */
@@ -196,6 +198,7 @@ class RunState {
         startMs,
         latencyMs: latency,
         code: outcome.code,
+        ...(outcome.code !== 'OK' && outcome.details !== undefined ? { details: outcome.details } : {}),
         peer: outcome.peer ?? 'unknown',
         attempts,
         retriedPeers,

@@ -13,6 +13,7 @@
 import { OutputTail, replicaAddress, replicaTargets, startCluster } from '../cluster.js';
 import { runLoad, type LoadOptions, type LoadResult } from '../generator.js';
 import { RawClient } from '../raw-client.js';
+import { untilServedBy } from '../rejoin.js';
 import { distribution, snapshot } from '../replicas.js';
 import { runReport, timelinePanels, writeReport, type Check, type RunReport } from '../report.js';
 import { analyzeScenario, embedScenario } from '../scenarios.js';
@@ -92,6 +93,7 @@ try {
   });
   summary['A retries'] = a.result.retries;
   await c.restartReplica('embed-1');
+  summary['A restarted replica served after (ms)'] = Math.round(await untilServedBy(embedLoad.call, a1));
 
   // B. SIGKILL, no retries
   progress('B: SIGKILL embed-2 under Embed load (no client retries)');
@@ -117,6 +119,7 @@ try {
   });
   summary['B failed calls'] = bFailed.length;
   await c.restartReplica('embed-2');
+  summary['B restarted replica served after (ms)'] = Math.round(await untilServedBy(embedLoad.call, a2));
 
   // C. SIGKILL under AnalyzeStudy
   progress('C: SIGKILL embed-1 under AnalyzeStudy load through the gateway');
