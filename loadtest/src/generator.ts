@@ -207,6 +207,19 @@ class RunState {
   }
 }
 
+/** The call's outcome, or CLIENT_TIMEOUT once `signal` fires first (one listener, no race array). */
+function settleOrAbandon(pending: Promise<CallOutcome>, signal: AbortSignal): Promise<CallOutcome> {
+  if (signal.aborted) return Promise.resolve({ code: CLIENT_TIMEOUT });
+  return new Promise((resolve) => {
+    const abandoned = (): void => resolve({ code: CLIENT_TIMEOUT });
+    signal.addEventListener('abort', abandoned, { once: true });
+    void pending.then((outcome) => {
+      signal.removeEventListener('abort', abandoned);
+      resolve(outcome);
+    });
+  });
+}
+
 /**
  * Runs one call to completion within its deadline (plus grace), retrying per `retry`. The call
  * function is abandoned (its signal fires) if it has not settled by deadline + hang grace.
@@ -229,13 +242,7 @@ async function oneCall(
   try {
     for (;;) {
       attempts++;
-      const settled = await Promise.race([
-        call({ deadline, signal: abandon.signal, seq }),
-        new Promise<CallOutcome>((resolve) =>
-          abandon.signal.addEventListener('abort', () => resolve({ code: CLIENT_TIMEOUT }), { once: true }),
-        ),
-      ]);
-      outcome = settled;
+      outcome = await settleOrAbandon(call({ deadline, signal: abandon.signal, seq }), abandon.signal);
       const retry = options.retry;
       if (
         !retry ||
@@ -251,8 +258,9 @@ async function oneCall(
       await sleep(Math.min(retry.backoffMs ?? 20, Math.max(0, deadline - Date.now())));
     }
   } finally {
+    // Not abort(): a settled call has nothing left to cancel, and abort() builds a DOMException
+    // (with a stack trace) per call, a measurable share of the generator's CPU at 3k calls/s.
     clearTimeout(timer);
-    abandon.abort();
     state.inFlight--;
   }
   state.finish(startMs, outcome, attempts, retriedPeers);

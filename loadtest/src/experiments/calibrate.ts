@@ -25,7 +25,7 @@ if (!ghz) {
 const startedAt = nowIso();
 const concurrencies = args.quick ? [8] : [1, 8, 32];
 const requests = args.quick ? 3_000 : 10_000;
-const rounds = args.quick ? 1 : 2;
+const rounds = args.quick ? 1 : 3;
 const service = embed.EmbedServiceDefinition.fullName;
 const tail = new OutputTail();
 const cluster = await startCluster({ only: ['embed'] }, tail);
@@ -95,15 +95,11 @@ const byC = concurrencies.map((c) => {
   const mean = (k: 'rpsRatio' | 'p50Ratio'): number => mine.reduce((s, t) => s + t[k], 0) / mine.length;
   return { c, rps: mean('rpsRatio'), p50: mean('p50Ratio') };
 });
-// At c=1 throughput is the inverse of one client's per-call latency, so it compares grpc-js's
-// call path with Go's rather than the generator; the calibration bar applies from c=8 up.
-const checks: Check[] = byC
-  .filter((b) => b.c > 1)
-  .map((b) => ({
-    name: `throughput within 15% of ghz at c=${b.c}`,
-    pass: Math.abs(b.rps - 1) <= 0.15,
-    detail: `generator/ghz rps ratio ${b.rps.toFixed(3)} (p50 latency ratio ${b.p50.toFixed(3)})`,
-  }));
+const checks: Check[] = byC.map((b) => ({
+  name: `throughput within 15% of ghz at c=${b.c}`,
+  pass: Math.abs(b.rps - 1) <= 0.15,
+  detail: `generator/ghz rps ratio ${b.rps.toFixed(3)} (p50 latency ratio ${b.p50.toFixed(3)})`,
+}));
 const md = writeReport(args.out, {
   experiment: 'calibration',
   title: 'Load generator calibration against ghz (unary EmbedService/GetInfo)',
@@ -121,7 +117,7 @@ const md = writeReport(args.out, {
   checks,
   notes: [
     SHARED_MACHINE_NOTE,
-    'c=1 is reported but not held to the 15% bar: one call at a time measures the client library own per-call latency (grpc-js in Node is ~0.2 ms slower per call than grpc-go here; in a side test the generator matched a bare grpc-js call loop, 1103-1146 vs 665-1206 calls/s), not the generator.',
+    "The generator calls at grpc-js's channel layer (Channel.createCall, what grpc-js's Client is built on), without the Client's interceptor chain and per-call caller-stack Error. Measured here at c=8 (process CPU per GetInfo call): a loop over grpc-js Client.makeUnaryRequest 190-205 µs, a loop over Channel.createCall 157-181 µs, the generator with its bookkeeping 200-228 µs (242-260 µs when it used Client). On 2 shared cores the client's CPU is taken from the server being measured, which is why the Client-based generator read 0.69-0.74 of ghz at c=8/32.",
     "Same RPC, same concurrency, one HTTP/2 connection each, runs alternated; the ratio is the mean over rounds. Both tools and the server share the 2 cores, so the ratio also reflects each client's own CPU cost.",
     `Per-run figures: ${JSON.stringify(table.map((t) => ({ c: t.concurrency, round: t.round, gen: Math.round(t.generatorRps), ghz: Math.round(t.ghzRps), ratio: +t.rpsRatio.toFixed(3), p99: [+t.generatorP99.toFixed(2), +t.ghzP99.toFixed(2)] })))}`,
   ],
