@@ -90,7 +90,10 @@ export class RawClient {
     void done.then(() => (finished = true));
     for (const m of messages) {
       if (signal.aborted || finished) break;
-      await Promise.race([new Promise<void>((r) => call.sendMessageWithContext({ callback: () => r() }, m)), done]);
+      await Promise.race([
+        new Promise<void>((r) => call.sendMessageWithContext({ callback: () => r() }, m)),
+        done,
+      ]);
     }
     if (!finished && !signal.aborted) call.halfClose();
     return { ...outcome(call, await done), units };
