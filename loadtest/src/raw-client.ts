@@ -41,14 +41,20 @@ export class RawClient {
     this.channel = createCuriaChannel(target);
   }
 
-  private start(path: string, deadline: number, signal: AbortSignal, onMessage: (m: Buffer) => void) {
+  private start(
+    path: string,
+    deadline: number,
+    signal: AbortSignal,
+    onMessage: (m: Buffer) => void,
+    onHeaders: () => void = noop,
+  ) {
     const call: ChannelCall = this.channel.createCall(path, deadline, null, null, null);
     const cancel = (): void => call.cancelWithStatus(status.CANCELLED, 'abandoned by the load generator');
     let settle: (s: StatusObject) => void = noop;
     const done = new Promise<StatusObject>((resolve) => (settle = resolve));
     signal.addEventListener('abort', cancel, { once: true });
     call.start(this.metadata.clone(), {
-      onReceiveMetadata: noop,
+      onReceiveMetadata: onHeaders,
       onReceiveMessage: (m: Buffer) => {
         onMessage(m);
         call.startRead();
@@ -73,7 +79,9 @@ export class RawClient {
   /**
    * A bidi-streaming call: writes `messages` one at a time, each once the previous one is handed
    * to HTTP/2 (flow control), half-closes, and counts the responses that `isUnit` accepts (e.g.
-   * Embed results). Resolves with its status.
+   * Embed results). With `awaitAdmission`, the messages after the first wait for the server's
+   * response headers, as a well-behaved Embed client does (the server sends them when it admits
+   * the stream, so a refused stream costs no slice upload). Resolves with its status.
    */
   async bidi(
     path: string,
@@ -81,14 +89,19 @@ export class RawClient {
     isUnit: (response: Buffer) => boolean,
     deadline: number,
     signal: AbortSignal,
+    awaitAdmission = false,
   ): Promise<CallOutcome> {
     let units = 0;
-    const { call, done } = this.start(path, deadline, signal, (m) => {
+    let admit: () => void = noop;
+    const admitted = new Promise<void>((resolve) => (admit = resolve));
+    const onMessage = (m: Buffer): void => {
       if (isUnit(m)) units++;
-    });
+    };
+    const { call, done } = this.start(path, deadline, signal, onMessage, () => admit());
     let finished = false;
     void done.then(() => (finished = true));
-    for (const m of messages) {
+    for (const [i, m] of messages.entries()) {
+      if (i === 1 && awaitAdmission) await Promise.race([admitted, done]);
       if (signal.aborted || finished) break;
       await Promise.race([
         new Promise<void>((r) => call.sendMessageWithContext({ callback: () => r() }, m)),

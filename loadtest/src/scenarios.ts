@@ -99,7 +99,7 @@ export function embedScenario(client: RawClient, options: EmbedScenarioOptions =
     name: `Embed×${slices}`,
     unit: 'slice',
     call: async (ctx) => {
-      const outcome = await client.bidi(path, messages, isResult, ctx.deadline, ctx.signal);
+      const outcome = await client.bidi(path, messages, isResult, ctx.deadline, ctx.signal, true);
       if (outcome.code === 'OK' && outcome.units !== slices) {
         return { ...outcome, code: 'INCOMPLETE' };
       }

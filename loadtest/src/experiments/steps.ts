@@ -8,7 +8,7 @@ export interface Step {
 
 /** The knee of a latency-vs-load curve and the capacity it implies. */
 export interface Knee {
-  /** Highest offered rate still served (≥ 95% achieved, p90 ≤ 3× the lightest step's p90, no errors). */
+  /** Highest offered rate still served (see {@link stepServed}); steps after the first unserved one do not count. */
   readonly kneeOffered: number;
   /** Achieved units/s at the knee. */
   readonly kneeAchieved: number;
@@ -18,6 +18,21 @@ export interface Knee {
   readonly baselineP90: number;
 }
 
+/**
+ * Whether an open-loop step was served: every arrival was launched and at least 95% of them
+ * completed OK, with no error status and p90 within 3× the lightest step's (a queue that grows
+ * over a step shows as latency). Counted per call rather than as a rate over a window: at light
+ * load a 15 s step holds only a few calls and any rate window clips one of them.
+ */
+export function stepServed(step: Step, baselineP90: number): boolean {
+  const r = step.result;
+  const errors = Object.entries(r.byCode).some(([c, n]) => c !== 'OK' && n > 0);
+  const ok = r.byCode.OK ?? 0;
+  return (
+    r.skipped === 0 && r.started > 0 && ok >= 0.95 * r.started && !errors && r.latency.p90 <= 3 * baselineP90
+  );
+}
+
 /** Finds the knee of a sweep (steps in increasing offered order). */
 export function findKnee(steps: readonly Step[]): Knee {
   const first = steps[0];
@@ -25,10 +40,7 @@ export function findKnee(steps: readonly Step[]): Knee {
   const baselineP90 = first.result.latency.p90;
   let knee: Step | null = null;
   for (const s of steps) {
-    const served = s.result.steadyUnitsPerSec >= 0.95 * s.offered;
-    const errors = Object.entries(s.result.byCode).some(([c, n]) => c !== 'OK' && n > 0);
-    const fast = s.result.latency.p90 <= 3 * baselineP90;
-    if (served && fast && !errors) knee = s;
+    if (stepServed(s, baselineP90)) knee = s;
     else break;
   }
   return {

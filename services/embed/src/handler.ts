@@ -90,6 +90,9 @@ async function readStart(
   return msg.value;
 }
 
+/** The call context nice-grpc gives the Embed handler (headers, signal, the caller's deadline). */
+export type EmbedCallContext = Parameters<embed.EmbedServiceImplementation<CuriaCallContext>['embed']>[1];
+
 /**
  * The Embed bidi stream: validates `start`, then pipelines the slices — each is decoded and
  * submitted to the shared batcher as it arrives (up to `maxInflightPerStream` at once, so
@@ -98,7 +101,7 @@ async function readStart(
  */
 export async function* handleEmbed(
   request: AsyncIterable<embed.EmbedRequest>,
-  context: CuriaCallContext & { signal: AbortSignal },
+  context: EmbedCallContext,
   deps: EmbedDeps,
 ): AsyncGenerator<embed.EmbedResponse> {
   const { metrics, scheduler, limits } = deps;
@@ -121,6 +124,10 @@ export async function* handleEmbed(
     const start = await readStart(it, stream.signal);
     const entry: ModelEntry = deps.registry.resolve(start.model);
     scheduler.admitStream();
+    // Admitted: headers now (nice-grpc sends none while they are empty), so a client waiting for
+    // them (see the proto) starts sending slices.
+    context.header.set('curia-model', entry.key);
+    context.sendHeader();
     const shape: ModelShape = { imageSize: entry.engine.info().imageSize, grid: entry.grid };
     const plan = planStream(start, shape);
     const info = entry.engine.info();

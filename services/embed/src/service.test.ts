@@ -3,7 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 
-import { ClientError, Status, createCuriaChannel, createCuriaClient, type Channel } from '@curia/client';
+import {
+  ClientError,
+  type Metadata,
+  Status,
+  createCuriaChannel,
+  createCuriaClient,
+  type Channel,
+} from '@curia/client';
 import { CuriaServer, loadConfig } from '@curia/kit';
 import {
   avgPoolTokens,
@@ -397,9 +404,14 @@ describe('EmbedService', () => {
     ).catch(() => null);
     for (let i = 0; i < 300 && metricValue(await metrics(), 'curia_embed_queue_depth') < 2; i++)
       await new Promise((r) => setTimeout(r, 10));
+    // A client that waits for admission (the response headers) before its first slice.
     let slicesPulled = 0;
+    let headers = 0;
+    let admit!: () => void;
+    const admitted = new Promise<void>((r) => (admit = r));
     async function* startThenSlices(): AsyncGenerator<Req> {
       yield { msg: { $case: 'start', value: { model: '', outputs: [lhsReq], studyId: 't' } } };
+      await admitted;
       for (;;) {
         await new Promise((r) => setTimeout(r, 50));
         slicesPulled++;
@@ -407,15 +419,44 @@ describe('EmbedService', () => {
       }
     }
     const t0 = performance.now();
-    const err = await failure(collect(client.embed(startThenSlices())));
+    const onHeader = (): void => {
+      headers++;
+      admit();
+    };
+    const err = await failure(collect(client.embed(startThenSlices(), { onHeader })));
     const ms = performance.now() - t0;
     filler.abort();
     await filling;
     expect(Status[err.code]).toBe('RESOURCE_EXHAUSTED');
     expect(err.details).toMatch(/queue is full \(2 slices waiting, limit 2\); retry after \d+ms/);
-    expect(slicesPulled).toBeLessThanOrEqual(1);
+    expect(headers).toBe(0); // refused trailers-only: the client never got the go-ahead
+    expect(slicesPulled).toBe(0);
     expect(ms).toBeLessThan(2_000);
     expect(metricValue(await metrics(), 'curia_embed_shed_total')).toBe(1);
+  });
+
+  it('admits a stream with response headers right after start, before the client sends a slice', async () => {
+    const { client } = await start({ CURIA_EMBED_MODELS: randomDir });
+    let admit!: () => void;
+    const admitted = new Promise<void>((r) => (admit = r));
+    let admittedBeforeSlice = false;
+    async function* startThenSlice(): AsyncGenerator<Req> {
+      yield { msg: { $case: 'start', value: { model: '', outputs: [lhsReq], studyId: 't' } } };
+      admittedBeforeSlice = await Promise.race([
+        admitted.then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 5_000)),
+      ]);
+      yield { msg: { $case: 'slice', value: { sliceId: 7, pixels: pixelsTensor(noise(4)) } } };
+    }
+    let model = '';
+    const onHeader = (h: Metadata): void => {
+      model = h.get('curia-model') ?? '';
+      admit();
+    };
+    const out = await collect(client.embed(startThenSlice(), { onHeader }));
+    expect(admittedBeforeSlice).toBe(true);
+    expect(model).toMatch(/^[\w.-]+@[\w.-]+$/);
+    expect(out.results.map((r) => r.sliceId)).toEqual([7]);
   });
 
   it('stops serving when its engine thread dies: NOT_SERVING, calls fail UNAVAILABLE', async () => {

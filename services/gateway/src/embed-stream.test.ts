@@ -1,3 +1,5 @@
+import { setTimeout as delay } from 'node:timers/promises';
+
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { createCuriaChannel, createCuriaClient, type Channel } from '@curia/client';
@@ -14,11 +16,16 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.shutdown()));
 });
 
+/** How the fake replica answers a stream's `start`. */
+type Admission = 'headers' | 'silent' | 'refuse';
+
 /**
  * A real EmbedService on port 0 whose "features" are the slice id; its first stream dies with
- * UNAVAILABLE after `failAfter` results (as a killed replica's would).
+ * UNAVAILABLE after `failAfter` results (as a killed replica's would). On `start` it admits the
+ * stream with response headers like the real service, or sends none (an older build), or refuses
+ * it with RESOURCE_EXHAUSTED (queue full).
  */
-async function startFakeEmbed(failAfter: number) {
+async function startFakeEmbed(failAfter: number, admission: Admission = 'headers') {
   const server = new CuriaServer({
     name: 'embed',
     env: loadConfig(serviceEnvSchema, {
@@ -27,16 +34,37 @@ async function startFakeEmbed(failAfter: number) {
       CURIA_PROCESS_METRICS: 'false',
     }),
   });
-  const seen = { streams: 0, slices: [] as number[], maxUnanswered: 0 };
+  const seen = { streams: 0, slices: [] as number[], maxUnanswered: 0, startToFirstSliceMs: [] as number[] };
   server.add(embed.EmbedServiceDefinition, {
     getInfo: () => Promise.resolve({}),
     listModels: () => Promise.resolve({ models: [] }),
-    embed: async function* (requests) {
+    embed: async function* (requests, context) {
       const stream = ++seen.streams;
+      if (admission === 'refuse') {
+        // Refuses 200 ms after `start`, recording what the client sent meanwhile.
+        const it = requests[Symbol.asyncIterator]();
+        await it.next();
+        const until = performance.now() + 200;
+        for (let left = 200; left > 0; left = until - performance.now()) {
+          const next = await Promise.race([it.next(), delay(left).then(() => null)]);
+          if (!next || next.done) break;
+          if (next.value.msg?.$case === 'slice') seen.slices.push(next.value.msg.value.sliceId);
+        }
+        throw new CuriaError('RESOURCE_EXHAUSTED', 'inference queue is full');
+      }
       let answered = 0;
       let received = 0;
+      let startedAt = 0;
       for await (const r of requests) {
+        if (r.msg?.$case === 'start') {
+          startedAt = performance.now();
+          if (admission === 'headers') {
+            context.header.set('curia-model', 'fake@1');
+            context.sendHeader();
+          }
+        }
         if (r.msg?.$case !== 'slice') continue;
+        if (received === 0) seen.startToFirstSliceMs.push(performance.now() - startedAt);
         received++;
         seen.maxUnanswered = Math.max(seen.maxUnanswered, received - answered);
         seen.slices.push(r.msg.value.sliceId);
@@ -105,6 +133,36 @@ describe('embedSlices', () => {
       }));
     };
     await expect(run()).rejects.toMatchObject({ code: 'UNAVAILABLE', message: /embed: replica going away/ });
+  });
+
+  it('sends no slice into a stream the replica refuses at start', async () => {
+    const { client, seen } = await startFakeEmbed(0, 'refuse');
+    const run = async () => {
+      for await (const _ of embedSlices(client, slices(3), {
+        start: { model: '', outputs: [], studyId: 't' },
+        window: 3,
+        attempts: 1,
+        signal: new AbortController().signal,
+      }));
+    };
+    await expect(run()).rejects.toMatchObject({ code: 'RESOURCE_EXHAUSTED' });
+    expect(seen.streams).toBe(1);
+    expect(seen.slices).toEqual([]);
+  });
+
+  it('still serves through a replica that sends no admission headers, after admissionWaitMs', async () => {
+    const { client, seen } = await startFakeEmbed(Infinity, 'silent');
+    const out: number[] = [];
+    for await (const r of embedSlices(client, slices(3), {
+      start: { model: '', outputs: [], studyId: 't' },
+      window: 3,
+      attempts: 1,
+      admissionWaitMs: 200,
+      signal: new AbortController().signal,
+    }))
+      out.push(r.slice.id);
+    expect(out).toEqual([0, 1, 2]);
+    expect(seen.startToFirstSliceMs[0]).toBeGreaterThanOrEqual(150);
   });
 
   it('opens no stream for an empty source', async () => {

@@ -18,6 +18,12 @@ export interface EmbedStreamOptions {
   readonly start: embed.EmbedStart;
   /** Slices sent and not yet answered (bounds memory; they are kept for a resend). */
   readonly window: number;
+  /**
+   * Longest wait, ms, for the replica to admit a stream (its response headers) before sending
+   * slices anyway (default 1000): Embed replicas send headers on admission, so this bounds only a
+   * replica that does not (an older build), which then gets the slices as before.
+   */
+  readonly admissionWaitMs?: number;
   /** Attempts on UNAVAILABLE, including the first. */
   readonly attempts: number;
   readonly signal: AbortSignal;
@@ -91,13 +97,26 @@ export async function* embedSlices(
       const call = new AbortController();
       const onAbort = (): void => call.abort();
       opts.signal.addEventListener('abort', onAbort);
+      // Slices go out only once the replica has admitted the stream (its response headers), so a
+      // replica that refuses it under overload costs one small `start` message, not 1 MiB slices.
+      let admit!: () => void;
+      const admitted = new Promise<void>((resolve) => (admit = resolve));
+      call.signal.addEventListener('abort', () => admit(), { once: true });
+      const admissionTimer = setTimeout(() => admit(), opts.admissionWaitMs ?? 1_000);
+      void admitted.then(() => clearTimeout(admissionTimer));
       try {
         const stream = client.embed(
           (async function* () {
             yield { msg: { $case: 'start', value: opts.start } } satisfies embed.EmbedRequest;
+            await admitted;
             yield* requests;
           })(),
-          { signal: call.signal, deadline: opts.deadline, onTrailer: trailers.onTrailer },
+          {
+            signal: call.signal,
+            deadline: opts.deadline,
+            onHeader: () => admit(),
+            onTrailer: trailers.onTrailer,
+          },
         );
         for await (const res of stream) {
           if (res.msg?.$case === 'result') {
@@ -129,6 +148,7 @@ export async function* embedSlices(
         }
         throw stageError('embed', err, { retryAfterMs: trailers.retryAfterMs, signal: opts.signal });
       } finally {
+        admit();
         opts.signal.removeEventListener('abort', onAbort);
       }
     }

@@ -1035,6 +1035,12 @@ export const EmbedServiceDefinition = {
      * done. Response stream: one `result` per slice, in the order the slices were sent, then one `done`.
      * The computation is deterministic for a given model, provider and dtype.
      *
+     * Admission: once the server has read `start`, it either refuses the stream (NOT_FOUND, RESOURCE_EXHAUSTED
+     * while its queue is full) or admits it and sends the response headers at once, carrying
+     * `curia-model: <name>@<version>` (the model serving the stream). A client that waits for those headers
+     * after `start` and before its first `slice` never uploads slices into a refused stream, which matters
+     * under overload: a refused 1 MiB slice still costs both sides its transfer.
+     *
      * Status codes: INVALID_ARGUMENT (first message not `start`; no outputs requested; pixel shape not
      * (1, image_size, image_size); dtype not F32/F16; NaN/Inf pixels; mask missing or of the wrong shape for a
      * mask_pooled output; kernel_size not dividing the patch grid -- the message names slice_id and field);
@@ -1072,6 +1078,12 @@ export interface EmbedServiceImplementation<CallContextExt = {}> {
    * done. Response stream: one `result` per slice, in the order the slices were sent, then one `done`.
    * The computation is deterministic for a given model, provider and dtype.
    *
+   * Admission: once the server has read `start`, it either refuses the stream (NOT_FOUND, RESOURCE_EXHAUSTED
+   * while its queue is full) or admits it and sends the response headers at once, carrying
+   * `curia-model: <name>@<version>` (the model serving the stream). A client that waits for those headers
+   * after `start` and before its first `slice` never uploads slices into a refused stream, which matters
+   * under overload: a refused 1 MiB slice still costs both sides its transfer.
+   *
    * Status codes: INVALID_ARGUMENT (first message not `start`; no outputs requested; pixel shape not
    * (1, image_size, image_size); dtype not F32/F16; NaN/Inf pixels; mask missing or of the wrong shape for a
    * mask_pooled output; kernel_size not dividing the patch grid -- the message names slice_id and field);
@@ -1103,6 +1115,12 @@ export interface EmbedServiceClient<CallOptionsExt = {}> {
    * Request stream: one `start` (model, requested outputs), then any number of `slice` messages; half-close when
    * done. Response stream: one `result` per slice, in the order the slices were sent, then one `done`.
    * The computation is deterministic for a given model, provider and dtype.
+   *
+   * Admission: once the server has read `start`, it either refuses the stream (NOT_FOUND, RESOURCE_EXHAUSTED
+   * while its queue is full) or admits it and sends the response headers at once, carrying
+   * `curia-model: <name>@<version>` (the model serving the stream). A client that waits for those headers
+   * after `start` and before its first `slice` never uploads slices into a refused stream, which matters
+   * under overload: a refused 1 MiB slice still costs both sides its transfer.
    *
    * Status codes: INVALID_ARGUMENT (first message not `start`; no outputs requested; pixel shape not
    * (1, image_size, image_size); dtype not F32/F16; NaN/Inf pixels; mask missing or of the wrong shape for a
