@@ -134,6 +134,9 @@ describe('engine input validation', () => {
         'INVALID_ARGUMENT',
         /NaN or infinite value in slice 1/,
       );
+      // inputChecked: the caller vouches for its pixels, so the engine does not scan them.
+      const unscanned = await engine.run(nan, 2, { inputChecked: true });
+      expect(unscanned.lastHiddenState!.some((v) => Number.isNaN(v))).toBe(true);
       const ac = new AbortController();
       ac.abort();
       await expectCuriaError(() => engine.run(px, 1, { signal: ac.signal }), 'CANCELLED');

@@ -20,6 +20,7 @@ export interface RunMessage {
   readonly pixels: Float32Array;
   readonly batch: number;
   readonly outputs: readonly EmbedOutputName[];
+  readonly inputChecked: boolean;
 }
 
 /** Releases the session; the thread exits after answering. */

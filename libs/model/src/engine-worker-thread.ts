@@ -43,7 +43,7 @@ async function handle(m: ToEngineThread): Promise<void> {
     case 'run':
       try {
         if (!engine) throw new Error('engine thread received run before open');
-        const r = await engine.run(m.pixels, m.batch, { outputs: m.outputs });
+        const r = await engine.run(m.pixels, m.batch, { outputs: m.outputs, inputChecked: m.inputChecked });
         const lhs = r.lastHiddenState ? own(r.lastHiddenState) : undefined;
         const pre = r.lastBlockPrenorm ? own(r.lastBlockPrenorm) : undefined;
         const transfer: ArrayBuffer[] = [];

@@ -55,6 +55,9 @@ describe('WorkerEmbedEngine', () => {
       const bad = new Float32Array(per);
       bad[5] = NaN;
       await expect(remote.run(bad, 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      // A caller that checked its input itself (inputChecked) is trusted across the thread too.
+      const unscanned = await remote.run(bad, 1, { inputChecked: true });
+      expect(unscanned.lastHiddenState!.some((v) => Number.isNaN(v))).toBe(true);
       await expect(remote.run(new Float32Array(3), 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     } finally {
       await local.close();

@@ -128,7 +128,11 @@ export class WorkerEmbedEngine implements EmbedRunner {
     const whole = pixels.byteOffset === 0 && pixels.byteLength === pixels.buffer.byteLength;
     const sent = whole ? pixels : pixels.slice();
     const transfer = opts.transferInput === true && whole ? [pixels.buffer as ArrayBuffer] : [];
-    const m = await this.call((id) => ({ kind: 'run', id, pixels: sent, batch, outputs }), transfer);
+    const inputChecked = opts.inputChecked === true;
+    const m = await this.call(
+      (id) => ({ kind: 'run', id, pixels: sent, batch, outputs, inputChecked }),
+      transfer,
+    );
     if (m.kind !== 'result') throw new CuriaError('INTERNAL', `engine thread answered run with ${m.kind}`);
     if (opts.signal?.aborted) throw new CuriaError('CANCELLED', 'embedding cancelled');
     const info = this.infoValue;

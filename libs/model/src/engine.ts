@@ -90,6 +90,11 @@ export interface RunOptions {
    * it (the caller's array is detached afterwards). Ignored by {@link EmbedEngine}.
    */
   readonly transferInput?: boolean;
+  /**
+   * The caller has already checked that every pixel is finite (the Embed service does, per slice,
+   * to name the row and column): skips the engine's own scan of the batch.
+   */
+  readonly inputChecked?: boolean;
 }
 
 /** Result of {@link EmbedEngine.run}: row-major (B, T, D) arrays for the requested outputs. */
@@ -245,7 +250,7 @@ export class EmbedEngine {
         `pixel_values has ${pixels.length} values; expected batch ${batch} × ${info.numChannels} × ${info.imageSize} × ${info.imageSize} = ${batch * per}`,
       );
     }
-    const bad = firstNonFinite(pixels);
+    const bad = opts.inputChecked === true ? -1 : firstNonFinite(pixels);
     if (bad >= 0) {
       throw new CuriaError(
         'INVALID_ARGUMENT',

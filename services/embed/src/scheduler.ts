@@ -60,6 +60,7 @@ export class EmbedScheduler {
   /**
    * Queues one slice for `entry`; resolves with its token sequences. RESOURCE_EXHAUSTED (with a
    * retry hint) when the queue is full; rejects with an AbortError when `signal` fires first.
+   * `pixels` must already be checked finite (the codec's `decodeSlice` does): the engine skips its scan.
    */
   async submit(
     entry: ModelEntry,
@@ -150,7 +151,11 @@ export class EmbedScheduler {
       async (span) => {
         try {
           // `stacked` is ours alone: an engine thread may take its buffer instead of copying it.
-          return await entry.engine.run(stacked, jobs.length, { outputs: [...outputs], transferInput: true });
+          return await entry.engine.run(stacked, jobs.length, {
+            outputs: [...outputs],
+            transferInput: true,
+            inputChecked: true, // decodeSlice rejected any non-finite slice
+          });
         } finally {
           span.end();
         }
