@@ -435,6 +435,28 @@ describe('EmbedService', () => {
     expect(metricValue(await metrics(), 'curia_embed_shed_total')).toBe(1);
   });
 
+  it('refuses a bad start without admitting it: no headers, so a waiting client sends no slice', async () => {
+    const { client } = await start({ CURIA_EMBED_MODELS: randomDir });
+    let headers = 0;
+    let slicesPulled = 0;
+    let admit!: () => void;
+    const admitted = new Promise<void>((r) => (admit = r));
+    async function* badStartThenSlices(): AsyncGenerator<Req> {
+      yield { msg: { $case: 'start', value: { model: '', outputs: [], studyId: 't' } } };
+      await admitted;
+      slicesPulled++;
+      yield { msg: { $case: 'slice', value: { sliceId: 0, pixels: pixelsTensor(noise(5)) } } };
+    }
+    const onHeader = (): void => {
+      headers++;
+      admit();
+    };
+    const err = await failure(collect(client.embed(badStartThenSlices(), { onHeader })));
+    expect(Status[err.code]).toBe('INVALID_ARGUMENT');
+    expect(headers).toBe(0);
+    expect(slicesPulled).toBe(0);
+  });
+
   it('admits a stream with response headers right after start, before the client sends a slice', async () => {
     const { client } = await start({ CURIA_EMBED_MODELS: randomDir });
     let admit!: () => void;

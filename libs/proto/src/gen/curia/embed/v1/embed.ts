@@ -1035,8 +1035,8 @@ export const EmbedServiceDefinition = {
      * done. Response stream: one `result` per slice, in the order the slices were sent, then one `done`.
      * The computation is deterministic for a given model, provider and dtype.
      *
-     * Admission: once the server has read `start`, it either refuses the stream (NOT_FOUND, RESOURCE_EXHAUSTED
-     * while its queue is full) or admits it and sends the response headers at once, carrying
+     * Admission: once the server has read `start`, it either refuses the stream (INVALID_ARGUMENT for a bad
+     * `start`, NOT_FOUND, RESOURCE_EXHAUSTED while its queue is full) or admits it and sends the response headers at once, carrying
      * `curia-model: <name>@<version>` (the model serving the stream). A client that waits for those headers
      * after `start` and before its first `slice` never uploads slices into a refused stream, which matters
      * under overload: a refused 1 MiB slice still costs both sides its transfer.
@@ -1078,8 +1078,8 @@ export interface EmbedServiceImplementation<CallContextExt = {}> {
    * done. Response stream: one `result` per slice, in the order the slices were sent, then one `done`.
    * The computation is deterministic for a given model, provider and dtype.
    *
-   * Admission: once the server has read `start`, it either refuses the stream (NOT_FOUND, RESOURCE_EXHAUSTED
-   * while its queue is full) or admits it and sends the response headers at once, carrying
+   * Admission: once the server has read `start`, it either refuses the stream (INVALID_ARGUMENT for a bad
+   * `start`, NOT_FOUND, RESOURCE_EXHAUSTED while its queue is full) or admits it and sends the response headers at once, carrying
    * `curia-model: <name>@<version>` (the model serving the stream). A client that waits for those headers
    * after `start` and before its first `slice` never uploads slices into a refused stream, which matters
    * under overload: a refused 1 MiB slice still costs both sides its transfer.
@@ -1116,8 +1116,8 @@ export interface EmbedServiceClient<CallOptionsExt = {}> {
    * done. Response stream: one `result` per slice, in the order the slices were sent, then one `done`.
    * The computation is deterministic for a given model, provider and dtype.
    *
-   * Admission: once the server has read `start`, it either refuses the stream (NOT_FOUND, RESOURCE_EXHAUSTED
-   * while its queue is full) or admits it and sends the response headers at once, carrying
+   * Admission: once the server has read `start`, it either refuses the stream (INVALID_ARGUMENT for a bad
+   * `start`, NOT_FOUND, RESOURCE_EXHAUSTED while its queue is full) or admits it and sends the response headers at once, carrying
    * `curia-model: <name>@<version>` (the model serving the stream). A client that waits for those headers
    * after `start` and before its first `slice` never uploads slices into a refused stream, which matters
    * under overload: a refused 1 MiB slice still costs both sides its transfer.
