@@ -7,7 +7,7 @@ import { CuriaError } from '@curia/errors';
 import { CuriaServer, loadConfig, serviceEnvSchema } from '@curia/kit';
 import { common, embed } from '@curia/proto';
 
-import { embedSlices, type SliceToEmbed } from './embed-stream.js';
+import { embedSlices, type EmbedStreamOptions, type SliceToEmbed } from './embed-stream.js';
 
 const servers: CuriaServer[] = [];
 const channels: Channel[] = [];
@@ -101,21 +101,29 @@ async function* slices(n: number): AsyncGenerator<SliceToEmbed> {
   }
 }
 
+type Client = Awaited<ReturnType<typeof startFakeEmbed>>['client'];
+
+/** Embeds `n` slices with default stream options (plus `opts`); resolves with the slice ids in answer order. */
+async function embedAll(client: Client, n: number, opts: Partial<EmbedStreamOptions>): Promise<number[]> {
+  const out: number[] = [];
+  for await (const r of embedSlices(client, slices(n), {
+    start: { model: '', outputs: [], studyId: 't' },
+    window: 2,
+    attempts: 1,
+    signal: new AbortController().signal,
+    ...opts,
+  })) {
+    expect(r.features[0]!.tensor!.data[0]).toBe(r.slice.id);
+    out.push(r.slice.id);
+  }
+  return out;
+}
+
 describe('embedSlices', () => {
   it('re-sends unanswered slices on a new stream after UNAVAILABLE: every slice once, in order', async () => {
     const { client, seen } = await startFakeEmbed(5);
     const retries: number[] = [];
-    const out: number[] = [];
-    for await (const r of embedSlices(client, slices(20), {
-      start: { model: '', outputs: [], studyId: 't' },
-      window: 4,
-      attempts: 3,
-      signal: new AbortController().signal,
-      onRetry: (a) => retries.push(a),
-    })) {
-      expect(r.features[0]!.tensor!.data[0]).toBe(r.slice.id);
-      out.push(r.slice.id);
-    }
+    const out = await embedAll(client, 20, { window: 4, attempts: 3, onRetry: (a) => retries.push(a) });
     expect(out).toEqual(Array.from({ length: 20 }, (_, i) => i));
     expect(retries).toEqual([1]);
     expect(seen.streams).toBe(2);
@@ -124,44 +132,22 @@ describe('embedSlices', () => {
 
   it('gives up with UNAVAILABLE once the attempts are spent', async () => {
     const { client } = await startFakeEmbed(0);
-    const run = async () => {
-      for await (const _ of embedSlices(client, slices(3), {
-        start: { model: '', outputs: [], studyId: 't' },
-        window: 2,
-        attempts: 1,
-        signal: new AbortController().signal,
-      }));
-    };
-    await expect(run()).rejects.toMatchObject({ code: 'UNAVAILABLE', message: /embed: replica going away/ });
+    await expect(embedAll(client, 3, {})).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+      message: /embed: replica going away/,
+    });
   });
 
   it('sends no slice into a stream the replica refuses at start', async () => {
     const { client, seen } = await startFakeEmbed(0, 'refuse');
-    const run = async () => {
-      for await (const _ of embedSlices(client, slices(3), {
-        start: { model: '', outputs: [], studyId: 't' },
-        window: 3,
-        attempts: 1,
-        signal: new AbortController().signal,
-      }));
-    };
-    await expect(run()).rejects.toMatchObject({ code: 'RESOURCE_EXHAUSTED' });
+    await expect(embedAll(client, 3, { window: 3 })).rejects.toMatchObject({ code: 'RESOURCE_EXHAUSTED' });
     expect(seen.streams).toBe(1);
     expect(seen.slices).toEqual([]);
   });
 
   it('still serves through a replica that sends no admission headers, after admissionWaitMs', async () => {
     const { client, seen } = await startFakeEmbed(Infinity, 'silent');
-    const out: number[] = [];
-    for await (const r of embedSlices(client, slices(3), {
-      start: { model: '', outputs: [], studyId: 't' },
-      window: 3,
-      attempts: 1,
-      admissionWaitMs: 200,
-      signal: new AbortController().signal,
-    }))
-      out.push(r.slice.id);
-    expect(out).toEqual([0, 1, 2]);
+    expect(await embedAll(client, 3, { window: 3, admissionWaitMs: 200 })).toEqual([0, 1, 2]);
     expect(seen.startToFirstSliceMs[0]).toBeGreaterThanOrEqual(150);
   });
 
