@@ -14,3 +14,4 @@ export * from './run-service.js';
 export * from './async-queue.js';
 export * from './study-id.js';
 export * from './http2-window.js';
+export * from './process-tuning.js';

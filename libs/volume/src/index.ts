@@ -3,7 +3,7 @@
  * Curia slice preprocessing, streamed one slice at a time.
  */
 export { openVolume } from './volume.js';
-export type { OpenVolumeOptions, Volume, VolumeInfo, VolumeSource } from './volume.js';
+export type { CanonicalPlane, OpenVolumeOptions, Volume, VolumeInfo, VolumeSource } from './volume.js';
 export { DEFAULT_VOLUME_LIMITS } from './io/limits.js';
 export type { VolumeLimits } from './io/limits.js';
 export type { VoxelType } from './io/voxel-array.js';
@@ -28,6 +28,7 @@ export {
 } from './preprocess/preprocess.js';
 export { defaultSliceThreads, SlicePool } from './preprocess/slice-pool.js';
 export type { PooledSlice } from './preprocess/slice-pool.js';
+export type { SliceDType, SliceInput, SliceOutput } from './preprocess/slice-pool-protocol.js';
 export { processSlice, SliceScratch } from './preprocess/slice-kernel.js';
 export type { ProcessedSlice } from './preprocess/slice-kernel.js';
 export type {
@@ -36,7 +37,9 @@ export type {
   PreprocessOptions,
   PreprocessToTensorOptions,
   PooledPreprocessOptions,
+  PooledPreprocessedSlice,
   RawSliceStats,
+  SliceLayout,
 } from './preprocess/preprocess.js';
 export type { SliceStats } from './preprocess/normalize.js';
 export { transferSyntaxName } from './dicom/transfer-syntax.js';

@@ -8,8 +8,8 @@ import type { StoredPixels } from './dicom/pixel-data.js';
 import { computeGeometry, type Geometry } from './geometry/geometry.js';
 import { isGzip } from './io/gzip.js';
 import { DEFAULT_VOLUME_LIMITS, formatBytes, type VolumeLimits } from './io/limits.js';
-import { gatherSlice, sliceWalk } from './io/slice-gather.js';
-import type { VoxelType } from './io/voxel-array.js';
+import { gatherSlice, sliceWalk, type SliceWalk } from './io/slice-gather.js';
+import type { VoxelArray, VoxelType } from './io/voxel-array.js';
 import { niftiVersionOf } from './nifti/nifti-header.js';
 import { readNifti, type NiftiVolumeData } from './nifti/nifti-reader.js';
 
@@ -76,6 +76,32 @@ export interface Volume {
    * scaling applied, into `out` (allocated when absent or too small).
    */
   readCanonicalSlice(k: number, out?: Float64Array): Promise<Float64Array>;
+  /**
+   * The stored (unscaled) voxels of canonical slice `k` as one input plane, with how to gather and
+   * scale it (`gatherSlice(voxels, walk, rows, cols, slope, inter, ...)` gives exactly
+   * {@link readCanonicalSlice}'s values), copied into `out` when it has the same type and size
+   * (else a fresh array); the array always owns its whole buffer, so it can be transferred to
+   * another thread. Null when canonical slices cut across input planes (non-axial acquisitions).
+   */
+  readCanonicalPlane?(k: number, out?: VoxelArray): Promise<CanonicalPlane | null>;
+}
+
+/** One canonical slice as a stored input plane: see {@link Volume.readCanonicalPlane}. */
+export interface CanonicalPlane {
+  readonly voxels: VoxelArray;
+  readonly walk: SliceWalk;
+  readonly slope: number;
+  readonly inter: number;
+}
+
+/** A compact copy of `src` in `out` when it has the same type and length, else in a fresh array. */
+function copyVoxels(src: VoxelArray, out: VoxelArray | undefined): VoxelArray {
+  const dst =
+    out && out.constructor === src.constructor && out.length === src.length
+      ? out
+      : new (src.constructor as new (n: number) => VoxelArray)(src.length);
+  dst.set(src);
+  return dst;
 }
 
 function checkSliceIndex(g: Geometry, k: number): void {
@@ -130,6 +156,19 @@ class NiftiVolume implements Volume {
     );
     return Promise.resolve(buf);
   }
+  readCanonicalPlane(k: number, out?: VoxelArray): Promise<CanonicalPlane | null> {
+    const g = this.geometry;
+    checkSliceIndex(g, k);
+    if (g.axes.slice.inputAxis !== 2) return Promise.resolve(null);
+    const [ni, nj] = this.data.dims;
+    const start = g.sliceInputIndex[k]! * ni * nj;
+    return Promise.resolve({
+      voxels: copyVoxels(this.data.voxels.subarray(start, start + ni * nj), out),
+      walk: sliceWalk(g, k, [1, ni, 0]),
+      slope: this.data.slope,
+      inter: this.data.inter,
+    });
+  }
 }
 
 class DicomVolume implements Volume {
@@ -167,7 +206,27 @@ class DicomVolume implements Volume {
       gatherSlice(plane, sliceWalk(g, k, [1, ni, 0]), rows, cols, s.slope, s.intercept, buf);
       return buf;
     }
-    // Sagittal/coronal acquisitions: every canonical slice touches every frame.
+    return this.gatherAcrossFrames(k, buf);
+  }
+  async readCanonicalPlane(k: number, out?: VoxelArray): Promise<CanonicalPlane | null> {
+    const g = this.geometry;
+    checkSliceIndex(g, k);
+    if (g.axes.slice.inputAxis !== 2) return null;
+    const kk = g.sliceInputIndex[k]!;
+    const plane = await decodeSeriesSlice(this.series, kk);
+    const s = this.series.slices[kk]!;
+    return {
+      voxels: copyVoxels(plane, out),
+      walk: sliceWalk(g, k, [1, this.series.dims[0], 0]),
+      slope: s.slope,
+      inter: s.intercept,
+    };
+  }
+  /** Sagittal/coronal acquisitions: every canonical slice touches every frame. */
+  private async gatherAcrossFrames(k: number, buf: Float64Array): Promise<Float64Array> {
+    const g = this.geometry;
+    const [rows, cols] = [g.canonicalDims[1], g.canonicalDims[2]];
+    const ni = this.series.dims[0];
     if (!this.planes) {
       const planes: StoredPixels[] = [];
       for (let i = 0; i < this.series.slices.length; i++)

@@ -1,6 +1,6 @@
-import { common, type preprocess } from '@curia/proto';
+import { common, lendEnvelope, type preprocess } from '@curia/proto';
 import { fromFloat32 } from '@curia/tensors';
-import type { Geometry, PreprocessSpec, SliceStats } from '@curia/volume';
+import type { Geometry, PooledPreprocessedSlice, PreprocessSpec, SliceStats } from '@curia/volume';
 
 import type { OutputDType } from './options.js';
 
@@ -70,5 +70,32 @@ export function sliceToProto(
       data: t.data,
     },
     rawStats: stats,
+  };
+}
+
+/**
+ * One `slice` response from a pool-computed slice (already in the output dtype, with
+ * `SLICE_ENVELOPE_ROOM` around it): its bytes are lent to the encoder, which frames them in place,
+ * and its buffer goes back to the call's next slices once encoded.
+ */
+export function pooledSliceToProto(
+  g: Geometry,
+  s: PooledPreprocessedSlice,
+  height: number,
+  width: number,
+): preprocess.PreprocessedSlice {
+  lendEnvelope(s.data, s.release);
+  return {
+    mapping: {
+      canonicalIndex: s.canonicalIndex,
+      inputSliceIndex: s.inputSliceIndex,
+      inputAxis: g.axes.slice.inputAxis,
+    },
+    pixels: {
+      dtype: s.dtype === 'F16' ? common.DType.F16 : common.DType.F32,
+      shape: [1, height, width],
+      data: s.data,
+    },
+    rawStats: s.stats,
   };
 }

@@ -14,8 +14,9 @@ export const preprocessEnvSchema = serviceSchema({
   /** Largest number of streamed files (DICOM instances) per request. Default 5000. */
   CURIA_PREPROCESS_MAX_UPLOAD_FILES: positiveInt.default(5000),
   /**
-   * Worker threads computing resize + normalisation off the event loop, shared by all calls.
-   * Default: cores - 1 (at least 1); 0 computes on the event loop (no overlap with encoding and
+   * Worker threads gathering input planes and computing resize + normalisation (and F16) off the
+   * event loop, shared by all calls.
+   * Default: one per core; 0 computes on the event loop (no overlap with encoding and
    * network writes).
    */
   CURIA_PREPROCESS_SLICE_THREADS: z.coerce.number().int().min(0).max(64).optional(),

@@ -1,19 +1,22 @@
 import { CuriaError, isCuriaError } from '@curia/errors';
 import { curiaTracer } from '@curia/kit';
-import { common, type preprocess } from '@curia/proto';
+import { common, SLICE_ENVELOPE_ROOM, type preprocess } from '@curia/proto';
 import {
   openVolume,
   preprocessSlices,
   preprocessSlicesOnPool,
   resolveAllowedUri,
   resolveSelection,
+  type PreprocessSpec,
+  type SliceSelection,
   type SlicePool,
   type Volume,
   type VolumeSource,
 } from '@curia/volume';
 
 import { resolveBundleSpec } from './bundles.js';
-import { canonicalGeometryToProto, sliceToProto, specToProto } from './codec.js';
+import { canonicalGeometryToProto, pooledSliceToProto, sliceToProto, specToProto } from './codec.js';
+import type { OutputDType } from './options.js';
 import type { PreprocessMetrics } from './metrics.js';
 import { checkStudyId, outputDType, sliceSelection, withClip } from './options.js';
 import { UploadAccumulator } from './upload.js';
@@ -213,30 +216,19 @@ async function* run(
     },
   };
 
-  const [h, w] = spec.targetSize;
   const sliceSpan = tracer.startSpan('preprocess.slices', {
     attributes: { 'curia.selected': indices.length },
   });
   let sent = 0;
   let computeMs = 0;
-  // With a pool, the next slices compute on its threads while this loop encodes and the
-  // transport writes; the generator is closed (in-flight slices dropped) if the call ends early.
-  const slices = deps.pool
-    ? preprocessSlicesOnPool(volume, deps.pool, {
-        spec,
-        selection,
-        signal,
-        ...(deps.prefetch ? { prefetch: deps.prefetch } : {}),
-      })
-    : preprocessSlices(volume, { spec, selection, signal });
+  const slices = sliceMessages(volume, spec, selection, dtype, signal, deps);
   try {
     for (;;) {
       const t0 = performance.now();
       const stop = deps.metrics.slice.startTimer();
       const r = await slices.next();
       if (r.done) break;
-      const s = r.value;
-      const out = sliceToProto(g, s.canonicalIndex, s.inputSliceIndex, s.pixels, h, w, dtype, s.stats);
+      const out = r.value;
       stop();
       deps.metrics.slices.inc();
       computeMs += performance.now() - t0;
@@ -255,6 +247,37 @@ async function* run(
   timings.push({ stage: 'slices', millis: computeMs });
   deps.onDone?.({ studyId, slices: sent, files: fileCount, bytes: bytesReceived });
   yield { msg: { $case: 'done', value: { slicesSent: sent, bytesReceived, timings } } };
+}
+
+/**
+ * The selected slices as `slice` messages. With a pool, the next slices compute on its threads
+ * (already in the output dtype, laid out for in-place framing) while the caller's loop yields and
+ * the transport writes; closing the generator drops the slices in flight.
+ */
+async function* sliceMessages(
+  volume: Volume,
+  spec: PreprocessSpec,
+  selection: SliceSelection,
+  dtype: OutputDType,
+  signal: AbortSignal,
+  deps: PreprocessDeps,
+): AsyncGenerator<preprocess.PreprocessedSlice, void, undefined> {
+  const g = volume.geometry;
+  const [h, w] = spec.targetSize;
+  if (!deps.pool) {
+    for await (const s of preprocessSlices(volume, { spec, selection, signal })) {
+      yield sliceToProto(g, s.canonicalIndex, s.inputSliceIndex, s.pixels, h, w, dtype, s.stats);
+    }
+    return;
+  }
+  const pooled = preprocessSlicesOnPool(volume, deps.pool, {
+    spec,
+    selection,
+    signal,
+    layout: { dtype, ...SLICE_ENVELOPE_ROOM },
+    ...(deps.prefetch ? { prefetch: deps.prefetch } : {}),
+  });
+  for await (const s of pooled) yield pooledSliceToProto(g, s, h, w);
 }
 
 function progress(stage: string, done: number, total: number): Response {

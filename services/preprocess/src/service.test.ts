@@ -8,7 +8,8 @@ import { ClientError, Status } from 'nice-grpc';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { common, type preprocess } from '@curia/proto';
-import { SafetensorsFile, sharedPathOrSkip, toFloat32, type DType } from '@curia/tensors';
+import { float32ToFloat16, SafetensorsFile, sharedPathOrSkip, toFloat32, type DType } from '@curia/tensors';
+import { openVolume, preprocessSlices } from '@curia/volume';
 
 import { chunkMessages, requestStream, startPreprocessServer, type Harness } from './testing/harness.js';
 import { int16Nifti, syntheticCt } from './testing/nifti.js';
@@ -425,5 +426,36 @@ describe('PreprocessService cancellation', () => {
     expect(await metricValue(h, 'curia_preprocess_slices_total')).toBe(computed);
     expect(computed).toBeLessThan(dims[2] / 4);
     expect(await metricValue(h, 'curia_preprocess_errors_total', { reason: 'CANCELLED' })).toBe(1);
+  });
+});
+
+describe('PreprocessService slice buffers', () => {
+  it('delivers every slice intact to a slow reader, although the server reuses its slice buffers', async () => {
+    const dims: [number, number, number] = [64, 64, 48];
+    const nifti = int16Nifti(dims, syntheticCt(...dims));
+    const volume = await openVolume({ kind: 'bytes', data: nifti });
+    const want: Float32Array[] = [];
+    for await (const s of preprocessSlices(volume)) want.push(s.pixels);
+    const h = await start();
+    for (const dtype of [common.DType.F32, common.DType.F16]) {
+      let i = 0;
+      const msgs = [
+        startMsg(streamed, { outputDtype: dtype }),
+        ...chunkMessages([{ name: 'v.nii', data: nifti }], 1 << 20),
+      ];
+      for await (const r of h.client.preprocess(requests(msgs))) {
+        if (r.msg?.$case !== 'slice') continue;
+        const px = r.msg.value.pixels!;
+        const expected = dtype === common.DType.F16 ? float32ToFloat16(want[i]!) : want[i]!;
+        const same = Buffer.from(px.data).equals(
+          Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength),
+        );
+        expect(same, `slice ${i} (${common.DType[dtype]})`).toBe(true);
+        i++;
+        // Read slowly at first: the 16 MiB window fills and the server's writes back up.
+        if (i < 24) await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect(i).toBe(dims[2]);
+    }
   });
 });

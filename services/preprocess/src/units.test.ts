@@ -28,6 +28,23 @@ describe('UploadAccumulator', () => {
     expect(acc.bytesReceived).toBe(4);
   });
 
+  it('copies each chunk once into a buffer sized from the announcement, or grown and trimmed', () => {
+    const bytes = Array.from({ length: 1000 }, (_, i) => i & 0xff);
+    const send = (acc: UploadAccumulator, size: number): Uint8Array => {
+      for (let o = 0; o < size; o += 64)
+        acc.add(chunk('v.nii', bytes.slice(o, Math.min(size, o + 64)), o, o + 64 >= size));
+      return acc.finish()[0]!.data;
+    };
+    for (const announced of [1000, 0, 4000]) {
+      const acc = new UploadAccumulator({ maxBytes: 10_000, maxFiles: 2 });
+      acc.checkAnnounced({ fileCount: 1, totalBytes: announced });
+      const data = send(acc, 1000);
+      expect([...data]).toEqual(bytes);
+      // Exact when announced; otherwise grown by doubling, and trimmed when mostly unused.
+      expect(data.buffer.byteLength, `announced ${announced}`).toBeLessThanOrEqual(1250);
+    }
+  });
+
   it('enforces caps as soon as they are exceeded and the FileChunk rules', () => {
     const bytes = new UploadAccumulator({ maxBytes: 3, maxFiles: 5 });
     bytes.add(chunk('a', [1, 2, 3], 0, false));

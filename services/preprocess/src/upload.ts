@@ -8,6 +8,8 @@ export interface UploadLimits {
 }
 
 const MAX_FILE_NAME_BYTES = 255;
+/** Largest buffer reserved up front from an announced size (larger files grow past it). */
+const MAX_PREALLOCATED_BYTES = 256 * 1024 * 1024;
 
 function exhausted(what: string): CuriaError {
   return new CuriaError('RESOURCE_EXHAUSTED', what);
@@ -16,14 +18,17 @@ function exhausted(what: string): CuriaError {
 /**
  * Accumulates the FileChunk messages of a streamed upload, one file at a time, enforcing the
  * FileChunk contract (name, contiguous offsets, no interleaving, no reused names) and the caps as
- * soon as they are exceeded. Chunk bytes are copied (decoded protobuf bytes are views of the
- * message buffer).
+ * soon as they are exceeded. Each chunk's bytes are copied once, into the file's buffer (decoded
+ * protobuf bytes are views of the message buffer, which is then free for reuse); a single-file
+ * upload whose size was announced gets its whole buffer up front, other files grow theirs by
+ * doubling.
  */
 export class UploadAccumulator {
   private readonly done: { name: string; data: Uint8Array }[] = [];
   private readonly names = new Set<string>();
-  private current: { name: string; parts: Uint8Array[]; size: number } | null = null;
+  private current: { name: string; buf: Uint8Array; size: number } | null = null;
   private total = 0;
+  private sizeHint = 0;
 
   constructor(private readonly limits: UploadLimits) {}
 
@@ -49,6 +54,7 @@ export class UploadAccumulator {
         `streamed.file_count ${source.fileCount} exceeds the limit of ${this.limits.maxFiles} files (CURIA_PREPROCESS_MAX_UPLOAD_FILES)`,
       );
     }
+    if (source.fileCount === 1) this.sizeHint = Math.min(source.totalBytes, MAX_PREALLOCATED_BYTES);
   }
 
   /** Adds one chunk. */
@@ -81,7 +87,7 @@ export class UploadAccumulator {
         );
       }
       this.names.add(name);
-      cur = { name, parts: [], size: 0 };
+      cur = { name, buf: new Uint8Array(this.done.length === 0 ? this.sizeHint : 0), size: 0 };
       this.current = cur;
     }
     if (chunk.offset !== cur.size) {
@@ -97,11 +103,23 @@ export class UploadAccumulator {
       );
     }
     if (chunk.data.length > 0) {
-      cur.parts.push(chunk.data.slice());
-      cur.size += chunk.data.length;
+      const end = cur.size + chunk.data.length;
+      if (end > cur.buf.length) {
+        // A file in one chunk (a typical DICOM instance) gets an exact buffer; longer ones double.
+        const grown = new Uint8Array(
+          cur.size === 0 && chunk.lastChunk ? end : Math.max(end, 2 * cur.buf.length),
+        );
+        grown.set(cur.buf.subarray(0, cur.size));
+        cur.buf = grown;
+      }
+      cur.buf.set(chunk.data, cur.size);
+      cur.size = end;
     }
     if (chunk.lastChunk) {
-      this.done.push({ name: cur.name, data: concat(cur.parts, cur.size) });
+      // Trim a buffer that grew well past the file (a subarray would pin the unused tail).
+      const data =
+        cur.buf.length - cur.size > cur.size / 4 ? cur.buf.slice(0, cur.size) : cur.buf.subarray(0, cur.size);
+      this.done.push({ name: cur.name, data });
       this.current = null;
     }
   }
@@ -123,15 +141,4 @@ export class UploadAccumulator {
     if (this.total === 0) throw new CuriaError('INVALID_ARGUMENT', 'the uploaded files are empty');
     return this.done.splice(0);
   }
-}
-
-function concat(parts: readonly Uint8Array[], size: number): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(size);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { createCuriaChannel, targetsFileUri, writeTargetsFile, type Channel } from '@curia/client';
+import { serviceNodeFlags, serviceProcessEnv } from '@curia/kit/process-tuning';
 import { createClient } from 'nice-grpc';
 import {
   HealthCheckResponse_ServingStatus,
@@ -38,16 +39,6 @@ export interface LocalClusterOptions {
    * connection closes (at the latest at `CURIA_MAX_CONNECTION_AGE_MS`).
    */
   readonly discovery?: 'static' | 'targets-file';
-}
-
-/**
- * Node flags of a service process (deploy/entrypoint.sh passes the same). A larger initial old
- * space: with ~25 MB of live heap V8 otherwise runs a full collection every few 1 MiB slice
- * buffers, which measured as about half of the gateway's CPU in `npm run bench:e2e`.
- */
-export function serviceNodeFlags(env: NodeJS.ProcessEnv): string[] {
-  const mb = Number(env.CURIA_NODE_INITIAL_OLD_SPACE_MB ?? 256);
-  return Number.isInteger(mb) && mb > 0 ? [`--initial-old-space-size=${mb}`] : [];
 }
 
 /** One running service process. */
@@ -181,7 +172,7 @@ export class LocalCluster {
       ...extraEnv,
     };
     const child = fork(join(root, 'services', entry.name, 'dist', 'main.js'), [], {
-      env,
+      env: serviceProcessEnv(env),
       execArgv: [...process.execArgv, ...serviceNodeFlags(env)],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       // Own process group: a terminal's Ctrl-C reaches only the launcher, which then drains the

@@ -7,6 +7,8 @@ import { openVolume, type OpenVolumeOptions, type Volume, type VolumeSource } fr
 import type { SliceStats } from './normalize.js';
 import { resolveSelection, type SliceSelection } from './selection.js';
 import { processSlice, SliceScratch, type RawSliceStats } from './slice-kernel.js';
+import type { VoxelArray } from '../io/voxel-array.js';
+import type { SliceDType, SliceInput } from './slice-pool-protocol.js';
 import type { PooledSlice, SlicePool } from './slice-pool.js';
 import { CURIA_DEFAULT_PREPROCESS_SPEC, validatePreprocessSpec, type PreprocessSpec } from './spec.js';
 
@@ -72,52 +74,118 @@ export async function* preprocessSlices(
   }
 }
 
+/**
+ * How {@link preprocessSlicesOnPool} lays each slice's values out: the element type, and spare
+ * bytes around the values in their buffer (for a consumer that frames them in place, such as a
+ * message encoder, instead of copying them).
+ */
+export interface SliceLayout {
+  /** Element type of the values (default F32); F16 is converted on the pool thread. */
+  readonly dtype?: SliceDType;
+  /** Spare bytes before the values (default 0; rounded up to a multiple of 8 for alignment). */
+  readonly headroom?: number;
+  /** Spare bytes after the values (default 0). */
+  readonly tailroom?: number;
+}
+
 /** Options of {@link preprocessSlicesOnPool}. */
 export interface PooledPreprocessOptions extends PreprocessOptions {
   /** Slices being computed ahead of the consumer (default 2 per pool thread, at least 2). */
   readonly prefetch?: number;
+  readonly layout?: SliceLayout;
 }
+
+/** One slice from {@link preprocessSlicesOnPool}: the values as bytes in a recyclable buffer. */
+export interface PooledPreprocessedSlice extends Omit<PreprocessedSlice, 'pixels'> {
+  readonly dtype: SliceDType;
+  /**
+   * targetSize[0] x targetSize[1] little-endian `dtype` values, row-major: a view of a buffer of
+   * its own with the layout's headroom before it and tailroom after it.
+   */
+  readonly data: Uint8Array;
+  /**
+   * Hands the buffer back for the call's next slices (idempotent); `data` must not be used
+   * afterwards. Not calling it is safe: the buffer is then left to the garbage collector.
+   */
+  readonly release: () => void;
+}
+
+const DTYPE_BYTES = { F32: 4, F16: 2 } as const;
 
 /**
  * {@link preprocessSlices} with the resize + normalisation on a {@link SlicePool}: the calling
  * thread only reads raw slices, while up to `prefetch` slices compute ahead of the consumer on the
  * pool threads, so the consumer's own work (encoding, network writes) overlaps the computation.
- * Same slices, same order, same values (bit for bit) as {@link preprocessSlices}; memory stays
- * O(prefetch slices). Closing the generator early drops the slices still in flight.
+ * Same slices, same order, same values (bit for bit, F32) as {@link preprocessSlices}; memory
+ * stays O(prefetch slices). Output buffers the consumer releases are reused, so a long volume
+ * allocates (and leaves for the collector) a handful of them rather than one per slice. Closing
+ * the generator early drops the slices still in flight.
  */
 export async function* preprocessSlicesOnPool(
   volume: Volume,
   pool: SlicePool,
   opts: PooledPreprocessOptions = {},
-): AsyncGenerator<PreprocessedSlice, void, undefined> {
+): AsyncGenerator<PooledPreprocessedSlice, void, undefined> {
   const spec = opts.spec ?? CURIA_DEFAULT_PREPROCESS_SPEC;
   validatePreprocessSpec(spec);
   const indices = resolveSelection(opts.selection, volume.sliceCount);
   const [, rows, cols] = volume.geometry.canonicalDims;
   const prefetch = Math.max(1, Math.floor(opts.prefetch ?? Math.max(2, 2 * pool.size)));
-  const free: Float64Array[] = [];
+  const dtype = opts.layout?.dtype ?? 'F32';
+  const headroom = Math.ceil(Math.max(0, opts.layout?.headroom ?? 0) / 8) * 8;
+  const valueBytes = spec.targetSize[0] * spec.targetSize[1] * DTYPE_BYTES[dtype];
+  const bufferBytes = headroom + valueBytes + Math.max(0, opts.layout?.tailroom ?? 0);
+  const freeRaw: Float64Array[] = [];
+  const freePlanes: VoxelArray[] = [];
+  // Released output buffers; bounded, since a consumer may release long after the next slices.
+  const freeOut: ArrayBuffer[] = [];
+  const maxFreeOut = prefetch + 4;
+  let finished = false;
   const inflight: { k: number; result: Promise<PooledSlice> }[] = [];
   let next = 0;
-  while (next < indices.length || inflight.length > 0) {
-    while (inflight.length < prefetch && next < indices.length) {
-      if (opts.signal?.aborted) throw cancelled();
-      const k = indices[next++]!;
-      const raw = await volume.readCanonicalSlice(k, free.pop() ?? new Float64Array(rows * cols));
-      const result = pool.process(raw, rows, cols, spec);
-      result.catch(() => undefined); // observed in order below
-      inflight.push({ k, result });
-    }
-    const head = inflight.shift()!;
-    const { raw, pixels, rawStats, stats } = await head.result;
-    free.push(raw);
-    if (opts.signal?.aborted) throw cancelled();
-    yield {
-      canonicalIndex: head.k,
-      inputSliceIndex: volume.geometry.sliceInputIndex[head.k]!,
-      pixels,
-      rawStats,
-      stats,
+  // The pool thread gathers and scales the slice from its input plane when the volume offers one.
+  const readInput = async (k: number): Promise<SliceInput> => {
+    const plane = await volume.readCanonicalPlane?.(k, freePlanes.pop());
+    if (plane) return { kind: 'plane', ...plane };
+    return {
+      kind: 'raw',
+      raw: await volume.readCanonicalSlice(k, freeRaw.pop() ?? new Float64Array(rows * cols)),
     };
+  };
+  try {
+    while (next < indices.length || inflight.length > 0) {
+      while (inflight.length < prefetch && next < indices.length) {
+        if (opts.signal?.aborted) throw cancelled();
+        const k = indices[next++]!;
+        const input = await readInput(k);
+        const buffer = freeOut.pop() ?? new ArrayBuffer(bufferBytes);
+        const result = pool.process(input, rows, cols, spec, { buffer, byteOffset: headroom, dtype });
+        result.catch(() => undefined); // observed in order below
+        inflight.push({ k, result });
+      }
+      const head = inflight.shift()!;
+      const { input, out, rawStats, stats } = await head.result;
+      if (input.kind === 'raw') freeRaw.push(input.raw);
+      else freePlanes.push(input.voxels);
+      if (opts.signal?.aborted) throw cancelled();
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        if (!finished && freeOut.length < maxFreeOut) freeOut.push(out.buffer);
+      };
+      yield {
+        canonicalIndex: head.k,
+        inputSliceIndex: volume.geometry.sliceInputIndex[head.k]!,
+        dtype,
+        data: new Uint8Array(out.buffer, headroom, valueBytes),
+        release,
+        rawStats,
+        stats,
+      };
+    }
+  } finally {
+    finished = true;
   }
 }
 

@@ -11,7 +11,7 @@ export interface RawSliceStats {
 
 /** What {@link processSlice} computes for one canonical slice. */
 export interface ProcessedSlice {
-  /** targetSize[0] x targetSize[1] float32, row-major; a fresh array. */
+  /** targetSize[0] x targetSize[1] float32, row-major: the `out` array given, else a fresh one. */
   readonly pixels: Float32Array;
   readonly rawStats: RawSliceStats;
   readonly stats: SliceStats;
@@ -20,12 +20,19 @@ export interface ProcessedSlice {
 /** Scratch buffers reused across {@link processSlice} calls of one thread. */
 export class SliceScratch {
   private resized = new Float64Array(0);
+  private pixels = new Float32Array(0);
   readonly resize = new ResizeScratch();
 
   /** A float64 buffer of at least `n` values (reused). */
   output(n: number): Float64Array {
     if (this.resized.length < n) this.resized = new Float64Array(n);
     return this.resized;
+  }
+
+  /** A float32 buffer of exactly `n` values (reused; for outputs converted afterwards). */
+  float32(n: number): Float32Array {
+    if (this.pixels.length !== n) this.pixels = new Float32Array(n);
+    return this.pixels;
   }
 }
 
@@ -45,7 +52,8 @@ function statsOf(v: Float64Array, n: number): RawSliceStats {
 /**
  * The per-slice computation of the Curia preprocessing, on a `rows x cols` canonical slice
  * already read and scaled: resize (torch bicubic antialias) -> optional clamp -> z-score (or a
- * plain copy). Pure: the same inputs give the same bits on any thread.
+ * plain copy), written into `out` (targetSize[0] x targetSize[1] values) or a fresh array. Pure:
+ * the same inputs give the same bits on any thread.
  */
 export function processSlice(
   raw: Float64Array,
@@ -53,13 +61,15 @@ export function processSlice(
   cols: number,
   spec: PreprocessSpec,
   scratch: SliceScratch,
+  out?: Float32Array,
 ): ProcessedSlice {
   const [outH, outW] = spec.targetSize;
   const n = outH * outW;
+  if (out && out.length !== n) throw new RangeError(`output holds ${out.length} values, not ${n}`);
   const rawStats = statsOf(raw, rows * cols);
   const resized = resizeBicubicAa(raw, rows, cols, outH, outW, scratch.output(n), scratch.resize);
   if (spec.clipBelowAir) clampBelow(resized, n, spec.clipMin);
-  const pixels = new Float32Array(n);
+  const pixels = out ?? new Float32Array(n);
   const stats =
     spec.normalize === 'zscore'
       ? zscoreInto(resized, n, pixels, spec.stdEpsilon)

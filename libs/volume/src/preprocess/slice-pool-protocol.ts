@@ -1,16 +1,57 @@
-import type { ProcessedSlice } from './slice-kernel.js';
+import type { SliceWalk } from '../io/slice-gather.js';
+import type { VoxelArray } from '../io/voxel-array.js';
+import type { RawSliceStats } from './slice-kernel.js';
+import type { SliceStats } from './normalize.js';
 import type { PreprocessSpec } from './spec.js';
 
-/** One slice to process on a pool thread; `raw` is transferred and comes back in the answer. */
+/** Element type of the pixel values a pool thread writes (little-endian). */
+export type SliceDType = 'F32' | 'F16';
+
+/** Where a pool thread writes a slice: `dtype` values from `byteOffset` of `buffer` on. */
+export interface SliceOutput {
+  readonly buffer: ArrayBuffer;
+  readonly byteOffset: number;
+  readonly dtype: SliceDType;
+}
+
+/**
+ * The input of one slice: `raw`, the canonical slice already read and scaled (rows x cols
+ * float64), or `plane`, a stored input plane the thread gathers and scales itself (see
+ * `Volume.readCanonicalPlane`), which takes that work off the caller's thread.
+ */
+export type SliceInput =
+  | { readonly kind: 'raw'; readonly raw: Float64Array }
+  | {
+      readonly kind: 'plane';
+      readonly voxels: VoxelArray;
+      readonly walk: SliceWalk;
+      readonly slope: number;
+      readonly inter: number;
+    };
+
+/** The array of an input, whose buffer is transferred to the thread and back. */
+export function inputArray(input: SliceInput): Float64Array | VoxelArray {
+  return input.kind === 'raw' ? input.raw : input.voxels;
+}
+
+/** One slice to process on a pool thread; the input's array and `out.buffer` are transferred and come back. */
 export interface SliceTask {
   readonly id: number;
-  readonly raw: Float64Array;
+  readonly input: SliceInput;
   readonly rows: number;
   readonly cols: number;
   readonly spec: PreprocessSpec;
+  readonly out: SliceOutput;
 }
 
-/** A pool thread's answer: the processed slice plus the raw buffer, handed back for reuse. */
+/** A pool thread's answer: the statistics plus both buffers, the output filled in. */
 export type SliceAnswer =
-  | ({ readonly id: number; readonly ok: true; readonly raw: Float64Array } & ProcessedSlice)
+  | {
+      readonly id: number;
+      readonly ok: true;
+      readonly input: SliceInput;
+      readonly out: SliceOutput;
+      readonly rawStats: RawSliceStats;
+      readonly stats: SliceStats;
+    }
   | { readonly id: number; readonly ok: false; readonly message: string };

@@ -12,6 +12,14 @@ export function countingVolume(v: Volume): { volume: Volume; reads: () => number
       reads++;
       return v.readCanonicalSlice(k, out);
     },
+    ...(v.readCanonicalPlane
+      ? {
+          readCanonicalPlane: (k: number, out?: Parameters<NonNullable<Volume['readCanonicalPlane']>>[1]) => {
+            reads++;
+            return v.readCanonicalPlane!(k, out);
+          },
+        }
+      : {}),
   };
   return { volume, reads: () => reads };
 }

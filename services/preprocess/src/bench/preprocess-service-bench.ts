@@ -4,12 +4,15 @@
  * 127.0.0.1:0, on the shared CT and on a generated 512x512x300 int16 CT written as NIfTI to a temp
  * file. Service modes: `streamed` (upload in 1 MiB chunks + decode + preprocess + transfer) and
  * `ref` (the server reads the file itself), each with the server in this process (client and
- * server share one event loop) and in a child process (as deployed). Prints service/engine, where
- * engine = the in-thread engine measured before and after the service runs (mean); also prints
- * the engine on the slice pool and, as a same-run A/B, a child server computing slices on its
- * event loop (CURIA_PREPROCESS_SLICE_THREADS=0).
+ * server share one event loop) and in a child process (as deployed: the service's node flags and
+ * malloc settings, libs/kit/src/process-tuning.ts). Every mode, the in-thread engine (the
+ * baseline) included, is measured in interleaved rounds and reported as its median; ratios are
+ * mode/engine. Also prints the engine on the slice pool and, as a same-run A/B, a child server
+ * computing slices on its event loop (CURIA_PREPROCESS_SLICE_THREADS=0).
  *
- * Run after `npm run build`: node services/preprocess/dist/bench/preprocess-service-bench.js
+ * Run with `npm run bench:preprocess` (this process then has the same malloc settings as the
+ * servers, so the baseline is not handicapped), or after `npm run build`:
+ * node services/preprocess/dist/bench/preprocess-service-bench.js
  */
 import { fork } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -20,8 +23,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createServer } from 'nice-grpc';
 
 import { createCuriaChannel, createCuriaClient } from '@curia/client';
+import { SERVICE_MALLOC_ENV, serviceNodeFlags, serviceProcessEnv } from '@curia/kit';
 
-import { common, preprocess } from '@curia/proto';
+import type { preprocess } from '@curia/proto';
+import { common } from '@curia/proto';
 import { sharedDir } from '@curia/tensors';
 import { openVolume, preprocessSlices, preprocessSlicesOnPool, SlicePool } from '@curia/volume';
 
@@ -34,8 +39,14 @@ async function engineRate(data: Uint8Array, pool?: SlicePool): Promise<number> {
   const t0 = performance.now();
   const volume = await openVolume({ kind: 'bytes', data });
   let n = 0;
-  const slices = pool ? preprocessSlicesOnPool(volume, pool) : preprocessSlices(volume);
-  for await (const s of slices) if (s.pixels.length > 0) n++;
+  if (pool) {
+    for await (const s of preprocessSlicesOnPool(volume, pool)) {
+      if (s.data.length > 0) n++;
+      s.release();
+    }
+  } else {
+    for await (const s of preprocessSlices(volume)) if (s.pixels.length > 0) n++;
+  }
   slicesSeen += n;
   return (n * 1000) / (performance.now() - t0);
 }
@@ -73,6 +84,12 @@ async function serviceRate(
   }
   slicesSeen += n;
   return (n * 1000) / (performance.now() - t0);
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** Slices received or computed so far (for CPU per slice). */
@@ -115,7 +132,7 @@ async function transportCeiling(count: number, h: number, w: number): Promise<nu
   });
   const port = await server.listen('127.0.0.1:0');
   const channel = createCuriaChannel(`127.0.0.1:${port}`);
-  const client = createCuriaClient(preprocess.PreprocessServiceDefinition, channel, { retryMaxAttempts: 1 });
+  const client = createCuriaClient(PreprocessServiceBulkDefinition, channel, { retryMaxAttempts: 1 });
   try {
     await serviceRate(client, { kind: 'ref', path: '/unused' });
     return await serviceRate(client, { kind: 'ref', path: '/unused' });
@@ -135,10 +152,11 @@ async function childServer(
 }> {
   const child = fork(fileURLToPath(import.meta.url), ['--serve', root], {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-    env: {
+    env: serviceProcessEnv({
       ...process.env,
       ...(threads === undefined ? {} : { CURIA_PREPROCESS_SLICE_THREADS: String(threads) }),
-    },
+    }),
+    execArgv: serviceNodeFlags(process.env),
   });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (m) => resolve(Number(m)));
@@ -148,7 +166,7 @@ async function childServer(
   const channel = createCuriaChannel(`127.0.0.1:${port}`);
   const opts = { retryMaxAttempts: 1, defaultDeadlineMs: 600_000 };
   return {
-    client: createCuriaClient(preprocess.PreprocessServiceDefinition, channel, opts),
+    client: createCuriaClient(PreprocessServiceBulkDefinition, channel, opts),
     close: () => {
       channel.close();
       child.kill('SIGTERM');
@@ -167,6 +185,10 @@ async function serve(root: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  const tuned = Object.entries(SERVICE_MALLOC_ENV).every(([k, v]) => process.env[k] === v);
+  process.stdout.write(
+    `bench process: ${tuned ? 'service malloc settings' : 'default malloc settings (run via npm run bench:preprocess for the service settings)'}\n`,
+  );
   const dir = await mkdtemp(join(tmpdir(), 'curia-pp-bench-'));
   const h = await startPreprocessServer({ CURIA_PREPROCESS_ALLOWED_ROOTS: dir });
   const child = await childServer(dir);
@@ -197,41 +219,35 @@ async function main(): Promise<void> {
         for (let r = 0; r < reps; r++) sum += 1 / (await f());
         return reps / sum;
       };
-      await engineRate(data); // warm-up (JIT, weight cache)
-      await engineRate(data, pool);
-      // The baseline is measured before and after the service runs (the load of a shared machine
-      // drifts); the service is compared with their mean.
-      const engineBefore = await rate(() => engineRate(data));
-      const pooled = await rate(() => engineRate(data, pool));
-      const results: [string, number][] = [];
-      for (const [label, client] of [
-        ['in-process', h.client],
-        ['child-process', child.client],
-      ] as const) {
-        for (const src of [
-          { kind: 'streamed', data },
-          { kind: 'ref', path: file },
-        ] as const) {
-          await serviceRate(client, src);
-          results.push([`${label} ${src.kind}`, await rate(() => serviceRate(client, src))]);
-        }
+      const refSrc = { kind: 'ref', path: file } as const;
+      const streamedSrc = { kind: 'streamed', data } as const;
+      const modes: [string, () => Promise<number>][] = [
+        ['engine', () => engineRate(data)],
+        [
+          `engine on the slice pool (${pool.size} thread${pool.size === 1 ? '' : 's'})`,
+          () => engineRate(data, pool),
+        ],
+        ['child-process ref', () => serviceRate(child.client, refSrc)],
+        ['child-process streamed', () => serviceRate(child.client, streamedSrc)],
+        ['child-process ref F16', () => serviceRate(child.client, refSrc, common.DType.F16)],
+        ['child-process ref, slices on the event loop (A/B)', () => serviceRate(loopChild.client, refSrc)],
+        ['in-process ref', () => serviceRate(h.client, refSrc)],
+        ['in-process streamed', () => serviceRate(h.client, streamedSrc)],
+      ];
+      for (const [, f] of modes) await f(); // warm-up (JIT, page cache, connections)
+      // Rounds interleave every mode, so drift in the load of a shared machine hits them alike;
+      // each mode's figure is its median over the rounds.
+      const rounds = reps === 1 ? 5 : 7;
+      const samples = modes.map(() => [] as number[]);
+      for (let r = 0; r < rounds; r++) {
+        for (const [i, [, f]] of modes.entries()) samples[i]!.push(await rate(f));
       }
-      await serviceRate(loopChild.client, { kind: 'ref', path: file });
-      results.push([
-        'child-process ref, slices on the event loop (A/B)',
-        await rate(() => serviceRate(loopChild.client, { kind: 'ref', path: file })),
-      ]);
-      // Transport-bound check: the same path with half the bytes per slice.
-      results.push([
-        'child-process ref F16',
-        await rate(() => serviceRate(child.client, { kind: 'ref', path: file }, common.DType.F16)),
-      ]);
+      const medians = samples.map(median);
+      const engine = medians[0]!;
+      const results: [string, number][] = modes.slice(1).map(([label], i) => [label, medians[i + 1]!]);
       const ceiling = await rate(() => transportCeiling(reps === 1 ? 300 : 30, 512, 512));
       results.push(['transport only, no compute, in-process (ceiling)', ceiling]);
-      const engineAfter = await rate(() => engineRate(data));
-      const engine = (engineBefore + engineAfter) / 2;
       // CPU per slice, all in this process: where the service's time goes, independent of the load.
-      const refSrc = { kind: 'ref', path: file } as const;
       const cpu = [
         ['engine', await cpuPerSlice(() => engineRate(data))],
         ['engine on the pool', await cpuPerSlice(() => engineRate(data, pool))],
@@ -245,8 +261,7 @@ async function main(): Promise<void> {
         ],
       ] as const;
       const line = [
-        `${name}: engine ${engine.toFixed(1)} slices/s (before ${engineBefore.toFixed(1)}, after ${engineAfter.toFixed(1)})`,
-        `engine on the slice pool (${pool.size} thread${pool.size === 1 ? '' : 's'}) ${pooled.toFixed(1)} (x${(pooled / engine).toFixed(2)})`,
+        `${name}: engine ${engine.toFixed(1)} slices/s (median of ${rounds} rounds; range ${Math.min(...samples[0]!).toFixed(0)}-${Math.max(...samples[0]!).toFixed(0)})`,
         ...results.map(([label, r]) => `${label} ${r.toFixed(1)} (x${(r / engine).toFixed(2)})`),
       ];
       process.stdout.write(`${line.join(', ')}  [service/engine target >= 0.9]\n`);

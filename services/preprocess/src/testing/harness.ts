@@ -1,6 +1,6 @@
 import { createCuriaChannel, createCuriaClient } from '@curia/client';
 import { CuriaServer, loadConfig } from '@curia/kit';
-import { preprocess } from '@curia/proto';
+import type { preprocess } from '@curia/proto';
 
 import { preprocessEnvSchema } from '../config.js';
 import { createPreprocessService, createSlicePool } from '../service.js';
@@ -28,7 +28,7 @@ export async function startPreprocessServer(env: Record<string, string> = {}): P
   const ports = await server.start();
   server.setServing(true);
   const channel = createCuriaChannel(`127.0.0.1:${ports.grpcPort}`);
-  const client = createCuriaClient(preprocess.PreprocessServiceDefinition, channel, {
+  const client = createCuriaClient(PreprocessServiceBulkDefinition, channel, {
     retryMaxAttempts: 1,
     defaultDeadlineMs: 600_000,
   });
