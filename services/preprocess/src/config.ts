@@ -11,6 +11,15 @@ export const preprocessEnvSchema = serviceSchema({
   CURIA_PREPROCESS_ALLOWED_ROOTS: z.string().default(''),
   /** Largest total upload (sum of all streamed files), bytes. Default 2 GiB. */
   CURIA_PREPROCESS_MAX_UPLOAD_BYTES: positiveInt.default(2 * 1024 ** 3),
+  /**
+   * Bytes of upload buffers kept between calls for reuse (a single-file upload of announced size
+   * takes one; default 320 MiB, two 150 MiB CTs; 0 = none, every upload allocates fresh memory).
+   */
+  CURIA_PREPROCESS_UPLOAD_POOL_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(320 * 1024 * 1024),
   /** Largest number of streamed files (DICOM instances) per request. Default 5000. */
   CURIA_PREPROCESS_MAX_UPLOAD_FILES: positiveInt.default(5000),
   /**

@@ -19,7 +19,7 @@ import { canonicalGeometryToProto, pooledSliceToProto, sliceToProto, specToProto
 import type { OutputDType } from './options.js';
 import type { PreprocessMetrics } from './metrics.js';
 import { checkStudyId, outputDType, sliceSelection, withClip } from './options.js';
-import { UploadAccumulator } from './upload.js';
+import { UploadAccumulator, type UploadBufferPool } from './upload.js';
 
 /** What the Preprocess handler needs from the service. */
 export interface PreprocessDeps {
@@ -27,6 +27,8 @@ export interface PreprocessDeps {
   readonly bundlesDir: string | undefined;
   readonly maxUploadBytes: number;
   readonly maxUploadFiles: number;
+  /** Upload buffers reused between calls (none: every upload allocates). */
+  readonly uploadPool?: UploadBufferPool;
   readonly metrics: PreprocessMetrics;
   /** Threads computing the slices; null computes them on the event loop. */
   readonly pool?: SlicePool | null;
@@ -98,8 +100,9 @@ export async function* handlePreprocess(
   deps: PreprocessDeps,
 ): AsyncGenerator<Response, void, undefined> {
   let settled = false;
+  const call: CallResources = { upload: null };
   try {
-    yield* run(requests, signal, deps);
+    yield* run(requests, signal, deps, call);
     settled = true;
   } catch (e) {
     settled = true;
@@ -109,13 +112,21 @@ export async function* handlePreprocess(
   } finally {
     // The transport closes the generator (return()) when the caller cancels mid-stream.
     if (!settled) deps.metrics.errors.inc({ reason: 'CANCELLED' });
+    // The slices are done (or closed): the volume no longer reads the upload's buffer.
+    call.upload?.recycle();
   }
+}
+
+/** What a call holds until it ends, for {@link handlePreprocess} to release. */
+interface CallResources {
+  upload: UploadAccumulator | null;
 }
 
 async function* run(
   requests: AsyncIterable<Request>,
   signal: AbortSignal,
   deps: PreprocessDeps,
+  call: CallResources,
 ): AsyncGenerator<Response, void, undefined> {
   const tracer = curiaTracer();
   const it = requests[Symbol.asyncIterator]();
@@ -151,7 +162,11 @@ async function* run(
   } else {
     const span = tracer.startSpan('preprocess.upload');
     const t0 = performance.now();
-    const acc = new UploadAccumulator({ maxBytes: deps.maxUploadBytes, maxFiles: deps.maxUploadFiles });
+    const acc = new UploadAccumulator(
+      { maxBytes: deps.maxUploadBytes, maxFiles: deps.maxUploadFiles },
+      deps.uploadPool,
+    );
+    call.upload = acc;
     acc.checkAnnounced(source.value);
     let lastProgress = t0;
     try {

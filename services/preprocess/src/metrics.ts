@@ -2,6 +2,7 @@ import type { ServiceMetrics } from '@curia/kit';
 
 type Histogram = ReturnType<ServiceMetrics['stageHistogram']>;
 type Counter = ReturnType<ServiceMetrics['counter']>;
+type Gauge = ReturnType<ServiceMetrics['gauge']>;
 
 /** The preprocess service's own metrics. */
 export interface PreprocessMetrics {
@@ -15,6 +16,8 @@ export interface PreprocessMetrics {
   readonly uploadBytes: Counter;
   /** `curia_preprocess_errors_total{reason}`: failed requests by status code name. */
   readonly errors: Counter;
+  /** `curia_preprocess_upload_pool_bytes`: upload buffer bytes kept for reuse between calls. */
+  readonly uploadPoolBytes: Gauge;
 }
 
 /** Registers the preprocess metrics on a service's registry. */
@@ -25,5 +28,9 @@ export function createPreprocessMetrics(m: ServiceMetrics): PreprocessMetrics {
     slices: m.counter('curia_preprocess_slices_total', 'Preprocessed slices computed.'),
     uploadBytes: m.counter('curia_preprocess_upload_bytes_total', 'Bytes received in streamed uploads.'),
     errors: m.counter('curia_preprocess_errors_total', 'Failed Preprocess calls by reason.', ['reason']),
+    uploadPoolBytes: m.gauge(
+      'curia_preprocess_upload_pool_bytes',
+      'Upload buffer bytes kept for reuse between calls (CURIA_PREPROCESS_UPLOAD_POOL_BYTES bounds it).',
+    ),
   };
 }

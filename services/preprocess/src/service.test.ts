@@ -430,17 +430,27 @@ describe('PreprocessService cancellation', () => {
 });
 
 describe('PreprocessService slice buffers', () => {
-  it('delivers every slice intact to a slow reader, although the server reuses its slice buffers', async () => {
+  it('delivers every slice intact to a slow reader, although the server reuses slice and upload buffers', async () => {
     const dims: [number, number, number] = [64, 64, 48];
-    const nifti = int16Nifti(dims, syntheticCt(...dims));
-    const volume = await openVolume({ kind: 'bytes', data: nifti });
-    const want: Float32Array[] = [];
-    for await (const s of preprocessSlices(volume)) want.push(s.pixels);
+    // Two different studies of one size: the second upload reuses the first's pooled buffer.
+    const ct = syntheticCt(...dims);
+    const studies = [
+      int16Nifti(dims, ct),
+      int16Nifti(
+        dims,
+        ct.map((v, i) => v + (i % 97) - 500),
+      ),
+    ];
     const h = await start();
-    for (const dtype of [common.DType.F32, common.DType.F16]) {
+    for (const [n, dtype] of [common.DType.F32, common.DType.F16].entries()) {
+      const nifti = studies[n]!;
+      const want: Float32Array[] = [];
+      for await (const s of preprocessSlices(await openVolume({ kind: 'bytes', data: nifti })))
+        want.push(s.pixels);
       let i = 0;
+      const announced = { $case: 'streamed' as const, value: { fileCount: 1, totalBytes: nifti.length } };
       const msgs = [
-        startMsg(streamed, { outputDtype: dtype }),
+        startMsg(announced, { outputDtype: dtype }),
         ...chunkMessages([{ name: 'v.nii', data: nifti }], 1 << 20),
       ];
       for await (const r of h.client.preprocess(requests(msgs))) {
@@ -450,12 +460,14 @@ describe('PreprocessService slice buffers', () => {
         const same = Buffer.from(px.data).equals(
           Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength),
         );
-        expect(same, `slice ${i} (${common.DType[dtype]})`).toBe(true);
+        expect(same, `study ${n} slice ${i} (${common.DType[dtype]})`).toBe(true);
         i++;
         // Read slowly at first: the 16 MiB window fills and the server's writes back up.
         if (i < 24) await new Promise((resolve) => setTimeout(resolve, 10));
       }
       expect(i).toBe(dims[2]);
+      // The call's upload buffer went back to the pool (the second call took it and returned it).
+      expect(await metricValue(h, 'curia_preprocess_upload_pool_bytes')).toBe(nifti.length);
     }
   });
 });

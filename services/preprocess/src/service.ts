@@ -7,6 +7,7 @@ import { allowedRoots, preprocessEnvSchema, type PreprocessEnv } from './config.
 import { handlePreprocess } from './handler.js';
 import { PreprocessServiceBulkDefinition } from '@curia/proto';
 import { createPreprocessMetrics } from './metrics.js';
+import { UploadBufferPool } from './upload.js';
 
 /** The slice thread pool `CURIA_PREPROCESS_SLICE_THREADS` asks for (null for 0: compute in-thread). */
 export function createSlicePool(env: PreprocessEnv): SlicePool | null {
@@ -26,7 +27,12 @@ export function createPreprocessService(
   pool: SlicePool | null = null,
 ): preprocess.PreprocessServiceImplementation<CuriaCallContext> {
   const metrics = createPreprocessMetrics(server.metrics);
+  const uploadPool =
+    env.CURIA_PREPROCESS_UPLOAD_POOL_BYTES > 0
+      ? new UploadBufferPool(env.CURIA_PREPROCESS_UPLOAD_POOL_BYTES, (b) => metrics.uploadPoolBytes.set(b))
+      : undefined;
   const deps = {
+    ...(uploadPool ? { uploadPool } : {}),
     pool,
     prefetch: env.CURIA_PREPROCESS_PREFETCH_SLICES,
     allowedRoots: allowedRoots(env),

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { common } from '@curia/proto';
 
 import { sliceSelection, outputDType, checkStudyId } from './options.js';
-import { UploadAccumulator } from './upload.js';
+import { UploadAccumulator, UploadBufferPool } from './upload.js';
 
 const chunk = (fileName: string, bytes: number[], offset: number, lastChunk: boolean): common.FileChunk => ({
   fileName,
@@ -43,6 +43,43 @@ describe('UploadAccumulator', () => {
       // Exact when announced; otherwise grown by doubling, and trimmed when mostly unused.
       expect(data.buffer.byteLength, `announced ${announced}`).toBeLessThanOrEqual(1250);
     }
+  });
+
+  it('reuses pooled upload buffers between calls and exposes only the bytes each call received', () => {
+    const pool = new UploadBufferPool(3000);
+    const upload = (size: number, fill: number): { data: Uint8Array; acc: UploadAccumulator } => {
+      const acc = new UploadAccumulator({ maxBytes: 10_000, maxFiles: 2 }, pool);
+      acc.checkAnnounced({ fileCount: 1, totalBytes: size });
+      for (let o = 0; o < size; o += 100) {
+        acc.add(chunk('v.nii', new Array<number>(Math.min(100, size - o)).fill(fill), o, o + 100 >= size));
+      }
+      return { data: acc.finish()[0]!.data, acc };
+    };
+    const first = upload(1000, 1);
+    first.acc.recycle();
+    first.acc.recycle(); // once only
+    expect(pool.heldBytes).toBe(1000);
+    const second = upload(900, 2); // fits the kept 1000-byte buffer (within 5/4)
+    expect(second.data.buffer).toBe(first.data.buffer);
+    expect(pool.heldBytes).toBe(0);
+    expect(second.data.length).toBe(900);
+    expect(second.data.every((b) => b === 2)).toBe(true); // none of the first upload's bytes
+    second.acc.recycle();
+    expect(upload(500, 3).data.buffer).not.toBe(first.data.buffer); // too large a buffer for 500
+  });
+
+  it('bounds the pool in bytes, evicting the oldest buffers', () => {
+    const pool = new UploadBufferPool(2500);
+    const [a, b, c] = [new Uint8Array(1000), new Uint8Array(1000), new Uint8Array(1000)];
+    pool.give(a);
+    pool.give(b);
+    pool.give(c);
+    expect(pool.heldBytes).toBe(2000);
+    pool.give(new Uint8Array(3000)); // larger than the whole pool: not kept
+    expect(pool.heldBytes).toBe(2000);
+    expect(pool.take(1000)).toBe(b); // a was evicted for c
+    expect(pool.take(1000)).toBe(c);
+    expect(pool.take(1000)).not.toBe(a);
   });
 
   it('enforces caps as soon as they are exceeded and the FileChunk rules', () => {

@@ -11,6 +11,52 @@ const MAX_FILE_NAME_BYTES = 255;
 /** Largest buffer reserved up front from an announced size (larger files grow past it). */
 const MAX_PREALLOCATED_BYTES = 256 * 1024 * 1024;
 
+/**
+ * Upload buffers kept between calls, bounded in bytes: a server receiving a steady stream of
+ * similar studies reuses them instead of faulting in fresh memory for every upload (~40k page
+ * faults for a 150 MiB CT: 100-200 ms of system CPU per call on the 2-core dev VM, more than the
+ * copy itself). A reused buffer still holds an earlier upload's bytes past the new file's end;
+ * only the bytes a call received are ever exposed (the accumulator hands out `[0, size)`).
+ */
+export class UploadBufferPool {
+  private readonly free: Uint8Array[] = [];
+  private held = 0;
+
+  /** `onChange` hears the bytes held after every change (for a gauge). */
+  constructor(
+    readonly maxBytes: number,
+    private readonly onChange: (heldBytes: number) => void = () => undefined,
+  ) {}
+
+  /** Bytes held for reuse. */
+  get heldBytes(): number {
+    return this.held;
+  }
+
+  /** A kept buffer of `bytes` to 5/4 of that (the smallest), else a fresh one of `bytes`. */
+  take(bytes: number): Uint8Array {
+    let best = -1;
+    for (const [i, b] of this.free.entries()) {
+      if (b.length >= bytes && b.length <= bytes * 1.25 && (best < 0 || b.length < this.free[best]!.length))
+        best = i;
+    }
+    if (best < 0) return new Uint8Array(bytes);
+    const b = this.free.splice(best, 1)[0]!;
+    this.held -= b.length;
+    this.onChange(this.held);
+    return b;
+  }
+
+  /** Keeps `buf` (a whole buffer no one uses any more) for later calls, evicting the oldest to fit. */
+  give(buf: Uint8Array): void {
+    if (buf.length > this.maxBytes || buf.length === 0) return;
+    while (this.held + buf.length > this.maxBytes) this.held -= this.free.shift()!.length;
+    this.free.push(buf);
+    this.held += buf.length;
+    this.onChange(this.held);
+  }
+}
+
 function exhausted(what: string): CuriaError {
   return new CuriaError('RESOURCE_EXHAUSTED', what);
 }
@@ -20,8 +66,8 @@ function exhausted(what: string): CuriaError {
  * FileChunk contract (name, contiguous offsets, no interleaving, no reused names) and the caps as
  * soon as they are exceeded. Each chunk's bytes are copied once, into the file's buffer (decoded
  * protobuf bytes are views of the message buffer, which is then free for reuse); a single-file
- * upload whose size was announced gets its whole buffer up front, other files grow theirs by
- * doubling.
+ * upload whose size was announced gets its whole buffer up front (from `pool` when given; call
+ * {@link recycle} once the files are no longer used), other files grow theirs by doubling.
  */
 export class UploadAccumulator {
   private readonly done: { name: string; data: Uint8Array }[] = [];
@@ -29,8 +75,18 @@ export class UploadAccumulator {
   private current: { name: string; buf: Uint8Array; size: number } | null = null;
   private total = 0;
   private sizeHint = 0;
+  private pooled: Uint8Array | null = null;
 
-  constructor(private readonly limits: UploadLimits) {}
+  constructor(
+    private readonly limits: UploadLimits,
+    private readonly pool?: UploadBufferPool,
+  ) {}
+
+  /** Returns the buffer taken from the pool; the files handed out must no longer be used. */
+  recycle(): void {
+    if (this.pooled) this.pool?.give(this.pooled);
+    this.pooled = null;
+  }
 
   /** Bytes received so far over all files. */
   get bytesReceived(): number {
@@ -87,7 +143,12 @@ export class UploadAccumulator {
         );
       }
       this.names.add(name);
-      cur = { name, buf: new Uint8Array(this.done.length === 0 ? this.sizeHint : 0), size: 0 };
+      let buf: Uint8Array = new Uint8Array(0);
+      if (this.done.length === 0 && this.sizeHint > 0) {
+        buf = this.pool ? this.pool.take(this.sizeHint) : new Uint8Array(this.sizeHint);
+        if (this.pool) this.pooled = buf;
+      }
+      cur = { name, buf, size: 0 };
       this.current = cur;
     }
     if (chunk.offset !== cur.size) {
