@@ -3,8 +3,14 @@ import { join } from 'node:path';
 
 import { CuriaError } from '@curia/errors';
 
-import { assembleDicomSeries, decodeSeriesSlice, isDicomPart10, type DicomSeries } from './dicom/series.js';
-import type { StoredPixels } from './dicom/pixel-data.js';
+import {
+  assembleDicomSeries,
+  decodeSeriesSlice,
+  extractSeriesFrame,
+  isDicomPart10,
+  type DicomSeries,
+} from './dicom/series.js';
+import type { EncodedFrame, StoredPixels } from './dicom/pixel-data.js';
 import { computeGeometry, type Geometry } from './geometry/geometry.js';
 import { isGzip } from './io/gzip.js';
 import { DEFAULT_VOLUME_LIMITS, formatBytes, type VolumeLimits } from './io/limits.js';
@@ -77,29 +83,28 @@ export interface Volume {
    */
   readCanonicalSlice(k: number, out?: Float64Array): Promise<Float64Array>;
   /**
-   * The stored (unscaled) voxels of canonical slice `k` as one input plane, with how to gather and
-   * scale it (`gatherSlice(voxels, walk, rows, cols, slope, inter, ...)` gives exactly
-   * {@link readCanonicalSlice}'s values), copied into `out` when it has the same type and size
-   * (else a fresh array); the array always owns its whole buffer, so it can be transferred to
-   * another thread. Null when canonical slices cut across input planes (non-axial acquisitions).
+   * Canonical slice `k` as one input plane, with how to gather and scale it
+   * (`gatherSlice(voxels, walk, rows, cols, slope, inter, ...)` gives exactly
+   * {@link readCanonicalSlice}'s values): the stored voxels, copied into `out` when it has the
+   * same type and size (else a fresh array), or for a compressed DICOM frame the codestream to
+   * decode first (`decodeFrame`). Arrays always own their whole buffer, so they can be transferred
+   * to another thread. Null when canonical slices cut across input planes (non-axial acquisitions).
    */
   readCanonicalPlane?(k: number, out?: VoxelArray): Promise<CanonicalPlane | null>;
 }
 
-/** One canonical slice as a stored input plane: see {@link Volume.readCanonicalPlane}. */
-export interface CanonicalPlane {
-  readonly voxels: VoxelArray;
+/** One canonical slice as an input plane: see {@link Volume.readCanonicalPlane}. */
+export type CanonicalPlane = {
   readonly walk: SliceWalk;
   readonly slope: number;
   readonly inter: number;
-}
+} & ({ readonly voxels: VoxelArray } | { readonly encoded: EncodedFrame });
 
 /** A compact copy of `src` in `out` when it has the same type and length, else in a fresh array. */
 function copyVoxels(src: VoxelArray, out: VoxelArray | undefined): VoxelArray {
-  const dst =
-    out && out.constructor === src.constructor && out.length === src.length
-      ? out
-      : new (src.constructor as new (n: number) => VoxelArray)(src.length);
+  // A Buffer (a view of a file's bytes) is copied into a plain Uint8Array.
+  const Ctor = (Buffer.isBuffer(src) ? Uint8Array : src.constructor) as new (n: number) => VoxelArray;
+  const dst = out && out.constructor === Ctor && out.length === src.length ? out : new Ctor(src.length);
   dst.set(src);
   return dst;
 }
@@ -208,19 +213,17 @@ class DicomVolume implements Volume {
     }
     return this.gatherAcrossFrames(k, buf);
   }
-  async readCanonicalPlane(k: number, out?: VoxelArray): Promise<CanonicalPlane | null> {
+  readCanonicalPlane(k: number, out?: VoxelArray): Promise<CanonicalPlane | null> {
     const g = this.geometry;
     checkSliceIndex(g, k);
-    if (g.axes.slice.inputAxis !== 2) return null;
+    if (g.axes.slice.inputAxis !== 2) return Promise.resolve(null);
     const kk = g.sliceInputIndex[k]!;
-    const plane = await decodeSeriesSlice(this.series, kk);
+    const frame = extractSeriesFrame(this.series, kk);
     const s = this.series.slices[kk]!;
-    return {
-      voxels: copyVoxels(plane, out),
-      walk: sliceWalk(g, k, [1, this.series.dims[0], 0]),
-      slope: s.slope,
-      inter: s.intercept,
-    };
+    const layout = { walk: sliceWalk(g, k, [1, this.series.dims[0], 0]), slope: s.slope, inter: s.intercept };
+    return Promise.resolve(
+      'codec' in frame ? { encoded: frame, ...layout } : { voxels: copyVoxels(frame, out), ...layout },
+    );
   }
   /** Sagittal/coronal acquisitions: every canonical slice touches every frame. */
   private async gatherAcrossFrames(k: number, buf: Float64Array): Promise<Float64Array> {

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { sharedDir } from '@curia/tensors';
 
 import { zscoreInto } from '../preprocess/normalize.js';
-import { preprocessSlices } from '../preprocess/preprocess.js';
+import { preprocessSlices, preprocessSlicesOnPool } from '../preprocess/preprocess.js';
 import { SlicePool, type PooledSlice } from '../preprocess/slice-pool.js';
 import { CURIA_DEFAULT_PREPROCESS_SPEC } from '../preprocess/spec.js';
 import { computeAxisWeights, resizeBicubicAa, ResizeScratch } from '../preprocess/resize.js';
@@ -30,6 +30,17 @@ async function engineRate(volume: Volume, reps: number): Promise<number> {
   let n = 0;
   for (let r = 0; r < reps; r++) {
     for await (const s of preprocessSlices(volume)) if (s.pixels.length > 0) n++;
+  }
+  return (n * 1000) / (performance.now() - t0);
+}
+
+/** The whole engine (read, decode, resize, z-score) on a slice pool. */
+async function poolEngineRate(volume: Volume, pool: SlicePool): Promise<number> {
+  const t0 = performance.now();
+  let n = 0;
+  for await (const s of preprocessSlicesOnPool(volume, pool)) {
+    if (s.data.length > 0) n++;
+    s.release();
   }
   return (n * 1000) / (performance.now() - t0);
 }
@@ -224,8 +235,11 @@ async function run(pool: SlicePool): Promise<void> {
     const t0 = performance.now();
     let n = 0;
     for await (const s of preprocessSlices(dcm)) if (s.pixels.length) n++;
+    const oneThread = (n * 1000) / (performance.now() - t0);
+    await poolEngineRate(dcm, pool); // warm-up (codec start-up on the threads)
+    const pooledRate = await poolEngineRate(dcm, pool);
     console.log(
-      `\n== shared example_ct_dicom (JPEG 2000, decode included): ${((n * 1000) / (performance.now() - t0)).toFixed(1)} slices/s`,
+      `\n== shared example_ct_dicom (JPEG 2000, decode included): ${oneThread.toFixed(1)} slices/s in this thread; ${pooledRate.toFixed(1)} slices/s decoding on the slice pool (${pool.size} threads, x${(pooledRate / oneThread).toFixed(2)})`,
     );
     await bench('shared example_ct_dicom (decode excluded for resize rows)', dcm, 2, pool);
   } else {

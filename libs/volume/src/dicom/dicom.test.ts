@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 import { sharedPathOrSkip } from '@curia/tensors';
 
@@ -16,6 +16,9 @@ import {
   fixtureValue,
 } from '../testing/dcmtk-fixtures.js';
 import { encodeRle, writeDicom, type DicomWriteOptions } from '../testing/dicom-writer.js';
+import { preprocessSlices, preprocessSlicesOnPool } from '../preprocess/preprocess.js';
+import { SlicePool } from '../preprocess/slice-pool.js';
+import { CURIA_DEFAULT_PREPROCESS_SPEC } from '../preprocess/spec.js';
 import { openVolume, type Volume } from '../volume.js';
 
 const EXPLICIT = '1.2.840.10008.1.2.1';
@@ -298,5 +301,71 @@ describe('DICOM JPEG 2000 (shared series)', () => {
     expect(r.code).toBe('INVALID_ARGUMENT');
     expect(r.message).toContain('JPEG 2000 frame is truncated');
     expect(r.ms).toBeLessThan(5000);
+    // Decoded on a pool thread, it is the same status and message, not an INTERNAL failure.
+    const pool = new SlicePool(1);
+    try {
+      const pooled = await rejection(
+        (async () => {
+          for await (const s of preprocessSlicesOnPool(v, pool)) s.release();
+        })(),
+      );
+      expect(pooled).toMatchObject({ code: 'INVALID_ARGUMENT' });
+      expect(pooled.message).toMatch(/^DICOM file #\d+: .*JPEG 2000 frame is truncated/);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+describe('DICOM series on a slice pool', () => {
+  const spec = { ...CURIA_DEFAULT_PREPROCESS_SPEC, targetSize: [16, 12] as [number, number] };
+  const pool = new SlicePool(2);
+  afterAll(() => pool.close());
+
+  /** The pool first, twice: its transfers must leave the volume's files intact for later reads. */
+  async function samePixels(v: Volume): Promise<void> {
+    const runs: Buffer[][] = [];
+    for (let r = 0; r < 2; r++) {
+      const got: Buffer[] = [];
+      for await (const s of preprocessSlicesOnPool(v, pool, { spec })) got.push(Buffer.from(s.data));
+      runs.push(got);
+    }
+    const want: Buffer[] = [];
+    for await (const s of preprocessSlices(v, { spec })) want.push(Buffer.from(s.pixels.buffer));
+    expect(runs[0]).toEqual(want);
+    expect(runs[1]).toEqual(want);
+  }
+
+  it('decodes compressed frames on the threads: native, RLE and sagittal series match the in-thread engine', async () => {
+    const cases: [Uint8Array[], string | null][] = [
+      [axialSeries(), 'stored'],
+      [axialSeries(RLE), 'rle'],
+      [sagittalSeries(), null], // canonical slices cut across frames: read in the caller's thread
+    ];
+    for (const [files, kind] of cases) {
+      // Node Buffers (small ones share a pool slab), as files read from disk are: a frame sent to a
+      // thread must be a copy, never a view whose transfer would detach the shared buffer.
+      const v = await openVolume({
+        kind: 'files',
+        files: files.map((data, i) => ({ name: `${i}.dcm`, data: Buffer.from(data) })),
+      });
+      const plane = await v.readCanonicalPlane?.(0);
+      // RLE frames travel encoded (the thread decodes them), native ones as stored values.
+      expect(plane ? ('encoded' in plane ? plane.encoded.codec : 'stored') : null).toBe(kind);
+      await samePixels(v);
+    }
+  });
+
+  it('matches the in-thread engine on the shared JPEG 2000 series', async () => {
+    const dir = sharedPathOrSkip('data/totalsegmentator/example_ct_dicom');
+    if (!dir) return;
+    const names = (await readdir(dir)).sort().slice(0, 6);
+    const files = await Promise.all(
+      names.map(async (n) => ({ name: n, data: await readFile(join(dir, n)) })),
+    );
+    const v = await openVolume({ kind: 'files', files });
+    const plane = await v.readCanonicalPlane?.(0);
+    expect(plane && 'encoded' in plane && plane.encoded.codec).toBe('jpeg2000');
+    await samePixels(v);
   });
 });

@@ -18,6 +18,16 @@ export interface PixelFormat {
   readonly pixelRepresentation: 0 | 1;
 }
 
+/** A compressed frame, ready to decode anywhere (plain data: it can be posted to a thread). */
+export interface EncodedFrame {
+  readonly codec: Exclude<PixelCodec, 'native'>;
+  /** The frame's codestream; a compact copy (owns its whole buffer) when `compact` was asked for. */
+  readonly frame: Uint8Array;
+  readonly format: PixelFormat;
+  /** Names the file in errors (no identifiers). */
+  readonly label: string;
+}
+
 /** Decodes the single frame of a parsed DICOM file to stored values. `label` names the file in errors. */
 export async function decodePixels(
   ds: DataSet,
@@ -25,6 +35,21 @@ export async function decodePixels(
   fmt: PixelFormat,
   label: string,
 ): Promise<StoredPixels> {
+  const f = extractFrame(ds, codec, fmt, label, false);
+  return 'codec' in f ? decodeFrame(f) : f;
+}
+
+/**
+ * The single frame of a parsed DICOM file: stored values when it is native, else the compressed
+ * codestream to pass to {@link decodeFrame} (copied into its own buffer when `compact`).
+ */
+export function extractFrame(
+  ds: DataSet,
+  codec: PixelCodec,
+  fmt: PixelFormat,
+  label: string,
+  compact: boolean,
+): StoredPixels | EncodedFrame {
   const el = ds.elements.x7fe00010;
   if (!el) throw new CuriaError('INVALID_ARGUMENT', `${label} has no PixelData (7FE0,0010)`);
   const bytesPerSample = (fmt.bitsAllocated / 8) as 1 | 2;
@@ -65,6 +90,15 @@ export async function decodePixels(
   if (frame.length === 0 || frame.byteOffset + frame.length > ds.byteArray.byteOffset + ds.byteArray.length) {
     throw new CuriaError('INVALID_ARGUMENT', `${label}: PixelData fragment is truncated`);
   }
+  // A copy, never Buffer#slice (a view): the frame is transferred, which detaches its buffer.
+  return { codec, frame: compact ? new Uint8Array(frame) : frame, format: fmt, label };
+}
+
+/** Decodes a compressed frame to stored values (INVALID_ARGUMENT naming the file when it is corrupt). */
+export async function decodeFrame(f: EncodedFrame): Promise<StoredPixels> {
+  const { codec, frame, format: fmt, label } = f;
+  const bytesPerSample = (fmt.bitsAllocated / 8) as 1 | 2;
+  const expected = fmt.rows * fmt.cols * bytesPerSample;
   let decoded: DecodedFrame;
   try {
     decoded =

@@ -3,7 +3,13 @@ import { CuriaError } from '@curia/errors';
 import { dicomParser, type DataSet } from './dicom-parser.js';
 import { formatBytes, type VolumeLimits } from '../io/limits.js';
 import { codecFor, type PixelCodec } from './transfer-syntax.js';
-import { decodePixels, type PixelFormat, type StoredPixels } from './pixel-data.js';
+import {
+  decodePixels,
+  extractFrame,
+  type EncodedFrame,
+  type PixelFormat,
+  type StoredPixels,
+} from './pixel-data.js';
 
 /** True when `bytes` carries the DICOM Part 10 preamble ("DICM" at byte 128). */
 export function isDicomPart10(bytes: Uint8Array): boolean {
@@ -312,4 +318,14 @@ export function decodeSeriesSlice(series: DicomSeries, k: number): Promise<Store
   const s = series.slices[k];
   if (!s) throw new CuriaError('OUT_OF_RANGE', `slice ${k} is outside 0..${series.slices.length - 1}`);
   return decodePixels(s.dataSet, s.codec, series.format, label(s.inputIndex));
+}
+
+/**
+ * Slice `k`'s frame without decoding it: stored values when native, else the compressed frame
+ * (a compact copy, transferable to a thread) for `decodeFrame`.
+ */
+export function extractSeriesFrame(series: DicomSeries, k: number): StoredPixels | EncodedFrame {
+  const s = series.slices[k];
+  if (!s) throw new CuriaError('OUT_OF_RANGE', `slice ${k} is outside 0..${series.slices.length - 1}`);
+  return extractFrame(s.dataSet, s.codec, series.format, label(s.inputIndex), true);
 }

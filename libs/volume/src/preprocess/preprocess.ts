@@ -143,10 +143,11 @@ export async function* preprocessSlicesOnPool(
   let finished = false;
   const inflight: { k: number; result: Promise<PooledSlice> }[] = [];
   let next = 0;
-  // The pool thread gathers and scales the slice from its input plane when the volume offers one.
+  // The pool thread gathers and scales the slice from its input plane (decoding it first when it
+  // is a compressed DICOM frame) when the volume offers one.
   const readInput = async (k: number): Promise<SliceInput> => {
     const plane = await volume.readCanonicalPlane?.(k, freePlanes.pop());
-    if (plane) return { kind: 'plane', ...plane };
+    if (plane) return 'encoded' in plane ? { kind: 'encoded', ...plane } : { kind: 'plane', ...plane };
     return {
       kind: 'raw',
       raw: await volume.readCanonicalSlice(k, freeRaw.pop() ?? new Float64Array(rows * cols)),
@@ -166,7 +167,7 @@ export async function* preprocessSlicesOnPool(
       const head = inflight.shift()!;
       const { input, out, rawStats, stats } = await head.result;
       if (input.kind === 'raw') freeRaw.push(input.raw);
-      else freePlanes.push(input.voxels);
+      else if (input.kind === 'plane') freePlanes.push(input.voxels);
       if (opts.signal?.aborted) throw cancelled();
       let released = false;
       const release = (): void => {

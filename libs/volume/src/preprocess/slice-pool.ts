@@ -127,14 +127,20 @@ export class SlicePool {
     if (!lane) return Promise.reject(new CuriaError('INTERNAL', 'every slice pool thread has failed'));
     const chosen = lane;
     const id = this.nextId++;
-    // A view into a larger buffer would move (and detach) the whole buffer: send a compact copy.
+    // A view into a larger buffer would move (and detach) the whole buffer: send a compact copy
+    // (a typed-array copy: Buffer#slice would be another view).
     const arr = inputArray(input);
     const sent: SliceInput =
       arr.byteOffset === 0 && arr.byteLength === arr.buffer.byteLength
         ? input
         : input.kind === 'raw'
           ? { ...input, raw: input.raw.slice() }
-          : { ...input, voxels: input.voxels.slice() };
+          : input.kind === 'plane'
+            ? {
+                ...input,
+                voxels: Buffer.isBuffer(input.voxels) ? new Uint8Array(input.voxels) : input.voxels.slice(),
+              }
+            : { ...input, encoded: { ...input.encoded, frame: new Uint8Array(input.encoded.frame) } };
     return new Promise<PooledSlice>((resolve, reject) => {
       chosen.tasks.set(id, { resolve, reject });
       if (chosen.tasks.size === 1) chosen.worker.ref();
@@ -157,6 +163,7 @@ export class SlicePool {
     lane.tasks.delete(a.id);
     if (lane.tasks.size === 0) lane.worker.unref();
     if (a.ok) t.resolve({ input: a.input, out: a.out, rawStats: a.rawStats, stats: a.stats });
+    else if (a.code) t.reject(new CuriaError(a.code, a.message));
     else t.reject(new CuriaError('INTERNAL', `slice processing failed: ${a.message}`));
   }
 

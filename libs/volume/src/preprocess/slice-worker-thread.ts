@@ -3,6 +3,9 @@ import { parentPort, type MessagePort } from 'node:worker_threads';
 
 import { float32ToFloat16 } from '@curia/tensors';
 
+import { isCuriaError } from '@curia/errors';
+
+import { decodeFrame } from '../dicom/pixel-data.js';
 import { gatherSlice } from '../io/slice-gather.js';
 import { processSlice, SliceScratch } from './slice-kernel.js';
 import { inputArray, type SliceAnswer, type SliceTask } from './slice-pool-protocol.js';
@@ -12,18 +15,19 @@ const port: MessagePort = parentPort;
 const scratch = new SliceScratch();
 let gathered = new Float64Array(0);
 
-function rawOf(t: SliceTask): Float64Array {
+async function rawOf(t: SliceTask): Promise<Float64Array> {
   const input = t.input;
   if (input.kind === 'raw') return input.raw;
+  const voxels = input.kind === 'plane' ? input.voxels : await decodeFrame(input.encoded);
   const n = t.rows * t.cols;
   if (gathered.length !== n) gathered = new Float64Array(n);
-  gatherSlice(input.voxels, input.walk, t.rows, t.cols, input.slope, input.inter, gathered);
+  gatherSlice(voxels, input.walk, t.rows, t.cols, input.slope, input.inter, gathered);
   return gathered;
 }
 
-function run(t: SliceTask): SliceAnswer {
+async function run(t: SliceTask): Promise<SliceAnswer> {
   const n = t.spec.targetSize[0] * t.spec.targetSize[1];
-  const raw = rawOf(t);
+  const raw = await rawOf(t);
   const { buffer, byteOffset, dtype } = t.out;
   if (dtype === 'F32') {
     const r = processSlice(raw, t.rows, t.cols, t.spec, scratch, new Float32Array(buffer, byteOffset, n));
@@ -34,12 +38,19 @@ function run(t: SliceTask): SliceAnswer {
   return { id: t.id, ok: true, input: t.input, out: t.out, rawStats: r.rawStats, stats: r.stats };
 }
 
-port.on('message', (t: SliceTask) => {
+async function handle(t: SliceTask): Promise<void> {
   let answer: SliceAnswer;
   try {
-    answer = run(t);
+    answer = await run(t);
   } catch (e) {
-    answer = { id: t.id, ok: false, message: e instanceof Error ? e.message : String(e) };
+    const message = e instanceof Error ? e.message : String(e);
+    answer = { id: t.id, ok: false, message, ...(isCuriaError(e) ? { code: e.code } : {}) };
   }
   port.postMessage(answer, [inputArray(t.input).buffer as ArrayBuffer, t.out.buffer]);
+}
+
+// One task at a time (decoding awaits): the scratch buffers are shared by the tasks of a thread.
+let queue = Promise.resolve();
+port.on('message', (t: SliceTask) => {
+  queue = queue.then(() => handle(t));
 });
