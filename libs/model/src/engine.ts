@@ -1,7 +1,5 @@
-import { availableParallelism } from 'node:os';
-
 import { CuriaError } from '@curia/errors';
-import { float16ToFloat32, float32ToFloat16, firstNonFinite } from '@curia/tensors';
+import { cpuBudget, float16ToFloat32, float32ToFloat16, firstNonFinite } from '@curia/tensors';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 
 import { numTokens } from './architecture.js';
@@ -28,7 +26,7 @@ export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
  *   (FusedMatMul) and MatMul+Add, and uses NCHWc for the patch Conv. 'all' and 'extended' measure
  *   the same (CPU time per slice within ±3%); 'basic'/'disabled' cost 3–4% more CPU at batch 8.
  *   The model is MatMul-bound, so the levels differ little.
- * - `intraOpThreads: os.availableParallelism()`: MatMuls parallelise across cores; one thread was
+ * - `intraOpThreads: cpuBudget()` (cores, capped by a cgroup CPU limit): MatMuls parallelise across cores; one thread was
  *   ×0.5–0.8 the throughput of two. One engine serves one batch at a time, so it may use every core.
  * - `interOpThreads: 1`, sequential execution: a ViT is one chain of ops; there is nothing to overlap.
  * - `enableCpuMemArena` / `enableMemPattern: true`: serving repeats the same shapes, so buffers are
@@ -150,7 +148,7 @@ export class EmbedEngine {
         throw new CuriaError('INVALID_ARGUMENT', `executionProviders: unknown provider '${String(ep)}'`);
       }
     }
-    const intra = positiveInt(opts.intraOpThreads, availableParallelism(), 'intraOpThreads');
+    const intra = positiveInt(opts.intraOpThreads, cpuBudget(), 'intraOpThreads');
     const inter = positiveInt(opts.interOpThreads, 1, 'interOpThreads');
     const maxBatch = positiveInt(opts.maxBatch, 64, 'maxBatch');
     const level = opts.graphOptimizationLevel ?? 'all';

@@ -28,7 +28,7 @@ export const embedEnvSchema = serviceSchema({
   CURIA_EMBED_MODELS: z.string().default(''),
   /** ONNX Runtime execution providers in preference order (`cuda,cpu` on GPU nodes). */
   CURIA_EMBED_EXECUTION_PROVIDERS: providerList,
-  /** ORT intra-op threads per session (default: all cores). */
+  /** ORT intra-op threads per session (default: the CPU budget, cores capped by a cgroup CPU limit). */
   CURIA_EMBED_INTRA_OP_THREADS: positiveInt.optional(),
   /** ORT inter-op threads per session (default 1). */
   CURIA_EMBED_INTER_OP_THREADS: positiveInt.optional(),

@@ -25,8 +25,8 @@ export const preprocessEnvSchema = serviceSchema({
   /**
    * Worker threads gathering input planes and computing resize + normalisation (and F16) off the
    * event loop, shared by all calls.
-   * Default: one per core; 0 computes on the event loop (no overlap with encoding and
-   * network writes).
+   * Default: one per CPU (cores, capped by a cgroup CPU limit; at most 32); 0 computes on the
+   * event loop (no overlap with encoding and network writes).
    */
   CURIA_PREPROCESS_SLICE_THREADS: z.coerce.number().int().min(0).max(64).optional(),
   /** Slices one call computes ahead of what the transport has taken (default 2 per thread, >= 2). */

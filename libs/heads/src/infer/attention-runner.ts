@@ -1,7 +1,6 @@
-import { availableParallelism } from 'node:os';
-
 import { CuriaError } from '@curia/errors';
 import { encodeModel } from '@curia/model';
+import { cpuBudget } from '@curia/tensors';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 
 import { throwIfAborted } from '../errors.js';
@@ -22,7 +21,7 @@ import {
 
 /** Options of {@link OnnxAttentionModule.create}. */
 export interface OnnxAttentionOptions {
-  /** ORT intra-op threads per session (default: available parallelism). */
+  /** ORT intra-op threads per session (default: `cpuBudget()`, cores capped by a cgroup CPU limit). */
   readonly intraOpThreads?: number;
   /**
    * Self-attention query rows per ORT run (default 2048). Cancellation is checked between runs,
@@ -118,7 +117,7 @@ export class OnnxAttentionModule {
     m: AttentionModuleWeights,
     opts: OnnxAttentionOptions = {},
   ): Promise<OnnxAttentionModule> {
-    const threads = opts.intraOpThreads ?? availableParallelism();
+    const threads = opts.intraOpThreads ?? cpuBudget();
     const chunkRows = opts.chunkRows ?? 2048;
     if (!Number.isInteger(chunkRows) || chunkRows < 1)
       throw new CuriaError('INVALID_ARGUMENT', `chunkRows must be a positive integer, got ${chunkRows}`);

@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
 import { CuriaError } from '@curia/errors';
+import { cpuBudget } from '@curia/tensors';
 
 import type { SliceStats } from './normalize.js';
 import type { RawSliceStats } from './slice-kernel.js';
@@ -57,12 +57,14 @@ interface Lane {
 }
 
 /**
- * Default pool size: one thread per core. The caller's event loop only reads input planes and
- * sends, and the threads share the cores with it (measured on 2 cores, `npm run bench:preprocess`:
- * 2 threads served ~15% more slices/s than 1).
+ * Default pool size: one thread per CPU of the process's budget (cores, capped by a cgroup CPU
+ * limit; at most 32). The caller's event loop only reads input planes and sends, and the threads
+ * share the CPUs with it (measured on 2 cores, `npm run bench:preprocess`: 2 threads served ~15%
+ * more slices/s than 1).
  */
 export function defaultSliceThreads(): number {
-  return Math.max(1, availableParallelism());
+  // Each thread is a V8 isolate (~10 MB); past a few dozen, slices/s is bound by the event loop.
+  return Math.min(cpuBudget(), 32);
 }
 
 /**
