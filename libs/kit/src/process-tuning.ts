@@ -20,7 +20,10 @@ export function serviceNodeFlags(env: NodeJS.ProcessEnv): string[] {
  * mmap threshold each one is a fresh mapping, and the default trim threshold hands freed heap
  * back at once, so every slice costs ~250 page faults (measured: 0.3 ms of system CPU per slice
  * on the preprocess event loop, `npm run bench:preprocess`). A 32 MiB mmap threshold and a
- * 128 MiB trim threshold keep those buffers in reused heap memory. Ignored by other C libraries.
+ * 128 MiB trim threshold keep those buffers in reused heap memory. The cost: freed heap up to the
+ * trim threshold stays resident (Embed's 10-minute soak ran ~25 MiB higher RSS; its stability check
+ * passed). Ignored by
+ * other C libraries.
  */
 export const SERVICE_MALLOC_ENV: Readonly<Record<string, string>> = {
   MALLOC_MMAP_THRESHOLD_: String(32 * 1024 * 1024),
