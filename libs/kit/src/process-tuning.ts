@@ -22,8 +22,7 @@ export function serviceNodeFlags(env: NodeJS.ProcessEnv): string[] {
  * on the preprocess event loop, `npm run bench:preprocess`). A 32 MiB mmap threshold and a
  * 128 MiB trim threshold keep those buffers in reused heap memory. The cost: freed heap up to the
  * trim threshold stays resident (Embed's 10-minute soak ran ~25 MiB higher RSS; its stability check
- * passed). Ignored by
- * other C libraries.
+ * passed). Ignored by other C libraries.
  */
 export const SERVICE_MALLOC_ENV: Readonly<Record<string, string>> = {
   MALLOC_MMAP_THRESHOLD_: String(32 * 1024 * 1024),
