@@ -113,8 +113,9 @@ export interface PooledPreprocessedSlice extends Omit<PreprocessedSlice, 'pixels
 const DTYPE_BYTES = { F32: 4, F16: 2 } as const;
 
 /**
- * {@link preprocessSlices} with the resize + normalisation on a {@link SlicePool}: the calling
- * thread only reads raw slices, while up to `prefetch` slices compute ahead of the consumer on the
+ * {@link preprocessSlices} on a {@link SlicePool}: the calling thread only copies out each slice's
+ * input plane (or reads the raw slice where canonical slices cut across planes), while up to
+ * `prefetch` slices are decoded, gathered, resized and normalised ahead of the consumer on the
  * pool threads, so the consumer's own work (encoding, network writes) overlaps the computation.
  * Same slices, same order, same values (bit for bit, F32) as {@link preprocessSlices}; memory
  * stays O(prefetch slices). Output buffers the consumer releases are reused, so a long volume
