@@ -16,9 +16,8 @@ import {
 
 import { resolveBundleSpec } from './bundles.js';
 import { canonicalGeometryToProto, pooledSliceToProto, sliceToProto, specToProto } from './codec.js';
-import type { OutputDType } from './options.js';
 import type { PreprocessMetrics } from './metrics.js';
-import { checkStudyId, outputDType, sliceSelection, withClip } from './options.js';
+import { checkStudyId, outputDType, sliceSelection, withClip, type OutputDType } from './options.js';
 import { UploadAccumulator, type UploadBufferPool } from './upload.js';
 
 /** What the Preprocess handler needs from the service. */

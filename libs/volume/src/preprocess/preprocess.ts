@@ -8,7 +8,7 @@ import type { SliceStats } from './normalize.js';
 import { resolveSelection, type SliceSelection } from './selection.js';
 import { processSlice, SliceScratch, type RawSliceStats } from './slice-kernel.js';
 import type { VoxelArray } from '../io/voxel-array.js';
-import type { SliceDType, SliceInput } from './slice-pool-protocol.js';
+import { SLICE_DTYPE_BYTES, type SliceDType, type SliceInput } from './slice-pool-protocol.js';
 import type { PooledSlice, SlicePool } from './slice-pool.js';
 import { CURIA_DEFAULT_PREPROCESS_SPEC, validatePreprocessSpec, type PreprocessSpec } from './spec.js';
 
@@ -110,8 +110,6 @@ export interface PooledPreprocessedSlice extends Omit<PreprocessedSlice, 'pixels
   readonly release: () => void;
 }
 
-const DTYPE_BYTES = { F32: 4, F16: 2 } as const;
-
 /**
  * {@link preprocessSlices} on a {@link SlicePool}: the calling thread only copies out each slice's
  * input plane (or reads the raw slice where canonical slices cut across planes), while up to
@@ -134,7 +132,7 @@ export async function* preprocessSlicesOnPool(
   const prefetch = Math.max(1, Math.floor(opts.prefetch ?? Math.max(2, 2 * pool.size)));
   const dtype = opts.layout?.dtype ?? 'F32';
   const headroom = Math.ceil(Math.max(0, opts.layout?.headroom ?? 0) / 8) * 8;
-  const valueBytes = spec.targetSize[0] * spec.targetSize[1] * DTYPE_BYTES[dtype];
+  const valueBytes = spec.targetSize[0] * spec.targetSize[1] * SLICE_DTYPE_BYTES[dtype];
   const bufferBytes = headroom + valueBytes + Math.max(0, opts.layout?.tailroom ?? 0);
   const freeRaw: Float64Array[] = [];
   const freePlanes: VoxelArray[] = [];

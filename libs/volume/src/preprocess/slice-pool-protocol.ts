@@ -10,6 +10,9 @@ import type { PreprocessSpec } from './spec.js';
 /** Element type of the pixel values a pool thread writes (little-endian). */
 export type SliceDType = 'F32' | 'F16';
 
+/** Bytes per value of each {@link SliceDType}. */
+export const SLICE_DTYPE_BYTES: Readonly<Record<SliceDType, number>> = { F32: 4, F16: 2 };
+
 /** Where a pool thread writes a slice: `dtype` values from `byteOffset` of `buffer` on. */
 export interface SliceOutput {
   readonly buffer: ArrayBuffer;

@@ -9,6 +9,7 @@ import type { SliceStats } from './normalize.js';
 import type { RawSliceStats } from './slice-kernel.js';
 import {
   inputArray,
+  SLICE_DTYPE_BYTES,
   type SliceAnswer,
   type SliceInput,
   type SliceOutput,
@@ -42,8 +43,6 @@ export interface PooledSlice {
   readonly rawStats: RawSliceStats;
   readonly stats: SliceStats;
 }
-
-const DTYPE_BYTES = { F32: 4, F16: 2 } as const;
 
 interface Task {
   readonly resolve: (s: PooledSlice) => void;
@@ -114,7 +113,7 @@ export class SlicePool {
     out: SliceOutput,
   ): Promise<PooledSlice> {
     if (this.closed) return Promise.reject(new CuriaError('UNAVAILABLE', 'slice pool is closed'));
-    const size = DTYPE_BYTES[out.dtype];
+    const size = SLICE_DTYPE_BYTES[out.dtype];
     const end = out.byteOffset + spec.targetSize[0] * spec.targetSize[1] * size;
     if (out.byteOffset % size !== 0 || end > out.buffer.byteLength) {
       return Promise.reject(
