@@ -1,6 +1,6 @@
 import { common, lendEnvelope, type preprocess } from '@curia/proto';
 import { fromFloat32 } from '@curia/tensors';
-import type { Geometry, PooledPreprocessedSlice, PreprocessSpec, SliceStats } from '@curia/volume';
+import type { Geometry, PooledPreprocessedSlice, PreprocessedSlice, PreprocessSpec } from '@curia/volume';
 
 import type { OutputDType } from './options.js';
 
@@ -50,27 +50,38 @@ export function specToProto(
   };
 }
 
-/** One `slice` response: mapping, (1, H, W) tensor in the requested dtype, stats. */
+/** What a `slice` message says about a slice besides its pixels. */
+type SliceFacts = Pick<PreprocessedSlice, 'canonicalIndex' | 'inputSliceIndex' | 'stats'>;
+
+/** A `slice` message: mapping, (1, H, W) tensor of pixel bytes already in `dtype`, stats. */
+function sliceMessage(
+  g: Geometry,
+  s: SliceFacts,
+  dtype: OutputDType,
+  data: Uint8Array,
+  height: number,
+  width: number,
+): preprocess.PreprocessedSlice {
+  return {
+    mapping: {
+      canonicalIndex: s.canonicalIndex,
+      inputSliceIndex: s.inputSliceIndex,
+      inputAxis: g.axes.slice.inputAxis,
+    },
+    pixels: { dtype: dtype === 'F16' ? common.DType.F16 : common.DType.F32, shape: [1, height, width], data },
+    rawStats: s.stats,
+  };
+}
+
+/** One `slice` response from an in-thread slice, converted to the requested dtype. */
 export function sliceToProto(
   g: Geometry,
-  canonicalIndex: number,
-  inputSliceIndex: number,
-  pixels: Float32Array,
+  s: PreprocessedSlice,
   height: number,
   width: number,
   dtype: OutputDType,
-  stats: SliceStats,
 ): preprocess.PreprocessedSlice {
-  const t = fromFloat32(pixels, [1, height, width], dtype);
-  return {
-    mapping: { canonicalIndex, inputSliceIndex, inputAxis: g.axes.slice.inputAxis },
-    pixels: {
-      dtype: dtype === 'F16' ? common.DType.F16 : common.DType.F32,
-      shape: [...t.shape],
-      data: t.data,
-    },
-    rawStats: stats,
-  };
+  return sliceMessage(g, s, dtype, fromFloat32(s.pixels, [1, height, width], dtype).data, height, width);
 }
 
 /**
@@ -85,17 +96,5 @@ export function pooledSliceToProto(
   width: number,
 ): preprocess.PreprocessedSlice {
   lendEnvelope(s.data, s.release);
-  return {
-    mapping: {
-      canonicalIndex: s.canonicalIndex,
-      inputSliceIndex: s.inputSliceIndex,
-      inputAxis: g.axes.slice.inputAxis,
-    },
-    pixels: {
-      dtype: s.dtype === 'F16' ? common.DType.F16 : common.DType.F32,
-      shape: [1, height, width],
-      data: s.data,
-    },
-    rawStats: s.stats,
-  };
+  return sliceMessage(g, s, s.dtype, s.data, height, width);
 }

@@ -280,7 +280,7 @@ async function* sliceMessages(
   const [h, w] = spec.targetSize;
   if (!deps.pool) {
     for await (const s of preprocessSlices(volume, { spec, selection, signal })) {
-      yield sliceToProto(g, s.canonicalIndex, s.inputSliceIndex, s.pixels, h, w, dtype, s.stats);
+      yield sliceToProto(g, s, h, w, dtype);
     }
     return;
   }

@@ -441,33 +441,45 @@ describe('PreprocessService slice buffers', () => {
         ct.map((v, i) => v + (i % 97) - 500),
       ),
     ];
-    const h = await start();
-    for (const [n, dtype] of [common.DType.F32, common.DType.F16].entries()) {
-      const nifti = studies[n]!;
-      const want: Float32Array[] = [];
-      for await (const s of preprocessSlices(await openVolume({ kind: 'bytes', data: nifti })))
-        want.push(s.pixels);
-      let i = 0;
-      const announced = { $case: 'streamed' as const, value: { fileCount: 1, totalBytes: nifti.length } };
-      const msgs = [
-        startMsg(announced, { outputDtype: dtype }),
-        ...chunkMessages([{ name: 'v.nii', data: nifti }], 1 << 20),
-      ];
-      for await (const r of h.client.preprocess(requests(msgs))) {
-        if (r.msg?.$case !== 'slice') continue;
-        const px = r.msg.value.pixels!;
-        const expected = dtype === common.DType.F16 ? float32ToFloat16(want[i]!) : want[i]!;
-        const same = Buffer.from(px.data).equals(
-          Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength),
-        );
-        expect(same, `study ${n} slice ${i} (${common.DType[dtype]})`).toBe(true);
-        i++;
-        // Read slowly at first: the 16 MiB window fills and the server's writes back up.
-        if (i < 24) await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-      expect(i).toBe(dims[2]);
-      // The call's upload buffer went back to the pool (the second call took it and returned it).
-      expect(await metricValue(h, 'curia_preprocess_upload_pool_bytes')).toBe(nifti.length);
+    // The default server (slices on the pool) and one computing them on its event loop.
+    for (const env of [{}, { CURIA_PREPROCESS_SLICE_THREADS: '0' }] as Record<string, string>[]) {
+      const h = await start(env);
+      await expectIntact(h, dims, studies);
     }
   });
 });
+
+/** Streams each study (F32, then F16) slowly through `h`; every slice must equal the engine's. */
+async function expectIntact(
+  h: Harness,
+  dims: readonly number[],
+  studies: readonly Uint8Array[],
+): Promise<void> {
+  for (const [n, dtype] of [common.DType.F32, common.DType.F16].entries()) {
+    const nifti = studies[n]!;
+    const want: Float32Array[] = [];
+    for await (const s of preprocessSlices(await openVolume({ kind: 'bytes', data: nifti })))
+      want.push(s.pixels);
+    let i = 0;
+    const announced = { $case: 'streamed' as const, value: { fileCount: 1, totalBytes: nifti.length } };
+    const msgs = [
+      startMsg(announced, { outputDtype: dtype }),
+      ...chunkMessages([{ name: 'v.nii', data: nifti }], 1 << 20),
+    ];
+    for await (const r of h.client.preprocess(requests(msgs))) {
+      if (r.msg?.$case !== 'slice') continue;
+      const px = r.msg.value.pixels!;
+      const expected = dtype === common.DType.F16 ? float32ToFloat16(want[i]!) : want[i]!;
+      const same = Buffer.from(px.data).equals(
+        Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength),
+      );
+      expect(same, `study ${n} slice ${i} (${common.DType[dtype]})`).toBe(true);
+      i++;
+      // Read slowly at first: the 16 MiB window fills and the server's writes back up.
+      if (i < 24) await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(i).toBe(dims[2]);
+    // The call's upload buffer went back to the pool (the second call took it and returned it).
+    expect(await metricValue(h, 'curia_preprocess_upload_pool_bytes')).toBe(nifti.length);
+  }
+}
