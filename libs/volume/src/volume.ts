@@ -15,7 +15,7 @@ import { computeGeometry, type Geometry } from './geometry/geometry.js';
 import { isGzip } from './io/gzip.js';
 import { DEFAULT_VOLUME_LIMITS, formatBytes, type VolumeLimits } from './io/limits.js';
 import { gatherSlice, sliceWalk, type SliceWalk } from './io/slice-gather.js';
-import type { VoxelArray, VoxelType } from './io/voxel-array.js';
+import { ownedCopy, type VoxelArray, type VoxelType } from './io/voxel-array.js';
 import { niftiVersionOf } from './nifti/nifti-header.js';
 import { readNifti, type NiftiVolumeData } from './nifti/nifti-reader.js';
 
@@ -100,13 +100,12 @@ export type CanonicalPlane = {
   readonly inter: number;
 } & ({ readonly voxels: VoxelArray } | { readonly encoded: EncodedFrame });
 
-/** A compact copy of `src` in `out` when it has the same type and length, else in a fresh array. */
+/** A copy of `src` in `out` when it has the same type and length, else an {@link ownedCopy}. */
 function copyVoxels(src: VoxelArray, out: VoxelArray | undefined): VoxelArray {
-  // A Buffer (a view of a file's bytes) is copied into a plain Uint8Array.
-  const Ctor = (Buffer.isBuffer(src) ? Uint8Array : src.constructor) as new (n: number) => VoxelArray;
-  const dst = out && out.constructor === Ctor && out.length === src.length ? out : new Ctor(src.length);
-  dst.set(src);
-  return dst;
+  const type = Buffer.isBuffer(src) ? Uint8Array : src.constructor;
+  if (!out || out.constructor !== type || out.length !== src.length) return ownedCopy(src);
+  out.set(src);
+  return out;
 }
 
 function checkSliceIndex(g: Geometry, k: number): void {

@@ -2,6 +2,7 @@ import { CuriaError } from '@curia/errors';
 
 import { dicomParser, type DataSet } from './dicom-parser.js';
 import { decodeJpeg2000, decodeJpegLossless, type DecodedFrame } from './codecs.js';
+import { ownedCopy } from '../io/voxel-array.js';
 import { decodeRleFrame } from './rle.js';
 import type { PixelCodec } from './transfer-syntax.js';
 
@@ -90,8 +91,7 @@ export function extractFrame(
   if (frame.length === 0 || frame.byteOffset + frame.length > ds.byteArray.byteOffset + ds.byteArray.length) {
     throw new CuriaError('INVALID_ARGUMENT', `${label}: PixelData fragment is truncated`);
   }
-  // A copy, never Buffer#slice (a view): the frame is transferred, which detaches its buffer.
-  return { codec, frame: compact ? new Uint8Array(frame) : frame, format: fmt, label };
+  return { codec, frame: compact ? ownedCopy(frame) : frame, format: fmt, label };
 }
 
 /** Decodes a compressed frame to stored values (INVALID_ARGUMENT naming the file when it is corrupt). */

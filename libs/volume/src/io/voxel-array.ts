@@ -90,3 +90,11 @@ export function countNonFinite(values: VoxelArray): number {
   }
   return n;
 }
+
+/**
+ * A copy of `a` that owns its whole buffer, so it can be transferred to a thread without
+ * detaching anything else. A Node Buffer becomes a plain Uint8Array: `Buffer#slice` is a view.
+ */
+export function ownedCopy<T extends VoxelArray | Float64Array>(a: T): T {
+  return (Buffer.isBuffer(a) ? new Uint8Array(a) : a.slice()) as T;
+}

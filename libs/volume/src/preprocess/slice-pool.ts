@@ -5,6 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { CuriaError } from '@curia/errors';
 import { cpuBudget } from '@curia/tensors';
 
+import { ownedCopy } from '../io/voxel-array.js';
 import type { SliceStats } from './normalize.js';
 import type { RawSliceStats } from './slice-kernel.js';
 import {
@@ -67,10 +68,11 @@ export function defaultSliceThreads(): number {
 }
 
 /**
- * Worker threads that run the per-slice resize + normalisation (`processSlice`) off the
- * caller's event loop. Buffers move by transfer (no copies): the raw slice and the output buffer
- * go to a thread and come back, the output filled in (F16 is converted there too). Tasks go to the least busy thread. Idle threads do not
- * keep the process alive; {@link close} ends them.
+ * Worker threads that run the per-slice work (decode a compressed frame, gather and scale the
+ * input plane, resize, normalise, convert to F16) off the caller's event loop. Buffers move by
+ * transfer (no copies): the input and the output buffer go to a thread and come back, the output
+ * filled in. Tasks go to the least busy thread. Idle threads do not keep the process alive;
+ * {@link close} ends them.
  */
 export class SlicePool {
   private readonly lanes: Lane[] = [];
@@ -128,20 +130,16 @@ export class SlicePool {
     if (!lane) return Promise.reject(new CuriaError('INTERNAL', 'every slice pool thread has failed'));
     const chosen = lane;
     const id = this.nextId++;
-    // A view into a larger buffer would move (and detach) the whole buffer: send a compact copy
-    // (a typed-array copy: Buffer#slice would be another view).
+    // A view into a larger buffer would move (and detach) the whole buffer: send an owned copy.
     const arr = inputArray(input);
     const sent: SliceInput =
       arr.byteOffset === 0 && arr.byteLength === arr.buffer.byteLength
         ? input
         : input.kind === 'raw'
-          ? { ...input, raw: input.raw.slice() }
+          ? { ...input, raw: ownedCopy(input.raw) }
           : input.kind === 'plane'
-            ? {
-                ...input,
-                voxels: Buffer.isBuffer(input.voxels) ? new Uint8Array(input.voxels) : input.voxels.slice(),
-              }
-            : { ...input, encoded: { ...input.encoded, frame: new Uint8Array(input.encoded.frame) } };
+            ? { ...input, voxels: ownedCopy(input.voxels) }
+            : { ...input, encoded: { ...input.encoded, frame: ownedCopy(input.encoded.frame) } };
     return new Promise<PooledSlice>((resolve, reject) => {
       chosen.tasks.set(id, { resolve, reject });
       if (chosen.tasks.size === 1) chosen.worker.ref();

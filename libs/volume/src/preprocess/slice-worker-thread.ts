@@ -1,9 +1,11 @@
-/** Entry point of a {@link SlicePool} thread: runs {@link processSlice} on each task it receives. */
+/**
+ * Entry point of a {@link SlicePool} thread: decodes / gathers each task's input, runs
+ * {@link processSlice} and writes the output in the requested dtype.
+ */
 import { parentPort, type MessagePort } from 'node:worker_threads';
 
-import { float32ToFloat16 } from '@curia/tensors';
-
 import { isCuriaError } from '@curia/errors';
+import { float32ToFloat16 } from '@curia/tensors';
 
 import { decodeFrame } from '../dicom/pixel-data.js';
 import { gatherSlice } from '../io/slice-gather.js';
