@@ -21,7 +21,14 @@ export interface ProcessedSlice {
 export class SliceScratch {
   private resized = new Float64Array(0);
   private pixels = new Float32Array(0);
+  private gathered = new Float64Array(0);
   readonly resize = new ResizeScratch();
+
+  /** A float64 buffer of exactly `n` values (reused; for a slice gathered from an input plane). */
+  input(n: number): Float64Array {
+    if (this.gathered.length !== n) this.gathered = new Float64Array(n);
+    return this.gathered;
+  }
 
   /** A float64 buffer of at least `n` values (reused). */
   output(n: number): Float64Array {

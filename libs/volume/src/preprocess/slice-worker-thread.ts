@@ -15,16 +15,14 @@ import { inputArray, type SliceAnswer, type SliceTask } from './slice-pool-proto
 if (!parentPort) throw new Error('slice-worker-thread must run in a worker thread');
 const port: MessagePort = parentPort;
 const scratch = new SliceScratch();
-let gathered = new Float64Array(0);
 
 async function rawOf(t: SliceTask): Promise<Float64Array> {
   const input = t.input;
   if (input.kind === 'raw') return input.raw;
   const voxels = input.kind === 'plane' ? input.voxels : await decodeFrame(input.encoded);
-  const n = t.rows * t.cols;
-  if (gathered.length !== n) gathered = new Float64Array(n);
-  gatherSlice(voxels, input.walk, t.rows, t.cols, input.slope, input.inter, gathered);
-  return gathered;
+  const raw = scratch.input(t.rows * t.cols);
+  gatherSlice(voxels, input.walk, t.rows, t.cols, input.slope, input.inter, raw);
+  return raw;
 }
 
 async function run(t: SliceTask): Promise<SliceAnswer> {
