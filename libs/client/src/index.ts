@@ -1,6 +1,8 @@
 export * from './channel.js';
 export * from './client-factory.js';
 export * from './deadline-header.js';
+export * from './limits.js';
+export * from './refs.js';
 export * from './targets-file.js';
 export { ClientError, Status, Metadata, type Channel, type Client } from 'nice-grpc';
 export * from '@curia/proto';

@@ -1,10 +1,8 @@
+import { decodeWireTensor, MAX_FEATURE_OUTPUTS, wireFloats } from '@curia/client';
 import { CuriaError } from '@curia/errors';
 import type { EmbedOutputName } from '@curia/model';
 import { common, type embed } from '@curia/proto';
-import { firstNonFinite, fromFloat32, toFloat32 } from '@curia/tensors';
-
-/** Most outputs one stream may request (EmbedStart.outputs). */
-export const MAX_OUTPUTS = 16;
+import { firstNonFinite, fromFloat32 } from '@curia/tensors';
 
 /** One requested feature, validated. */
 export interface OutputSpec {
@@ -45,10 +43,10 @@ export function planStream(start: embed.EmbedStart, shape: ModelShape): StreamPl
   const reqs = start.outputs;
   if (reqs.length === 0)
     throw new CuriaError('INVALID_ARGUMENT', 'start.outputs must request at least one feature');
-  if (reqs.length > MAX_OUTPUTS) {
+  if (reqs.length > MAX_FEATURE_OUTPUTS) {
     throw new CuriaError(
       'INVALID_ARGUMENT',
-      `start.outputs has ${reqs.length} entries; at most ${MAX_OUTPUTS} are allowed`,
+      `start.outputs has ${reqs.length} entries; at most ${MAX_FEATURE_OUTPUTS} are allowed`,
     );
   }
   const outputs = reqs.map((r, i): OutputSpec => {
@@ -82,45 +80,6 @@ export function planStream(start: embed.EmbedStart, shape: ModelShape): StreamPl
   return { outputs, ortOutputs: [...ort], needsMask: outputs.some((o) => o.kind === 'mask_pooled') };
 }
 
-const WIRE_DTYPES: Partial<Record<common.DType, 'F32' | 'F16' | 'U8' | 'BOOL'>> = {
-  [common.DType.F32]: 'F32',
-  [common.DType.F16]: 'F16',
-  [common.DType.U8]: 'U8',
-  [common.DType.BOOL]: 'BOOL',
-};
-
-function checkTensor(
-  t: common.Tensor,
-  field: string,
-  sliceId: number,
-  allowed: readonly ('F32' | 'F16' | 'U8' | 'BOOL')[],
-  shape: readonly number[],
-): 'F32' | 'F16' | 'U8' | 'BOOL' {
-  const where = `slice ${sliceId}: ${field}`;
-  const dtype = WIRE_DTYPES[t.dtype];
-  if (!dtype || !allowed.includes(dtype)) {
-    throw new CuriaError(
-      'INVALID_ARGUMENT',
-      `${where}.dtype must be ${allowed.map((d) => `D_TYPE_${d}`).join(' or ')} (got ${common.dTypeToJSON(t.dtype)})`,
-    );
-  }
-  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-    throw new CuriaError(
-      'INVALID_ARGUMENT',
-      `${where}.shape must be [${shape.join(', ')}] (got [${t.shape.join(', ')}])`,
-    );
-  }
-  const item = dtype === 'F32' ? 4 : dtype === 'F16' ? 2 : 1;
-  const want = item * shape.reduce((a, b) => a * b, 1);
-  if (t.data.byteLength !== want) {
-    throw new CuriaError(
-      'INVALID_ARGUMENT',
-      `${where}.data has ${t.data.byteLength} bytes; dtype and shape need ${want}`,
-    );
-  }
-  return dtype;
-}
-
 /** A slice ready for the batcher. */
 export interface DecodedSlice {
   readonly sliceId: number;
@@ -138,10 +97,12 @@ export function decodeSlice(slice: embed.EmbedSlice, plan: StreamPlan, shape: Mo
   const id = slice.sliceId;
   const s = shape.imageSize;
   if (!slice.pixels) throw new CuriaError('INVALID_ARGUMENT', `slice ${id}: pixels is missing`);
-  const dtype = checkTensor(slice.pixels, 'pixels', id, ['F32', 'F16'], [1, s, s]);
-  // Own an aligned copy: the decoded bytes are a (possibly unaligned) view of the message, which the
-  // slice outlives; `new Uint8Array(view)` copies (Buffer#slice would not).
-  const pixels = toFloat32({ dtype, shape: [1, s, s], data: new Uint8Array(slice.pixels.data) });
+  // Owned: the slice outlives the message its bytes are a view of.
+  const pixels = wireFloats(slice.pixels, `slice ${id}: pixels`, {
+    dtypes: ['F32', 'F16'],
+    shape: [1, s, s],
+    own: true,
+  });
   const bad = firstNonFinite(pixels);
   if (bad >= 0) {
     throw new CuriaError(
@@ -156,8 +117,11 @@ export function decodeSlice(slice: embed.EmbedSlice, plan: StreamPlan, shape: Mo
       `slice ${id}: mask is missing but a mask_pooled output was requested`,
     );
   }
-  const mdtype = checkTensor(slice.mask, 'mask', id, ['U8', 'BOOL'], [s, s]);
-  const mask = new Uint8Array(slice.mask.data);
+  const { dtype: mdtype, data: mask } = decodeWireTensor(slice.mask, `slice ${id}: mask`, {
+    dtypes: ['U8', 'BOOL'],
+    shape: [s, s],
+    own: true,
+  });
   let any = false;
   for (let i = 0; i < mask.length; i++) {
     const v = mask[i]!;
@@ -189,12 +153,4 @@ export function encodeFeature(
       data: raw.data,
     },
   };
-}
-
-/** Decodes a wire Feature's tensor to floats (for clients and tests). */
-export function decodeFeature(f: common.Feature): { values: Float32Array; shape: number[] } {
-  const t = f.tensor;
-  if (!t) throw new CuriaError('INVALID_ARGUMENT', `feature ${f.requestIndex} has no tensor`);
-  const dtype = t.dtype === common.DType.F16 ? 'F16' : 'F32';
-  return { values: toFloat32({ dtype, shape: t.shape, data: new Uint8Array(t.data) }), shape: [...t.shape] };
 }

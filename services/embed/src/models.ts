@@ -1,3 +1,4 @@
+import { parseRef, refMatches } from '@curia/client';
 import { CuriaError } from '@curia/errors';
 import type { Logger } from '@curia/kit';
 import {
@@ -102,12 +103,8 @@ export class ModelRegistry {
   resolve(spec: string): ModelEntry {
     const s = spec.trim();
     if (s === '') return this.default;
-    const at = s.indexOf('@');
-    const name = at < 0 ? s : s.slice(0, at);
-    const version = at < 0 ? undefined : s.slice(at + 1);
-    const hit = this.entries.find(
-      (e) => e.info.name === name && (version === undefined || e.info.version === version),
-    );
+    const ref = parseRef(s, 'start.model');
+    const hit = this.entries.find((e) => refMatches(ref, e.info.name, e.info.version));
     if (!hit) {
       throw new CuriaError(
         'NOT_FOUND',

@@ -10,6 +10,7 @@ import {
   createCuriaChannel,
   createCuriaClient,
   type Channel,
+  wireFloats,
 } from '@curia/client';
 import { CuriaServer, loadConfig } from '@curia/kit';
 import {
@@ -24,7 +25,6 @@ import { common, embed } from '@curia/proto';
 import { fromFloat32, readSafetensors, sharedPathOrSkip, toFloat32 } from '@curia/tensors';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { decodeFeature } from './codec.js';
 import { embedEnvSchema } from './config.js';
 import { setupEmbedService, type EmbedServiceHooks } from './service.js';
 
@@ -266,7 +266,7 @@ describe('EmbedService', () => {
       expect(summary?.slices).toBe(2);
       expect(summary?.model?.name).toBe(`tiny-${variant}`);
       for (const [i, r] of results.entries()) {
-        const f = r.features.map(decodeFeature);
+        const f = r.features.map((x) => ({ values: wireFloats(x.tensor), shape: x.tensor!.shape }));
         expect(r.features.map((x) => x.requestIndex)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
         const ref = hf.lhs[variant].subarray(i * T * D, (i + 1) * T * D);
         expect(f[0]!.shape).toEqual([T, D]);
@@ -317,7 +317,7 @@ describe('EmbedService', () => {
             ]),
           ),
         );
-        return decodeFeature(results[0]!.features[0]!).values;
+        return wireFloats(results[0]!.features[0]!.tensor);
       }),
     );
     const calls = [0, 1, 2, 3].map((c) => {
@@ -335,7 +335,7 @@ describe('EmbedService', () => {
     for (const { results, summary, order, c } of done) {
       expect(results.map((r) => r.sliceId)).toEqual(order.map((k) => 1000 * c + k));
       for (const [j, r] of results.entries())
-        expect(maxAbsDiff(decodeFeature(r.features[0]!).values, alone[order[j]!]!)).toBeLessThanOrEqual(1e-4);
+        expect(maxAbsDiff(wireFloats(r.features[0]!.tensor), alone[order[j]!]!)).toBeLessThanOrEqual(1e-4);
       expect(summary?.batchSizes.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(3);
     }
     const text = await metrics();

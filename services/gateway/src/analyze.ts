@@ -1,44 +1,42 @@
+import { checkHeadModel } from '@curia/client';
 import { CuriaError } from '@curia/errors';
 import { checkStudyId, withSpan, type CuriaCallContext } from '@curia/kit';
 import type { common, gateway, heads } from '@curia/proto';
+import {
+  embedStudy,
+  openPreprocess,
+  stageDeadlines,
+  stageError,
+  type EmbeddingCache,
+  type PreprocessStream,
+  type SliceRequest,
+  type StageClients,
+  type StageDeadlines,
+} from '@curia/stages';
 import type { Logger } from 'pino';
 
-import type { Backends } from './backends.js';
 import type { GatewayEnv } from './config.js';
-import { embedSlices, type SliceToEmbed } from './embed-stream.js';
-import { EmbeddingCache, sliceDigest } from './embedding-cache.js';
 import { CanonicalMaskSampler, wholeImageMask } from './mask/canonical-mask.js';
 import { restrictToMask, type MaskedNeeds } from './mask/coverage.js';
 import { checkMaskGrid, decodeInputMask, type InputGridMask } from './mask/input-mask.js';
 import type { GatewayMetrics } from './metrics.js';
 import { planAnalysis, preprocessSelection, sliceNeeds, type AnalysisPlan, type SliceNeeds } from './plan.js';
-import { openPreprocess, type PreprocessStream } from './preprocess-stream.js';
-import { stageDeadlines } from './stage-deadlines.js';
-import { stageError } from './stage-errors.js';
 
 /** What one AnalyzeStudy call needs from the gateway process. */
 export interface AnalyzeDeps {
   readonly env: GatewayEnv;
-  readonly backends: Backends;
+  readonly stages: StageClients;
   readonly cache: EmbeddingCache;
   readonly metrics: GatewayMetrics;
   readonly log: Logger;
 }
 
 type Response = gateway.AnalyzeStudyResponse;
+type Requests = AsyncIterator<gateway.AnalyzeStudyRequest>;
 
 const progress = (stage: string, done: number, total: number, message = ''): Response => ({
   msg: { $case: 'progress', value: { stage, done, total, message } },
 });
-
-/** One slice on its way through the pipeline, in canonical order. */
-interface Entry {
-  readonly mapping: common.SliceMapping;
-  /** True when the slice's resized mask is empty (it was sent with a whole-image placeholder). */
-  readonly emptyMask?: boolean;
-  /** Output tensors by position in the plan's outputs; null until embedded (or read from the cache). */
-  features: (common.Tensor | undefined)[] | null;
-}
 
 /**
  * AnalyzeStudy: validates everything first (heads, outputs, model), then streams the study
@@ -52,201 +50,17 @@ export async function* analyzeStudy(
   context: CuriaCallContext & { signal: AbortSignal },
   deps: AnalyzeDeps,
 ): AsyncGenerator<Response> {
-  const { env, backends, cache, metrics } = deps;
-  const t0 = performance.now();
   const input = requests[Symbol.asyncIterator]();
   const first = await input.next();
   const start = first.done ? undefined : first.value.msg;
   if (start?.$case !== 'start') {
     throw new CuriaError('INVALID_ARGUMENT', 'the first AnalyzeStudy message must be `start`');
   }
-  const s = start.value;
-  const studyId = s.header?.studyId ?? '';
-  checkStudyId(studyId);
-  if (!s.source) throw new CuriaError('INVALID_ARGUMENT', 'start.source is required (ref or streamed)');
-  // Decoded once per study, before any stage call, so a malformed mask costs no backend work.
-  const tMask = performance.now();
-  const inputMask = s.mask
-    ? await decodeInputMask(s.mask, { maxVoxels: env.CURIA_GATEWAY_MAX_MASK_VOXELS }, context.signal)
-    : undefined;
-  const maskMs = performance.now() - tMask;
-  const now = Date.now();
-  const deadline = new Date(
-    Math.min(context.deadline?.getTime() ?? Infinity, now + env.CURIA_GATEWAY_DEFAULT_DEADLINE_MS),
-  );
-  const deadlines = stageDeadlines(deadline, now, s.heads.length > 0);
-  // One signal for every stage call of the study: the caller's cancellation, or our own failure.
-  const study = new AbortController();
-  const onCallerAbort = (): void => study.abort();
-  context.signal.addEventListener('abort', onCallerAbort);
-  const signal = study.signal;
-  const timings: common.Timing[] = [];
-  const timed = (stage: string, ms: number): void => {
-    timings.push({ stage, millis: ms });
-    metrics.stage.observe({ stage }, ms / 1000);
-  };
-  let hits = 0;
-  let misses = 0;
-  if (inputMask) timed('mask', maskMs);
+  const run = new StudyRun(start.value, input, context, deps);
   try {
-    const [model, headInfos] = await Promise.all([
-      backends.resolveModel(s.model, signal),
-      backends.resolveHeads(s.heads, signal),
-    ]);
-    const modelRef = `${model.name}@${model.version}`;
-    for (const h of headInfos) {
-      if (h.model && h.model !== modelRef && h.model.split('@')[0] !== model.name) {
-        throw new CuriaError(
-          'FAILED_PRECONDITION',
-          `head '${h.name}@${h.version}' was trained on '${h.model}', not on the requested model '${modelRef}'`,
-        );
-      }
-    }
-    const plan = planAnalysis(
-      {
-        embeddingOutputs: s.embeddingOutputs,
-        embeddingSelection: s.embeddingSelection,
-        hasMask: inputMask !== undefined,
-      },
-      headInfos,
-    );
-    if (plan.outputs.length === 0) {
-      throw new CuriaError('INVALID_ARGUMENT', 'nothing to compute: name heads and/or embedding_outputs');
-    }
-    const bundle =
-      s.preprocess?.modelBundle || ((await backends.preprocessKnows(modelRef, signal)) ? modelRef : '');
-    const options: common.PreprocessOptions = {
-      modelBundle: bundle,
-      clipBelowAir: s.preprocess?.clipBelowAir,
-      outputDtype: s.preprocess?.outputDtype ?? 0,
-      selection: preprocessSelection(plan),
-    };
-    deps.log.info(
-      { study_id: studyId, heads: s.heads.length, outputs: plan.outputs.length },
-      'analysis started',
-    );
-
-    const pre = await withSpan('gateway.preprocess.open', { 'curia.study_id': studyId }, () =>
-      openPreprocess(backends.preprocess, {
-        start: { header: s.header, source: s.source, options },
-        upload: s.source?.$case === 'streamed' ? input : undefined,
-        maxUploadBytes: env.CURIA_GATEWAY_MAX_UPLOAD_BYTES,
-        attempts: env.CURIA_GATEWAY_STAGE_ATTEMPTS,
-        signal,
-        deadline: deadlines.pipeline,
-        onRetry: () => metrics.retries.inc({ stage: 'preprocess' }),
-        onUploadDone: (ms) => timed('upload', ms),
-      }),
-    );
-    const geometry = pre.geometry;
-    const mask = inputMask ? maskForStudy(inputMask, pre, plan, studyId, deps.log) : undefined;
-    const needs = mask?.needs ?? sliceNeeds(plan, geometry.numCanonicalSlices);
-    yield {
-      msg: {
-        $case: 'geometry',
-        value: {
-          geometry: geometry.geometry,
-          numCanonicalSlices: geometry.numCanonicalSlices,
-          model,
-          heads: plan.heads.map((h) => h.info),
-        },
-      },
-    };
-    const total = geometry.selectedCount;
-    const tEmbed = performance.now();
-    const order: Entry[] = [];
-    let head = 0;
-    const headInputs = new Map<number, (common.Tensor | undefined)[]>();
-    const headSliceSet = new Set(needs.headSlices.flat());
-    // Emits, in canonical order, every slice whose features are known.
-    function* flush(): Generator<Response> {
-      for (; head < order.length && order[head]!.features; head++) {
-        const e = order[head]!;
-        const idx = e.mapping.canonicalIndex;
-        if (needs.embeddingSlices.has(idx)) {
-          yield {
-            msg: {
-              $case: 'embedding',
-              value: {
-                mapping: e.mapping,
-                features: plan.embeddingIndex.map((o, requestIndex) => ({
-                  requestIndex,
-                  tensor: e.features![o],
-                })),
-              },
-            },
-          };
-        }
-        if (headSliceSet.has(idx)) headInputs.set(idx, e.features!);
-        e.features = [];
-      }
-    }
-    const byId = new Map<number, Entry>();
-    const source = slicesToEmbed(pre, plan, needs, mask, model.sha256, cache, order, byId, (hit) => {
-      if (hit) hits++;
-      else misses++;
-    });
-    let lastProgress = 0;
-    const results = embedSlices(backends.embed, source, {
-      start: { model: modelRef, outputs: [...plan.outputs], studyId },
-      window: env.CURIA_GATEWAY_EMBED_WINDOW,
-      attempts: env.CURIA_GATEWAY_STAGE_ATTEMPTS,
-      signal,
-      deadline: deadlines.pipeline,
-      onRetry: () => metrics.retries.inc({ stage: 'embed' }),
-    });
-    for await (const r of results) {
-      const entry = byId.get(r.slice.id);
-      byId.delete(r.slice.id);
-      if (!entry) throw new CuriaError('INTERNAL', `embed answered slice ${r.slice.id}, which was not sent`);
-      const features: common.Tensor[] = [];
-      for (const f of r.features) {
-        if (!f.tensor || f.requestIndex >= plan.outputs.length) continue;
-        // Pooled over the whole-image placeholder mask: meaningless, never returned or cached.
-        if (entry.emptyMask && mask?.needs.maskOutputs.has(f.requestIndex)) continue;
-        features[f.requestIndex] = f.tensor;
-        if (cache.maxBytes > 0)
-          cache.set(
-            EmbeddingCache.key(model.sha256, digestOf(r.slice), plan.outputKeys[f.requestIndex]!),
-            f.tensor,
-          );
-      }
-      entry.features = features;
-      yield* flush();
-      const t = performance.now();
-      if (t - lastProgress > 200) {
-        lastProgress = t;
-        yield progress('embed', head, total);
-      }
-    }
-    yield* flush();
-    if (head !== order.length) throw new CuriaError('INTERNAL', 'some slices were never embedded');
-    metrics.cacheHits.inc(hits);
-    metrics.cacheMisses.inc(misses);
-    timed('preprocess', pre.elapsedMs());
-    timed('embed', performance.now() - tEmbed);
-    yield progress('embed', order.length, total, `${misses} embedded, ${hits} from cache`);
-
-    const tHeads = performance.now();
-    yield* runHeads(plan, needs, headInputs, s, modelRef, backends, signal, deadlines.heads);
-    if (plan.heads.length > 0) timed('heads', performance.now() - tHeads);
-    timed('total', performance.now() - t0);
-    deps.log.info({ study_id: studyId, slices: order.length, hits, misses }, 'analysis done');
-    yield {
-      msg: {
-        $case: 'done',
-        value: {
-          timings,
-          cache: { hits, misses },
-          model,
-          demoWeights: model.demoWeights || plan.heads.some((h) => h.info.demo),
-          slicesEmbedded: order.length,
-        },
-      },
-    };
+    yield* run.execute();
   } finally {
-    context.signal.removeEventListener('abort', onCallerAbort);
-    study.abort();
+    run.close();
   }
 }
 
@@ -259,145 +73,340 @@ interface StudyMask {
   readonly placeholder: common.Tensor;
 }
 
-/**
- * Checks the decoded mask against the study's input grid, and restricts the mask's consumers to
- * slices where the resized mask is non-empty.
- */
-function maskForStudy(
-  mask: InputGridMask,
-  pre: PreprocessStream,
-  plan: AnalysisPlan,
-  studyId: string,
-  log: Logger,
-): StudyMask {
-  const g = pre.geometry;
-  checkMaskGrid(mask, g.geometry?.input);
-  const height = g.spec?.height ?? 0;
-  const width = g.spec?.width ?? 0;
-  if (!g.geometry) throw new CuriaError('INTERNAL', 'preprocess sent no canonical geometry');
-  const sampler = new CanonicalMaskSampler(mask, g.geometry, height, width);
-  if (sampler.sliceCount !== g.numCanonicalSlices) {
-    throw new CuriaError('INTERNAL', 'preprocess announced a slice count that differs from its geometry');
-  }
-  const needs = restrictToMask(
-    plan,
-    sliceNeeds(plan, g.numCanonicalSlices),
-    (k) => sampler.covers(k),
-    `${height}x${width}`,
-  );
-  log.info(
-    { study_id: studyId, mask_voxels: mask.inside, empty_mask_slices: needs.emptyMask.size },
-    'mask decoded',
-  );
-  return { sampler, needs, placeholder: wholeImageMask(height, width) };
-}
-
-const digests = new WeakMap<SliceToEmbed, string>();
-function digestOf(s: SliceToEmbed): string {
-  let d = digests.get(s);
-  if (!d) digests.set(s, (d = sliceDigest(s.pixels, s.mask)));
-  return d;
+/** What the validation step settled before any stage work. */
+interface Settled {
+  readonly model: common.ModelInfo;
+  readonly plan: AnalysisPlan;
+  readonly deadlines: StageDeadlines;
 }
 
 /**
- * Reads preprocessed slices, records each in `order`, answers those whose features are all cached
- * and yields the others for Embed.
+ * One study on its way through the stages, one method per stage. It owns the study's abort
+ * signal (the caller's cancellation, or our own failure) which every stage call carries.
  */
-async function* slicesToEmbed(
-  pre: PreprocessStream,
-  plan: AnalysisPlan,
-  needs: SliceNeeds,
-  mask: StudyMask | undefined,
-  modelSha: string,
-  cache: EmbeddingCache,
-  order: Entry[],
-  byId: Map<number, Entry>,
-  count: (hit: boolean) => void,
-): AsyncGenerator<SliceToEmbed> {
-  for await (const slice of pre.slices()) {
-    const mapping = slice.mapping;
-    const pixels = slice.pixels;
-    if (!mapping || !pixels)
-      throw new CuriaError('INTERNAL', 'preprocess sent a slice without mapping or pixels');
-    const idx = mapping.canonicalIndex;
-    const wanted = needs.outputs.get(idx);
-    if (!wanted) continue;
-    const emptyMask = mask?.needs.emptyMask.has(idx) === true;
-    let maskTensor: common.Tensor | undefined;
-    if (mask && plan.usesMask) {
-      const { sampler } = mask;
-      if (
-        mapping.inputSliceIndex !== sampler.inputSliceIndex(idx) ||
-        pixels.shape[1] !== sampler.height ||
-        pixels.shape[2] !== sampler.width
-      ) {
-        throw new CuriaError('INTERNAL', `preprocess slice ${idx} disagrees with the announced geometry`);
-      }
-      maskTensor = emptyMask ? mask.placeholder : sampler.tensor(idx);
-    }
-    const item: SliceToEmbed = { id: idx, pixels, mask: maskTensor };
-    const digest = cache.maxBytes > 0 ? digestOf(item) : '';
-    const keys = wanted.map((o) => EmbeddingCache.key(modelSha, digest, plan.outputKeys[o]!));
-    if (cache.maxBytes > 0 && cache.hasAll(keys)) {
-      const features: (common.Tensor | undefined)[] = [];
-      wanted.forEach((o, i) => (features[o] = cache.get(keys[i]!)));
-      order.push({ mapping, features });
-      count(true);
-    } else {
-      const entry: Entry = { mapping, features: null, emptyMask };
-      order.push(entry);
-      byId.set(idx, entry);
-      count(false);
-      yield item;
-    }
-  }
-}
+class StudyRun {
+  private readonly t0 = performance.now();
+  private readonly study = new AbortController();
+  private readonly timings: common.Timing[] = [];
+  private readonly studyId: string;
+  private readonly onCallerAbort = (): void => this.study.abort();
+  private hits = 0;
+  private misses = 0;
 
-/** Calls Predict for every head concurrently and yields each result as soon as it is ready. */
-async function* runHeads(
-  plan: AnalysisPlan,
-  needs: SliceNeeds,
-  inputs: ReadonlyMap<number, (common.Tensor | undefined)[]>,
-  s: gateway.AnalyzeStudyStart,
-  modelRef: string,
-  backends: Backends,
-  signal: AbortSignal,
-  deadline: Date,
-): AsyncGenerator<Response> {
-  const pending = new Map<number, Promise<{ i: number; res: heads.PredictResponse }>>();
-  plan.heads.forEach((h, i) => {
-    const slices: heads.SliceFeatures[] = needs.headSlices[i]!.map((idx) => ({
-      sliceId: idx,
-      features: h.outputIndex.map((o, requestIndex) => ({ requestIndex, tensor: inputs.get(idx)?.[o] })),
-    }));
-    const call = withSpan(
-      'gateway.heads.predict',
-      { 'curia.head': h.ref, 'curia.slices': slices.length },
-      () =>
-        backends.heads.predict(
-          { head: h.ref, model: modelRef, slices, survivalTimes: s.survivalTimes },
-          { signal, deadline },
-        ),
-    )
-      .then((res) => ({ i, res }))
-      .catch((err: unknown) => {
-        throw stageError('heads', err, { signal });
-      });
-    call.catch(() => undefined); // observed by the race below; never an unhandled rejection
-    pending.set(i, call);
-  });
-  while (pending.size > 0) {
-    const { i, res } = await Promise.race(pending.values());
-    pending.delete(i);
+  constructor(
+    private readonly start: gateway.AnalyzeStudyStart,
+    private readonly input: Requests,
+    private readonly context: CuriaCallContext & { signal: AbortSignal },
+    private readonly deps: AnalyzeDeps,
+  ) {
+    this.studyId = start.header?.studyId ?? '';
+    context.signal.addEventListener('abort', this.onCallerAbort);
+  }
+
+  private get signal(): AbortSignal {
+    return this.study.signal;
+  }
+
+  /** Runs every stage, yielding the response stream. */
+  async *execute(): AsyncGenerator<Response> {
+    checkStudyId(this.studyId);
+    if (!this.start.source)
+      throw new CuriaError('INVALID_ARGUMENT', 'start.source is required (ref or streamed)');
+    const inputMask = await this.decodeMask();
+    const settled = await this.validate(inputMask !== undefined);
+    const { model, plan } = settled;
+    const pre = await this.openPreprocess(settled);
+    const mask = inputMask ? this.maskForStudy(inputMask, pre, plan) : undefined;
+    const needs = mask?.needs ?? sliceNeeds(plan, pre.geometry.numCanonicalSlices);
     yield {
       msg: {
-        $case: 'headResult',
+        $case: 'geometry',
         value: {
-          head: res.head ?? plan.heads[i]!.info,
-          prediction: res.prediction,
-          slices: s.returnSlicePredictions ? res.slices : [],
+          geometry: pre.geometry.geometry,
+          numCanonicalSlices: pre.geometry.numCanonicalSlices,
+          model,
+          heads: plan.heads.map((h) => h.info),
         },
       },
     };
+    const headInputs = new Map<number, (common.Tensor | undefined)[]>();
+    const embedded = yield* this.embed(pre, settled, needs, mask, headInputs);
+    yield* this.predict(settled, needs, headInputs);
+    this.timed('total', performance.now() - this.t0);
+    this.deps.log.info(
+      { study_id: this.studyId, slices: embedded, hits: this.hits, misses: this.misses },
+      'analysis done',
+    );
+    yield {
+      msg: {
+        $case: 'done',
+        value: {
+          timings: this.timings,
+          cache: { hits: this.hits, misses: this.misses },
+          model,
+          demoWeights: model.demoWeights || plan.heads.some((h) => h.info.demo),
+          slicesEmbedded: embedded,
+        },
+      },
+    };
+  }
+
+  /** Stops every stage call still running. */
+  close(): void {
+    this.context.signal.removeEventListener('abort', this.onCallerAbort);
+    this.study.abort();
+  }
+
+  private timed(stage: string, ms: number): void {
+    this.timings.push({ stage, millis: ms });
+    this.deps.metrics.stage.observe({ stage }, ms / 1000);
+  }
+
+  /** Decodes `start.mask` once per study, before any stage call, so a malformed mask costs no backend work. */
+  private async decodeMask(): Promise<InputGridMask | undefined> {
+    if (!this.start.mask) return undefined;
+    const t = performance.now();
+    const mask = await decodeInputMask(
+      this.start.mask,
+      { maxVoxels: this.deps.env.CURIA_GATEWAY_MAX_MASK_VOXELS },
+      this.context.signal,
+    );
+    this.timed('mask', performance.now() - t);
+    return mask;
+  }
+
+  /**
+   * Resolves the model and every head, checks each head against the model, and plans the
+   * outputs: a typo or a mismatch fails here, in milliseconds, before any stage work.
+   */
+  private async validate(hasMask: boolean): Promise<Settled> {
+    const s = this.start;
+    const now = Date.now();
+    const deadline = new Date(
+      Math.min(
+        this.context.deadline?.getTime() ?? Infinity,
+        now + this.deps.env.CURIA_GATEWAY_DEFAULT_DEADLINE_MS,
+      ),
+    );
+    const deadlines = stageDeadlines(deadline, now, s.heads.length > 0);
+    const [model, headInfos] = await Promise.all([
+      this.deps.stages.resolveModel(s.model, this.signal, 'model'),
+      this.deps.stages.resolveHeads(s.heads, this.signal),
+    ]);
+    const modelRef = `${model.name}@${model.version}`;
+    for (const h of headInfos) checkHeadModel(`${h.name}@${h.version}`, h.model, modelRef);
+    const plan = planAnalysis(
+      { embeddingOutputs: s.embeddingOutputs, embeddingSelection: s.embeddingSelection, hasMask },
+      headInfos,
+    );
+    if (plan.outputs.length === 0) {
+      throw new CuriaError('INVALID_ARGUMENT', 'nothing to compute: name heads and/or embedding_outputs');
+    }
+    return { model, plan, deadlines };
+  }
+
+  /** Opens the Preprocess call (forwarding an upload) and waits for the study's geometry. */
+  private async openPreprocess({ model, plan, deadlines }: Settled): Promise<PreprocessStream> {
+    const s = this.start;
+    const { env, stages, metrics, log } = this.deps;
+    const modelRef = `${model.name}@${model.version}`;
+    const bundle =
+      s.preprocess?.modelBundle || ((await stages.preprocessKnows(modelRef, this.signal)) ? modelRef : '');
+    const options: common.PreprocessOptions = {
+      modelBundle: bundle,
+      clipBelowAir: s.preprocess?.clipBelowAir,
+      outputDtype: s.preprocess?.outputDtype ?? 0,
+      selection: preprocessSelection(plan),
+    };
+    log.info(
+      { study_id: this.studyId, heads: s.heads.length, outputs: plan.outputs.length },
+      'analysis started',
+    );
+    return withSpan('gateway.preprocess.open', { 'curia.study_id': this.studyId }, () =>
+      openPreprocess(stages.preprocess, {
+        start: { header: s.header, source: s.source, options },
+        upload: s.source?.$case === 'streamed' ? uploadChunks(this.input) : undefined,
+        maxUploadBytes: env.CURIA_GATEWAY_MAX_UPLOAD_BYTES,
+        uploadLimitName: 'CURIA_GATEWAY_MAX_UPLOAD_BYTES',
+        attempts: env.CURIA_GATEWAY_STAGE_ATTEMPTS,
+        signal: this.signal,
+        deadline: deadlines.pipeline,
+        onRetry: () => metrics.retries.inc({ stage: 'preprocess' }),
+        onUploadDone: (ms) => this.timed('upload', ms),
+      }),
+    );
+  }
+
+  /**
+   * Checks the decoded mask against the study's input grid, and restricts the mask's consumers to
+   * slices where the resized mask is non-empty.
+   */
+  private maskForStudy(mask: InputGridMask, pre: PreprocessStream, plan: AnalysisPlan): StudyMask {
+    const g = pre.geometry;
+    checkMaskGrid(mask, g.geometry?.input);
+    const height = g.spec?.height ?? 0;
+    const width = g.spec?.width ?? 0;
+    if (!g.geometry) throw new CuriaError('INTERNAL', 'preprocess sent no canonical geometry');
+    const sampler = new CanonicalMaskSampler(mask, g.geometry, height, width);
+    if (sampler.sliceCount !== g.numCanonicalSlices) {
+      throw new CuriaError('INTERNAL', 'preprocess announced a slice count that differs from its geometry');
+    }
+    const needs = restrictToMask(
+      plan,
+      sliceNeeds(plan, g.numCanonicalSlices),
+      (k) => sampler.covers(k),
+      `${height}x${width}`,
+    );
+    this.deps.log.info(
+      { study_id: this.studyId, mask_voxels: mask.inside, empty_mask_slices: needs.emptyMask.size },
+      'mask decoded',
+    );
+    return { sampler, needs, placeholder: wholeImageMask(height, width) };
+  }
+
+  /**
+   * Streams the preprocessed slices through the cache or Embed, yields the requested embeddings
+   * in canonical order, and keeps each head's inputs in `headInputs`. Returns the slice count.
+   */
+  private async *embed(
+    pre: PreprocessStream,
+    { model, plan, deadlines }: Settled,
+    needs: SliceNeeds,
+    mask: StudyMask | undefined,
+    headInputs: Map<number, (common.Tensor | undefined)[]>,
+  ): AsyncGenerator<Response, number> {
+    const { env, stages, cache, metrics } = this.deps;
+    const t = performance.now();
+    const headSlices = new Set(needs.headSlices.flat());
+    const select = (slice: {
+      mapping?: common.SliceMapping;
+      pixels?: common.Tensor;
+    }): SliceRequest | undefined => {
+      const idx = slice.mapping!.canonicalIndex;
+      const outputs = needs.outputs.get(idx);
+      if (!outputs) return undefined;
+      if (!mask || !plan.usesMask) return { outputs };
+      const { sampler } = mask;
+      if (
+        slice.mapping!.inputSliceIndex !== sampler.inputSliceIndex(idx) ||
+        slice.pixels!.shape[1] !== sampler.height ||
+        slice.pixels!.shape[2] !== sampler.width
+      ) {
+        throw new CuriaError('INTERNAL', `preprocess slice ${idx} disagrees with the announced geometry`);
+      }
+      const empty = mask.needs.emptyMask.has(idx);
+      return empty
+        ? { outputs, mask: mask.placeholder, discard: mask.needs.maskOutputs }
+        : { outputs, mask: sampler.tensor(idx) };
+    };
+    const total = pre.geometry.selectedCount;
+    let count = 0;
+    let lastProgress = 0;
+    for await (const e of embedStudy(pre.slices(), {
+      client: stages.embed,
+      model,
+      outputs: plan.outputs,
+      studyId: this.studyId,
+      select,
+      cache,
+      window: env.CURIA_GATEWAY_EMBED_WINDOW,
+      attempts: env.CURIA_GATEWAY_STAGE_ATTEMPTS,
+      signal: this.signal,
+      deadline: deadlines.pipeline,
+      onRetry: () => metrics.retries.inc({ stage: 'embed' }),
+    })) {
+      count++;
+      if (e.cached) this.hits++;
+      else this.misses++;
+      const idx = e.mapping.canonicalIndex;
+      if (needs.embeddingSlices.has(idx)) {
+        yield {
+          msg: {
+            $case: 'embedding',
+            value: {
+              mapping: e.mapping,
+              features: plan.embeddingIndex.map((o, requestIndex) => ({
+                requestIndex,
+                tensor: e.features[o],
+              })),
+            },
+          },
+        };
+      }
+      if (headSlices.has(idx)) headInputs.set(idx, [...e.features]);
+      const now = performance.now();
+      if (now - lastProgress > 200) {
+        lastProgress = now;
+        yield progress('embed', count, total);
+      }
+    }
+    metrics.cacheHits.inc(this.hits);
+    metrics.cacheMisses.inc(this.misses);
+    this.timed('preprocess', pre.elapsedMs());
+    this.timed('embed', performance.now() - t);
+    yield progress('embed', count, total, `${this.misses} embedded, ${this.hits} from cache`);
+    return count;
+  }
+
+  /** Calls Predict for every head concurrently and yields each result as soon as it is ready. */
+  private async *predict(
+    { model, plan, deadlines }: Settled,
+    needs: SliceNeeds,
+    inputs: ReadonlyMap<number, (common.Tensor | undefined)[]>,
+  ): AsyncGenerator<Response> {
+    if (plan.heads.length === 0) return;
+    const t = performance.now();
+    const s = this.start;
+    const modelRef = `${model.name}@${model.version}`;
+    const pending = new Map<number, Promise<{ i: number; res: heads.PredictResponse }>>();
+    plan.heads.forEach((h, i) => {
+      const slices: heads.SliceFeatures[] = needs.headSlices[i]!.map((idx) => ({
+        sliceId: idx,
+        features: h.outputIndex.map((o, requestIndex) => ({ requestIndex, tensor: inputs.get(idx)?.[o] })),
+      }));
+      const call = withSpan(
+        'gateway.heads.predict',
+        { 'curia.head': h.ref, 'curia.slices': slices.length },
+        () =>
+          this.deps.stages.heads.predict(
+            { head: h.ref, model: modelRef, slices, survivalTimes: s.survivalTimes },
+            { signal: this.signal, deadline: deadlines.heads },
+          ),
+      )
+        .then((res) => ({ i, res }))
+        .catch((err: unknown) => {
+          throw stageError('heads', err, { signal: this.signal });
+        });
+      call.catch(() => undefined); // observed by the race below; never an unhandled rejection
+      pending.set(i, call);
+    });
+    while (pending.size > 0) {
+      const { i, res } = await Promise.race(pending.values());
+      pending.delete(i);
+      yield {
+        msg: {
+          $case: 'headResult',
+          value: {
+            head: res.head ?? plan.heads[i]!.info,
+            prediction: res.prediction,
+            slices: s.returnSlicePredictions ? res.slices : [],
+          },
+        },
+      };
+    }
+    this.timed('heads', performance.now() - t);
+  }
+}
+
+/** The caller's upload after `start`: every later message must be a chunk. */
+async function* uploadChunks(input: Requests): AsyncGenerator<common.FileChunk> {
+  for (;;) {
+    const next = await input.next();
+    if (next.done) return;
+    const m = next.value.msg;
+    if (m?.$case !== 'chunk') {
+      throw new CuriaError('INVALID_ARGUMENT', 'after `start`, every AnalyzeStudy message must be a `chunk`');
+    }
+    yield m.value;
   }
 }

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 
 import { common } from '@curia/proto';
+import { featureKey } from '@curia/stages';
 
-import { featureKey, planAnalysis, preprocessSelection, sliceNeeds } from './plan.js';
+import { planAnalysis, preprocessSelection, sliceNeeds } from './plan.js';
 
 const cls: common.FeatureRequest = {
   kind: { $case: 'cls', value: { prenorm: false } },

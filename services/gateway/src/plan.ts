@@ -1,16 +1,13 @@
+import { MAX_FEATURE_OUTPUTS, MAX_STUDY_HEADS } from '@curia/client';
 import { CuriaError } from '@curia/errors';
-import { common } from '@curia/proto';
+import type { common } from '@curia/proto';
+import { featureKey } from '@curia/stages';
 import {
   resolveSelection,
   selectionFromWire,
   type SliceSelection,
   type WireSliceSelection,
 } from '@curia/volume';
-
-/** Most heads one AnalyzeStudy may name (the contract's limit). */
-export const MAX_HEADS = 32;
-/** Most distinct backbone outputs one Embed stream may carry (EmbedService's limit). */
-export const MAX_OUTPUTS = 16;
 
 /** A head resolved for this study and where its inputs sit in the shared output list. */
 export interface PlannedHead {
@@ -39,24 +36,6 @@ export interface AnalysisPlan {
   readonly usesMask: boolean;
 }
 
-/** A stable string for a feature request: the same request always gives the same key. */
-export function featureKey(f: common.FeatureRequest): string {
-  const dtype = f.dtype === common.DType.UNSPECIFIED ? common.DType.F32 : f.dtype;
-  const k = f.kind;
-  const d = common.DType[dtype] ?? String(dtype);
-  if (!k) throw new CuriaError('INVALID_ARGUMENT', 'a feature request has no kind (cls, patch_tokens, ...)');
-  switch (k.$case) {
-    case 'lastHiddenState':
-      return `${k.$case}:${d}`;
-    case 'cls':
-    case 'patchTokens':
-    case 'maskPooled':
-      return `${k.$case}:${k.value.prenorm ? 'pre' : 'post'}:${d}`;
-    case 'avgPooledTokens':
-      return `avg${k.value.kernelSize}:${k.value.prenorm ? 'pre' : 'post'}:${d}`;
-  }
-}
-
 /**
  * Builds the plan of a study: validates the requested outputs and heads, merges identical
  * feature requests, and records which slices each consumer reads.
@@ -69,10 +48,10 @@ export function planAnalysis(
   },
   heads: readonly common.HeadInfo[],
 ): AnalysisPlan {
-  if (heads.length > MAX_HEADS) {
+  if (heads.length > MAX_STUDY_HEADS) {
     throw new CuriaError(
       'INVALID_ARGUMENT',
-      `heads names ${heads.length} heads; at most ${MAX_HEADS} per study`,
+      `heads names ${heads.length} heads; at most ${MAX_STUDY_HEADS} per study`,
     );
   }
   const outputs: common.FeatureRequest[] = [];
@@ -107,10 +86,10 @@ export function planAnalysis(
       selection: selectionFromWire(req.slices, `head '${ref}' requirements.slices`),
     };
   });
-  if (outputs.length > MAX_OUTPUTS) {
+  if (outputs.length > MAX_FEATURE_OUTPUTS) {
     throw new CuriaError(
       'INVALID_ARGUMENT',
-      `the heads and embedding_outputs need ${outputs.length} distinct backbone outputs; at most ${MAX_OUTPUTS}`,
+      `the heads and embedding_outputs need ${outputs.length} distinct backbone outputs; at most ${MAX_FEATURE_OUTPUTS}`,
     );
   }
   const usesMask = outputs.some((f) => f.kind?.$case === 'maskPooled');

@@ -9,7 +9,10 @@ import {
   Status,
   type Channel,
 } from '@curia/client';
-import { CuriaServer, loadConfig, RETRY_AFTER_TRAILER } from '@curia/kit';
+import { CuriaError } from '@curia/errors';
+import { CuriaServer, loadConfig, RETRY_AFTER_TRAILER, serviceEnvSchema } from '@curia/kit';
+import { heads } from '@curia/proto';
+import { startFakeEmbedServer } from '@curia/stages/testing';
 
 import { gatewayEnvSchema } from './config.js';
 import { setupGateway } from './service.js';
@@ -151,4 +154,66 @@ describe('GatewayService', () => {
     expect((err as ClientError).details).toMatch(/^embed: /);
     expect(performance.now() - t0).toBeLessThan(8000);
   });
+
+  it('refuses a head trained on another version of the model before any stage work (FAILED_PRECONDITION)', async () => {
+    const embed = await startFakeEmbedServer({
+      models: [
+        { name: 'm', version: '1', sha256: 'a', demoWeights: true, isDefault: true },
+        { name: 'm', version: '2', sha256: 'b', demoWeights: true, isDefault: false },
+      ],
+    });
+    const heads = await startFakeHeads({ name: 'organ', version: '1', model: 'm@1' });
+    try {
+      // Preprocess is unreachable: reaching it would fail with UNAVAILABLE, not FAILED_PRECONDITION.
+      const { client } = await startGateway({
+        CURIA_EMBED_TARGET: `127.0.0.1:${embed.port}`,
+        CURIA_HEADS_TARGET: `127.0.0.1:${heads.port}`,
+      });
+      const analyse = async (model: string) => {
+        for await (const _ of client.analyzeStudy(streamOf([start({ model, heads: ['organ'] })])));
+      };
+      await expect(analyse('m@2')).rejects.toMatchObject({
+        code: Status.FAILED_PRECONDITION,
+        details: expect.stringMatching(/head 'organ@1' was trained on model 'm@1', not on 'm@2'/) as unknown,
+      });
+      for (const ok of ['m@1', 'm', '']) {
+        await expect(analyse(ok)).rejects.toMatchObject({
+          code: Status.UNAVAILABLE,
+          details: expect.stringMatching(/^preprocess: /) as unknown,
+        });
+      }
+      expect(embed.seen.streams).toBe(0);
+    } finally {
+      await Promise.all([embed.close(), heads.close()]);
+    }
+  });
 });
+
+/** A HeadsService on port 0 that knows one head (GetHead); its other rpcs are never called here. */
+async function startFakeHeads(head: Partial<common.HeadInfo>) {
+  const server = new CuriaServer({
+    name: 'heads',
+    env: loadConfig(serviceEnvSchema, { CURIA_GRPC_HOST: '127.0.0.1', CURIA_LOG_LEVEL: 'silent' }),
+  });
+  const info = common.HeadInfo.fromPartial({
+    ...head,
+    requirements: {
+      features: [{ kind: { $case: 'cls', value: { prenorm: false } }, dtype: common.DType.F32 }],
+      slices: { selection: { $case: 'all', value: {} } },
+    },
+  });
+  const unimplemented = () => Promise.reject(new CuriaError('UNIMPLEMENTED', 'fake'));
+  server.add(heads.HeadsServiceDefinition, {
+    getInfo: unimplemented,
+    listHeads: unimplemented,
+    predict: unimplemented,
+    fit: unimplemented,
+    getHead: (req) =>
+      req.name === info.name
+        ? Promise.resolve({ head: info })
+        : Promise.reject(new CuriaError('NOT_FOUND', `head '${req.name}' is unknown`)),
+  });
+  const ports = await server.start();
+  server.setServing(true);
+  return { port: ports.grpcPort, close: () => server.shutdown() };
+}

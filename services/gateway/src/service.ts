@@ -7,11 +7,10 @@ import {
   type ServiceHooks,
 } from '@curia/kit';
 import { descriptorSet, gateway } from '@curia/proto';
+import { EmbeddingCache, StageClients } from '@curia/stages';
 
 import { analyzeStudy, type AnalyzeDeps } from './analyze.js';
-import { Backends } from './backends.js';
 import { gatewayEnvSchema, type GatewayEnv } from './config.js';
-import { EmbeddingCache } from './embedding-cache.js';
 import { createGatewayMetrics } from './metrics.js';
 
 /** The gateway service implementation over its stage clients, cache and metrics. */
@@ -23,8 +22,8 @@ export function createGatewayService(
   return {
     getInfo: async (_req, context) => {
       const [models, heads] = await Promise.all([
-        deps.backends.listModels(context.signal).catch(() => []),
-        deps.backends.listHeads(context.signal),
+        deps.stages.listModels(context.signal).catch(() => []),
+        deps.stages.listHeads(context.signal),
       ]);
       return {
         info: serviceInfo(gateway.GatewayServiceDefinition.fullName, env, {
@@ -65,7 +64,14 @@ export function createGatewayService(
 /** Creates the stage clients, the embedding cache and registers GatewayService on `server`. */
 export function setupGateway(server: CuriaServer, env: GatewayEnv): ServiceHooks {
   const metrics = createGatewayMetrics(server.metrics);
-  const backends = new Backends(env, (stage) => metrics.retries.inc({ stage }));
+  const stages = new StageClients(
+    { preprocess: env.CURIA_PREPROCESS_TARGET, embed: env.CURIA_EMBED_TARGET, heads: env.CURIA_HEADS_TARGET },
+    {
+      attempts: env.CURIA_GATEWAY_STAGE_ATTEMPTS,
+      catalogTtlMs: env.CURIA_GATEWAY_CATALOG_TTL_MS,
+      onRetry: (stage) => metrics.retries.inc({ stage }),
+    },
+  );
   const cache = new EmbeddingCache(env.CURIA_GATEWAY_CACHE_MAX_BYTES, {
     onEvict: (n) => metrics.cacheEvictions.inc(n),
     onSize: (bytes, entries) => {
@@ -75,9 +81,9 @@ export function setupGateway(server: CuriaServer, env: GatewayEnv): ServiceHooks
   });
   server.add(
     gateway.GatewayServiceDefinition,
-    createGatewayService(env, { env, backends, cache, metrics, log: server.log }),
+    createGatewayService(env, { env, stages, cache, metrics, log: server.log }),
   );
-  return { close: () => Promise.resolve(backends.close()) };
+  return { close: () => Promise.resolve(stages.close()) };
 }
 
 /** Process entry: serve GatewayService until SIGTERM. */

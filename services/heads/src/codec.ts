@@ -1,17 +1,8 @@
-import { CuriaError } from '@curia/errors';
+import { FLOAT_DTYPES, wireFloats } from '@curia/client';
 import type { FeatureRequirement, FeatureSpec, Head, HeadOutput } from '@curia/heads';
 import { common } from '@curia/proto';
-import { toFloat32, type DType } from '@curia/tensors';
 
 import type { StoredHead } from './store.js';
-
-const invalid = (msg: string): CuriaError => new CuriaError('INVALID_ARGUMENT', msg);
-
-const FLOAT_DTYPES: ReadonlyMap<common.DType, DType> = new Map([
-  [common.DType.F32, 'F32'],
-  [common.DType.F16, 'F16'],
-  [common.DType.BF16, 'BF16'],
-]);
 
 /** A decoded float tensor: values (always a fresh or safely aligned Float32Array) and its shape. */
 export interface DecodedTensor {
@@ -24,33 +15,8 @@ export interface DecodedTensor {
  * and rejecting NaN/Inf; INVALID_ARGUMENT names `field`. Never echoes values.
  */
 export function decodeFloatTensor(t: common.Tensor | undefined, field: string): DecodedTensor {
-  if (!t) throw invalid(`${field} is missing`);
-  const dtype = FLOAT_DTYPES.get(t.dtype);
-  if (!dtype) {
-    throw invalid(
-      `${field}.dtype must be D_TYPE_F32, D_TYPE_F16 or D_TYPE_BF16 (got ${common.dTypeToJSON(t.dtype)})`,
-    );
-  }
-  const shape = t.shape;
-  let n = 1;
-  for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) throw invalid(`${field}.shape has an invalid dimension ${d}`);
-    n *= d;
-  }
-  const itemsize = dtype === 'F32' ? 4 : 2;
-  if (t.data.byteLength !== n * itemsize) {
-    throw invalid(
-      `${field}.data has ${t.data.byteLength} bytes; dtype ${dtype} and shape [${shape.join(', ')}] need ${n * itemsize}`,
-    );
-  }
-  // toFloat32 copies misaligned input with `.slice()`, which on a Node Buffer (what grpc-js decodes
-  // into) is a view of the whole pool; hand it a plain aligned copy instead.
-  const data = t.data.byteOffset % 4 === 0 ? t.data : new Uint8Array(t.data);
-  const values = toFloat32({ dtype, shape, data });
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i]!)) throw invalid(`${field} contains NaN or Inf (element ${i})`);
-  }
-  return { values, shape };
+  const values = wireFloats(t, field, { dtypes: FLOAT_DTYPES, finite: true });
+  return { values, shape: t!.shape };
 }
 
 /** A little-endian F32 wire tensor (copies the values). */

@@ -1,3 +1,4 @@
+import { checkHeadModel, modelsCompatible, parseRef } from '@curia/client';
 import { CuriaError } from '@curia/errors';
 import { fitHead, type HeadOutput } from '@curia/heads';
 import {
@@ -14,7 +15,7 @@ import { featureRequestOf, headInfoOf, predictionsOf } from './codec.js';
 import { headsEnvSchema, type HeadsEnv } from './config.js';
 import { readFitStream } from './fit-request.js';
 import { decodePredictFeatures } from './predict-features.js';
-import { HeadStore, parseHeadRef, type StoredHead } from './store.js';
+import { HeadStore, type StoredHead } from './store.js';
 import { trainingMetadataOf } from './training.js';
 
 type FitContext = Parameters<heads.HeadsServiceImplementation<CuriaCallContext>['fit']>[1];
@@ -159,8 +160,8 @@ export function createHeadsService(
       counted('ListHeads', () => {
         let list = req.allVersions ? store.all() : store.latest();
         if (req.model) {
-          const { name } = parseHeadRef(req.model, 'model');
-          list = list.filter((s) => s.service.model === req.model || s.service.model.split('@')[0] === name);
+          parseRef(req.model, 'model');
+          list = list.filter((s) => s.service.model !== '' && modelsCompatible(s.service.model, req.model));
           if (list.length === 0)
             throw new CuriaError('NOT_FOUND', `no head was trained on model '${req.model}'`);
         }
@@ -175,19 +176,10 @@ export function createHeadsService(
       }),
     predict: (req, context) =>
       counted('Predict', async () => {
-        const ref = parseHeadRef(req.head, 'head');
+        const ref = parseRef(req.head, 'head');
         const s = store.get(ref.name, ref.version);
         const head = s.head;
-        if (req.model && s.service.model) {
-          const want = s.service.model;
-          const same = req.model === want || (!req.model.includes('@') && want.split('@')[0] === req.model);
-          if (!same) {
-            throw new CuriaError(
-              'FAILED_PRECONDITION',
-              `head '${head.meta.name}@${head.meta.version}' was trained on model '${want}', features come from '${req.model}'`,
-            );
-          }
-        }
+        checkHeadModel(`${head.meta.name}@${head.meta.version}`, s.service.model, req.model);
         checkSurvivalTimes(req.survivalTimes);
         const headRef = `${head.meta.name}@${head.meta.version}`;
         let code = 'OK';

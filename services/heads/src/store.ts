@@ -44,17 +44,6 @@ export function compareVersions(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** Splits "name@version" (version optional). */
-export function parseHeadRef(ref: string, field: string): { name: string; version: string } {
-  const at = ref.indexOf('@');
-  const name = (at < 0 ? ref : ref.slice(0, at)).trim();
-  const version = at < 0 ? '' : ref.slice(at + 1).trim();
-  if (!name) throw new CuriaError('INVALID_ARGUMENT', `${field} must name a head ("name" or "name@version")`);
-  if (at >= 0 && !version)
-    throw new CuriaError('INVALID_ARGUMENT', `${field} has an empty version after '@'`);
-  return { name, version };
-}
-
 /**
  * The versioned head store on disk (`<root>/<name>/<version>/`), mirrored in memory. Versions are
  * immutable; `add` writes a new version atomically (temp dir + rename) and serves it at once.

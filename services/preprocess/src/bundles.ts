@@ -1,6 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
+import { parseRef, refMatches } from '@curia/client';
 import { CuriaError } from '@curia/errors';
 import { loadBundle, type BundleManifest } from '@curia/model';
 import { CURIA_DEFAULT_PREPROCESS_SPEC, type PreprocessSpec } from '@curia/volume';
@@ -57,9 +58,7 @@ export async function resolveBundleSpec(
   signal?: AbortSignal,
 ): Promise<ResolvedSpec> {
   if (name === '') return { bundle: '', spec: CURIA_DEFAULT_PREPROCESS_SPEC };
-  const at = name.lastIndexOf('@');
-  const wantName = at > 0 ? name.slice(0, at) : name;
-  const wantVersion = at > 0 ? name.slice(at + 1) : undefined;
+  const ref = parseRef(name, 'options.model_bundle');
   if (!bundlesDir) {
     throw new CuriaError(
       'NOT_FOUND',
@@ -67,7 +66,7 @@ export async function resolveBundleSpec(
     );
   }
   const match = (await listBundles(bundlesDir, signal))
-    .filter((m) => m.name === wantName && (wantVersion === undefined || m.version === wantVersion))
+    .filter((m) => refMatches(ref, m.name, m.version))
     .sort(byVersionDesc)[0];
   if (!match) {
     throw new CuriaError(

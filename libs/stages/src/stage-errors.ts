@@ -2,8 +2,8 @@ import { ClientError, Status, type Metadata } from '@curia/client';
 import { CuriaError, isCuriaError, type ErrorCode } from '@curia/errors';
 import { isAbortError, RETRY_AFTER_TRAILER } from '@curia/kit';
 
-/** The stages the gateway calls. */
-export type Stage = 'preprocess' | 'embed' | 'heads';
+/** A stage service, as named in error messages and metric labels (e.g. `preprocess`, `embed`). */
+export type Stage = string;
 
 const CODE_OF: Partial<Record<Status, ErrorCode>> = {
   [Status.INVALID_ARGUMENT]: 'INVALID_ARGUMENT',

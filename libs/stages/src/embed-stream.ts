@@ -6,6 +6,9 @@ import { delay } from 'abort-controller-x';
 
 import { isUnavailable, stageError, TrailerCapture } from './stage-errors.js';
 
+/** An EmbedService client (the bulk definition, or the generated one). */
+export type EmbedClient = Client<typeof embed.EmbedServiceDefinition, CuriaCallOptions>;
+
 /** One slice to embed: `id` is echoed back (the canonical index). */
 export interface SliceToEmbed {
   readonly id: number;
@@ -43,7 +46,7 @@ export interface EmbedStreamOptions {
  * caller sees no gap and no duplicate. No call is opened when `source` is empty.
  */
 export async function* embedSlices(
-  client: Client<typeof embed.EmbedServiceDefinition, CuriaCallOptions>,
+  client: EmbedClient,
   source: AsyncIterable<SliceToEmbed>,
   opts: EmbedStreamOptions,
 ): AsyncGenerator<{ slice: SliceToEmbed; features: common.Feature[] }> {

@@ -1,22 +1,32 @@
 import type { Client, CuriaCallOptions } from '@curia/client';
 import { CuriaError } from '@curia/errors';
-import type { gateway, preprocess } from '@curia/proto';
+import type { common, preprocess } from '@curia/proto';
 import { delay } from 'abort-controller-x';
 
 import { isUnavailable, stageError, TrailerCapture } from './stage-errors.js';
 
+/** A PreprocessService client (the bulk definition, or the generated one). */
+export type PreprocessClient = Client<typeof preprocess.PreprocessServiceDefinition, CuriaCallOptions>;
+
 /** Options of {@link openPreprocess}. */
 export interface PreprocessStreamOptions {
   readonly start: preprocess.PreprocessStart;
-  /** The caller's remaining request stream when the study is uploaded (chunks are forwarded as they come). */
-  readonly upload: AsyncIterator<gateway.AnalyzeStudyRequest> | undefined;
+  /**
+   * The study's file chunks when it is uploaded (`start.source` is `streamed`), forwarded as they
+   * come, never buffered. Errors it throws (a caller's malformed upload) reach the caller as they
+   * are, not as a stage failure.
+   */
+  readonly upload?: AsyncIterator<common.FileChunk> | undefined;
+  /** Largest upload forwarded, bytes (RESOURCE_EXHAUSTED beyond, naming `uploadLimitName`). */
   readonly maxUploadBytes: number;
-  /** Attempts on UNAVAILABLE before the first answer (only for `ref` sources: an upload cannot be replayed). */
+  /** What to call the upload limit in the RESOURCE_EXHAUSTED message (an environment variable). */
+  readonly uploadLimitName: string;
+  /** Attempts on UNAVAILABLE before the first answer (only without an upload: an upload cannot be replayed). */
   readonly attempts: number;
   readonly signal: AbortSignal;
   readonly deadline?: Date | undefined;
   readonly onRetry?: () => void;
-  /** Called once the caller has half-closed the upload, with its duration. */
+  /** Called once the upload has been forwarded completely, with its duration. */
   readonly onUploadDone?: (ms: number) => void;
 }
 
@@ -32,12 +42,12 @@ export interface PreprocessStream {
 }
 
 /**
- * Opens a PreprocessService stream for the study, forwarding uploaded chunks without buffering
- * them, and waits for the geometry. A `ref` study is retried on another replica when the first
- * one is UNAVAILABLE before answering.
+ * Opens a PreprocessService stream for a study, forwarding uploaded chunks without buffering
+ * them, and waits for the geometry. A study given by reference is retried on another replica when
+ * the first one is UNAVAILABLE before answering.
  */
 export async function openPreprocess(
-  client: Client<typeof preprocess.PreprocessServiceDefinition, CuriaCallOptions>,
+  client: PreprocessClient,
   o: PreprocessStreamOptions,
 ): Promise<PreprocessStream> {
   const t0 = performance.now();
@@ -52,21 +62,14 @@ export async function openPreprocess(
       for (;;) {
         const next = await o.upload.next();
         if (next.done) break;
-        const m = next.value.msg;
-        if (m?.$case !== 'chunk') {
-          throw new CuriaError(
-            'INVALID_ARGUMENT',
-            'after `start`, every AnalyzeStudy message must be a `chunk`',
-          );
-        }
-        bytes += m.value.data.byteLength;
+        bytes += next.value.data.byteLength;
         if (bytes > o.maxUploadBytes) {
           throw new CuriaError(
             'RESOURCE_EXHAUSTED',
-            `the upload exceeds ${o.maxUploadBytes} bytes (CURIA_GATEWAY_MAX_UPLOAD_BYTES); use start.ref for large studies`,
+            `the upload exceeds ${o.maxUploadBytes} bytes (${o.uploadLimitName}); use start.ref for large studies`,
           );
         }
-        yield { msg: { $case: 'chunk', value: m.value } };
+        yield { msg: { $case: 'chunk', value: next.value } };
       }
       o.onUploadDone?.(performance.now() - t0);
     } catch (err) {
