@@ -13,8 +13,11 @@ export interface NiftiWriteOptions {
   readonly voxelBytes: Uint8Array;
   /** Voxel-to-RAS affine, row-major 4x4. */
   readonly affine: readonly number[];
-  /** 'sform' writes srow (sform_code 1, qform_code 0); 'qform' writes a quaternion (qform_code 1, sform_code 0). */
-  readonly transform?: 'sform' | 'qform' | 'none';
+  /**
+   * 'sform' writes srow (sform_code 1, qform_code 0); 'qform' writes a quaternion (qform_code 1,
+   * sform_code 0); 'both' writes both (codes 1), as label maps meant for any viewer should.
+   */
+  readonly transform?: 'sform' | 'qform' | 'both' | 'none';
   readonly sclSlope?: number;
   readonly sclInter?: number;
   /** Override dim[0] (defaults to dims.length). */
@@ -65,12 +68,13 @@ export function writeNifti(o: NiftiWriteOptions): Uint8Array {
   const dv = new DataView(out.buffer);
   const transform = o.transform ?? 'sform';
   const q = affineToQuaternion(o.affine);
-  const pixdim = [transform === 'qform' ? q.qfac : 1, ...q.zooms, 1, 1, 1, 1];
+  const withQform = transform === 'qform' || transform === 'both';
+  const pixdim = [withQform ? q.qfac : 1, ...q.zooms, 1, 1, 1, 1];
   const dim = [o.ndim ?? o.dims.length, ...o.dims];
   while (dim.length < 8) dim.push(1);
   const srow = o.affine.slice(0, 12);
-  const qform = transform === 'qform' ? 1 : 0;
-  const sform = transform === 'sform' ? 1 : 0;
+  const qform = withQform ? 1 : 0;
+  const sform = transform === 'sform' || transform === 'both' ? 1 : 0;
   if (version === 1) {
     dv.setInt32(0, hdrSize, le);
     for (let i = 0; i < 8; i++) dv.setInt16(40 + 2 * i, dim[i]!, le);

@@ -1,23 +1,8 @@
 import { CuriaError } from '@curia/errors';
 import { common } from '@curia/proto';
+import { nearestSourceIndices } from '@curia/volume';
 
 import type { InputGridMask } from './input-mask.js';
-
-/**
- * Source index of each output pixel for a nearest-neighbour resize from `inSize` to `outSize`,
- * at the pixel centres the bicubic resize uses (align_corners=False): src = (dst + 0.5) · in/out − 0.5,
- * rounded half up and clamped to the image. (Rounding half up of that is floor((dst + 0.5) · in/out):
- * torch's `nearest-exact`.)
- */
-export function nearestSourceIndices(inSize: number, outSize: number): Int32Array {
-  const out = new Int32Array(outSize);
-  const scale = inSize / outSize;
-  for (let d = 0; d < outSize; d++) {
-    const s = Math.floor((d + 0.5) * scale);
-    out[d] = Math.min(inSize - 1, Math.max(0, s));
-  }
-  return out;
-}
 
 interface Axis {
   readonly inputAxis: number;

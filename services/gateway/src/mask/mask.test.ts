@@ -11,7 +11,7 @@ import {
   type Geometry,
 } from '@curia/volume';
 
-import { CanonicalMaskSampler, nearestSourceIndices } from './canonical-mask.js';
+import { CanonicalMaskSampler } from './canonical-mask.js';
 import { checkMaskGrid, decodeInputMask, type InputGridMask } from './input-mask.js';
 
 const DIMS: [number, number, number] = [24, 20, 10];
@@ -106,15 +106,6 @@ const rejects = async (p: Promise<unknown>, code: string, re: RegExp): Promise<v
   expect((err as CuriaError).code).toBe(code);
   expect((err as CuriaError).message).toMatch(re);
 };
-
-describe('nearestSourceIndices', () => {
-  it('samples at the align_corners=False pixel centres', () => {
-    expect([...nearestSourceIndices(4, 8)]).toEqual([0, 0, 1, 1, 2, 2, 3, 3]);
-    expect([...nearestSourceIndices(8, 4)]).toEqual([1, 3, 5, 7]);
-    expect([...nearestSourceIndices(3, 3)]).toEqual([0, 1, 2]);
-    expect([...nearestSourceIndices(1, 5)]).toEqual([0, 0, 0, 0, 0]);
-  });
-});
 
 describe('decodeInputMask', () => {
   const limits = { maxVoxels: N };

@@ -1,0 +1,5 @@
+export * from './classes.js';
+export * from './grid.js';
+export * from './label-map.js';
+export * from './sample.js';
+export * from './token-targets.js';

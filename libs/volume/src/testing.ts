@@ -1,0 +1,2 @@
+// Test helpers for code built on this library (not used in production paths).
+export * from './testing/dicom-writer.js';
