@@ -13,7 +13,7 @@ describe('nearestSourceIndices', () => {
 
 describe('gridTaps', () => {
   const at = (t: ReturnType<typeof gridTaps>, s: number) =>
-    Array.from({ length: t.taps }, (_, i) => [t.index[s * t.taps + i], t.weight[s * t.taps + i]]);
+    Array.from({ length: t.taps }, (_, i) => [t.index[s * t.taps + i], t.weight[s * t.taps + i]! + 0]);
 
   it('puts source pixel centres on the grid at (s + 0.5)·grid/in − 0.5, repeating border cells', () => {
     // 4 source pixels on a 2-cell grid: coordinates -0.25, 0.25, 0.75, 1.25.

@@ -1,3 +1,5 @@
+import { cubicAa } from '../preprocess/resize.js';
+
 /**
  * How a canonical slice (rows × cols) lines up with the model's image grid (size × size pixels)
  * and its token grid (a (size / patch)² grid of patch tokens). The resize to the model grid uses
@@ -35,15 +37,6 @@ export interface GridTaps {
   readonly weight: Float32Array;
 }
 
-/** Keys cubic convolution kernel, a = −0.5 (the kernel of the image resize). */
-function keys(x: number): number {
-  const a = -0.5;
-  const t = Math.abs(x);
-  if (t <= 1) return ((a + 2) * t - (a + 3)) * t * t + 1;
-  if (t < 2) return (((t - 5) * t + 8) * t - 4) * a;
-  return 0;
-}
-
 /**
  * For each of `inSize` source pixels, the cells of a `gridSize` grid around its centre and their
  * interpolation weights, at the align_corners=False convention: pixel s sits at grid coordinate
@@ -67,7 +60,7 @@ export function gridTaps(inSize: number, gridSize: number, kernel: GridKernel): 
     } else {
       for (let d = -1; d <= 2; d++) {
         index[o + d + 1] = clamp(t0 + d);
-        weight[o + d + 1] = keys(f - d);
+        weight[o + d + 1] = cubicAa(f - d);
       }
     }
   }

@@ -15,7 +15,7 @@ export interface AxisWeights {
 }
 
 /** Keys cubic convolution kernel with a = -0.5 (the antialiased path of torch/PIL). */
-function cubicAa(x: number): number {
+export function cubicAa(x: number): number {
   const a = -0.5;
   const t = Math.abs(x);
   if (t < 1) return ((a + 2) * t - (a + 3)) * t * t + 1;
