@@ -8,6 +8,7 @@ export * from './lifecycle.js';
 export * from './logger.js';
 export * from './metrics.js';
 export * from './server.js';
+export * from './service-catalog.js';
 export * from './service-info.js';
 export * from './telemetry.js';
 export * from './run-service.js';

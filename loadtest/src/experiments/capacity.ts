@@ -6,7 +6,7 @@
  *
  *     node loadtest/dist/experiments/capacity.js [--quick]
  */
-import type { LocalCluster } from '@curia/cli';
+import { ANALYSIS_SERVICES, type LocalCluster } from '@curia/cli';
 
 import { COLORS, type Panel } from '../chart.js';
 import { OutputTail, replicaAddress, startCluster } from '../cluster.js';
@@ -112,7 +112,7 @@ const embedSteps = await withCluster(['embed'], async (c) => {
     client.close();
   }
 });
-const studySteps = await withCluster(['preprocess', 'embed', 'heads', 'gateway'], async (c) => {
+const studySteps = await withCluster([...ANALYSIS_SERVICES], async (c) => {
   const client = new RawClient(replicaAddress(c, 'gateway'));
   try {
     const scenario = analyzeScenario(client);

@@ -10,6 +10,8 @@
  *
  *     node loadtest/dist/experiments/faults.js [--quick]
  */
+import { ANALYSIS_SERVICES } from '@curia/cli';
+
 import { OutputTail, replicaAddress, replicaTargets, startCluster } from '../cluster.js';
 import { runLoad, type LoadOptions, type LoadResult } from '../generator.js';
 import { RawClient } from '../raw-client.js';
@@ -32,7 +34,7 @@ const panels: ReturnType<typeof timelinePanels> = [];
 
 const cluster = await startCluster(
   {
-    only: ['preprocess', 'embed', 'heads', 'gateway'],
+    only: [...ANALYSIS_SERVICES],
     replicas: { embed: 2 },
     env: { CURIA_SHUTDOWN_GRACE_MS: '20000' },
   },

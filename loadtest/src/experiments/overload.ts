@@ -6,7 +6,7 @@
  *
  *     node loadtest/dist/experiments/overload.js [--quick]
  */
-import type { LocalCluster } from '@curia/cli';
+import { ANALYSIS_SERVICES, type LocalCluster } from '@curia/cli';
 
 import { OutputTail, replicaAddress, replicaTargets, startCluster } from '../cluster.js';
 import { runLoad, type LoadResult } from '../generator.js';
@@ -58,7 +58,7 @@ const cases: Case[] = [
   },
   {
     name: 'AnalyzeStudy',
-    only: ['preprocess', 'embed', 'heads', 'gateway'],
+    only: [...ANALYSIS_SERVICES],
     entry: 'gateway',
     watched: ['gateway', 'embed', 'preprocess'],
     capacityKey: 'AnalyzeStudy capacity (max achieved studies/s)',

@@ -1,15 +1,15 @@
-import { serviceSchema, z } from '@curia/kit';
+import { localStageTargets, serviceSchema, z } from '@curia/kit';
 
 const positiveInt = z.coerce.number().int().positive();
 
 /** Environment of the gateway: the kit's base settings plus stage targets and `CURIA_GATEWAY_*`. */
 export const gatewayEnvSchema = serviceSchema({
   /** PreprocessService target: `host:port` (DNS, all records, round-robin) or a comma list of `ip:port`. */
-  CURIA_PREPROCESS_TARGET: z.string().min(1).default('127.0.0.1:50051'),
+  CURIA_PREPROCESS_TARGET: z.string().min(1).default(localStageTargets().CURIA_PREPROCESS_TARGET),
   /** EmbedService target (same forms). */
-  CURIA_EMBED_TARGET: z.string().min(1).default('127.0.0.1:50052'),
+  CURIA_EMBED_TARGET: z.string().min(1).default(localStageTargets().CURIA_EMBED_TARGET),
   /** HeadsService target (same forms). */
-  CURIA_HEADS_TARGET: z.string().min(1).default('127.0.0.1:50053'),
+  CURIA_HEADS_TARGET: z.string().min(1).default(localStageTargets().CURIA_HEADS_TARGET),
   /** Bytes of slice features the embedding cache may hold (LRU eviction beyond). 0 disables the cache. */
   CURIA_GATEWAY_CACHE_MAX_BYTES: z.coerce
     .number()
