@@ -29,10 +29,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- toYaml $svc -}}
 {{- end -}}
 
-{{/* Enabled services in a stable order. */}}
+{{/* Enabled services (the keys of `services`, as the service catalogue in libs/kit names them), sorted. */}}
 {{- define "curia.serviceNames" -}}
 {{- $out := list -}}
-{{- range $n := list "gateway" "preprocess" "embed" "heads" "segment" "register" -}}
+{{- range $n := keys $.Values.services | sortAlpha -}}
 {{- if (index $.Values.services $n).enabled -}}{{- $out = append $out $n -}}{{- end -}}
 {{- end -}}
 {{- toJson $out -}}
