@@ -6,6 +6,7 @@ import { ServerError, Status, type CallContext } from 'nice-grpc-common';
 /** Trailer carrying how long a shed caller should wait before retrying, in milliseconds. */
 export const RETRY_AFTER_TRAILER = 'retry-after-ms';
 
+/** The one status ↔ error-code table: CuriaError codes are named after the status they map to. */
 const STATUS_OF: Readonly<Record<ErrorCode, Status>> = {
   INVALID_ARGUMENT: Status.INVALID_ARGUMENT,
   NOT_FOUND: Status.NOT_FOUND,
@@ -21,9 +22,22 @@ const STATUS_OF: Readonly<Record<ErrorCode, Status>> = {
   INTERNAL: Status.INTERNAL,
 };
 
+const CODE_OF: ReadonlyMap<Status, ErrorCode> = new Map(
+  Object.entries(STATUS_OF).map(([code, status]) => [status, code as ErrorCode]),
+);
+
 /** The gRPC status a CuriaError code maps to. */
 export function statusOf(code: ErrorCode): Status {
   return STATUS_OF[code];
+}
+
+/**
+ * The CuriaError code of a gRPC status (the inverse of {@link statusOf}), e.g. to pass a
+ * backend's failure on to our caller; `undefined` for statuses no CuriaError carries (OK,
+ * UNKNOWN, ABORTED, DATA_LOSS, UNAUTHENTICATED).
+ */
+export function errorCodeOf(status: Status): ErrorCode | undefined {
+  return CODE_OF.get(status);
 }
 
 /**
