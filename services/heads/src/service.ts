@@ -239,9 +239,7 @@ export async function setupHeads(
       'skipping unreadable head',
     ),
   );
-  for (const spec of env.CURIA_HEADS_IMPORT.split(',')
-    .map((x) => x.trim())
-    .filter(Boolean)) {
+  for (const spec of env.CURIA_HEADS_IMPORT) {
     const s = await store.importCuria(spec);
     server.log.info({ head: s.head.meta.name, version: s.head.meta.version }, 'imported Curia head');
   }
