@@ -1,5 +1,5 @@
 import { checkHeadModel, modelsCompatible, parseRef } from '@curia/client';
-import { CuriaError } from '@curia/errors';
+import { CuriaError, isCuriaError } from '@curia/errors';
 import { fitHead, type HeadOutput } from '@curia/heads';
 import {
   curiaTracer,
@@ -79,7 +79,7 @@ export function createHeadsService(
     try {
       return await fn();
     } catch (e) {
-      errors.inc({ method, reason: e instanceof CuriaError ? e.code : 'INTERNAL' });
+      errors.inc({ method, reason: isCuriaError(e) ? e.code : 'INTERNAL' });
       throw e;
     }
   };
@@ -206,7 +206,7 @@ export function createHeadsService(
           );
           return respond(s, req, out);
         } catch (e) {
-          code = e instanceof CuriaError ? e.code : 'INTERNAL';
+          code = isCuriaError(e) ? e.code : 'INTERNAL';
           throw e;
         } finally {
           predictions.inc({ head: head.meta.name, code });
