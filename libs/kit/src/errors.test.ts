@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
-import { errorCodeOf, Status, statusOf } from './errors.js';
+import { CuriaError } from '@curia/errors';
+
+import { errorCodeOf, errorReason, ServerError, Status, statusOf } from './errors.js';
 
 const statuses = Object.values(Status).filter((s): s is Status => typeof s === 'number');
 
@@ -19,5 +21,20 @@ describe('statusOf / errorCodeOf', () => {
     for (const s of statuses) expect(errorCodeOf(s) ?? Status[s]).toBe(Status[s]);
     const without = statuses.filter((s) => errorCodeOf(s) === undefined).map((s) => Status[s]);
     expect(without.sort()).toEqual(['ABORTED', 'DATA_LOSS', 'OK', 'UNAUTHENTICATED', 'UNKNOWN']);
+  });
+});
+
+describe('errorReason', () => {
+  it('names the status a failure ends with', () => {
+    const abort = new Error('aborted');
+    abort.name = 'AbortError';
+    const reasons = [
+      new CuriaError('NOT_FOUND', 'x'),
+      new ServerError(Status.PERMISSION_DENIED, 'x'),
+      abort,
+      new Error('x'),
+      'x',
+    ].map(errorReason);
+    expect(reasons).toEqual(['NOT_FOUND', 'PERMISSION_DENIED', 'CANCELLED', 'INTERNAL', 'INTERNAL']);
   });
 });

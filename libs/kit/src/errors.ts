@@ -72,6 +72,17 @@ export function toServerError(
   );
 }
 
+/**
+ * The status-code name a failed call ends with, for `reason`/`code` metric labels: a CuriaError's
+ * code, a ServerError's status, CANCELLED for an abort, else INTERNAL.
+ */
+export function errorReason(err: unknown): string {
+  if (isCuriaError(err)) return err.code;
+  if (err instanceof ServerError) return Status[err.code];
+  if (isAbortError(err)) return 'CANCELLED';
+  return 'INTERNAL';
+}
+
 /** Converts a thrown value into a CuriaError when it is one, for engine-level callers. */
 export function asCuriaError(err: unknown): CuriaError | null {
   return isCuriaError(err) ? err : null;
