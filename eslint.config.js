@@ -19,4 +19,18 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
     },
   },
+  {
+    // `instanceof CuriaError` misses a CuriaError from a duplicated copy of @curia/errors; isCuriaError does not.
+    ignores: ['libs/errors/**'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "BinaryExpression[operator='instanceof'][right.name='CuriaError']",
+          message:
+            'Use isCuriaError(e) from @curia/errors: instanceof misses errors from duplicated module copies.',
+        },
+      ],
+    },
+  },
 );

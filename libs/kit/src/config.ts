@@ -5,12 +5,31 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
-const port = z.coerce.number().int().min(0).max(65535);
-const positiveInt = z.coerce.number().int().positive();
-const nonNegativeInt = z.coerce.number().int().min(0);
+/**
+ * Schemas for environment variables, shared by every service's config so each rule is written
+ * once. Compose them as usual: `env.positiveInt.max(64).default(8)`, `env.commaList.default([])`.
+ */
+export const env = {
+  /** A whole number > 0 (`"8"` → 8). */
+  positiveInt: z.coerce.number().int().positive(),
+  /** A whole number >= 0. */
+  nonNegativeInt: z.coerce.number().int().min(0),
+  /** A TCP port, 0 (any free port) to 65535. */
+  port: z.coerce.number().int().min(0).max(65535),
+  /** `true`/`1`/`yes` or `false`/`0`/`no`. */
+  bool: z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'])
+    .transform((v) => v === 'true' || v === '1' || v === 'yes'),
+  /** A comma-separated list: entries trimmed, empty ones dropped (`" a, ,b"` → `["a", "b"]`). */
+  commaList: z.string().transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter((x) => x.length > 0),
+  ),
+};
+
+const { bool, port, positiveInt, nonNegativeInt } = env;
 
 /**
  * Settings every Curia service reads from its environment. Each key is the environment

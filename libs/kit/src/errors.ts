@@ -6,6 +6,7 @@ import { ServerError, Status, type CallContext } from 'nice-grpc-common';
 /** Trailer carrying how long a shed caller should wait before retrying, in milliseconds. */
 export const RETRY_AFTER_TRAILER = 'retry-after-ms';
 
+/** The one status ↔ error-code table: CuriaError codes are named after the status they map to. */
 const STATUS_OF: Readonly<Record<ErrorCode, Status>> = {
   INVALID_ARGUMENT: Status.INVALID_ARGUMENT,
   NOT_FOUND: Status.NOT_FOUND,
@@ -21,9 +22,22 @@ const STATUS_OF: Readonly<Record<ErrorCode, Status>> = {
   INTERNAL: Status.INTERNAL,
 };
 
+const CODE_OF: ReadonlyMap<Status, ErrorCode> = new Map(
+  Object.entries(STATUS_OF).map(([code, status]) => [status, code as ErrorCode]),
+);
+
 /** The gRPC status a CuriaError code maps to. */
 export function statusOf(code: ErrorCode): Status {
   return STATUS_OF[code];
+}
+
+/**
+ * The CuriaError code of a gRPC status (the inverse of {@link statusOf}), e.g. to pass a
+ * backend's failure on to our caller; `undefined` for statuses no CuriaError carries (OK,
+ * UNKNOWN, ABORTED, DATA_LOSS, UNAUTHENTICATED).
+ */
+export function errorCodeOf(status: Status): ErrorCode | undefined {
+  return CODE_OF.get(status);
 }
 
 /**
@@ -56,6 +70,17 @@ export function toServerError(
     Status.INTERNAL,
     'internal error while handling the request; the server log has details',
   );
+}
+
+/**
+ * The status-code name a failed call ends with, for `reason`/`code` metric labels: a CuriaError's
+ * code, a ServerError's status, CANCELLED for an abort, else INTERNAL.
+ */
+export function errorReason(err: unknown): string {
+  if (isCuriaError(err)) return err.code;
+  if (err instanceof ServerError) return Status[err.code];
+  if (isAbortError(err)) return 'CANCELLED';
+  return 'INTERNAL';
 }
 
 /** Converts a thrown value into a CuriaError when it is one, for engine-level callers. */

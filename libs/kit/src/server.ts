@@ -10,7 +10,6 @@ import {
 import type { ServerMiddleware } from 'nice-grpc-common';
 import { openTelemetryServerMiddleware } from 'nice-grpc-opentelemetry';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
-import { ServerReflection, ServerReflectionService } from 'nice-grpc-server-reflection';
 
 import type { ServiceEnv } from './config.js';
 import { deadlineInterceptor, deadlineMiddleware, type DeadlineContext } from './deadline.js';
@@ -20,6 +19,7 @@ import { createLogger, type Logger } from './logger.js';
 import { ServiceMetrics } from './metrics.js';
 import { shutdownTelemetry } from './telemetry.js';
 import { raiseServerFlowControlWindow } from './http2-window.js';
+import { addReflection } from './reflection.js';
 
 /** Context every Curia handler receives: nice-grpc's CallContext plus the caller's deadline. */
 export type CuriaCallContext = DeadlineContext;
@@ -32,7 +32,10 @@ export interface CuriaServerOptions {
   readonly env: ServiceEnv;
   readonly logger?: Logger;
   readonly metrics?: ServiceMetrics;
-  /** Serialized FileDescriptorSet for server reflection (`grpcurl` with no proto files). */
+  /**
+   * Serialized FileDescriptorSet of the application's services; when set, the server serves
+   * reflection (`grpcurl` with no proto files) for them and for health and reflection.
+   */
   readonly descriptorSet?: Uint8Array;
   /**
    * Authentication/authorization hook, run before every handler (health excluded by the hook
@@ -121,9 +124,7 @@ export class CuriaServer {
   /** Binds the gRPC and HTTP listeners. */
   async start(): Promise<BoundPorts> {
     const { env, descriptorSet } = this.options;
-    if (descriptorSet) {
-      this.server.add(ServerReflectionService, ServerReflection(descriptorSet, this.serviceNames));
-    }
+    if (descriptorSet) addReflection(this.server, descriptorSet, this.serviceNames);
     const grpcPort = await this.server.listen(
       `${env.CURIA_GRPC_HOST}:${env.CURIA_GRPC_PORT}`,
       credentials(env),

@@ -53,20 +53,21 @@ export function curiaTracer(): Tracer {
 }
 
 /**
- * Runs `fn` inside an active span named `name` (so downstream gRPC calls become its children),
- * recording a thrown error on the span. Attributes must never hold pixel data or PHI.
+ * Runs `fn` inside an active span named `name` (so downstream gRPC calls become its children).
+ * When `fn` throws, the span records the exception and gets status ERROR (with the error's
+ * message), so trace backends show the failed step. Attributes must never hold pixel data or PHI.
  */
 export function withSpan<T>(
   name: string,
   attrs: Record<string, string | number>,
-  fn: () => Promise<T>,
+  fn: () => T | Promise<T>,
 ): Promise<T> {
   return curiaTracer().startActiveSpan(name, { attributes: attrs }, async (span) => {
     try {
       return await fn();
     } catch (e) {
       span.recordException(e instanceof Error ? e : String(e));
-      span.setStatus({ code: SpanStatusCode.ERROR });
+      span.setStatus({ code: SpanStatusCode.ERROR, message: e instanceof Error ? e.message : String(e) });
       throw e;
     } finally {
       span.end();

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
-import { CuriaError } from '@curia/errors';
+import { CuriaError, isCuriaError } from '@curia/errors';
 
 import type { LoadedBundle } from './bundle/load.js';
 import type { EngineInfo, EngineOptions, RunOptions, RunResult } from './engine.js';
@@ -194,13 +194,12 @@ export class WorkerEmbedEngine implements EmbedRunner {
 
   private fail(e: Error): void {
     if (this.dead) return;
-    this.dead =
-      e instanceof CuriaError
-        ? e
-        : new CuriaError(
-            'UNAVAILABLE',
-            `the inference engine thread died (${e.message}); retry on another replica`,
-          );
+    this.dead = isCuriaError(e)
+      ? e
+      : new CuriaError(
+          'UNAVAILABLE',
+          `the inference engine thread died (${e.message}); retry on another replica`,
+        );
     for (const w of this.waiters.values()) w.reject(this.dead);
     this.waiters.clear();
     if (this.closing) return;

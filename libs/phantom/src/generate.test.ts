@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { CuriaError } from '@curia/errors';
+import { thrownText as code } from '@curia/errors/testing';
 
 import { HU, PHANTOM_LABEL_NAMES } from './anatomy.js';
 import { generatePhantom } from './generate.js';
@@ -153,14 +153,6 @@ describe('generatePhantom', () => {
   });
 
   it('rejects bad options with precise codes and honours abort', () => {
-    const code = (f: () => unknown): string | undefined => {
-      try {
-        f();
-      } catch (e) {
-        return e instanceof CuriaError ? `${e.code}: ${e.message}` : String(e);
-      }
-      return undefined;
-    };
     expect(code(() => generatePhantom({ size: [0, 10, 10] }))).toMatch(/^INVALID_ARGUMENT: size/);
     expect(code(() => generatePhantom({ size: [2048, 2048, 2048] }))).toMatch(/^RESOURCE_EXHAUSTED/);
     expect(code(() => generatePhantom({ spacing: [1, -1, 1] }))).toMatch(/^INVALID_ARGUMENT: spacing/);

@@ -1,16 +1,11 @@
-import { serviceSchema, z } from '@curia/kit';
+import { env, serviceSchema, z } from '@curia/kit';
 import type { ExecutionProviderName } from '@curia/model';
 
-const positiveInt = z.coerce.number().int().positive();
+const { positiveInt } = env;
 
-const providerList = z
-  .string()
-  .default('cpu')
-  .transform((s, ctx): ExecutionProviderName[] => {
-    const list = s
-      .split(',')
-      .map((p) => p.trim().toLowerCase())
-      .filter(Boolean);
+const providerList = env.commaList
+  .transform((names, ctx): ExecutionProviderName[] => {
+    const list = names.map((p) => p.toLowerCase());
     const bad = list.filter((p) => p !== 'cpu' && p !== 'cuda');
     if (list.length === 0 || bad.length > 0) {
       ctx.addIssue({
@@ -20,12 +15,13 @@ const providerList = z
       return z.NEVER;
     }
     return [...new Set(list)] as ExecutionProviderName[];
-  });
+  })
+  .default(['cpu']);
 
 /** Environment of the embed service: the kit's base settings plus `CURIA_EMBED_*`. */
 export const embedEnvSchema = serviceSchema({
   /** Comma list of bundle directories; the first is the default model. Empty = the cached demo bundle. */
-  CURIA_EMBED_MODELS: z.string().default(''),
+  CURIA_EMBED_MODELS: env.commaList.default([]),
   /** ONNX Runtime execution providers in preference order (`cuda,cpu` on GPU nodes). */
   CURIA_EMBED_EXECUTION_PROVIDERS: providerList,
   /** ORT intra-op threads per session (default: the CPU budget, cores capped by a cgroup CPU limit). */
@@ -37,10 +33,7 @@ export const embedEnvSchema = serviceSchema({
    * `run` blocks the calling thread for the whole batch; on the event loop that stalls request
    * intake (batches then fill only with what arrived between runs) and result writes.
    */
-  CURIA_EMBED_ENGINE_THREAD: z
-    .enum(['true', 'false', '1', '0'])
-    .default('true')
-    .transform((v) => v === 'true' || v === '1'),
+  CURIA_EMBED_ENGINE_THREAD: env.bool.default(true),
   /** Largest inference batch, slices. */
   CURIA_EMBED_MAX_BATCH: positiveInt.max(64).default(8),
   /** Longest a slice waits for batch companions, ms. */
@@ -55,10 +48,3 @@ export const embedEnvSchema = serviceSchema({
 
 /** Parsed embed service settings. */
 export type EmbedEnv = z.infer<typeof embedEnvSchema>;
-
-/** Bundle directories named by `CURIA_EMBED_MODELS` (empty when the default bundle should be used). */
-export function modelDirs(env: EmbedEnv): string[] {
-  return env.CURIA_EMBED_MODELS.split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-}

@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 
-import { CuriaError, isCuriaError } from '@curia/errors';
-import { isAbortError, type CuriaCallContext, type Logger } from '@curia/kit';
+import { CuriaError } from '@curia/errors';
+import { errorReason, type CuriaCallContext, type Logger } from '@curia/kit';
 import type { embed } from '@curia/proto';
 
 import { decodeSlice, planStream, type DecodedSlice, type ModelShape } from './codec.js';
@@ -65,12 +65,6 @@ class Signal {
     this.waiter = null;
     w?.();
   }
-}
-
-function errorReason(e: unknown): string {
-  if (isCuriaError(e)) return e.code;
-  if (isAbortError(e) || (e instanceof Error && e.name === 'AbortError')) return 'CANCELLED';
-  return 'INTERNAL';
 }
 
 async function readStart(

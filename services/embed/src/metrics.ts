@@ -1,26 +1,10 @@
 import type { ServiceMetrics } from '@curia/kit';
 
-type Gauge = ReturnType<ServiceMetrics['gauge']>;
-type Counter = ReturnType<ServiceMetrics['counter']>;
-type Histogram = ReturnType<ServiceMetrics['histogram']>;
-
 /** Buckets of the batch-size histogram (slices). */
 export const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64];
 
-/** The embed service's own metrics (on top of the kit's gRPC RED metrics). */
-export interface EmbedMetrics {
-  readonly queueDepth: Gauge;
-  readonly queueWait: Histogram;
-  readonly compute: Histogram;
-  readonly batchSize: Histogram;
-  readonly slices: Counter;
-  readonly inflight: Gauge;
-  readonly errors: Counter;
-  readonly shed: Counter;
-}
-
-/** Registers the embed metrics on a server's registry (call once per server). */
-export function createEmbedMetrics(m: ServiceMetrics): EmbedMetrics {
+/** Registers the embed service's own metrics (on top of the kit's gRPC RED metrics); once per server. */
+export function createEmbedMetrics(m: ServiceMetrics) {
   return {
     queueDepth: m.gauge('curia_embed_queue_depth', 'Slices waiting for a batch, per model.', ['model']),
     queueWait: m.stageHistogram('embed_queue_wait', 'Time a slice waited for its batch.', ['model']),
@@ -42,3 +26,6 @@ export function createEmbedMetrics(m: ServiceMetrics): EmbedMetrics {
     ),
   };
 }
+
+/** The embed service's own metrics. */
+export type EmbedMetrics = ReturnType<typeof createEmbedMetrics>;

@@ -10,7 +10,7 @@ import {
 } from '@curia/model';
 import { common } from '@curia/proto';
 
-import { modelDirs, type EmbedEnv } from './config.js';
+import type { EmbedEnv } from './config.js';
 
 /** One loaded backbone. */
 export interface ModelEntry {
@@ -55,7 +55,7 @@ export class ModelRegistry {
    * FAILED_PRECONDITION when two bundles share `name@version`.
    */
   static async load(env: EmbedEnv, log: Logger, signal?: AbortSignal): Promise<ModelRegistry> {
-    const dirs = modelDirs(env);
+    const dirs = env.CURIA_EMBED_MODELS;
     if (dirs.length === 0) dirs.push(await ensureDefaultBundle(undefined, signal));
     const opts: EngineOptions = {
       executionProviders: env.CURIA_EMBED_EXECUTION_PROVIDERS,

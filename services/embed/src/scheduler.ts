@@ -1,5 +1,5 @@
 import { CuriaError, isCuriaError } from '@curia/errors';
-import { curiaTracer, DynamicBatcher, type BatchStats } from '@curia/kit';
+import { curiaTracer, DynamicBatcher, withSpan, type BatchStats } from '@curia/kit';
 import type { EmbedOutputName } from '@curia/model';
 
 import type { EmbedMetrics } from './metrics.js';
@@ -145,21 +145,16 @@ export class EmbedScheduler {
       for (const o of j.outputs) outputs.add(o);
     });
     const batchId = this.nextBatchId++;
-    const res = await curiaTracer().startActiveSpan(
+    const res = await withSpan(
       'embed.compute',
-      { attributes: { 'curia.model': entry.key, 'curia.batch_size': jobs.length } },
-      async (span) => {
-        try {
-          // `stacked` is ours alone: an engine thread may take its buffer instead of copying it.
-          return await entry.engine.run(stacked, jobs.length, {
-            outputs: [...outputs],
-            transferInput: true,
-            inputChecked: true, // decodeSlice rejected any non-finite slice
-          });
-        } finally {
-          span.end();
-        }
-      },
+      { 'curia.model': entry.key, 'curia.batch_size': jobs.length },
+      // `stacked` is ours alone: an engine thread may take its buffer instead of copying it.
+      () =>
+        entry.engine.run(stacked, jobs.length, {
+          outputs: [...outputs],
+          transferInput: true,
+          inputChecked: true, // decodeSlice rejected any non-finite slice
+        }),
     );
     const computeMs = performance.now() - start;
     this.metrics.slices.inc({ model: entry.key }, jobs.length);

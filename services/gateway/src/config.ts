@@ -1,6 +1,6 @@
-import { localStageTargets, serviceSchema, z } from '@curia/kit';
+import { env, localStageTargets, serviceSchema, z } from '@curia/kit';
 
-const positiveInt = z.coerce.number().int().positive();
+const { positiveInt, nonNegativeInt } = env;
 
 /** Environment of the gateway: the kit's base settings plus stage targets and `CURIA_GATEWAY_*`. */
 export const gatewayEnvSchema = serviceSchema({
@@ -11,11 +11,7 @@ export const gatewayEnvSchema = serviceSchema({
   /** HeadsService target (same forms). */
   CURIA_HEADS_TARGET: z.string().min(1).default(localStageTargets().CURIA_HEADS_TARGET),
   /** Bytes of slice features the embedding cache may hold (LRU eviction beyond). 0 disables the cache. */
-  CURIA_GATEWAY_CACHE_MAX_BYTES: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .default(512 * 1024 * 1024),
+  CURIA_GATEWAY_CACHE_MAX_BYTES: nonNegativeInt.default(512 * 1024 * 1024),
   /** Studies analysed concurrently by this replica; more are shed with RESOURCE_EXHAUSTED. */
   CURIA_GATEWAY_MAX_STUDIES: positiveInt.default(8),
   /** Largest streamed upload accepted per study, bytes. */
@@ -32,7 +28,7 @@ export const gatewayEnvSchema = serviceSchema({
   /** Deadline used for a study when the caller sets none, ms. */
   CURIA_GATEWAY_DEFAULT_DEADLINE_MS: positiveInt.default(600_000),
   /** How long backend model/head listings are reused before asking again, ms. */
-  CURIA_GATEWAY_CATALOG_TTL_MS: z.coerce.number().int().min(0).default(5_000),
+  CURIA_GATEWAY_CATALOG_TTL_MS: nonNegativeInt.default(5_000),
   /** Retry hint returned with RESOURCE_EXHAUSTED when the gateway sheds a study, ms. */
   CURIA_GATEWAY_RETRY_AFTER_MS: positiveInt.default(1_000),
 });

@@ -1,28 +1,13 @@
 import type { ServiceMetrics } from '@curia/kit';
 
-type Gauge = ReturnType<ServiceMetrics['gauge']>;
-type Counter = ReturnType<ServiceMetrics['counter']>;
-type Histogram = ReturnType<ServiceMetrics['histogram']>;
-
-/** The gateway's own metrics (on top of the kit's gRPC RED metrics). Names are the chart's contract. */
-export interface GatewayMetrics {
-  /** `curia_gateway_stage_seconds{stage}`: upload | mask | preprocess | embed | heads | total, per study
-   *  (`mask`: decoding `start.mask`, only when one is given). */
-  readonly stage: Histogram;
-  readonly cacheHits: Counter;
-  readonly cacheMisses: Counter;
-  readonly cacheEvictions: Counter;
-  readonly cacheBytes: Gauge;
-  readonly cacheEntries: Gauge;
-  readonly studiesInFlight: Gauge;
-  readonly shed: Counter;
-  /** `curia_gateway_backend_retries_total{stage}`: stage calls retried after UNAVAILABLE. */
-  readonly retries: Counter;
-}
-
-/** Registers the gateway metrics on a server's registry (call once per server). */
-export function createGatewayMetrics(m: ServiceMetrics): GatewayMetrics {
+/**
+ * Registers the gateway's own metrics (on top of the kit's gRPC RED metrics); once per server.
+ * Names are the chart's contract.
+ */
+export function createGatewayMetrics(m: ServiceMetrics) {
   return {
+    /** `curia_gateway_stage_seconds{stage}`: upload | mask | preprocess | embed | heads | total, per study
+     *  (`mask`: decoding `start.mask`, only when one is given). */
     stage: m.stageHistogram('gateway_stage', 'Wall time of each analysis stage per study.', ['stage']),
     cacheHits: m.counter('curia_gateway_cache_hits_total', 'Slices whose features came from the cache.'),
     cacheMisses: m.counter('curia_gateway_cache_misses_total', 'Slices that had to be embedded.'),
@@ -34,6 +19,7 @@ export function createGatewayMetrics(m: ServiceMetrics): GatewayMetrics {
     cacheEntries: m.gauge('curia_gateway_cache_entries', 'Slices held by the embedding cache.'),
     studiesInFlight: m.gauge('curia_gateway_studies_in_flight', 'Studies being analysed by this replica.'),
     shed: m.counter('curia_gateway_shed_total', 'Studies refused with RESOURCE_EXHAUSTED (gateway full).'),
+    /** `curia_gateway_backend_retries_total{stage}`: stage calls retried after UNAVAILABLE. */
     retries: m.counter(
       'curia_gateway_backend_retries_total',
       'Stage calls retried on another replica after UNAVAILABLE.',
@@ -41,3 +27,6 @@ export function createGatewayMetrics(m: ServiceMetrics): GatewayMetrics {
     ),
   };
 }
+
+/** The gateway's own metrics. */
+export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;

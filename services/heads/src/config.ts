@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 
-import { serviceSchema, z } from '@curia/kit';
+import { env, serviceSchema, z } from '@curia/kit';
 import { defaultCacheRoot } from '@curia/model';
 
-const positiveInt = z.coerce.number().int().positive();
+const { positiveInt } = env;
 
 /** Environment of the heads service: the kit's base settings plus `CURIA_HEADS_*`. */
 export const headsEnvSchema = serviceSchema({
@@ -16,7 +16,7 @@ export const headsEnvSchema = serviceSchema({
    * Comma-separated Curia-format head folders imported into the store at startup. Append `#mask` to
    * import a 2D head for mask-pooled input (default: CLS input).
    */
-  CURIA_HEADS_IMPORT: z.string().default(''),
+  CURIA_HEADS_IMPORT: env.commaList.default([]),
   /** Most samples one Fit call may send (RESOURCE_EXHAUSTED above). */
   CURIA_HEADS_MAX_FIT_SAMPLES: positiveInt.default(100_000),
   /** Most feature bytes (as sent) one Fit call may send (RESOURCE_EXHAUSTED above). */

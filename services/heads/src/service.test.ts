@@ -202,6 +202,15 @@ describe.runIf(tinyDir && headsDir)('HeadsService over gRPC (real server, real O
     );
     await expect(svc.client.getHead({ name: 'missing' })).rejects.toMatchObject({ code: Status.NOT_FOUND });
     await expect(svc.client.getHead({ name: '' })).rejects.toMatchObject({ code: Status.INVALID_ARGUMENT });
+    // Failures are counted by method and status, and Predict calls by head and status.
+    const text = await svc.server.metrics.registry.metrics();
+    expect(text).toMatch(/curia_heads_errors_total\{[^}]*method="Predict"[^}]*reason="NOT_FOUND"[^}]*\} 2/);
+    expect(text).toMatch(
+      /curia_heads_errors_total\{[^}]*method="GetHead"[^}]*reason="INVALID_ARGUMENT"[^}]*\} 1/,
+    );
+    expect(text).toMatch(
+      /curia_heads_predict_total\{[^}]*head="cls-linear-2d"[^}]*code="INVALID_ARGUMENT"[^}]*\} 4/,
+    );
   });
 
   it('Fit logistic via gRPC: new version served at once, idempotency key reuses it, survives a restart', async () => {

@@ -2,9 +2,10 @@ import { checkHeadModel, modelsCompatible, parseRef } from '@curia/client';
 import { CuriaError } from '@curia/errors';
 import { fitHead, type HeadOutput } from '@curia/heads';
 import {
-  curiaTracer,
+  errorReason,
   runService,
   serviceInfo,
+  withSpan,
   type CuriaCallContext,
   type CuriaServer,
   type ServiceHooks,
@@ -14,6 +15,7 @@ import { descriptorSet, heads } from '@curia/proto';
 import { featureRequestOf, headInfoOf, predictionsOf } from './codec.js';
 import { headsEnvSchema, type HeadsEnv } from './config.js';
 import { readFitStream } from './fit-request.js';
+import { createHeadsMetrics } from './metrics.js';
 import { decodePredictFeatures } from './predict-features.js';
 import { HeadStore, type StoredHead } from './store.js';
 import { trainingMetadataOf } from './training.js';
@@ -32,42 +34,13 @@ function checkSurvivalTimes(times: readonly number[]): void {
   }
 }
 
-async function traced<T>(
-  name: string,
-  attrs: Record<string, string | number>,
-  fn: () => Promise<T>,
-): Promise<T> {
-  return curiaTracer().startActiveSpan(name, { attributes: attrs }, async (span) => {
-    try {
-      return await fn();
-    } catch (e) {
-      span.recordException(e instanceof Error ? e : String(e));
-      throw e;
-    } finally {
-      span.end();
-    }
-  });
-}
-
 /** The heads service implementation over an open store. */
 export function createHeadsService(
   server: CuriaServer,
   env: HeadsEnv,
   store: HeadStore,
 ): heads.HeadsServiceImplementation<CuriaCallContext> {
-  const m = server.metrics;
-  const predictSeconds = m.stageHistogram('heads_predict', 'Head application time per Predict call', [
-    'head',
-  ]);
-  const fitSeconds = m.stageHistogram('heads_fit', 'Training time per Fit call (CV + final fit)', ['kind']);
-  const errors = m.counter('curia_heads_errors_total', 'Failed heads calls by method and reason', [
-    'method',
-    'reason',
-  ]);
-  const predictions = m.counter('curia_heads_predict_total', 'Predict calls by head and status code', [
-    'head',
-    'code',
-  ]);
+  const metrics = createHeadsMetrics(server.metrics);
   const inFlightFits = new Map<string, Promise<StoredHead>>();
   const limits = {
     max_fit_samples: String(env.CURIA_HEADS_MAX_FIT_SAMPLES),
@@ -79,7 +52,7 @@ export function createHeadsService(
     try {
       return await fn();
     } catch (e) {
-      errors.inc({ method, reason: e instanceof CuriaError ? e.code : 'INTERNAL' });
+      metrics.errors.inc({ method, reason: errorReason(e) });
       throw e;
     }
   };
@@ -101,11 +74,11 @@ export function createHeadsService(
     if (previous) stored = previous;
     else if (pending) stored = await pending;
     else {
-      const run = traced(
+      const run = withSpan(
         'heads.fit',
         { 'curia.head': start.head, 'curia.fit.kind': plan.kind, 'curia.fit.samples': plan.features.rows },
         async () => {
-          const stop = fitSeconds.startTimer({ kind: plan.kind });
+          const stop = metrics.fit.startTimer({ kind: plan.kind });
           const head = await fitHead(plan.kind, plan.features, plan.labels, {
             ...plan.options,
             name: start.head,
@@ -184,16 +157,14 @@ export function createHeadsService(
         const headRef = `${head.meta.name}@${head.meta.version}`;
         let code = 'OK';
         try {
-          const features = await traced('heads.decode_features', { 'curia.head': headRef }, () =>
-            Promise.resolve(
-              decodePredictFeatures(head, req.slices, { maxSlices: env.CURIA_HEADS_MAX_PREDICT_SLICES }),
-            ),
+          const features = await withSpan('heads.decode_features', { 'curia.head': headRef }, () =>
+            decodePredictFeatures(head, req.slices, { maxSlices: env.CURIA_HEADS_MAX_PREDICT_SLICES }),
           );
-          const out = await traced(
+          const out = await withSpan(
             'heads.predict',
             { 'curia.head': headRef, 'curia.head.kind': head.meta.kind, 'curia.slices': features.slices },
             async () => {
-              const stop = predictSeconds.startTimer({ head: head.meta.name });
+              const stop = metrics.predict.startTimer({ head: head.meta.name });
               try {
                 return await head.run(features, {
                   signal: context.signal,
@@ -206,10 +177,10 @@ export function createHeadsService(
           );
           return respond(s, req, out);
         } catch (e) {
-          code = e instanceof CuriaError ? e.code : 'INTERNAL';
+          code = errorReason(e);
           throw e;
         } finally {
-          predictions.inc({ head: head.meta.name, code });
+          metrics.predictions.inc({ head: head.meta.name, code });
         }
       }),
     fit: (request, context) => counted('Fit', () => fit(request, context)),
@@ -239,9 +210,7 @@ export async function setupHeads(
       'skipping unreadable head',
     ),
   );
-  for (const spec of env.CURIA_HEADS_IMPORT.split(',')
-    .map((x) => x.trim())
-    .filter(Boolean)) {
+  for (const spec of env.CURIA_HEADS_IMPORT) {
     const s = await store.importCuria(spec);
     server.log.info({ head: s.head.meta.name, version: s.head.meta.version }, 'imported Curia head');
   }

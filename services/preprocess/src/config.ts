@@ -1,6 +1,6 @@
-import { serviceSchema, z, type ServiceEnv } from '@curia/kit';
+import { env, serviceSchema, z, type ServiceEnv } from '@curia/kit';
 
-const positiveInt = z.coerce.number().int().positive();
+const { positiveInt, nonNegativeInt } = env;
 
 /** Environment of the preprocess service: the base service settings plus its own limits. */
 export const preprocessEnvSchema = serviceSchema({
@@ -8,18 +8,14 @@ export const preprocessEnvSchema = serviceSchema({
    * Comma-separated directories under which `file://` refs may resolve (after symlinks). Empty (default):
    * every `ref` source is refused with FAILED_PRECONDITION.
    */
-  CURIA_PREPROCESS_ALLOWED_ROOTS: z.string().default(''),
+  CURIA_PREPROCESS_ALLOWED_ROOTS: env.commaList.default([]),
   /** Largest total upload (sum of all streamed files), bytes. Default 2 GiB. */
   CURIA_PREPROCESS_MAX_UPLOAD_BYTES: positiveInt.default(2 * 1024 ** 3),
   /**
    * Bytes of upload buffers kept between calls for reuse (a single-file upload of announced size
    * takes one; default 320 MiB, two 150 MiB CTs; 0 = none, every upload allocates fresh memory).
    */
-  CURIA_PREPROCESS_UPLOAD_POOL_BYTES: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .default(320 * 1024 * 1024),
+  CURIA_PREPROCESS_UPLOAD_POOL_BYTES: nonNegativeInt.default(320 * 1024 * 1024),
   /** Largest number of streamed files (DICOM instances) per request. Default 5000. */
   CURIA_PREPROCESS_MAX_UPLOAD_FILES: positiveInt.default(5000),
   /**
@@ -28,19 +24,12 @@ export const preprocessEnvSchema = serviceSchema({
    * Default: one per CPU (cores, capped by a cgroup CPU limit; at most 32); 0 computes on the
    * event loop (no overlap with encoding and network writes).
    */
-  CURIA_PREPROCESS_SLICE_THREADS: z.coerce.number().int().min(0).max(64).optional(),
+  CURIA_PREPROCESS_SLICE_THREADS: nonNegativeInt.max(64).optional(),
   /** Slices one call computes ahead of what the transport has taken (default 2 per thread, >= 2). */
-  CURIA_PREPROCESS_PREFETCH_SLICES: z.coerce.number().int().min(1).max(64).optional(),
+  CURIA_PREPROCESS_PREFETCH_SLICES: positiveInt.max(64).optional(),
   /** Directory whose sub-directories are model bundles (each holding bundle.json); unset = none. */
   CURIA_BUNDLES_DIR: z.string().optional(),
 });
 
 /** Parsed preprocess service settings. */
 export type PreprocessEnv = z.infer<typeof preprocessEnvSchema> & ServiceEnv;
-
-/** The allowed roots as a list (empty entries dropped). */
-export function allowedRoots(env: PreprocessEnv): string[] {
-  return env.CURIA_PREPROCESS_ALLOWED_ROOTS.split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
-}

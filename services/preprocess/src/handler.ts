@@ -1,5 +1,5 @@
-import { CuriaError, isCuriaError } from '@curia/errors';
-import { curiaTracer } from '@curia/kit';
+import { CuriaError } from '@curia/errors';
+import { curiaTracer, errorReason } from '@curia/kit';
 import { common, SLICE_ENVELOPE_ROOM, type preprocess } from '@curia/proto';
 import {
   openVolume,
@@ -105,8 +105,7 @@ export async function* handlePreprocess(
     settled = true;
   } catch (e) {
     settled = true;
-    const code = signal.aborted ? 'CANCELLED' : isCuriaError(e) ? e.code : 'INTERNAL';
-    deps.metrics.errors.inc({ reason: code });
+    deps.metrics.errors.inc({ reason: signal.aborted ? 'CANCELLED' : errorReason(e) });
     throw e;
   } finally {
     // The transport closes the generator (return()) when the caller cancels mid-stream.

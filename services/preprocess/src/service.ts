@@ -3,7 +3,7 @@ import { descriptorSet, preprocess } from '@curia/proto';
 import { defaultSliceThreads, SlicePool } from '@curia/volume';
 
 import { listBundles } from './bundles.js';
-import { allowedRoots, preprocessEnvSchema, type PreprocessEnv } from './config.js';
+import { preprocessEnvSchema, type PreprocessEnv } from './config.js';
 import { handlePreprocess } from './handler.js';
 import { PreprocessServiceBulkDefinition } from '@curia/proto';
 import { createPreprocessMetrics } from './metrics.js';
@@ -35,7 +35,7 @@ export function createPreprocessService(
     ...(uploadPool ? { uploadPool } : {}),
     pool,
     prefetch: env.CURIA_PREPROCESS_PREFETCH_SLICES,
-    allowedRoots: allowedRoots(env),
+    allowedRoots: env.CURIA_PREPROCESS_ALLOWED_ROOTS,
     bundlesDir: env.CURIA_BUNDLES_DIR,
     maxUploadBytes: env.CURIA_PREPROCESS_MAX_UPLOAD_BYTES,
     maxUploadFiles: env.CURIA_PREPROCESS_MAX_UPLOAD_FILES,

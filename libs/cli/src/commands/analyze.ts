@@ -16,7 +16,7 @@ import {
   wireFloats,
   type AnalysisResult,
 } from '@curia/client';
-import { CuriaError } from '@curia/errors';
+import { CuriaError, isCuriaError } from '@curia/errors';
 
 /** Options of `curia analyze`. */
 export interface AnalyzeCommandOptions {
@@ -215,7 +215,7 @@ export function registerAnalyze(program: Command): void {
           process.stderr.write(`curia analyze: ${Status[err.code]}: ${err.details}\n`);
           process.exit(1);
         }
-        if (err instanceof CuriaError) {
+        if (isCuriaError(err)) {
           process.stderr.write(`curia analyze: ${err.message}\n`);
           process.exit(2);
         }

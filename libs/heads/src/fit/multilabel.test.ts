@@ -1,4 +1,4 @@
-import { CuriaError } from '@curia/errors';
+import { rejectionText as codeOf } from '@curia/errors/testing';
 import { describe, expect, it } from 'vitest';
 
 import { Rng } from '../math/rng.js';
@@ -13,14 +13,6 @@ function data(n: number, d: number, k: number, seed: number, bias = 0): { x: Fea
   for (let r = 0; r < n; r++)
     for (let l = 0; l < k; l++) y[r * k + l] = 2 * x[r * d + l]! + 0.5 * rng.normal() + bias > 0 ? 1 : 0;
   return { x: { data: x, rows: n, cols: d }, y };
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  return e instanceof CuriaError ? `${e.code}: ${e.message}` : String(e);
 }
 
 describe('multilabel logistic heads', () => {

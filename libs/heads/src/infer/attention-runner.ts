@@ -1,4 +1,4 @@
-import { CuriaError } from '@curia/errors';
+import { CuriaError, isCuriaError } from '@curia/errors';
 import { encodeModel } from '@curia/model';
 import { cpuBudget } from '@curia/tensors';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
@@ -145,7 +145,7 @@ export class OnnxAttentionModule {
       }
     } catch (e) {
       await releaseBlocks(blocks);
-      if (e instanceof CuriaError) throw e;
+      if (isCuriaError(e)) throw e;
       throw new CuriaError('INTERNAL', `cannot load the attention graphs: ${(e as Error).message}`, {
         cause: e,
       });

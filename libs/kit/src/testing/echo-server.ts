@@ -10,7 +10,7 @@ import { EchoDefinition, type EchoMessage } from './echo-service.js';
 /** Starts the kit's test echo service on a real port (127.0.0.1, port 0 unless `env` says otherwise). */
 export async function startEchoServer(
   env: Record<string, string> = {},
-  options: { auth?: ServerMiddleware } = {},
+  options: { auth?: ServerMiddleware; descriptorSet?: Uint8Array } = {},
 ) {
   const server = new CuriaServer({
     name: 'echo',
@@ -21,6 +21,7 @@ export async function startEchoServer(
       ...env,
     }),
     ...(options.auth ? { auth: options.auth } : {}),
+    ...(options.descriptorSet ? { descriptorSet: options.descriptorSet } : {}),
   });
   const attempts = new Map<string, number>();
   const handle = async (req: EchoMessage, ctx: { signal: AbortSignal; deadline: Date | undefined }) => {

@@ -1,4 +1,4 @@
-import { CuriaError } from '@curia/errors';
+import { CuriaError, isCuriaError } from '@curia/errors';
 
 import { dicomParser, type DataSet } from './dicom-parser.js';
 import { decodeJpeg2000, decodeJpegLossless, type DecodedFrame } from './codecs.js';
@@ -113,7 +113,7 @@ export async function decodeFrame(f: EncodedFrame): Promise<StoredPixels> {
               data: decodeRleFrame(frame, fmt.rows, fmt.cols, bytesPerSample),
             };
   } catch (e) {
-    if (e instanceof CuriaError) throw new CuriaError(e.code, `${label}: ${e.message}`, { cause: e });
+    if (isCuriaError(e)) throw new CuriaError(e.code, `${label}: ${e.message}`, { cause: e });
     throw e;
   }
   if (decoded.width !== fmt.cols || decoded.height !== fmt.rows) {

@@ -1,6 +1,6 @@
 import { createGunzip } from 'node:zlib';
 
-import { CuriaError } from '@curia/errors';
+import { CuriaError, isCuriaError } from '@curia/errors';
 
 /** True when `bytes` starts with the gzip magic 1f 8b. */
 export function isGzip(bytes: Uint8Array): boolean {
@@ -78,7 +78,7 @@ export async function gunzipRange(
       }
     }
   } catch (e) {
-    if (e instanceof CuriaError) throw e;
+    if (isCuriaError(e)) throw e;
     if (opts.signal?.aborted) throw cancelled();
     const code = (e as { code?: unknown }).code;
     throw new CuriaError(

@@ -1,4 +1,4 @@
-import { CuriaError } from '@curia/errors';
+import { CuriaError, isCuriaError } from '@curia/errors';
 import { common } from '@curia/proto';
 import { openVolume, type Geometry, type Volume } from '@curia/volume';
 
@@ -143,7 +143,7 @@ async function decodeNifti(
       { limits: { maxVoxelBytes: 8 * limits.maxVoxels }, signal },
     );
   } catch (e) {
-    if (e instanceof CuriaError && e.code !== 'INTERNAL' && e.code !== 'CANCELLED') {
+    if (isCuriaError(e) && e.code !== 'INTERNAL' && e.code !== 'CANCELLED') {
       throw new CuriaError(
         e.code === 'RESOURCE_EXHAUSTED' ? 'RESOURCE_EXHAUSTED' : 'INVALID_ARGUMENT',
         `start.mask.nifti: ${e.message}`,
