@@ -1,23 +1,9 @@
 import { ClientError, Status, type Metadata } from '@curia/client';
-import { CuriaError, isCuriaError, type ErrorCode } from '@curia/errors';
-import { isAbortError, RETRY_AFTER_TRAILER } from '@curia/kit';
+import { CuriaError, isCuriaError } from '@curia/errors';
+import { errorCodeOf, isAbortError, RETRY_AFTER_TRAILER } from '@curia/kit';
 
 /** A stage service, as named in error messages and metric labels (e.g. `preprocess`, `embed`). */
 export type Stage = string;
-
-const CODE_OF: Partial<Record<Status, ErrorCode>> = {
-  [Status.INVALID_ARGUMENT]: 'INVALID_ARGUMENT',
-  [Status.NOT_FOUND]: 'NOT_FOUND',
-  [Status.ALREADY_EXISTS]: 'ALREADY_EXISTS',
-  [Status.RESOURCE_EXHAUSTED]: 'RESOURCE_EXHAUSTED',
-  [Status.FAILED_PRECONDITION]: 'FAILED_PRECONDITION',
-  [Status.PERMISSION_DENIED]: 'PERMISSION_DENIED',
-  [Status.OUT_OF_RANGE]: 'OUT_OF_RANGE',
-  [Status.UNIMPLEMENTED]: 'UNIMPLEMENTED',
-  [Status.UNAVAILABLE]: 'UNAVAILABLE',
-  [Status.DEADLINE_EXCEEDED]: 'DEADLINE_EXCEEDED',
-  [Status.CANCELLED]: 'CANCELLED',
-};
 
 /** Collects a call's trailers so a RESOURCE_EXHAUSTED retry hint can be passed on to our caller. */
 export class TrailerCapture {
@@ -47,7 +33,7 @@ export function stageError(
 ): CuriaError {
   if (isCuriaError(err)) return err;
   if (err instanceof ClientError) {
-    const code = CODE_OF[err.code] ?? 'INTERNAL';
+    const code = errorCodeOf(err.code) ?? 'INTERNAL';
     const retryAfterMs =
       code === 'RESOURCE_EXHAUSTED' || code === 'UNAVAILABLE' ? opts.retryAfterMs : undefined;
     const msg =
