@@ -6,6 +6,7 @@ export * from './import-curia.js';
 export type { HeadOutput } from './infer/outputs.js';
 export { probabilitiesFromLogits } from './infer/outputs.js';
 export { slicePositionalEmbedding } from './math/positional.js';
+export { minimizeLbfgs, type LbfgsOptions, type LbfgsResult, type Objective } from './math/lbfgs.js';
 export {
   FOLD_TEST,
   FOLD_TRAIN,
