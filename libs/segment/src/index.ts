@@ -4,3 +4,6 @@ export * from './label-map.js';
 export * from './overlap.js';
 export * from './sample.js';
 export * from './token-targets.js';
+export * from './segmenter.js';
+export * from './fit/fit-segmenter.js';
+export * from './fit/soft-logistic.js';
