@@ -15,6 +15,7 @@ export {
   type FitLabels,
   type FitOptions,
 } from './fit/fit-head.js';
+export { FIT_DEFAULTS } from './fit/defaults.js';
 export type { MultiLabels } from './fit/multilabel.js';
 export { OnnxAttentionModule, type OnnxAttentionOptions } from './infer/attention-runner.js';
 export type { FeatureMatrix, SurvivalLabels } from './fit/data.js';

@@ -8,7 +8,7 @@ import { validateFeatures, type FeatureMatrix, type SurvivalLabels } from './dat
 import { FIT_DEFAULTS } from './defaults.js';
 import { assignFolds, splitFold } from './folds.js';
 import { predictLinear, type LinearModel } from './linear-model.js';
-import { fitLogistic } from './logistic.js';
+import { fitLogistic, type LogisticOptions } from './logistic.js';
 import { fitMlp, predictMlp, type MlpFit, type MlpOptions } from './mlp.js';
 import { fitMultiLabelLogistic, isMultiLabels, type MultiLabels } from './multilabel.js';
 import { fitRidge } from './ridge.js';
@@ -17,14 +17,14 @@ import { targetsOf, type FitTask, type TargetsOf, type Targets, type TaskLabels 
 /** Fitting methods: multinomial logistic regression, ridge regression, small MLP, Cox PH. */
 export type FitKind = 'logistic' | 'ridge' | 'mlp' | 'cox';
 
-/** Options of {@link fitHead}. Every field has a default. */
+/** Options of {@link fitHead}. Fields left unset take their {@link FIT_DEFAULTS} value. */
 export interface FitOptions {
-  /** Seed for fold shuffling and MLP initialisation/batching (default 0). */
+  /** Seed for fold shuffling and MLP initialisation/batching. */
   readonly seed?: number;
-  /** L2 penalty on standardised coefficients (defaults: logistic 1e-2, ridge 1, cox 1e-4, mlp 1e-4). */
+  /** L2 penalty on standardised coefficients; MLP: weight decay. */
   readonly l2?: number;
   /**
-   * Logistic classification / multilabel: `balanced` class weighting (default none). Multilabel
+   * Logistic classification / multilabel: `balanced` class weighting. Multilabel
    * balances positives and negatives of each label.
    */
   readonly classWeight?: 'balanced' | 'none';
@@ -32,19 +32,20 @@ export interface FitOptions {
   readonly numClasses?: number;
   /** Output names (default class_0.., or ['value'] / ['risk']). */
   readonly labelNames?: readonly string[];
-  /** Cross-validation folds (default 5; 0 or 1 disables cross-validation). */
+  /** Cross-validation folds (0 or 1 disables cross-validation). */
   readonly folds?: number;
-  /** Cox ties handling (default efron). */
+  /** Cox ties handling. */
   readonly ties?: CoxTies;
   /** MLP task (default classification). */
   readonly task?: 'classification' | 'regression';
-  /** MLP hidden widths (default [64]). */
+  /** MLP hidden widths. */
   readonly hidden?: readonly number[];
   readonly learningRate?: number;
   readonly batchSize?: number;
+  /** MLP epochs at most (default: the iteration cap, {@link FIT_DEFAULTS}.maxIterations). */
   readonly maxEpochs?: number;
   readonly patience?: number;
-  /** Iteration cap of L-BFGS / Newton (default 500 / 50). */
+  /** Iteration cap of L-BFGS (logistic) and Newton (Cox, at most {@link FIT_DEFAULTS}.coxMaxIterations). */
   readonly maxIter?: number;
   /** Features the rows are (default: post-LN CLS per slice, hidden = feature width). */
   readonly requirement?: FeatureRequirement;
@@ -111,11 +112,20 @@ function mlpOptions(o: FitOptions, task: 'classification' | 'regression', output
     hidden: o.hidden ?? FIT_DEFAULTS.hidden,
     learningRate: o.learningRate ?? d.learningRate,
     batchSize: o.batchSize ?? d.batchSize,
-    maxEpochs: o.maxEpochs ?? d.maxEpochs,
+    maxEpochs: o.maxEpochs ?? FIT_DEFAULTS.maxIterations,
     patience: o.patience ?? d.patience,
     validationFraction: d.validationFraction,
     l2: o.l2 ?? FIT_DEFAULTS.l2.mlp,
     seed: o.seed ?? FIT_DEFAULTS.seed,
+    signal: o.signal,
+  };
+}
+
+function logisticOptions(o: FitOptions): LogisticOptions {
+  return {
+    l2: o.l2 ?? FIT_DEFAULTS.l2.logistic,
+    classWeight: o.classWeight ?? FIT_DEFAULTS.classWeight,
+    maxIter: o.maxIter ?? FIT_DEFAULTS.maxIterations,
     signal: o.signal,
   };
 }
@@ -129,25 +139,9 @@ const TRAINERS: { readonly [K in FitKind]: Trainer } = {
     headKind: linearHeadKind,
     train: {
       classification: async (x, idx, t, o) =>
-        linearTrained(
-          await fitLogistic(x, idx, t.y, t.numClasses, {
-            l2: o.l2 ?? FIT_DEFAULTS.l2.logistic,
-            classWeight: o.classWeight ?? FIT_DEFAULTS.classWeight,
-            maxIter: o.maxIter ?? FIT_DEFAULTS.maxIter.logistic,
-            signal: o.signal,
-          }),
-          x,
-        ),
+        linearTrained(await fitLogistic(x, idx, t.y, t.numClasses, logisticOptions(o)), x),
       multilabel: async (x, idx, t, o) =>
-        linearTrained(
-          await fitMultiLabelLogistic(x, idx, t.labels, {
-            l2: o.l2 ?? FIT_DEFAULTS.l2.logistic,
-            classWeight: o.classWeight ?? FIT_DEFAULTS.classWeight,
-            maxIter: o.maxIter ?? FIT_DEFAULTS.maxIter.logistic,
-            signal: o.signal,
-          }),
-          x,
-        ),
+        linearTrained(await fitMultiLabelLogistic(x, idx, t.labels, logisticOptions(o)), x),
     },
   },
   ridge: {
@@ -175,7 +169,7 @@ const TRAINERS: { readonly [K in FitKind]: Trainer } = {
         const fit = await fitCox(x, idx, t.time, t.event, {
           ties: o.ties ?? FIT_DEFAULTS.ties,
           l2: o.l2 ?? FIT_DEFAULTS.l2.cox,
-          maxIter: o.maxIter ?? FIT_DEFAULTS.maxIter.cox,
+          maxIter: Math.min(o.maxIter ?? FIT_DEFAULTS.maxIterations, FIT_DEFAULTS.coxMaxIterations),
           signal: o.signal,
         });
         const trained = linearTrained(fit.model, x, 'cox');
