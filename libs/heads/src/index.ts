@@ -1,6 +1,7 @@
 export * from './features.js';
 export * from './fingerprint.js';
 export * from './head.js';
+export * from './head-model.js';
 export * from './head-schema.js';
 export * from './import-curia.js';
 export type { HeadOutput } from './infer/outputs.js';

@@ -1,7 +1,8 @@
 import { invalid, throwIfAborted } from '../errors.js';
 import type { FeatureRequirement } from '../features.js';
 import type { BackboneFingerprint } from '../fingerprint.js';
-import { Head, validateHeadWeights, type Weight } from '../head.js';
+import type { Weight } from '../head-model.js';
+import { Head, validateHeadWeights } from '../head.js';
 import { HEAD_SCHEMA_VERSION, type HeadMeta, type TrainingMeta } from '../head-schema.js';
 import { fitCox, type CoxTies } from './cox.js';
 import { validateFeatures, type FeatureMatrix, type SurvivalLabels } from './data.js';
