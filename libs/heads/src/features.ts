@@ -1,4 +1,5 @@
 import { CuriaError } from '@curia/errors';
+import type { RunResult } from '@curia/model';
 
 import { invalid } from './errors.js';
 
@@ -55,17 +56,12 @@ export interface HeadFeatures {
   readonly blocks: readonly FeatureBlock[];
 }
 
-/** Full token tensors of one Embed call, as `@curia/model`'s EmbedEngine returns them. */
-export interface TokenSource {
-  /** [batch, tokens, hidden] after the final LayerNorm. */
-  readonly lastHiddenState?: Float32Array;
-  /** [batch, tokens, hidden] output of the last block, before the final LayerNorm. */
-  readonly lastBlockPrenorm?: Float32Array;
-  readonly batch: number;
-  readonly tokens: number;
-  readonly hidden: number;
-  readonly numRegisterTokens: number;
-}
+/**
+ * Full token tensors of one Embed call, as `@curia/model`'s EmbedEngine returns them:
+ * `lastHiddenState` [batch, tokens, hidden] after the final LayerNorm, `lastBlockPrenorm` the last
+ * block's output before it.
+ */
+export type TokenSource = RunResult;
 
 /** Expected number of tokens per patch-grid side (Curia: 512 px / patch 16). */
 export const DEFAULT_GRID = 32;

@@ -8,14 +8,10 @@ import type { FeatureRequirement, HeadFeatures } from './features.js';
 import type { BackboneArchitectureLike, BackboneFingerprint } from './fingerprint.js';
 import { checkFingerprintCompatibility } from './fingerprint.js';
 import { headMetaSchema, type HeadMeta } from './head-schema.js';
+import type { HeadModel, Weight } from './head-model.js';
 import { OnnxAttentionModule, type OnnxAttentionOptions } from './infer/attention-runner.js';
 import { attentionWeightsOf, runHeadOn, type HeadOutput } from './infer/run.js';
-
-/** A float32 weight with its shape. */
-export interface Weight {
-  readonly shape: readonly number[];
-  readonly data: Float32Array;
-}
+import { attentionModuleForward } from './math/attention.js';
 
 /** Options of {@link Head.run}. */
 export interface HeadRunOptions {
@@ -34,7 +30,7 @@ export interface HeadRunOptions {
 }
 
 /** A native head bundle in memory: validated metadata plus its (small) weights. */
-export class Head {
+export class Head implements HeadModel {
   private attention: Promise<OnnxAttentionModule> | null = null;
 
   constructor(
@@ -86,8 +82,11 @@ export class Head {
   run(features: HeadFeatures, options: HeadRunOptions = {}): Promise<HeadOutput> {
     return runHeadOn(this, features, {
       signal: options.signal,
-      backend: options.backend ?? 'onnx',
       maxAttentionTokens: options.maxAttentionTokens ?? Infinity,
+      attention:
+        (options.backend ?? 'onnx') === 'onnx'
+          ? async (x, rows, signal) => (await this.onnxAttention()).forward(x, rows, signal)
+          : (x, rows, signal) => attentionModuleForward(x, rows, attentionWeightsOf(this), signal),
     });
   }
 }

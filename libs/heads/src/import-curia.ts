@@ -7,7 +7,8 @@ import { z } from 'zod';
 
 import type { FeatureRequirement, FeatureSpec } from './features.js';
 import { fingerprintBackbone, type BackboneFingerprint } from './fingerprint.js';
-import { Head, saveHead, validateHeadWeights, type Weight } from './head.js';
+import type { Weight } from './head-model.js';
+import { Head, saveHead, validateHeadWeights } from './head.js';
 import { HEAD_SCHEMA_VERSION, type HeadMeta } from './head-schema.js';
 
 /** Curia's published `Dinov2ForImageClassificationConfig` (config.json of a head). */

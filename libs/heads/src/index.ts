@@ -1,6 +1,7 @@
 export * from './features.js';
 export * from './fingerprint.js';
 export * from './head.js';
+export * from './head-model.js';
 export * from './head-schema.js';
 export * from './import-curia.js';
 export type { HeadOutput } from './infer/outputs.js';
@@ -15,6 +16,7 @@ export {
   type FitLabels,
   type FitOptions,
 } from './fit/fit-head.js';
+export { FIT_DEFAULTS } from './fit/defaults.js';
 export type { MultiLabels } from './fit/multilabel.js';
 export { OnnxAttentionModule, type OnnxAttentionOptions } from './infer/attention-runner.js';
 export type { FeatureMatrix, SurvivalLabels } from './fit/data.js';

@@ -1,8 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { EmbedEngine, buildBundleFromHf } from '@curia/model';
+import type { EmbedEngine } from '@curia/model';
 import {
   SafetensorsFile,
   readSafetensors,
@@ -16,23 +14,21 @@ import { runHeadFile } from './cli.js';
 import { computeHeadFeatures, embedOutputsFor } from './features.js';
 import { Head, checkBackboneCompatibility, loadHead } from './head.js';
 import { importCuriaHead, readCuriaHead, type ImportCuriaOptions } from './import-curia.js';
+import { openTestBackbone, type TestBackbone } from './testing.js';
 
 const tinyDir = sharedPathOrSkip('reference/dinov2/tiny-mlp');
 const headsDir = sharedPathOrSkip('reference/heads');
 
 describe.runIf(tinyDir && headsDir)('Curia head parity from pixel_values (tiny-mlp backbone)', () => {
+  let backbone: TestBackbone | undefined;
   let tmp = '';
   let engine: EmbedEngine;
 
   beforeAll(async () => {
-    tmp = await mkdtemp(join(tmpdir(), 'curia-heads-parity-'));
-    await buildBundleFromHf(tinyDir!, join(tmp, 'bundle'));
-    engine = await EmbedEngine.open(join(tmp, 'bundle'), { intraOpThreads: 2 });
+    backbone = await openTestBackbone(tinyDir!, 'curia-heads-parity');
+    ({ engine, dir: tmp } = backbone);
   });
-  afterAll(async () => {
-    await engine?.close();
-    if (tmp) await rm(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => backbone?.close());
 
   const cases: [string, ImportCuriaOptions, string][] = [
     ['cls-linear-2d', { input: 'cls' }, 'cls-linear'],

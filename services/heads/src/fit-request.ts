@@ -1,12 +1,13 @@
 import { CuriaError } from '@curia/errors';
-import type {
-  FeatureMatrix,
-  FeatureRequirement,
-  FeatureSpec,
-  FitKind,
-  FitOptions,
-  MultiLabels,
-  SurvivalLabels,
+import {
+  FIT_DEFAULTS,
+  type FeatureMatrix,
+  type FeatureRequirement,
+  type FeatureSpec,
+  type FitKind,
+  type FitOptions,
+  type MultiLabels,
+  type SurvivalLabels,
 } from '@curia/heads';
 import { common, heads } from '@curia/proto';
 
@@ -91,21 +92,25 @@ function optionsOf(
   task: string,
 ): { options: FitOptions; resolved: heads.FitOptions } {
   const o = start.options;
-  const folds = o?.folds || 5;
+  const D = FIT_DEFAULTS;
+  const folds = o?.folds || D.folds;
   if (folds < 2 || folds > 20) throw invalid(`start.options.folds must be in 2..20 (got ${folds})`);
-  const l2 = o?.l2 ?? (kind === 'mlp' ? 1e-4 : 1.0);
+  const l2 = o?.l2 ?? D.l2[kind];
   if (!Number.isFinite(l2) || l2 < 0)
     throw invalid(`start.options.l2 must be a finite number >= 0 (got ${l2})`);
-  const seed = o?.seed ?? 0;
+  const seed = o?.seed ?? D.seed;
   if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff)
     throw invalid(`start.options.seed must be an integer in [0, 2^32) (got ${seed})`);
-  const hidden = o?.hiddenLayerSizes.length ? [...o.hiddenLayerSizes] : [256];
+  const hidden = o?.hiddenLayerSizes.length ? [...o.hiddenLayerSizes] : [...D.hidden];
   if (hidden.some((h) => h < 1 || h > 4096))
     throw invalid('start.options.hidden_layer_sizes entries must be in 1..4096');
-  const maxIterations = o?.maxIterations || 1000;
-  const classWeight = o?.classWeight === heads.ClassWeight.BALANCED ? 'balanced' : 'none';
+  const maxIterations = o?.maxIterations || D.maxIterations;
+  const W = heads.ClassWeight;
+  const classWeight =
+    o?.classWeight === W.BALANCED ? 'balanced' : o?.classWeight === W.NONE ? 'none' : D.classWeight;
   const classifier = task === 'classification' || task === 'multilabel';
-  const ties = o?.ties === heads.TiesMethod.BRESLOW ? 'breslow' : 'efron';
+  const T = heads.TiesMethod;
+  const ties = o?.ties === T.BRESLOW ? 'breslow' : o?.ties === T.EFRON ? 'efron' : D.ties;
   if (start.labelNames.length > 0 && !classifier)
     throw invalid('start.label_names is only for classification and multilabel heads');
   if (task === 'multilabel' && start.labelNames.length === 0)
@@ -120,7 +125,7 @@ function optionsOf(
     ...(kind === 'cox' ? { ties } : {}),
     ...(kind === 'mlp'
       ? { hidden, maxEpochs: maxIterations, task: task === 'regression' ? 'regression' : 'classification' }
-      : { maxIter: kind === 'cox' ? Math.min(maxIterations, 100) : maxIterations }),
+      : { maxIter: maxIterations }),
   };
   const resolved: heads.FitOptions = {
     l2,

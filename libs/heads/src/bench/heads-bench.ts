@@ -9,7 +9,8 @@
 import { EmbedEngine, encodeModel, ensureBenchBundle } from '@curia/model';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 
-import { Head, type Weight } from '../head.js';
+import type { Weight } from '../head-model.js';
+import { Head } from '../head.js';
 import type { HeadMeta } from '../head-schema.js';
 import type { HeadFeatures } from '../features.js';
 import { Rng } from '../math/rng.js';

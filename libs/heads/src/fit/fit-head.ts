@@ -1,43 +1,31 @@
 import { invalid, throwIfAborted } from '../errors.js';
 import type { FeatureRequirement } from '../features.js';
 import type { BackboneFingerprint } from '../fingerprint.js';
-import { Head, validateHeadWeights, type Weight } from '../head.js';
+import type { Weight } from '../head-model.js';
+import { Head, validateHeadWeights } from '../head.js';
 import { HEAD_SCHEMA_VERSION, type HeadMeta, type TrainingMeta } from '../head-schema.js';
 import { fitCox, type CoxTies } from './cox.js';
-import {
-  validateClassLabels,
-  validateFeatures,
-  validateSurvival,
-  validateTargets,
-  type FeatureMatrix,
-  type SurvivalLabels,
-} from './data.js';
+import { validateFeatures, type FeatureMatrix, type SurvivalLabels } from './data.js';
+import { FIT_DEFAULTS } from './defaults.js';
 import { assignFolds, splitFold } from './folds.js';
-import { predictLinear } from './linear-model.js';
-import { fitLogistic } from './logistic.js';
-import { accuracy, aucMacroOvr, balancedAccuracy, concordanceIndex, regressionMetrics } from './metrics.js';
-import { fitMlp, predictMlp, type MlpFit } from './mlp.js';
-import {
-  fitMultiLabelLogistic,
-  isMultiLabels,
-  multilabelMetrics,
-  multilabelStrata,
-  validateMultiLabels,
-  type MultiLabels,
-} from './multilabel.js';
+import { predictLinear, type LinearModel } from './linear-model.js';
+import { fitLogistic, type LogisticOptions } from './logistic.js';
+import { fitMlp, predictMlp, type MlpFit, type MlpOptions } from './mlp.js';
+import { fitMultiLabelLogistic, isMultiLabels, type MultiLabels } from './multilabel.js';
 import { fitRidge } from './ridge.js';
+import { targetsOf, type FitTask, type TargetsOf, type Targets, type TaskLabels } from './targets.js';
 
 /** Fitting methods: multinomial logistic regression, ridge regression, small MLP, Cox PH. */
 export type FitKind = 'logistic' | 'ridge' | 'mlp' | 'cox';
 
-/** Options of {@link fitHead}. Every field has a default. */
+/** Options of {@link fitHead}. Fields left unset take their {@link FIT_DEFAULTS} value. */
 export interface FitOptions {
-  /** Seed for fold shuffling and MLP initialisation/batching (default 0). */
+  /** Seed for fold shuffling and MLP initialisation/batching. */
   readonly seed?: number;
-  /** L2 penalty on standardised coefficients (defaults: logistic 1e-2, ridge 1, cox 1e-4, mlp 1e-4). */
+  /** L2 penalty on standardised coefficients; MLP: weight decay. */
   readonly l2?: number;
   /**
-   * Logistic classification / multilabel: `balanced` class weighting (default none). Multilabel
+   * Logistic classification / multilabel: `balanced` class weighting. Multilabel
    * balances positives and negatives of each label.
    */
   readonly classWeight?: 'balanced' | 'none';
@@ -45,19 +33,20 @@ export interface FitOptions {
   readonly numClasses?: number;
   /** Output names (default class_0.., or ['value'] / ['risk']). */
   readonly labelNames?: readonly string[];
-  /** Cross-validation folds (default 5; 0 or 1 disables cross-validation). */
+  /** Cross-validation folds (0 or 1 disables cross-validation). */
   readonly folds?: number;
-  /** Cox ties handling (default efron). */
+  /** Cox ties handling. */
   readonly ties?: CoxTies;
   /** MLP task (default classification). */
   readonly task?: 'classification' | 'regression';
-  /** MLP hidden widths (default [64]). */
+  /** MLP hidden widths. */
   readonly hidden?: readonly number[];
   readonly learningRate?: number;
   readonly batchSize?: number;
+  /** MLP epochs at most (default: the iteration cap, {@link FIT_DEFAULTS}.maxIterations). */
   readonly maxEpochs?: number;
   readonly patience?: number;
-  /** Iteration cap of L-BFGS / Newton (default 500 / 50). */
+  /** Iteration cap of L-BFGS (logistic) and Newton (Cox, at most {@link FIT_DEFAULTS}.coxMaxIterations). */
   readonly maxIter?: number;
   /** Features the rows are (default: post-LN CLS per slice, hidden = feature width). */
   readonly requirement?: FeatureRequirement;
@@ -68,231 +57,157 @@ export interface FitOptions {
   readonly signal?: AbortSignal;
 }
 
-type Scores = (rows: readonly number[]) => Float64Array;
-
 /** Keys of `training.cv.per_fold` entries holding the fold's train / test sample counts. */
 export const FOLD_TRAIN = 'n_train';
 /** See {@link FOLD_TRAIN}. */
 export const FOLD_TEST = 'n_test';
 
+/** Labels accepted by {@link fitHead}. */
+export type FitLabels = ArrayLike<number> | SurvivalLabels | MultiLabels;
+
+/** A model trained on some rows: its scores on any rows and its head weights. */
+interface Trained {
+  predict(rows: readonly number[]): Float64Array;
+  readonly weights: Map<string, Weight>;
+  readonly mlpSizes?: number[];
+}
+
+type TrainFn<T> = (x: FeatureMatrix, idx: readonly number[], t: T, o: FitOptions) => Promise<Trained>;
+
+/** How one fitting method trains, and which labels it takes. */
 interface Trainer {
-  readonly outputs: number;
-  train(
-    idx: readonly number[],
-  ): Promise<{ predict: Scores; weights: Map<string, Weight>; mlpSizes?: number[] }>;
-  metrics(test: readonly number[], scores: Float64Array): Record<string, number>;
-  readonly strata?: ArrayLike<number>;
+  /** Task of numeric labels (absent: the method takes survival or multilabel labels only). */
+  readonly numericTask?: (o: FitOptions) => 'classification' | 'regression';
+  /** One training function per task the method fits. */
+  readonly train: { readonly [T in FitTask]?: TrainFn<TargetsOf[T]> };
+  /** Kind of the stored head (`usesMask`: the features are mask-pooled). */
+  readonly headKind: (usesMask: boolean) => HeadMeta['kind'];
 }
 
 const f32 = (a: Float64Array, shape: number[]): Weight => ({ shape, data: Float32Array.from(a) });
 
-function argmaxRows(s: Float64Array, rows: number, k: number): Int32Array {
-  const out = new Int32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let best = 0;
-    for (let c = 1; c < k; c++) if (s[r * k + c]! > s[r * k + best]!) best = c;
-    out[r] = best;
-  }
-  return out;
-}
-
-function softmax64(s: Float64Array, rows: number, k: number): Float64Array {
-  const out = new Float64Array(s.length);
-  for (let r = 0; r < rows; r++) {
-    let m = -Infinity;
-    for (let c = 0; c < k; c++) m = Math.max(m, s[r * k + c]!);
-    let z = 0;
-    for (let c = 0; c < k; c++) z += out[r * k + c] = Math.exp(s[r * k + c]! - m);
-    for (let c = 0; c < k; c++) out[r * k + c]! /= z;
-  }
-  return out;
-}
-
-function classificationMetrics(y: Int32Array, k: number) {
-  return (test: readonly number[], scores: Float64Array): Record<string, number> => {
-    const yt = Int32Array.from(test, (i) => y[i]!);
-    const pred = argmaxRows(scores, test.length, k);
-    return {
-      accuracy: accuracy(pred, yt),
-      balanced_accuracy: balancedAccuracy(pred, yt, k),
-      auc: aucMacroOvr(softmax64(scores, test.length, k), yt, k),
-    };
+function linearTrained(m: LinearModel, x: FeatureMatrix, prefix = 'classifier'): Trained {
+  return {
+    predict: (rows) => predictLinear(m, x, rows),
+    weights: new Map([
+      [`${prefix}.weight`, f32(m.weight, [m.outputs, m.cols])],
+      [`${prefix}.bias`, f32(m.bias, [m.outputs])],
+    ]),
   };
 }
 
-function mlpWeights(fit: MlpFit): Map<string, Weight> {
-  const w = new Map<string, Weight>();
+function mlpTrained(fit: MlpFit, x: FeatureMatrix): Trained {
+  const weights = new Map<string, Weight>();
   fit.layers.forEach((l, i) => {
-    w.set(`mlp.${i}.weight`, f32(l.weight, [fit.sizes[i + 1]!, fit.sizes[i]!]));
-    w.set(`mlp.${i}.bias`, f32(l.bias, [fit.sizes[i + 1]!]));
+    weights.set(`mlp.${i}.weight`, f32(l.weight, [fit.sizes[i + 1]!, fit.sizes[i]!]));
+    weights.set(`mlp.${i}.bias`, f32(l.bias, [fit.sizes[i + 1]!]));
   });
-  return w;
+  return { predict: (rows) => predictMlp(fit, x, rows), weights, mlpSizes: fit.sizes };
 }
 
-/** Labels accepted by {@link fitHead}. */
-export type FitLabels = ArrayLike<number> | SurvivalLabels | MultiLabels;
-
-function makeTrainer(kind: FitKind, x: FeatureMatrix, labels: FitLabels, o: FitOptions, folds: number) {
-  const d = x.cols;
-  const isSurvival = typeof labels === 'object' && 'time' in labels && 'event' in labels;
-  const seed = o.seed ?? 0;
-  if (isMultiLabels(labels)) {
-    if (kind !== 'logistic')
-      throw invalid(`multilabel targets are fitted with logistic heads only (got ${kind})`);
-    const m = validateMultiLabels(labels, x.rows, folds);
-    const k = m.numLabels;
-    const trainer: Trainer = {
-      outputs: k,
-      strata: multilabelStrata(m, x.rows),
-      async train(idx) {
-        const model = await fitMultiLabelLogistic(x, idx, m, {
-          l2: o.l2 ?? 1e-2,
-          classWeight: o.classWeight ?? 'none',
-          maxIter: o.maxIter ?? 500,
-          signal: o.signal,
-        });
-        return {
-          predict: (rows) => predictLinear(model, x, rows),
-          weights: new Map([
-            ['classifier.weight', f32(model.weight, [k, d])],
-            ['classifier.bias', f32(model.bias, [k])],
-          ]),
-        };
-      },
-      metrics: (test, scores) => multilabelMetrics(m, test, scores),
-    };
-    return { trainer, task: 'multilabel' as const, extra: { class_counts: m.positives } };
-  }
-  if (kind === 'cox') {
-    if (!isSurvival) throw invalid('cox fitting needs survival labels { time, event }');
-    const s = validateSurvival(labels, x.rows);
-    if (s.events < folds)
-      throw invalid(`only ${s.events} event(s); ${folds}-fold cross-validation needs at least one per fold`);
-    const trainer: Trainer = {
-      outputs: 1,
-      strata: s.event,
-      async train(idx) {
-        const fit = await fitCox(x, idx, s.time, s.event, {
-          ties: o.ties ?? 'efron',
-          l2: o.l2 ?? 1e-4,
-          maxIter: o.maxIter ?? 50,
-          signal: o.signal,
-        });
-        const weights = new Map<string, Weight>([
-          ['cox.weight', f32(fit.model.weight, [1, d])],
-          ['cox.bias', f32(fit.model.bias, [1])],
-          ['cox.baseline_times', f32(fit.baselineTimes, [fit.baselineTimes.length])],
-          ['cox.baseline_cumhaz', f32(fit.baselineCumHazard, [fit.baselineCumHazard.length])],
-        ]);
-        return { predict: (rows) => predictLinear(fit.model, x, rows), weights };
-      },
-      metrics: (test, scores) => ({
-        c_index: concordanceIndex(
-          Float64Array.from(test, (i) => s.time[i]!),
-          Uint8Array.from(test, (i) => s.event[i]!),
-          scores,
-        ),
-      }),
-    };
-    return { trainer, task: 'survival' as const, extra: { n_events: s.events } };
-  }
-  if (isSurvival) throw invalid(`${kind} fitting needs numeric labels, not survival labels`);
-  if (!('length' in labels)) throw invalid(`${kind} fitting needs one numeric label per row`);
-  const task =
-    kind === 'ridge' ? 'regression' : kind === 'mlp' ? (o.task ?? 'classification') : 'classification';
-  if (task === 'regression') {
-    const y = validateTargets(labels, x.rows);
-    if (x.rows < Math.max(2, folds))
-      throw invalid(`regression needs at least ${Math.max(2, folds)} samples (got ${x.rows})`);
-    const metrics = (test: readonly number[], scores: Float64Array): Record<string, number> =>
-      regressionMetrics(
-        scores,
-        Float64Array.from(test, (i) => y[i]!),
-      );
-    const trainer: Trainer =
-      kind === 'ridge'
-        ? {
-            outputs: 1,
-            train(idx) {
-              const m = fitRidge(x, idx, y, o.l2 ?? 1);
-              return Promise.resolve({
-                predict: (rows: readonly number[]) => predictLinear(m, x, rows),
-                weights: new Map([
-                  ['classifier.weight', f32(m.weight, [1, d])],
-                  ['classifier.bias', f32(m.bias, [1])],
-                ]),
-              });
-            },
-            metrics,
-          }
-        : {
-            outputs: 1,
-            async train(idx) {
-              const fit = await fitMlp(x, idx, y, mlpOptions(o, 'regression', 1, seed));
-              return {
-                predict: (rows) => predictMlp(fit, x, rows),
-                weights: mlpWeights(fit),
-                mlpSizes: fit.sizes,
-              };
-            },
-            metrics,
-          };
-    return { trainer, task, extra: {} };
-  }
-  const c = validateClassLabels(labels, x.rows, o.numClasses, folds);
-  const k = c.numClasses;
-  const trainer: Trainer =
-    kind === 'logistic'
-      ? {
-          outputs: k,
-          strata: c.y,
-          async train(idx) {
-            const m = await fitLogistic(x, idx, c.y, k, {
-              l2: o.l2 ?? 1e-2,
-              classWeight: o.classWeight ?? 'none',
-              maxIter: o.maxIter ?? 500,
-              signal: o.signal,
-            });
-            return {
-              predict: (rows) => predictLinear(m, x, rows),
-              weights: new Map([
-                ['classifier.weight', f32(m.weight, [k, d])],
-                ['classifier.bias', f32(m.bias, [k])],
-              ]),
-            };
-          },
-          metrics: classificationMetrics(c.y, k),
-        }
-      : {
-          outputs: k,
-          strata: c.y,
-          async train(idx) {
-            const fit = await fitMlp(x, idx, c.y, mlpOptions(o, 'classification', k, seed));
-            return {
-              predict: (rows) => predictMlp(fit, x, rows),
-              weights: mlpWeights(fit),
-              mlpSizes: fit.sizes,
-            };
-          },
-          metrics: classificationMetrics(c.y, k),
-        };
-  return { trainer, task, extra: { class_counts: c.counts } };
-}
-
-function mlpOptions(o: FitOptions, task: 'classification' | 'regression', outputs: number, seed: number) {
+function mlpOptions(o: FitOptions, task: 'classification' | 'regression', outputs: number): MlpOptions {
+  const d = FIT_DEFAULTS.mlp;
   return {
     task,
     outputs,
-    hidden: o.hidden ?? [64],
-    learningRate: o.learningRate ?? 1e-3,
-    batchSize: o.batchSize ?? 32,
-    maxEpochs: o.maxEpochs ?? 200,
-    patience: o.patience ?? 15,
-    validationFraction: 0.15,
-    l2: o.l2 ?? 1e-4,
-    seed,
+    hidden: o.hidden ?? FIT_DEFAULTS.hidden,
+    learningRate: o.learningRate ?? d.learningRate,
+    batchSize: o.batchSize ?? d.batchSize,
+    maxEpochs: o.maxEpochs ?? FIT_DEFAULTS.maxIterations,
+    patience: o.patience ?? d.patience,
+    validationFraction: d.validationFraction,
+    l2: o.l2 ?? FIT_DEFAULTS.l2.mlp,
+    seed: o.seed ?? FIT_DEFAULTS.seed,
     signal: o.signal,
   };
+}
+
+function logisticOptions(o: FitOptions): LogisticOptions {
+  return {
+    l2: o.l2 ?? FIT_DEFAULTS.l2.logistic,
+    classWeight: o.classWeight ?? FIT_DEFAULTS.classWeight,
+    maxIter: o.maxIter ?? FIT_DEFAULTS.maxIterations,
+    signal: o.signal,
+  };
+}
+
+const linearHeadKind = (usesMask: boolean): HeadMeta['kind'] => (usesMask ? 'mask-linear' : 'cls-linear');
+
+/** Every fitting method; adding one is one entry. */
+const TRAINERS: { readonly [K in FitKind]: Trainer } = {
+  logistic: {
+    numericTask: () => 'classification',
+    headKind: linearHeadKind,
+    train: {
+      classification: async (x, idx, t, o) =>
+        linearTrained(await fitLogistic(x, idx, t.y, t.numClasses, logisticOptions(o)), x),
+      multilabel: async (x, idx, t, o) =>
+        linearTrained(await fitMultiLabelLogistic(x, idx, t.labels, logisticOptions(o)), x),
+    },
+  },
+  ridge: {
+    numericTask: () => 'regression',
+    headKind: linearHeadKind,
+    train: {
+      regression: (x, idx, t, o) =>
+        Promise.resolve(linearTrained(fitRidge(x, idx, t.y, o.l2 ?? FIT_DEFAULTS.l2.ridge), x)),
+    },
+  },
+  mlp: {
+    numericTask: (o) => o.task ?? 'classification',
+    headKind: () => 'mlp',
+    train: {
+      classification: async (x, idx, t, o) =>
+        mlpTrained(await fitMlp(x, idx, t.y, mlpOptions(o, 'classification', t.outputs)), x),
+      regression: async (x, idx, t, o) =>
+        mlpTrained(await fitMlp(x, idx, t.y, mlpOptions(o, 'regression', t.outputs)), x),
+    },
+  },
+  cox: {
+    headKind: () => 'cox',
+    train: {
+      survival: async (x, idx, t, o) => {
+        const fit = await fitCox(x, idx, t.time, t.event, {
+          ties: o.ties ?? FIT_DEFAULTS.ties,
+          l2: o.l2 ?? FIT_DEFAULTS.l2.cox,
+          maxIter: Math.min(o.maxIter ?? FIT_DEFAULTS.maxIterations, FIT_DEFAULTS.coxMaxIterations),
+          signal: o.signal,
+        });
+        const trained = linearTrained(fit.model, x, 'cox');
+        trained.weights.set('cox.baseline_times', f32(fit.baselineTimes, [fit.baselineTimes.length]));
+        trained.weights.set(
+          'cox.baseline_cumhaz',
+          f32(fit.baselineCumHazard, [fit.baselineCumHazard.length]),
+        );
+        return trained;
+      },
+    },
+  },
+};
+
+const isSurvivalLabels = (labels: FitLabels): labels is SurvivalLabels =>
+  typeof labels === 'object' && 'time' in labels && 'event' in labels;
+
+/** The task `kind` fits on these labels; INVALID_ARGUMENT when it cannot fit them. */
+function taskLabelsOf(kind: FitKind, labels: FitLabels, o: FitOptions): TaskLabels {
+  const trainer = TRAINERS[kind];
+  const fitting = (task: FitTask): string =>
+    Object.entries(TRAINERS)
+      .filter(([, t]) => t.train[task])
+      .map(([k]) => k)
+      .join('/');
+  if (isMultiLabels(labels)) {
+    if (!trainer.train.multilabel)
+      throw invalid(`multilabel targets are fitted with ${fitting('multilabel')} heads only (got ${kind})`);
+    return { task: 'multilabel', labels };
+  }
+  if (isSurvivalLabels(labels)) {
+    if (!trainer.train.survival) throw invalid(`${kind} fitting needs numeric labels, not survival labels`);
+    return { task: 'survival', labels };
+  }
+  if (!trainer.numericTask) throw invalid(`${kind} fitting needs survival labels { time, event }`);
+  if (!('length' in labels)) throw invalid(`${kind} fitting needs one numeric label per row`);
+  return { task: trainer.numericTask(o), labels };
 }
 
 function meanMetrics(perFold: Record<string, number>[]): Record<string, number> {
@@ -325,7 +240,7 @@ export async function fitHead(
   options: FitOptions = {},
 ): Promise<Head> {
   validateFeatures(features);
-  const folds = options.folds ?? 5;
+  const folds = options.folds ?? FIT_DEFAULTS.folds;
   if (!Number.isInteger(folds) || folds < 0)
     throw invalid(`folds must be a non-negative integer (got ${folds})`);
   const req: FeatureRequirement = options.requirement ?? {
@@ -344,19 +259,25 @@ export async function fitHead(
       `features have ${features.cols} columns but the requirement gives ${req.inputs.length} × ${req.hidden}`,
     );
   }
-  const { trainer, task, extra } = makeTrainer(kind, features, labels, options, folds);
-  const seed = options.seed ?? 0;
+  const targets = targetsOf(taskLabelsOf(kind, labels, options), features.rows, folds, options.numClasses);
+  // The table pairs each task with a function of that task's targets; TypeScript cannot follow
+  // the pairing through the lookup.
+  const trainFn = TRAINERS[kind].train[targets.task] as TrainFn<Targets> | undefined;
+  if (!trainFn) throw invalid(`${kind} heads cannot be fitted for ${targets.task}`);
+  const train = (idx: readonly number[]): Promise<Trained> => trainFn(features, idx, targets, options);
+  const { task, extra } = targets;
+  const seed = options.seed ?? FIT_DEFAULTS.seed;
   let cv: TrainingMeta['cv'] = null;
   if (folds >= 2) {
-    const assignment = assignFolds(features.rows, folds, seed, trainer.strata);
+    const assignment = assignFolds(features.rows, folds, seed, targets.strata);
     const perFold: Record<string, number>[] = [];
     const sizes: Record<string, number>[] = [];
     for (let f = 0; f < folds; f++) {
       throwIfAborted(options.signal, 'cross-validation');
-      const { train, test } = splitFold(assignment, f);
-      const m = await trainer.train(train);
-      perFold.push(trainer.metrics(test, m.predict(test)));
-      sizes.push({ [FOLD_TRAIN]: train.length, [FOLD_TEST]: test.length });
+      const split = splitFold(assignment, f);
+      const m = await train(split.train);
+      perFold.push(targets.metrics(split.test, m.predict(split.test)));
+      sizes.push({ [FOLD_TRAIN]: split.train.length, [FOLD_TEST]: split.test.length });
     }
     cv = {
       folds,
@@ -365,8 +286,8 @@ export async function fitHead(
     };
   }
   const all = Array.from({ length: features.rows }, (_, i) => i);
-  const final = await trainer.train(all);
-  const outputs = trainer.outputs;
+  const final = await train(all);
+  const outputs = targets.outputs;
   const labelNames = options.labelNames
     ? [...options.labelNames]
     : task === 'classification' || task === 'multilabel'
@@ -375,8 +296,7 @@ export async function fitHead(
   if (labelNames.length !== outputs)
     throw invalid(`labelNames has ${labelNames.length} names for ${outputs} outputs`);
   const usesMask = req.inputs.some((i) => i.kind === 'mask_pooled');
-  const headKind: HeadMeta['kind'] =
-    kind === 'cox' ? 'cox' : kind === 'mlp' ? 'mlp' : usesMask ? 'mask-linear' : 'cls-linear';
+  const headKind = TRAINERS[kind].headKind(usesMask);
   const now = new Date().toISOString();
   const meta: HeadMeta = {
     schema_version: HEAD_SCHEMA_VERSION,

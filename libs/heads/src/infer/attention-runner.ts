@@ -128,10 +128,11 @@ export class OnnxAttentionModule {
       for (const b of m.blocks) {
         if (b === 'self') {
           const w = m.self!;
+          const spec = { w, dim: d, numHeads: m.numHeads, impl };
           blocks.push({
             kind: 'self',
-            kv: await session(selfKeyValueGraph(w, d, m.numHeads, impl), threads),
-            q: await session(selfQueryGraph(w, d, m.numHeads, impl), threads),
+            kv: await session(selfKeyValueGraph(spec), threads),
+            q: await session(selfQueryGraph(spec), threads),
             padRow: paddingRow(w, d),
           });
         } else {

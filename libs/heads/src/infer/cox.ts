@@ -1,4 +1,4 @@
-import type { Head } from '../head.js';
+import type { HeadModel } from '../head-model.js';
 import { linear } from '../math/dense.js';
 import type { HeadOutput } from './outputs.js';
 
@@ -6,7 +6,7 @@ import type { HeadOutput } from './outputs.js';
  * Cox head: risk = w·x + b and S(t|x) = exp(−H0(t) · exp(risk)) on the stored Breslow baseline
  * cumulative hazard H0 (a step function evaluated at its event times).
  */
-export function coxOutput(head: Head, x: Float32Array, rows: number): HeadOutput {
+export function coxOutput(head: HeadModel, x: Float32Array, rows: number): HeadOutput {
   const dim = head.meta.architecture.input_dim;
   const risk = linear(x, rows, dim, head.weight('cox.weight').data, head.weight('cox.bias').data, 1);
   const times = head.weight('cox.baseline_times').data;

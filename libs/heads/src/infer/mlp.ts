@@ -1,9 +1,9 @@
-import type { Head } from '../head.js';
+import type { HeadModel } from '../head-model.js';
 import { linear } from '../math/dense.js';
 import { taskOutput, type HeadOutput } from './outputs.js';
 
 /** Forward pass of an `mlp` head: Linear (ReLU Linear)*, on [rows, in] row vectors. */
-export function mlpForward(head: Head, x: Float32Array, rows: number): HeadOutput {
+export function mlpForward(head: HeadModel, x: Float32Array, rows: number): HeadOutput {
   const sizes = head.meta.architecture.mlp_sizes!;
   let h = x;
   for (let l = 0; l + 1 < sizes.length; l++) {

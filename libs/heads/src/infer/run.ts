@@ -2,8 +2,8 @@ import { CuriaError } from '@curia/errors';
 
 import { invalid } from '../errors.js';
 import type { HeadFeatures } from '../features.js';
-import type { Head } from '../head.js';
-import { attentionModuleForward, type AttentionModuleWeights, type MhaWeights } from '../math/attention.js';
+import type { HeadModel } from '../head-model.js';
+import type { AttentionModuleWeights, MhaWeights } from '../math/attention.js';
 import { linear } from '../math/dense.js';
 import { slicePositionalEmbedding } from '../math/positional.js';
 import { coxOutput } from './cox.js';
@@ -13,7 +13,7 @@ import { selectSlices } from './slices.js';
 
 export type { HeadOutput } from './outputs.js';
 
-function checkFeatures(head: Head, f: HeadFeatures): void {
+function checkFeatures(head: HeadModel, f: HeadFeatures): void {
   const req = head.meta.requirements;
   if (f.hidden !== req.hidden) {
     throw new CuriaError(
@@ -39,7 +39,7 @@ function checkFeatures(head: Head, f: HeadFeatures): void {
 }
 
 /** Per-slice row vectors for vector heads: blocks (one token each) concatenated. */
-function rowVectors(head: Head, f: HeadFeatures): Float32Array {
+function rowVectors(head: HeadModel, f: HeadFeatures): Float32Array {
   const req = head.meta.requirements;
   const width = f.blocks.length * f.hidden;
   if (width !== head.meta.architecture.input_dim) {
@@ -67,7 +67,7 @@ function rowVectors(head: Head, f: HeadFeatures): Float32Array {
   return out;
 }
 
-function mhaWeights(head: Head, block: 'self' | 'cross'): MhaWeights {
+function mhaWeights(head: HeadModel, block: 'self' | 'cross'): MhaWeights {
   const p = `attention_module.${block}_attention.attention`;
   return {
     inProjWeight: head.weight(`${p}.multihead_attn.in_proj_weight`).data,
@@ -80,7 +80,7 @@ function mhaWeights(head: Head, block: 'self' | 'cross'): MhaWeights {
 }
 
 /** The attention module weights of an attention-3d head. */
-export function attentionWeightsOf(head: Head): AttentionModuleWeights {
+export function attentionWeightsOf(head: HeadModel): AttentionModuleWeights {
   const at = head.meta.architecture.attention;
   if (!at) throw new CuriaError('INTERNAL', `head '${head.meta.name}' has no attention configuration`);
   const blocks = at.blocks;
@@ -103,7 +103,7 @@ export function attentionWeightsOf(head: Head): AttentionModuleWeights {
 
 /** Builds the volume token sequence [selected slices × tokens per slice, hidden] (+ slice positions). */
 function volumeTokens(
-  head: Head,
+  head: HeadModel,
   f: HeadFeatures,
   picked: readonly number[],
 ): { x: Float32Array; rows: number } {
@@ -131,7 +131,7 @@ function volumeTokens(
   return { x, rows };
 }
 
-function classify(head: Head, x: Float32Array, rows: number): HeadOutput {
+function classify(head: HeadModel, x: Float32Array, rows: number): HeadOutput {
   const a = head.meta.architecture;
   const logits = linear(
     x,
@@ -147,13 +147,18 @@ function classify(head: Head, x: Float32Array, rows: number): HeadOutput {
 /** How {@link runHeadOn} runs (see `HeadRunOptions`). */
 export interface RunSettings {
   readonly signal?: AbortSignal;
-  readonly backend: 'onnx' | 'js';
   readonly maxAttentionTokens: number;
+  /** Attention-3d heads: the attention module, tokens [rows, hidden] → pooled [hidden]. */
+  readonly attention: (tokens: Float32Array, rows: number, signal?: AbortSignal) => Promise<Float32Array>;
 }
 
 /** Runs any head kind on features (see `Head.run`). */
-export async function runHeadOn(head: Head, f: HeadFeatures, settings: RunSettings): Promise<HeadOutput> {
-  const { signal, backend } = settings;
+export async function runHeadOn(
+  head: HeadModel,
+  f: HeadFeatures,
+  settings: RunSettings,
+): Promise<HeadOutput> {
+  const { signal } = settings;
   checkFeatures(head, f);
   const req = head.meta.requirements;
   switch (head.meta.kind) {
@@ -174,11 +179,7 @@ export async function runHeadOn(head: Head, f: HeadFeatures, settings: RunSettin
         );
       }
       const { x, rows } = volumeTokens(head, f, picked);
-      const pooled =
-        backend === 'onnx'
-          ? await (await head.onnxAttention()).forward(x, rows, signal)
-          : await attentionModuleForward(x, rows, attentionWeightsOf(head), signal);
-      return classify(head, pooled, 1);
+      return classify(head, await settings.attention(x, rows, signal), 1);
     }
     case 'volume-mean-linear': {
       const picked = selectSlices(req, f);

@@ -1,7 +1,7 @@
 import { CuriaError } from '@curia/errors';
 
 import { yieldAndCheck } from '../errors.js';
-import { dot, layerNormRows, linear } from './dense.js';
+import { dot, dot4, layerNormRows, linear } from './dense.js';
 
 /** Weights of one Curia attention block: torch `nn.MultiheadAttention` + LayerNorm. */
 export interface MhaWeights {
@@ -46,23 +46,30 @@ export function nonZeroRows(x: Float32Array, rows: number, dim: number): Uint8Ar
   return valid;
 }
 
+/** Queries [lq, dim] attending over key/value rows [lk, dim] with one block's weights. */
+export interface AttentionCall {
+  readonly q: Float32Array;
+  readonly lq: number;
+  readonly kv: Float32Array;
+  readonly lk: number;
+  readonly dim: number;
+  readonly numHeads: number;
+  readonly w: MhaWeights;
+  /** 1 for key rows that are not padding. */
+  readonly keyValid: Uint8Array;
+}
+
 /**
  * torch `MultiheadAttention(query, key=value=kv)` with Curia's masks. In `self` mode a query
  * attends to keys with the same validity (valid↔valid, padding↔padding — Curia's NaN guard);
  * in `cross` mode every query attends to the valid keys only. Returns [lq, dim] after out_proj.
  */
 export async function multiHeadAttention(
-  q: Float32Array,
-  lq: number,
-  kv: Float32Array,
-  lk: number,
-  dim: number,
-  numHeads: number,
-  w: MhaWeights,
-  keyValid: Uint8Array,
+  call: AttentionCall,
   mode: 'self' | 'cross',
   signal?: AbortSignal,
 ): Promise<Float32Array> {
+  const { q, lq, kv, lk, dim, numHeads, w, keyValid } = call;
   const dh = dim / numHeads;
   const scale = 1 / Math.sqrt(dh);
   const qp = linear(q, lq, dim, w.inProjWeight, w.inProjBias, dim, undefined, 0);
@@ -117,26 +124,11 @@ export async function multiHeadAttention(
         scores[so] = scores[so + 1] = scores[so + 2] = scores[so + 3] = -Infinity;
         continue;
       }
-      const ko = j * dim + ho;
-      let s0 = 0;
-      let s1 = 0;
-      let s2 = 0;
-      let s3 = 0;
-      for (let t = 0; t < dh; t++) {
-        const kt = kp[ko + t]!;
-        s0 += qp[a0 + t]! * kt;
-        s1 += qp[a1 + t]! * kt;
-        s2 += qp[a2 + t]! * kt;
-        s3 += qp[a3 + t]! * kt;
-      }
-      scores[so] = s0;
-      scores[so + 1] = s1;
-      scores[so + 2] = s2;
-      scores[so + 3] = s3;
-      if (s0 > m0) m0 = s0;
-      if (s1 > m1) m1 = s1;
-      if (s2 > m2) m2 = s2;
-      if (s3 > m3) m3 = s3;
+      dot4(qp, a0, dim, kp, j * dim + ho, dh, scores, so);
+      if (scores[so]! > m0) m0 = scores[so]!;
+      if (scores[so + 1]! > m1) m1 = scores[so + 1]!;
+      if (scores[so + 2]! > m2) m2 = scores[so + 2]!;
+      if (scores[so + 3]! > m3) m3 = scores[so + 3]!;
     }
     if (m0 === -Infinity) throw noKey();
     acc.fill(0);
@@ -192,17 +184,8 @@ export async function multiHeadAttention(
  * `cross` mode, at O(queries·heads·L·dim) instead of O(L·dim²): ~dim/(queries·heads) times fewer
  * multiply-adds for long volumes.
  */
-export async function foldedCrossAttention(
-  q: Float32Array,
-  lq: number,
-  kv: Float32Array,
-  lk: number,
-  dim: number,
-  numHeads: number,
-  w: MhaWeights,
-  keyValid: Uint8Array,
-  signal?: AbortSignal,
-): Promise<Float32Array> {
+export async function foldedCrossAttention(call: AttentionCall, signal?: AbortSignal): Promise<Float32Array> {
+  const { q, lq, kv, lk, dim, numHeads, w, keyValid } = call;
   const dh = dim / numHeads;
   const scale = 1 / Math.sqrt(dh);
   const qp = linear(q, lq, dim, w.inProjWeight, w.inProjBias, dim, undefined, 0);
@@ -284,28 +267,28 @@ export async function attentionModuleForward(
     const valid = nonZeroRows(x, n, d);
     if (block === 'self') {
       const w = m.self!;
-      const a = await multiHeadAttention(x, n, x, n, d, m.numHeads, w, valid, 'self', signal);
+      const call = { q: x, lq: n, kv: x, lk: n, dim: d, numHeads: m.numHeads, w, keyValid: valid };
+      const a = await multiHeadAttention(call, 'self', signal);
       for (let i = 0; i < a.length; i++) a[i] = a[i]! + x[i]!;
       layerNormRows(a, n, d, w.normWeight, w.normBias, ATTENTION_LN_EPS);
       x = a;
     } else {
       const w = m.cross!;
       // Folding the key/value projections into the queries wins whenever queries·heads < tokens.
+      const call = {
+        q: w.learnedQueries,
+        lq: w.numQueries,
+        kv: x,
+        lk: n,
+        dim: d,
+        numHeads: m.numHeads,
+        w,
+        keyValid: valid,
+      };
       const a =
         w.numQueries * m.numHeads < n
-          ? await foldedCrossAttention(w.learnedQueries, w.numQueries, x, n, d, m.numHeads, w, valid, signal)
-          : await multiHeadAttention(
-              w.learnedQueries,
-              w.numQueries,
-              x,
-              n,
-              d,
-              m.numHeads,
-              w,
-              valid,
-              'cross',
-              signal,
-            );
+          ? await foldedCrossAttention(call, signal)
+          : await multiHeadAttention(call, 'cross', signal);
       for (let i = 0; i < a.length; i++) a[i] = a[i]! + w.learnedQueries[i]!;
       layerNormRows(a, w.numQueries, d, w.normWeight, w.normBias, ATTENTION_LN_EPS);
       x = a;

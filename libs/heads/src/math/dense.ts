@@ -21,6 +21,42 @@ export function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, n:
 }
 
 /**
+ * Four dot products sharing every load of `b`: `out[oo + k] = Σᵢ a[a0 + k·stride + i] · b[bo + i]`
+ * for k = 0..3 and i < n.
+ */
+export function dot4(
+  a: Float32Array,
+  a0: number,
+  stride: number,
+  b: Float32Array,
+  bo: number,
+  n: number,
+  out: Float64Array,
+  oo: number,
+): void {
+  const a1 = a0 + stride;
+  const a2 = a1 + stride;
+  const a3 = a2 + stride;
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  for (let i = 0; i < n; i++) {
+    const v = b[bo + i]!;
+    s0 += a[a0 + i]! * v;
+    s1 += a[a1 + i]! * v;
+    s2 += a[a2 + i]! * v;
+    s3 += a[a3 + i]! * v;
+  }
+  out[oo] = s0;
+  out[oo + 1] = s1;
+  out[oo + 2] = s2;
+  out[oo + 3] = s3;
+}
+
+const sums = new Float64Array(4);
+
+/**
  * `out[r, o] = bias[o] + x[r, :] · w[wRow0 + o, :]` for `rows` rows of `inDim` values: a torch
  * Linear using rows `wRow0 .. wRow0 + outDim` of `w` (so one packed in_proj can be split).
  */
@@ -38,27 +74,9 @@ export function linear(
     const xo = r * inDim;
     const oo = r * outDim;
     let o = 0;
-    // Four outputs per pass share every load of the input row.
     for (; o + 3 < outDim; o += 4) {
-      const w0 = (wRow0 + o) * inDim;
-      const w1 = w0 + inDim;
-      const w2 = w1 + inDim;
-      const w3 = w2 + inDim;
-      let s0 = 0;
-      let s1 = 0;
-      let s2 = 0;
-      let s3 = 0;
-      for (let i = 0; i < inDim; i++) {
-        const xv = x[xo + i]!;
-        s0 += xv * w[w0 + i]!;
-        s1 += xv * w[w1 + i]!;
-        s2 += xv * w[w2 + i]!;
-        s3 += xv * w[w3 + i]!;
-      }
-      out[oo + o] = (bias ? bias[wRow0 + o]! : 0) + s0;
-      out[oo + o + 1] = (bias ? bias[wRow0 + o + 1]! : 0) + s1;
-      out[oo + o + 2] = (bias ? bias[wRow0 + o + 2]! : 0) + s2;
-      out[oo + o + 3] = (bias ? bias[wRow0 + o + 3]! : 0) + s3;
+      dot4(w, (wRow0 + o) * inDim, inDim, x, xo, inDim, sums, 0);
+      for (let k = 0; k < 4; k++) out[oo + o + k] = (bias ? bias[wRow0 + o + k]! : 0) + sums[k]!;
     }
     for (; o < outDim; o++) {
       out[oo + o] = (bias ? bias[wRow0 + o]! : 0) + dot(x, xo, w, (wRow0 + o) * inDim, inDim);

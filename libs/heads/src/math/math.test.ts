@@ -45,7 +45,10 @@ describe('multi-head attention', () => {
     const w = randomMha(d, rng);
     const key = Float32Array.from({ length: d }, () => rng.normal());
     const q = Float32Array.from({ length: 3 * d }, () => rng.normal());
-    const out = await multiHeadAttention(q, 3, key, 1, d, 2, w, Uint8Array.of(1), 'cross');
+    const out = await multiHeadAttention(
+      { q, lq: 3, kv: key, lk: 1, dim: d, numHeads: 2, w, keyValid: Uint8Array.of(1) },
+      'cross',
+    );
     // Manual: v = Wv·key + bv; o = Wo·v + bo.
     const v = new Float64Array(d);
     for (let i = 0; i < d; i++) {
@@ -78,16 +81,13 @@ describe('multi-head attention', () => {
     for (let i = 0; i < d; i++) expect(b[i]).toBeCloseTo(a[i]!, 6);
     // Self-attention keeps valid tokens blind to padding too, so their outputs are unchanged.
     const ms = { dim: d, numHeads: 2, blocks: ['self'] as const, self };
-    const sa = await multiHeadAttention(tokens, 3, tokens, 3, d, 2, self, Uint8Array.of(1, 1, 1), 'self');
+    const selfCall = { dim: d, numHeads: 2, w: self };
+    const sa = await multiHeadAttention(
+      { ...selfCall, q: tokens, lq: 3, kv: tokens, lk: 3, keyValid: Uint8Array.of(1, 1, 1) },
+      'self',
+    );
     const sb = await multiHeadAttention(
-      padded,
-      5,
-      padded,
-      5,
-      d,
-      2,
-      self,
-      Uint8Array.of(1, 1, 1, 0, 0),
+      { ...selfCall, q: padded, lq: 5, kv: padded, lk: 5, keyValid: Uint8Array.of(1, 1, 1, 0, 0) },
       'self',
     );
     for (let i = 0; i < 3 * d; i++) expect(sb[i]).toBeCloseTo(sa[i]!, 6);
@@ -112,7 +112,10 @@ describe('self-attention', () => {
       for (let c = 0; c < d; c++) s += w.inProjWeight[(part * d + o) * d + c]! * x[row * d + c]!;
       return s;
     };
-    const got = await multiHeadAttention(x, n, x, n, d, heads, w, new Uint8Array(n).fill(1), 'self');
+    const got = await multiHeadAttention(
+      { q: x, lq: n, kv: x, lk: n, dim: d, numHeads: heads, w, keyValid: new Uint8Array(n).fill(1) },
+      'self',
+    );
     for (let i = 0; i < n; i++) {
       const ctx = new Float64Array(d);
       for (let h = 0; h < heads; h++) {
@@ -145,8 +148,9 @@ describe('folded cross-attention', () => {
     const kv = Float32Array.from({ length: 9 * d }, () => rng.normal());
     const valid = Uint8Array.of(1, 1, 0, 1, 1, 1, 1, 0, 1);
     for (const heads of [1, 3]) {
-      const a = await multiHeadAttention(q, 2, kv, 9, d, heads, w, valid, 'cross');
-      const b = await foldedCrossAttention(q, 2, kv, 9, d, heads, w, valid);
+      const call = { q, lq: 2, kv, lk: 9, dim: d, numHeads: heads, w, keyValid: valid };
+      const a = await multiHeadAttention(call, 'cross');
+      const b = await foldedCrossAttention(call);
       for (let i = 0; i < a.length; i++) expect(b[i]).toBeCloseTo(a[i]!, 5);
     }
   });

@@ -1,7 +1,7 @@
 import type { ModelParts } from '@curia/model';
 
 import { ATTENTION_LN_EPS, type MhaWeights } from '../math/attention.js';
-import { HeadGraph, transpose2d } from './graph.js';
+import { HeadGraph, transpose2d, type Dims } from './graph.js';
 
 /*
  * ONNX graphs of Curia's attention blocks (torch `nn.MultiheadAttention` + residual + LayerNorm).
@@ -25,13 +25,30 @@ export const ATTN_IO = {
   out: 'out',
 } as const;
 
-function layerNorm(g: HeadGraph, x: string, w: MhaWeights, dim: number, out: string): string {
-  return g.op(
+/** `out` = LayerNorm(residual + out_proj(ctx)): the output of a Curia attention block. */
+function outputBlock(g: HeadGraph, ctx: string, residual: string, w: MhaWeights, dim: number): void {
+  const o = g.op('Add', [
+    g.op('MatMul', [ctx, g.float('w_o', transpose2d(w.outProjWeight, dim, dim), [dim, dim])]),
+    g.float('b_o', w.outProjBias, [dim]),
+  ]);
+  g.op(
     'LayerNormalization',
-    [x, g.float('ln_gamma', w.normWeight, [dim]), g.float('ln_beta', w.normBias, [dim])],
+    [
+      g.op('Add', [o, residual]),
+      g.float('ln_gamma', w.normWeight, [dim]),
+      g.float('ln_beta', w.normBias, [dim]),
+    ],
     { axis: { i: -1 }, epsilon: { f: ATTENTION_LN_EPS } },
-    out,
+    ATTN_IO.out,
   );
+}
+
+/** A self-attention block whose graphs are built: its weights, width, heads and kernel. */
+export interface SelfAttentionSpec {
+  readonly w: MhaWeights;
+  readonly dim: number;
+  readonly numHeads: number;
+  readonly impl: SelfAttentionImpl;
 }
 
 /** Rows `[from, from + n)` of a torch Linear weight, as a MatMul right operand [in, n]. */
@@ -43,12 +60,7 @@ function projection(w: Float32Array, dim: number, from: number, n: number): Floa
  * Self-attention, key/value side: `tokens` [1, L, D] → `keys`, `values` [1, L, D] (projected,
  * with bias). Computed once per volume; queries are then attended in chunks.
  */
-export function selfKeyValueGraph(
-  w: MhaWeights,
-  dim: number,
-  numHeads: number,
-  impl: SelfAttentionImpl,
-): ModelParts {
+export function selfKeyValueGraph({ w, dim, numHeads, impl }: SelfAttentionSpec): ModelParts {
   const g = new HeadGraph();
   const dh = dim / numHeads;
   const wkv = g.float('w_kv', projection(w.inProjWeight, dim, dim, 2 * dim), [dim, 2 * dim]);
@@ -60,27 +72,35 @@ export function selfKeyValueGraph(
   if (impl === 'mha') {
     g.op('Identity', [k!], {}, ATTN_IO.keys);
     g.op('Identity', [v!], {}, ATTN_IO.values);
-    return g.model(
-      'curia_self_attention_kv',
-      [[ATTN_IO.tokens, [1, 'L', dim]]],
-      [
-        [ATTN_IO.keys, [1, 'L', dim]],
-        [ATTN_IO.values, [1, 'L', dim]],
-      ],
-    );
+  } else {
+    // Head-major layouts for batched MatMuls: keys [H, dh, L] (already transposed), values [H, L, dh].
+    const heads = g.int64('l_h_dh', [-1, numHeads, dh]);
+    g.op('Transpose', [g.op('Reshape', [k!, heads])], { perm: { ints: [1, 2, 0] } }, ATTN_IO.keys);
+    g.op('Transpose', [g.op('Reshape', [v!, heads])], { perm: { ints: [1, 0, 2] } }, ATTN_IO.values);
   }
-  // Head-major layouts for batched MatMuls: keys [H, dh, L] (already transposed), values [H, L, dh].
-  const heads = g.int64('l_h_dh', [-1, numHeads, dh]);
-  g.op('Transpose', [g.op('Reshape', [k!, heads])], { perm: { ints: [1, 2, 0] } }, ATTN_IO.keys);
-  g.op('Transpose', [g.op('Reshape', [v!, heads])], { perm: { ints: [1, 0, 2] } }, ATTN_IO.values);
+  const [keys, values] = keyValueShapes(dim, numHeads, impl);
   return g.model(
     'curia_self_attention_kv',
     [[ATTN_IO.tokens, [1, 'L', dim]]],
     [
-      [ATTN_IO.keys, [numHeads, dh, 'L']],
-      [ATTN_IO.values, [numHeads, 'L', dh]],
+      [ATTN_IO.keys, keys],
+      [ATTN_IO.values, values],
     ],
   );
+}
+
+/** Shapes of the keys and values the key/value graph hands to the query graph. */
+function keyValueShapes(dim: number, numHeads: number, impl: SelfAttentionImpl): [Dims, Dims] {
+  const dh = dim / numHeads;
+  return impl === 'mha'
+    ? [
+        [1, 'L', dim],
+        [1, 'L', dim],
+      ]
+    : [
+        [numHeads, dh, 'L'],
+        [numHeads, 'L', dh],
+      ];
 }
 
 /**
@@ -89,12 +109,7 @@ export function selfKeyValueGraph(
  * Uses ORT's contrib MultiHeadAttention, whose CPU kernel tiles the scores (flash attention)
  * instead of materialising [heads, C, L].
  */
-export function selfQueryGraph(
-  w: MhaWeights,
-  dim: number,
-  numHeads: number,
-  impl: SelfAttentionImpl,
-): ModelParts {
+export function selfQueryGraph({ w, dim, numHeads, impl }: SelfAttentionSpec): ModelParts {
   const g = new HeadGraph();
   const dh = dim / numHeads;
   const standard = impl === 'standard';
@@ -120,17 +135,14 @@ export function selfQueryGraph(
   } else {
     ctx = g.op('MultiHeadAttention', [q, ATTN_IO.keys, ATTN_IO.values], { num_heads: { i: numHeads } });
   }
-  const o = g.op('Add', [
-    g.op('MatMul', [ctx, g.float('w_o', transpose2d(w.outProjWeight, dim, dim), [dim, dim])]),
-    g.float('b_o', w.outProjBias, [dim]),
-  ]);
-  layerNorm(g, g.op('Add', [o, ATTN_IO.queries]), w, dim, ATTN_IO.out);
+  outputBlock(g, ctx, ATTN_IO.queries, w, dim);
+  const [keys, values] = keyValueShapes(dim, numHeads, impl);
   return g.model(
     'curia_self_attention_q',
     [
       [ATTN_IO.queries, [1, 'C', dim]],
-      [ATTN_IO.keys, standard ? [numHeads, dh, 'L'] : [1, 'L', dim]],
-      [ATTN_IO.values, standard ? [numHeads, 'L', dh] : [1, 'L', dim]],
+      [ATTN_IO.keys, keys],
+      [ATTN_IO.values, values],
     ],
     [[ATTN_IO.out, [1, 'C', dim]]],
   );
@@ -204,11 +216,6 @@ export function crossGraph(
     ]),
     g.float('b_v', bi.subarray(2 * dim, 3 * dim), [dim]),
   ]);
-  const o = g.op('Add', [
-    g.op('MatMul', [ctx, g.float('w_o', transpose2d(w.outProjWeight, dim, dim), [dim, dim])]),
-    g.float('b_o', w.outProjBias, [dim]),
-  ]);
-  const res = g.op('Add', [o, g.float('learned_queries', learnedQueries, [numQueries, dim])]);
-  layerNorm(g, res, w, dim, ATTN_IO.out);
+  outputBlock(g, ctx, g.float('learned_queries', learnedQueries, [numQueries, dim]), w, dim);
   return g.model('curia_cross_attention', [[ATTN_IO.tokens, ['L', dim]]], [[ATTN_IO.out, [numQueries, dim]]]);
 }

@@ -27,6 +27,9 @@ function attribute(name: string, v: AttrValue): O.IAttributeProto {
   return { name, type: AttributeType.INTS, ints: [...v.ints] };
 }
 
+/** Dimensions of a graph input or output: fixed sizes or symbolic names. */
+export type Dims = readonly (number | string)[];
+
 /** Accumulates the nodes and float32 / int64 initializers of one graph. */
 export class HeadGraph {
   readonly nodes: O.INodeProto[] = [];
@@ -87,12 +90,8 @@ export class HeadGraph {
   }
 
   /** The model with float32 inputs/outputs of the given (symbolic or fixed) dims. */
-  model(
-    name: string,
-    inputs: readonly [string, readonly (number | string)[]][],
-    outputs: readonly [string, readonly (number | string)[]][],
-  ): ModelParts {
-    const info = ([n, dims]: [string, readonly (number | string)[]]): O.IValueInfoProto => ({
+  model(name: string, inputs: readonly [string, Dims][], outputs: readonly [string, Dims][]): ModelParts {
+    const info = ([n, dims]: [string, Dims]): O.IValueInfoProto => ({
       name: n,
       type: {
         tensorType: {

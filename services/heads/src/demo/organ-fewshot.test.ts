@@ -1,8 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { EmbedEngine, buildBundleFromHf } from '@curia/model';
+import { openTestBackbone, type TestBackbone } from '@curia/heads/testing';
 import { sharedPathOrSkip } from '@curia/tensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -19,24 +17,18 @@ it('nearestResizeMask picks the source pixel under each output pixel centre', ()
 });
 
 describe.runIf(tinyDir && data)('organ few-shot pipeline (tiny-mlp backbone, real CT + labels)', () => {
-  let tmp = '';
-  let engine: EmbedEngine;
+  let backbone: TestBackbone | undefined;
   beforeAll(async () => {
-    tmp = await mkdtemp(join(tmpdir(), 'curia-organs-'));
-    await buildBundleFromHf(tinyDir!, join(tmp, 'bundle'));
-    engine = await EmbedEngine.open(join(tmp, 'bundle'), { intraOpThreads: 2 });
+    backbone = await openTestBackbone(tinyDir!, 'curia-organs');
   });
-  afterAll(async () => {
-    await engine?.close();
-    if (tmp) await rm(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => backbone?.close());
 
   it('runs end to end and beats half of chance', async () => {
     const r = await runOrganFewShot({
       ctPath: join(data!, 'example_ct_sm.nii.gz'),
       segPath: join(data!, 'example_seg.nii.gz'),
       labelsPath: join(data!, 'labels_total.json'),
-      engine,
+      engine: backbone!.engine,
       organs: 4,
       budgets: [1, 2, 5],
       repeats: 2,

@@ -219,9 +219,15 @@ export interface PredictResponse {
   slices: SlicePrediction[];
 }
 
-/** Training options. Unset fields take the defaults listed. */
+/**
+ * Training options. Unset fields take the defaults listed (one set, shared with the fitting engine: FIT_DEFAULTS
+ * in libs/heads).
+ */
 export interface FitOptions {
-  /** L2 penalty strength (>= 0). Default 1.0 (ridge, logistic, Cox), 1e-4 (MLP weight decay). */
+  /**
+   * L2 penalty strength (>= 0) on the standardised coefficients. Default 1.0 (ridge, logistic, Cox), 1e-4 (MLP
+   * weight decay).
+   */
   l2?:
     | number
     | undefined;
@@ -235,9 +241,13 @@ export interface FitOptions {
   seed?:
     | number
     | undefined;
-  /** MLP only: hidden layer widths, e.g. [256]. Default [256]. */
+  /** MLP only: hidden layer widths, each 1..4096, e.g. [256]. Default [256]. */
   hiddenLayerSizes: number[];
-  /** Optimiser iteration cap. Default 1000. */
+  /**
+   * Optimiser iteration cap. Default 1000: L-BFGS iterations for LOGISTIC; epochs for MLP, which also stops after 15
+   * epochs without improvement on its 15% validation split; Cox takes at most 100 Newton steps whatever the cap;
+   * RIDGE is solved in closed form.
+   */
   maxIterations: number;
 }
 
