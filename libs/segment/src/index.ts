@@ -7,3 +7,4 @@ export * from './token-targets.js';
 export * from './segmenter.js';
 export * from './fit/fit-segmenter.js';
 export * from './fit/soft-logistic.js';
+export * from './prompts.js';
