@@ -7,6 +7,7 @@ export * from './import-curia.js';
 export type { HeadOutput } from './infer/outputs.js';
 export { probabilitiesFromLogits } from './infer/outputs.js';
 export { slicePositionalEmbedding } from './math/positional.js';
+export { HeadGraph, HEAD_GRAPH_OPSET, type Dims } from './onnx/graph.js';
 export { minimizeLbfgs, type LbfgsOptions, type LbfgsResult, type Objective } from './math/lbfgs.js';
 export {
   FOLD_TEST,

@@ -1,14 +1,16 @@
 import { CuriaError } from '@curia/errors';
 import { cpuBudget, float16ToFloat32, float32ToFloat16, firstNonFinite } from '@curia/tensors';
-import { InferenceSession, Tensor } from 'onnxruntime-node';
+import type { InferenceSession } from 'onnxruntime-node';
+import { Tensor } from 'onnxruntime-node';
 
 import { numTokens } from './architecture.js';
 import { loadBundle, type LoadedBundle } from './bundle/load.js';
 import type { BundleManifest } from './bundle/manifest.js';
 import { GRAPH_INPUT } from './onnx/dinov2-graph.js';
+import { createProviderSession, type ExecutionProviderName } from './session.js';
 
 /** Execution providers an engine may ask for, in preference order. */
-export type ExecutionProviderName = 'cuda' | 'cpu';
+export type { ExecutionProviderName } from './session.js';
 
 /** Token-sequence outputs {@link EmbedEngine.run} can return. */
 export type EmbedOutputName = 'last_hidden_state' | 'last_block_prenorm';
@@ -141,13 +143,6 @@ export class EmbedEngine {
       signal: opts.signal,
     });
     const requested = opts.executionProviders ?? ['cpu'];
-    if (requested.length === 0)
-      throw new CuriaError('INVALID_ARGUMENT', 'executionProviders must not be empty');
-    for (const ep of requested) {
-      if (ep !== 'cpu' && ep !== 'cuda') {
-        throw new CuriaError('INVALID_ARGUMENT', `executionProviders: unknown provider '${String(ep)}'`);
-      }
-    }
     const intra = positiveInt(opts.intraOpThreads, cpuBudget(), 'intraOpThreads');
     const inter = positiveInt(opts.interOpThreads, 1, 'interOpThreads');
     const maxBatch = positiveInt(opts.maxBatch, 64, 'maxBatch');
@@ -162,33 +157,14 @@ export class EmbedEngine {
       logSeverityLevel: 3,
       extra: { session: { intra_op: { allow_spinning: opts.allowSpinning === true ? '1' : '0' } } },
     };
-    const reasons: string[] = [];
-    let session: InferenceSession | null = null;
-    let used: ExecutionProviderName | null = null;
-    // Try each provider alone in preference order so the one that loaded is known exactly.
-    for (const ep of requested) {
-      if (opts.signal?.aborted) throw new CuriaError('CANCELLED', 'engine open cancelled');
-      const provider = ep === 'cuda' ? { name: 'cuda', deviceId: opts.cudaDeviceId ?? 0 } : { name: 'cpu' };
-      try {
-        // A missing GPU provider is expected here, not an error worth ORT's stderr log.
-        const quiet = ep === 'cpu' ? {} : { logSeverityLevel: 4 as const };
-        session = await InferenceSession.create(bundle.modelPath, {
-          ...base,
-          ...quiet,
-          executionProviders: [provider],
-        });
-        used = ep;
-        break;
-      } catch (e) {
-        reasons.push(`${ep}: ${(e as Error).message.split('\n')[0] ?? 'failed'}`);
-      }
-    }
-    if (!session || !used) {
-      throw new CuriaError(
-        'FAILED_PRECONDITION',
-        `no execution provider could load the model (${reasons.join('; ')})`,
-      );
-    }
+    const {
+      session,
+      provider: used,
+      fallbackReasons: reasons,
+    } = await createProviderSession(bundle.modelPath, base, requested, {
+      cudaDeviceId: opts.cudaDeviceId,
+      signal: opts.signal,
+    });
     const m: BundleManifest = bundle.manifest;
     const a = m.architecture;
     const info: EngineInfo = {

@@ -3,6 +3,7 @@ export * from './hf-checkpoint.js';
 export * from './random-weights.js';
 export * from './features.js';
 export * from './engine.js';
+export { createProviderSession, type ProviderSession } from './session.js';
 export * from './engine-worker.js';
 export type { WorkerEngineOptions } from './engine-worker-protocol.js';
 export * from './embed-file.js';

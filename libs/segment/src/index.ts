@@ -8,3 +8,4 @@ export * from './segmenter.js';
 export * from './fit/fit-segmenter.js';
 export * from './fit/soft-logistic.js';
 export * from './prompts.js';
+export * from './runner.js';
