@@ -37,3 +37,4 @@ export {
   type RunHeadFileArgs,
   type RunHeadFileResult,
 } from './cli.js';
+export * from './store/versioned-store.js';
