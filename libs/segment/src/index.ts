@@ -9,3 +9,4 @@ export * from './fit/fit-segmenter.js';
 export * from './fit/soft-logistic.js';
 export * from './prompts.js';
 export * from './runner.js';
+export * from './head-record.js';
