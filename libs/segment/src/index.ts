@@ -10,3 +10,4 @@ export * from './fit/soft-logistic.js';
 export * from './prompts.js';
 export * from './runner.js';
 export * from './head-record.js';
+export * from './label-input.js';

@@ -13,7 +13,7 @@ export type { AxisMapping, Geometry } from './geometry/geometry.js';
 export { axcodesOf } from './geometry/axcodes.js';
 export { gridTaps, nearestSourceIndices } from './geometry/model-grid.js';
 export type { GridKernel, GridTaps } from './geometry/model-grid.js';
-export { flipWorldXY } from './geometry/affine.js';
+export { flipWorldXY, gridCornerDistanceMm } from './geometry/affine.js';
 export type { Mat4 } from './geometry/affine.js';
 export { CURIA_DEFAULT_PREPROCESS_SPEC, validatePreprocessSpec } from './preprocess/spec.js';
 export type { PreprocessSpec } from './preprocess/spec.js';

@@ -31,3 +31,29 @@ export function columnNorm(a: Mat4, axis: number): number {
 export function isFiniteMatrix(a: Mat4): boolean {
   return a.length === 16 && a.every((v) => Number.isFinite(v));
 }
+
+/**
+ * Largest distance (mm) between the voxel centres two affines give the corners of a grid of `dims`
+ * voxels: how far apart two grids of the same size are. Each affine maps (i, j, k, 1) to world mm
+ * in its frame (RAS or LPS; they are reconciled).
+ */
+export function gridCornerDistanceMm(
+  a: Mat4,
+  aFrame: 'RAS' | 'LPS',
+  b: Mat4,
+  bFrame: 'RAS' | 'LPS',
+  dims: readonly number[],
+): number {
+  const la = aFrame === 'RAS' ? flipWorldXY(a) : a;
+  const lb = bFrame === 'RAS' ? flipWorldXY(b) : b;
+  let worst = 0;
+  for (let corner = 0; corner < 8; corner++) {
+    const v = [0, 1, 2].map((ax) => ((corner >> ax) & 1 ? dims[ax]! - 1 : 0));
+    for (let r = 0; r < 3; r++) {
+      let d = la[r * 4 + 3]! - lb[r * 4 + 3]!;
+      for (let c = 0; c < 3; c++) d += (la[r * 4 + c]! - lb[r * 4 + c]!) * v[c]!;
+      worst = Math.max(worst, Math.abs(d));
+    }
+  }
+  return worst;
+}

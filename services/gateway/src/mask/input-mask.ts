@@ -1,6 +1,6 @@
 import { CuriaError, isCuriaError } from '@curia/errors';
 import { common } from '@curia/proto';
-import { openVolume, type Geometry, type Volume } from '@curia/volume';
+import { gridCornerDistanceMm, openVolume, type Geometry, type Volume } from '@curia/volume';
 
 /** A region of interest on the input grid, decoded once per study. */
 export interface InputGridMask {
@@ -183,9 +183,6 @@ export async function decodeInputMask(
 /** Largest distance, in mm, allowed between the mask's and the study's voxel centres. */
 export const MASK_AFFINE_TOLERANCE_MM = 1e-3;
 
-const toLps = (m: readonly number[], frame: 'RAS' | 'LPS'): number[] =>
-  m.map((v, i) => (frame === 'RAS' && i < 8 ? -v : v));
-
 /**
  * Checks that the mask lies on the study's input grid: same dims (i, j, k) and, for a NIfTI mask,
  * voxel centres within {@link MASK_AFFINE_TOLERANCE_MM} of the input's at every corner of the grid.
@@ -203,17 +200,8 @@ export function checkMaskGrid(mask: InputGridMask, input: common.VolumeGeometry 
   if (!a || a.m.length !== 16 || a.frame === common.CoordinateFrame.UNSPECIFIED) {
     throw new CuriaError('INTERNAL', 'preprocess sent an input geometry without an affine');
   }
-  const study = toLps(a.m, a.frame === common.CoordinateFrame.RAS ? 'RAS' : 'LPS');
-  const ours = toLps(mask.affine.m, mask.affine.frame);
-  let worst = 0;
-  for (let corner = 0; corner < 8; corner++) {
-    const v = [0, 1, 2].map((ax) => ((corner >> ax) & 1 ? mask.dims[ax]! - 1 : 0));
-    for (let r = 0; r < 3; r++) {
-      let d = study[r * 4 + 3]! - ours[r * 4 + 3]!;
-      for (let c = 0; c < 3; c++) d += (study[r * 4 + c]! - ours[r * 4 + c]!) * v[c]!;
-      worst = Math.max(worst, Math.abs(d));
-    }
-  }
+  const studyFrame = a.frame === common.CoordinateFrame.RAS ? 'RAS' : 'LPS';
+  const worst = gridCornerDistanceMm(a.m, studyFrame, mask.affine.m, mask.affine.frame, mask.dims);
   if (!(worst <= MASK_AFFINE_TOLERANCE_MM)) {
     throw new CuriaError(
       'INVALID_ARGUMENT',
