@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -44,5 +45,29 @@ describe('a fresh clone after `npm ci`', () => {
     expect(withScripts).toContain('onnxruntime-node');
     const policy = pkg.allowScripts ?? {};
     expect([...withScripts].filter((name) => policy[name] !== false)).toEqual([]);
+  });
+
+  it('`npx --no-install curia --help` runs the built CLI, from the repository root, offline', () => {
+    const r = run('npx', ['--no-install', 'curia', '--help'], cleanEnv({ npm_config_offline: 'true' }));
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: curia /);
+    expect(r.stdout).toMatch(/\banalyze \[options\] <input>/);
+  });
+
+  it('the committed bin says to build when dist/ is missing (exit 2)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'curia-bin-'));
+    try {
+      mkdirSync(join(dir, 'bin'));
+      copyFileSync(join(root, 'libs/cli/bin/curia.js'), join(dir, 'bin/curia.js'));
+      const r = run(process.execPath, [join(dir, 'bin/curia.js'), '--help']);
+      expect(r.status).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toBe(
+        'curia: the CLI is not built yet; run `npm run build` in the repository root first\n',
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
