@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 
 import { SERVICES } from '../cluster/catalog.js';
 import { LocalCluster, PortInUseError, type ReplicaEndpoint } from '../cluster/launcher.js';
+import { DEMO_HEAD } from './demo-head.js';
 
 /** Parses `--replicas embed=2,heads=2`. */
 export function parseReplicas(spec: string | undefined): Record<string, number> {
@@ -87,6 +88,8 @@ export function registerUp(program: Command): void {
             portOffset,
             ports: opts.dynamicPorts ? 'dynamic' : 'fixed',
             logLevel: opts.logLevel,
+            // `curia analyze FILE` with no heads runs the demo head (once the self-check fitted it).
+            serviceEnv: { heads: { CURIA_HEADS_DEFAULT: process.env.CURIA_HEADS_DEFAULT || DEMO_HEAD } },
             ...(opts.only ? { only: opts.only.split(',').map((s) => s.trim()) } : {}),
           });
         } catch (err) {
