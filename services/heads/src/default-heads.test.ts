@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { common, type heads } from '@curia/client';
+import { common, heads } from '@curia/client';
 import { ConfigError, loadConfig } from '@curia/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -13,33 +13,15 @@ import { startHeadsServer, type RunningHeads } from './testing/start-server.js';
 /** A Fit of a logistic head `name` on 16 separable 4-d samples. */
 // eslint-disable-next-line @typescript-eslint/require-await -- Fit takes an AsyncIterable
 async function* fitRequests(name: string): AsyncGenerator<heads.FitRequest> {
-  yield {
-    msg: {
-      $case: 'start',
-      value: {
-        head: name,
-        kind: common.HeadKind.LOGISTIC,
-        task: common.HeadTask.CLASSIFICATION,
-        feature: { kind: { $case: 'cls', value: { prenorm: false } }, dtype: common.DType.F32 },
-        model: 'demo@1',
-        labelNames: ['a', 'b'],
-        options: {
-          folds: 2,
-          seed: 1,
-          l2: 1,
-          classWeight: 0,
-          ties: 0,
-          hiddenLayerSizes: [],
-          maxIterations: 0,
-        },
-        description: '',
-        unit: '',
-        dataset: 'synthetic',
-        idempotencyKey: '',
-        demo: true,
-      },
-    },
-  };
+  const start = heads.FitStart.fromPartial({
+    head: name,
+    kind: common.HeadKind.LOGISTIC,
+    task: common.HeadTask.CLASSIFICATION,
+    feature: { kind: { $case: 'cls', value: { prenorm: false } }, dtype: common.DType.F32 },
+    labelNames: ['a', 'b'],
+    options: { folds: 2 },
+  });
+  yield { msg: { $case: 'start', value: start } };
   const samples = Array.from({ length: 16 }, (_, i) => ({
     features: f32Tensor(
       [0, 1, 2, 3].map((d) => (i % 2 ? 1 : -1) + d * 0.01 + i * 0.001),
