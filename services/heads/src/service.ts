@@ -223,8 +223,9 @@ export async function setupHeads(
   }
   server.log.info({ heads: store.all().length }, 'head store loaded');
   const missing = missingDefaults(store, env.CURIA_HEADS_DEFAULT);
+  // Info, not warn: not an error (a Fit may create them; `curia up` fits its demo head after start).
   if (missing.length > 0) {
-    server.log.warn({ missing }, 'CURIA_HEADS_DEFAULT names heads the store does not hold (yet)');
+    server.log.info({ missing }, 'CURIA_HEADS_DEFAULT names heads the store does not hold yet');
   }
   server.add(heads.HeadsServiceDefinition, createHeadsService(server, env, store));
   return { store };
