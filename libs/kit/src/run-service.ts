@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 
-import { ConfigError, loadConfig, type serviceEnvSchema } from './config.js';
+import { ConfigError, loadConfig, type ServiceEnv, type serviceEnvSchema } from './config.js';
 import { exitOnSignals } from './lifecycle.js';
 import { CuriaServer, type BoundPorts } from './server.js';
 
@@ -31,11 +31,49 @@ export interface ListeningMessage extends BoundPorts {
   readonly pid: number;
 }
 
+/** Exit code of a service process that cannot bind its gRPC or metrics port (EADDRINUSE). */
+export const EXIT_ADDRESS_IN_USE = 3;
+
+/** A listener that could not bind because another process holds its address. */
+export interface BusyAddress {
+  readonly listener: 'gRPC' | 'metrics';
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Message a service process sends its launcher before exiting with {@link EXIT_ADDRESS_IN_USE}. */
+export interface AddressInUseMessage extends BusyAddress {
+  readonly type: 'curia:address-in-use';
+  readonly service: string;
+}
+
+/**
+ * The listener `err` (from {@link CuriaServer.start}) failed to bind because its address is taken,
+ * or null for any other error. The metrics listener fails with Node's own error (code
+ * EADDRINUSE); grpc-js wraps its bind errors in a plain Error whose message carries the code.
+ */
+export function addressInUse(err: unknown, env: ServiceEnv): BusyAddress | null {
+  if (!(err instanceof Error)) return null;
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (e.code === 'EADDRINUSE') {
+    return {
+      listener: 'metrics',
+      host: e.address ?? env.CURIA_GRPC_HOST,
+      port: e.port ?? env.CURIA_METRICS_PORT,
+    };
+  }
+  if (e.message.includes('EADDRINUSE')) {
+    return { listener: 'gRPC', host: env.CURIA_GRPC_HOST, port: env.CURIA_GRPC_PORT };
+  }
+  return null;
+}
+
 /**
  * Entry point of a service process: validates the environment (exit 2 with a message naming
  * each bad variable), builds and starts the server, warms up, reports SERVING, and drains on
  * SIGTERM/SIGINT (exit 0; a second signal forces exit 1). After {@link CuriaServer.fatal} it
- * drains and exits 1, so the orchestrator restarts it.
+ * drains and exits 1, so the orchestrator restarts it. A port held by another process is one
+ * line on stderr (and an {@link AddressInUseMessage} to a launcher), exit {@link EXIT_ADDRESS_IN_USE}.
  */
 export async function runService<S extends typeof serviceEnvSchema>(
   spec: ServiceSpec<S>,
@@ -56,7 +94,22 @@ export async function runService<S extends typeof serviceEnvSchema>(
     ...(spec.descriptorSet ? { descriptorSet: spec.descriptorSet } : {}),
   });
   const hooks = await spec.setup(server, env);
-  const ports = await server.start();
+  let ports: BoundPorts;
+  try {
+    ports = await server.start();
+  } catch (err) {
+    const busy = addressInUse(err, env);
+    if (!busy) throw err;
+    process.stderr.write(
+      `curia-${spec.name}: cannot listen on ${busy.host}:${busy.port} (${busy.listener}): the address is already in use\n`,
+    );
+    const message: AddressInUseMessage = { type: 'curia:address-in-use', service: spec.name, ...busy };
+    // The launcher gets the message before the exit, so it can say which port of which service.
+    return new Promise<never>(() => {
+      if (process.send) process.send(message, undefined, undefined, () => process.exit(EXIT_ADDRESS_IN_USE));
+      else process.exit(EXIT_ADDRESS_IN_USE);
+    });
+  }
   const exit = (code: number): void => {
     void (hooks.close?.() ?? Promise.resolve()).finally(() => process.exit(code));
   };

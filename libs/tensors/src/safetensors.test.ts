@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -42,6 +42,25 @@ describe('safetensors', () => {
     expect([...toFloat32(await f.read('b'))]).toEqual([-1024, 0, 7]);
     const all = await readSafetensors(join(dir, 'x.safetensors'));
     expect([...toFloat32(all.tensors.get('a')!)]).toEqual([1, -2.5, 3, 4, 5, 6]);
+  });
+
+  it('writes a tensor given in chunks (more than one writev batch) without joining them', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'curia-st-'));
+    dirs.push(dir);
+    const rows = Array.from({ length: 300 }, (_, r) => Float32Array.from([r, -r, r / 2]));
+    const chunks = rows.map((v) => new Uint8Array(v.buffer));
+    const path = join(dir, 'chunked.safetensors');
+    await writeSafetensors(path, [['rows', { dtype: 'F32', shape: [300, 3], chunks }]], { layout: 'rows' });
+    const back = await readSafetensors(path);
+    expect(back.metadata).toEqual({ layout: 'rows' });
+    expect(back.tensors.get('rows')!.shape).toEqual([300, 3]);
+    expect([...toFloat32(back.tensors.get('rows')!)]).toEqual(rows.flatMap((v) => [...v]));
+    expect(
+      encodeSafetensors([['rows', { dtype: 'F32', shape: [300, 3], chunks }]], { layout: 'rows' }),
+    ).toEqual(await readFile(path));
+    await expect(
+      writeSafetensors(path, [['rows', { dtype: 'F32', shape: [301, 3], chunks }]]),
+    ).rejects.toThrow(TensorFormatError);
   });
 
   it('converts F16 within half-precision rounding', () => {

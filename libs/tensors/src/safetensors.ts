@@ -1,4 +1,4 @@
-import { open, writeFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 
 import { DTYPE_BYTES, isDType, numel, type DType } from './dtype.js';
 import { TensorFormatError, type RawTensor } from './tensor.js';
@@ -155,39 +155,76 @@ export async function readSafetensors(path: string): Promise<{
   return { tensors: await f.readAll(), metadata: f.header.metadata };
 }
 
-/** Serialises tensors (in the given order) and string metadata to the safetensors format. */
-export function encodeSafetensors(
-  tensors: Iterable<[string, RawTensor]>,
-  metadata: Readonly<Record<string, string>> = {},
-): Buffer {
+/** A tensor whose data comes in consecutive pieces (e.g. one per slice), written without joining them. */
+export interface ChunkedTensor {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly chunks: readonly Uint8Array[];
+}
+
+/** The 8-byte length + JSON header, and the data pieces in file order. */
+function safetensorsLayout(
+  tensors: Iterable<[string, RawTensor | ChunkedTensor]>,
+  metadata: Readonly<Record<string, string>>,
+): { head: Buffer; parts: Uint8Array[] } {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   const parts: Uint8Array[] = [];
   let offset = 0;
   for (const [name, t] of tensors) {
+    const chunks = 'chunks' in t ? t.chunks : [t.data];
+    const bytes = chunks.reduce((n, c) => n + c.byteLength, 0);
     const expected = numel(t.shape) * DTYPE_BYTES[t.dtype];
-    if (t.data.byteLength !== expected) {
+    if (bytes !== expected) {
       throw new TensorFormatError(
-        `tensor '${name}': ${t.data.byteLength} bytes for shape [${t.shape.join(', ')}] ${t.dtype}`,
+        `tensor '${name}': ${bytes} bytes for shape [${t.shape.join(', ')}] ${t.dtype}`,
       );
     }
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + expected] };
-    parts.push(t.data);
+    parts.push(...chunks);
     offset += expected;
   }
   let json = JSON.stringify(header);
   // Pad so the data section starts 8-byte aligned, as the reference implementation does.
   json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
-  const head = Buffer.alloc(8);
+  const head = Buffer.alloc(8 + Buffer.byteLength(json));
   head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  return Buffer.concat([head, Buffer.from(json, 'utf8'), ...parts]);
+  head.write(json, 8, 'utf8');
+  return { head, parts };
 }
 
-/** Writes tensors and metadata to a safetensors file. */
+/** Serialises tensors (in the given order) and string metadata to the safetensors format. */
+export function encodeSafetensors(
+  tensors: Iterable<[string, RawTensor | ChunkedTensor]>,
+  metadata: Readonly<Record<string, string>> = {},
+): Buffer {
+  const { head, parts } = safetensorsLayout(tensors, metadata);
+  return Buffer.concat([head, ...parts]);
+}
+
+/**
+ * Writes tensors and metadata to a safetensors file, streaming each tensor's data (or chunks) as
+ * given: the file is never assembled in memory.
+ */
 export async function writeSafetensors(
   path: string,
-  tensors: Iterable<[string, RawTensor]>,
+  tensors: Iterable<[string, RawTensor | ChunkedTensor]>,
   metadata: Readonly<Record<string, string>> = {},
 ): Promise<void> {
-  await writeFile(path, encodeSafetensors(tensors, metadata));
+  const { head, parts } = safetensorsLayout(tensors, metadata);
+  const all = [head, ...parts];
+  const f = await open(path, 'w');
+  try {
+    for (let i = 0; i < all.length; i += WRITEV_BATCH) {
+      const batch = all.slice(i, i + WRITEV_BATCH);
+      const want = batch.reduce((n, b) => n + b.byteLength, 0);
+      const { bytesWritten } = await f.writev(batch);
+      if (bytesWritten !== want) throw new Error(`short write to ${path}: ${bytesWritten} of ${want} bytes`);
+    }
+  } finally {
+    await f.close();
+  }
 }
+
+/** Buffers per writev call (below every platform's IOV_MAX). */
+const WRITEV_BATCH = 256;

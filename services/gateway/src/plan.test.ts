@@ -31,6 +31,7 @@ function head(name: string, features: common.FeatureRequest[], slices: common.Sl
     modelSha256: '',
     description: '',
     unit: '',
+    isDefault: false,
   } satisfies common.HeadInfo;
 }
 

@@ -82,8 +82,8 @@ export function headTaskOf(task: Head['meta']['task']): common.HeadTask {
   }
 }
 
-/** HeadInfo of a stored head version. */
-export function headInfoOf(s: StoredHead): common.HeadInfo {
+/** HeadInfo of a stored head version; `isDefault` when the deployment runs it by default. */
+export function headInfoOf(s: StoredHead, isDefault = false): common.HeadInfo {
   const m = s.head.meta;
   return {
     name: m.name,
@@ -101,6 +101,7 @@ export function headInfoOf(s: StoredHead): common.HeadInfo {
     modelSha256: '',
     description: s.service.description || `${m.kind} head (${m.provenance.source})`,
     unit: s.service.unit,
+    isDefault,
   };
 }
 

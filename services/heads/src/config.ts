@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { env, serviceSchema, z } from '@curia/kit';
 import { defaultCacheRoot } from '@curia/model';
 
+import { defaultHeadsSchema } from './default-heads.js';
+
 const { positiveInt } = env;
 
 /** Environment of the heads service: the kit's base settings plus `CURIA_HEADS_*`. */
@@ -17,6 +19,13 @@ export const headsEnvSchema = serviceSchema({
    * import a 2D head for mask-pooled input (default: CLS input).
    */
   CURIA_HEADS_IMPORT: env.commaList.default([]),
+  /**
+   * Heads a caller gets when it asks for the deployment's default analysis (HeadInfo.is_default,
+   * e.g. `curia analyze FILE` with no heads): comma list of `name` (its latest version) or
+   * `name@version`. Defaults that name no stored head are logged at startup and marked as soon as
+   * a Fit or import creates them.
+   */
+  CURIA_HEADS_DEFAULT: defaultHeadsSchema,
   /** Most samples one Fit call may send (RESOURCE_EXHAUSTED above). */
   CURIA_HEADS_MAX_FIT_SAMPLES: positiveInt.default(100_000),
   /** Most feature bytes (as sent) one Fit call may send (RESOURCE_EXHAUSTED above). */

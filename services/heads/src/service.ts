@@ -10,10 +10,11 @@ import {
   type CuriaServer,
   type ServiceHooks,
 } from '@curia/kit';
-import { descriptorSet, heads } from '@curia/proto';
+import { descriptorSet, heads, type common } from '@curia/proto';
 
 import { featureRequestOf, headInfoOf, predictionsOf } from './codec.js';
 import { headsEnvSchema, type HeadsEnv } from './config.js';
+import { isDefaultHead, missingDefaults } from './default-heads.js';
 import { readFitStream } from './fit-request.js';
 import { createHeadsMetrics } from './metrics.js';
 import { decodePredictFeatures } from './predict-features.js';
@@ -42,6 +43,7 @@ export function createHeadsService(
 ): heads.HeadsServiceImplementation<CuriaCallContext> {
   const metrics = createHeadsMetrics(server.metrics);
   const inFlightFits = new Map<string, Promise<StoredHead>>();
+  const info = (s: StoredHead) => headInfoOf(s, isDefaultHead(store, env.CURIA_HEADS_DEFAULT, s));
   const limits = {
     max_fit_samples: String(env.CURIA_HEADS_MAX_FIT_SAMPLES),
     max_fit_bytes: String(env.CURIA_HEADS_MAX_FIT_BYTES),
@@ -117,14 +119,14 @@ export function createHeadsService(
       'fit done',
     );
     const training = trainingMetadataOf(stored);
-    return { head: headInfoOf(stored), ...(training ? { training } : {}) };
+    return { head: info(stored), ...(training ? { training } : {}) };
   }
 
   return {
     getInfo: () =>
       Promise.resolve({
         info: serviceInfo('curia.heads.v1.HeadsService', env, {
-          heads: store.latest().map(headInfoOf),
+          heads: store.latest().map(info),
           demoWeightsLoaded: store.latest().some((s) => s.service.demo),
           limits,
         }),
@@ -138,14 +140,14 @@ export function createHeadsService(
           if (list.length === 0)
             throw new CuriaError('NOT_FOUND', `no head was trained on model '${req.model}'`);
         }
-        return Promise.resolve({ heads: list.map(headInfoOf) });
+        return Promise.resolve({ heads: list.map(info) });
       }),
     getHead: (req) =>
       counted('GetHead', () => {
         if (!req.name) throw new CuriaError('INVALID_ARGUMENT', 'name is required');
         const s = store.get(req.name, req.version);
         const training = trainingMetadataOf(s);
-        return Promise.resolve({ head: headInfoOf(s), ...(training ? { training } : {}) });
+        return Promise.resolve({ head: info(s), ...(training ? { training } : {}) });
       }),
     predict: (req, context) =>
       counted('Predict', async () => {
@@ -175,7 +177,7 @@ export function createHeadsService(
               }
             },
           );
-          return respond(s, req, out);
+          return respond(s, info(s), req, out);
         } catch (e) {
           code = errorReason(e);
           throw e;
@@ -188,12 +190,17 @@ export function createHeadsService(
 }
 
 /** Predict response from head outputs. */
-function respond(s: StoredHead, req: heads.PredictRequest, out: HeadOutput): heads.PredictResponse {
+function respond(
+  s: StoredHead,
+  info: common.HeadInfo,
+  req: heads.PredictRequest,
+  out: HeadOutput,
+): heads.PredictResponse {
   const head = s.head;
   const { study, rows } = predictionsOf({ head, survivalTimes: req.survivalTimes }, out);
   const perSlice = head.meta.requirements.slices === 'each';
   return {
-    head: headInfoOf(s),
+    head: info,
     prediction: study,
     slices: perSlice ? rows.map((p, i) => ({ sliceId: req.slices[i]!.sliceId, prediction: p })) : [],
   };
@@ -215,6 +222,11 @@ export async function setupHeads(
     server.log.info({ head: s.head.meta.name, version: s.head.meta.version }, 'imported Curia head');
   }
   server.log.info({ heads: store.all().length }, 'head store loaded');
+  const missing = missingDefaults(store, env.CURIA_HEADS_DEFAULT);
+  // Info, not warn: not an error (a Fit may create them; `curia up` fits its demo head after start).
+  if (missing.length > 0) {
+    server.log.info({ missing }, 'CURIA_HEADS_DEFAULT names heads the store does not hold yet');
+  }
   server.add(heads.HeadsServiceDefinition, createHeadsService(server, env, store));
   return { store };
 }

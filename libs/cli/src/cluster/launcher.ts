@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { createCuriaChannel, targetsFileUri, writeTargetsFile, type Channel } from '@curia/client';
+import type { AddressInUseMessage, ListeningMessage } from '@curia/kit';
 import { serviceNodeFlags, serviceProcessEnv } from '@curia/kit/process-tuning';
 import { createClient } from 'nice-grpc';
 import {
@@ -26,6 +27,8 @@ export interface LocalClusterOptions {
   readonly logLevel?: string;
   /** Extra environment for every process (e.g. CURIA_SHUTDOWN_GRACE_MS). */
   readonly env?: Readonly<Record<string, string>>;
+  /** Extra environment for the processes of one service, by service name (applied after `env`). */
+  readonly serviceEnv?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /** Only these services (default: all). The gateway gets targets for those present. */
   readonly only?: readonly string[];
   /** How long to wait for every process to report SERVING, ms. */
@@ -49,6 +52,37 @@ export interface ReplicaEndpoint {
   readonly grpcPort: number;
   readonly metricsPort: number;
   readonly grpcService: string;
+}
+
+/**
+ * A replica could not bind a fixed port because another process listens there (typically a
+ * cluster already running on the same ports).
+ */
+export class PortInUseError extends Error {
+  override name = 'PortInUseError';
+
+  constructor(
+    readonly replica: string,
+    readonly listener: 'gRPC' | 'metrics',
+    readonly port: number,
+  ) {
+    super(
+      `port ${port} (${replica} ${listener}) is already in use — another Curia cluster may be running (\`curia up\` twice?)`,
+    );
+  }
+}
+
+/** How to start one replica process ({@link LocalCluster} spawnReplica). */
+interface ReplicaSpec {
+  readonly entry: ServiceEntry;
+  /** Replica name: the service name, or `<service>-<n>` when it has several. */
+  readonly name: string;
+  /** Index of the replica within its service (port offset 100·index in fixed mode). */
+  readonly index: number;
+  readonly ports: { readonly grpcPort: number; readonly metricsPort: number };
+  /** Environment on top of the cluster's (the gateway's stage targets). */
+  readonly extraEnv?: Readonly<Record<string, string>>;
+  readonly timeoutMs: number;
 }
 
 interface Replica {
@@ -104,7 +138,7 @@ export class LocalCluster {
     const timeout = options.readyTimeoutMs ?? 300_000;
     try {
       const stages = wanted.filter((s) => s.name !== 'gateway');
-      await Promise.all(stages.flatMap((s) => cluster.spawnService(root, s, options, {}, timeout)));
+      await Promise.all(stages.flatMap((s) => cluster.spawnService(s, {}, timeout)));
       const gateway = wanted.find((s) => s.name === 'gateway');
       if (options.discovery === 'targets-file') {
         cluster.targetsDir = mkdtempSync(join(tmpdir(), 'curia-targets-'));
@@ -123,7 +157,7 @@ export class LocalCluster {
                 .map((e) => `127.0.0.1:${e.grpcPort}`)
                 .join(',');
         }
-        await Promise.all(cluster.spawnService(root, gateway, options, targets, timeout));
+        await Promise.all(cluster.spawnService(gateway, targets, timeout));
       }
       return cluster;
     } catch (err) {
@@ -133,34 +167,34 @@ export class LocalCluster {
   }
 
   private spawnService(
-    root: string,
     entry: ServiceEntry,
-    options: LocalClusterOptions,
     extraEnv: Record<string, string>,
     timeoutMs: number,
   ): Promise<void>[] {
-    const count = options.replicas?.[entry.name] ?? 1;
-    const dynamic = options.ports === 'dynamic';
-    const offset = options.portOffset ?? 0;
-    return Array.from({ length: count }, (_, r) => {
-      const name = count > 1 ? `${entry.name}-${r + 1}` : entry.name;
-      const ports = dynamic
-        ? { grpcPort: 0, metricsPort: 0 }
-        : { grpcPort: entry.grpcPort + 100 * r + offset, metricsPort: entry.metricsPort + 100 * r + offset };
-      return this.spawnReplica(root, entry, name, r, ports, options, extraEnv, timeoutMs);
+    const count = this.options.replicas?.[entry.name] ?? 1;
+    return Array.from({ length: count }, (_, index) => {
+      const name = count > 1 ? `${entry.name}-${index + 1}` : entry.name;
+      return this.spawnReplica({
+        entry,
+        name,
+        index,
+        ports: this.portsOf(entry, index),
+        extraEnv,
+        timeoutMs,
+      });
     });
   }
 
-  private spawnReplica(
-    root: string,
-    entry: ServiceEntry,
-    name: string,
-    index: number,
-    ports: { grpcPort: number; metricsPort: number },
-    options: LocalClusterOptions,
-    extraEnv: Record<string, string>,
-    timeoutMs: number,
-  ): Promise<void> {
+  /** The ports of replica `index` of a service: the catalog's + 100·index + offset, or 0 (dynamic). */
+  private portsOf(entry: ServiceEntry, index: number): ReplicaSpec['ports'] {
+    if (this.options.ports === 'dynamic') return { grpcPort: 0, metricsPort: 0 };
+    const offset = 100 * index + (this.options.portOffset ?? 0);
+    return { grpcPort: entry.grpcPort + offset, metricsPort: entry.metricsPort + offset };
+  }
+
+  private spawnReplica(spec: ReplicaSpec): Promise<void> {
+    const { entry, name, index, ports, timeoutMs } = spec;
+    const options = this.options;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       CURIA_GRPC_HOST: '127.0.0.1',
@@ -169,9 +203,10 @@ export class LocalCluster {
       CURIA_REPLICA: name,
       CURIA_LOG_LEVEL: options.logLevel ?? 'warn',
       ...options.env,
-      ...extraEnv,
+      ...options.serviceEnv?.[entry.name],
+      ...spec.extraEnv,
     };
-    const child = fork(join(root, 'services', entry.name, 'dist', 'main.js'), [], {
+    const child = fork(join(this.root, 'services', entry.name, 'dist', 'main.js'), [], {
       env: serviceProcessEnv(env),
       execArgv: [...process.execArgv, ...serviceNodeFlags(env)],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
@@ -267,15 +302,13 @@ export class LocalCluster {
     let n = index + 1;
     while (names.has(`${service}-${n}`)) n++;
     const name = `${service}-${n}`;
-    const dynamic = this.options.ports === 'dynamic';
-    const offset = this.options.portOffset ?? 0;
-    const ports = dynamic
-      ? { grpcPort: 0, metricsPort: 0 }
-      : {
-          grpcPort: first.entry.grpcPort + 100 * index + offset,
-          metricsPort: first.entry.metricsPort + 100 * index + offset,
-        };
-    await this.spawnReplica(this.root, first.entry, name, index, ports, this.options, {}, timeoutMs);
+    await this.spawnReplica({
+      entry: first.entry,
+      name,
+      index,
+      ports: this.portsOf(first.entry, index),
+      timeoutMs,
+    });
     this.syncTargets(service);
     const endpoint = this.replica(name).endpoint;
     if (!endpoint) throw new Error(`replica '${name}' did not bind its ports`);
@@ -296,7 +329,7 @@ export class LocalCluster {
     }
     if (!old.endpoint) throw new Error(`replica '${replica}' never bound its ports`);
     const ports = { grpcPort: old.endpoint.grpcPort, metricsPort: old.endpoint.metricsPort };
-    await this.spawnReplica(this.root, old.entry, old.name, old.index, ports, this.options, {}, timeoutMs);
+    await this.spawnReplica({ entry: old.entry, name: old.name, index: old.index, ports, timeoutMs });
     this.syncTargets(old.entry.name);
     const endpoint = this.replica(replica).endpoint;
     if (!endpoint) throw new Error(`replica '${replica}' did not bind its ports`);
@@ -305,7 +338,12 @@ export class LocalCluster {
 
   private async awaitServing(replica: Replica, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    let busy: AddressInUseMessage | null = null;
+    replica.child.on('message', (msg: { type?: string }) => {
+      if (msg.type === 'curia:address-in-use') busy = msg as AddressInUseMessage;
+    });
     const failed = replica.exited.then((code) => {
+      if (busy) throw new PortInUseError(replica.name, busy.listener, busy.port);
       throw new Error(
         `${replica.name} exited with code ${code} before serving${
           replica.stderrTail.length ? `:\n  ${replica.stderrTail.join('\n  ')}` : ''
@@ -314,7 +352,7 @@ export class LocalCluster {
     });
     failed.catch(() => undefined);
     const listening = new Promise<ReplicaEndpoint>((resolve) => {
-      replica.child.on('message', (msg: { type?: string; grpcPort?: number; metricsPort?: number }) => {
+      replica.child.on('message', (msg: Partial<ListeningMessage>) => {
         if (msg.type === 'curia:listening' && msg.grpcPort && msg.metricsPort) {
           resolve({
             service: replica.entry.name,

@@ -50,17 +50,19 @@ export interface DemoHead {
 /**
  * Loads the demo head from HeadsService, or fits it: the CLS embeddings of every phantom slice
  * (from `analysis`, an AnalyzeStudy run with a CLS output) labelled with the slice's body level,
- * a balanced logistic regression with 3-fold CV, stored as a demo head for `modelRef`.
+ * a balanced logistic regression with 3-fold CV, stored as a demo head for `modelRef` under
+ * `name` ({@link DEMO_HEAD} unless a test wants a second one).
  */
 export async function ensureDemoHead(
   headsChannel: Channel,
   modelRef: string,
   phantom: Phantom,
   embedPhantom: () => Promise<AnalysisResult>,
+  name: string = DEMO_HEAD,
 ): Promise<DemoHead> {
   const client = createCuriaClient(heads.HeadsServiceDefinition, headsChannel);
   try {
-    const { head } = await client.getHead({ name: DEMO_HEAD, version: '' });
+    const { head } = await client.getHead({ name, version: '' });
     if (head && (head.model === modelRef || head.model === '')) {
       return { ref: `${head.name}@${head.version}`, fitted: false };
     }
@@ -85,7 +87,7 @@ export async function ensureDemoHead(
       msg: {
         $case: 'start',
         value: {
-          head: DEMO_HEAD,
+          head: name,
           kind: common.HeadKind.LOGISTIC,
           task: common.HeadTask.CLASSIFICATION,
           feature: cls,
@@ -104,7 +106,7 @@ export async function ensureDemoHead(
           description: 'DEMO: body level of a synthetic phantom slice, fitted on demo weights by `curia up`',
           unit: '',
           dataset: `curia phantom seed ${phantom.seed}`,
-          idempotencyKey: `${DEMO_HEAD}:${modelRef}:${phantom.seed}`,
+          idempotencyKey: `${name}:${modelRef}:${phantom.seed}`,
           demo: true,
         },
       },

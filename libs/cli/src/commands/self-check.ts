@@ -96,6 +96,7 @@ export async function selfCheck(cluster: LocalCluster): Promise<void> {
     const r = await analyse({ heads: [demo.ref] });
     say(`AnalyzeStudy of the phantom through the gateway in ${ms(t0)}:`);
     for (const line of analysisText(r)) say(`  ${line}`);
+    say(`try it: npx --no-install curia analyze ${path}   (no --heads: the deployment's default heads)`);
   } finally {
     gwChannel.close();
     hdChannel.close();

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 
 import { SERVICES } from '../cluster/catalog.js';
-import { LocalCluster, type ReplicaEndpoint } from '../cluster/launcher.js';
+import { LocalCluster, PortInUseError, type ReplicaEndpoint } from '../cluster/launcher.js';
+import { DEMO_HEAD } from './demo-head.js';
 
 /** Parses `--replicas embed=2,heads=2`. */
 export function parseReplicas(spec: string | undefined): Record<string, number> {
@@ -76,13 +77,28 @@ export function registerUp(program: Command): void {
       }) => {
         const started = performance.now();
         process.stderr.write('curia: starting the local cluster…\n');
-        const cluster = await LocalCluster.start({
-          replicas: parseReplicas(opts.replicas),
-          portOffset: Number(opts.portOffset),
-          ports: opts.dynamicPorts ? 'dynamic' : 'fixed',
-          logLevel: opts.logLevel,
-          ...(opts.only ? { only: opts.only.split(',').map((s) => s.trim()) } : {}),
-        });
+        const portOffset = Number(opts.portOffset);
+        if (!Number.isInteger(portOffset) || portOffset < 0 || portOffset > 10_000) {
+          throw new Error(`--port-offset must be an integer from 0 to 10000, got '${opts.portOffset}'`);
+        }
+        let cluster: LocalCluster;
+        try {
+          cluster = await LocalCluster.start({
+            replicas: parseReplicas(opts.replicas),
+            portOffset,
+            ports: opts.dynamicPorts ? 'dynamic' : 'fixed',
+            logLevel: opts.logLevel,
+            // `curia analyze FILE` with no heads runs the demo head (once the self-check fitted it).
+            serviceEnv: { heads: { CURIA_HEADS_DEFAULT: process.env.CURIA_HEADS_DEFAULT || DEMO_HEAD } },
+            ...(opts.only ? { only: opts.only.split(',').map((s) => s.trim()) } : {}),
+          });
+        } catch (err) {
+          if (!(err instanceof PortInUseError)) throw err;
+          process.stderr.write(
+            `curia: ${err.message}; stop it, or pick other ports with --port-offset N (e.g. --port-offset ${portOffset + 1000}) or --dynamic-ports\n`,
+          );
+          process.exit(3);
+        }
         let stopping = false;
         const stop = (signal: string): void => {
           if (stopping) {

@@ -190,7 +190,7 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
     );
     let maxDiff = 0;
     for (const e of r.embeddings) {
-      const got = wireFloats(e.features[0]!.tensor!);
+      const got = wireFloats(e.features[0]!.tensor);
       const want = expected.get(e.mapping!.canonicalIndex)!;
       expect(got.length).toBe(want.length);
       for (let i = 0; i < got.length; i++) maxDiff = Math.max(maxDiff, Math.abs(got[i]! - want[i]!));
@@ -260,14 +260,14 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
     // The same head, loaded from the store in this process, on the CLS the first run returned.
     const head = await loadHead(join(work, 'heads', 'e2e-half', fitted.head!.version));
     const cls = new Float32Array(30 * engine.info().hidden);
-    first.embeddings.forEach((e, i) => cls.set(wireFloats(e.features[0]!.tensor!), i * engine.info().hidden));
+    first.embeddings.forEach((e, i) => cls.set(wireFloats(e.features[0]!.tensor), i * engine.info().hidden));
     const local = await head.run({
       slices: 30,
       hidden: engine.info().hidden,
       blocks: [{ data: cls, tokensPerSlice: 1 }],
     });
     result.slices.forEach((s, i) => {
-      const logits = wireFloats(s.prediction!.logits!);
+      const logits = wireFloats(s.prediction!.logits);
       for (let c = 0; c < local.outputs; c++)
         expect(logits[c]).toBeCloseTo(local.logits[i * local.outputs + c]!, 4);
     });

@@ -167,7 +167,7 @@ describe('AnalyzeStudy with a region-of-interest mask through the spawned cluste
         expect(e.features[0]!.tensor).toBeUndefined();
         continue;
       }
-      const got = wireFloats(e.features[0]!.tensor!);
+      const got = wireFloats(e.features[0]!.tensor);
       expect(got.length).toBe(want.length);
       for (let i = 0; i < got.length; i++) maxDiff = Math.max(maxDiff, Math.abs(got[i]! - want[i]!));
     }
@@ -242,7 +242,7 @@ describe('AnalyzeStudy with a region-of-interest mask through the spawned cluste
       blocks: [{ data: pooled, tokensPerSlice: 1, maskCounts }],
     });
     result.slices.forEach((s, i) => {
-      const logits = wireFloats(s.prediction!.logits!);
+      const logits = wireFloats(s.prediction!.logits);
       for (let c = 0; c < local.outputs; c++)
         expect(logits[c]).toBeCloseTo(local.logits[i * local.outputs + c]!, 4);
     });

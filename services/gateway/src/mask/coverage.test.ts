@@ -28,6 +28,7 @@ function head(name: string, features: common.FeatureRequest[], mask: boolean): c
     modelSha256: '',
     description: '',
     unit: '',
+    isDefault: false,
   };
 }
 

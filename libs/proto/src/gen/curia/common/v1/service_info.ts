@@ -247,6 +247,12 @@ export interface HeadInfo {
   description: string;
   /** Regression unit (UCUM, e.g. "a" for years) or survival time unit (e.g. "d"); empty when not applicable. */
   unit: string;
+  /**
+   * True for a head the deployment runs when a caller asks for its default analysis (clients such as `curia analyze`
+   * with no heads named). Set by the operator (HeadsService `CURIA_HEADS_DEFAULT`); a default named without a version
+   * marks only that head's latest version.
+   */
+  isDefault: boolean;
 }
 
 /** Self-description returned by every service's GetInfo. */
@@ -689,6 +695,7 @@ function createBaseHeadInfo(): HeadInfo {
     modelSha256: "",
     description: "",
     unit: "",
+    isDefault: false,
   };
 }
 
@@ -726,6 +733,9 @@ export const HeadInfo: MessageFns<HeadInfo> = {
     }
     if (message.unit !== "") {
       writer.uint32(90).string(message.unit);
+    }
+    if (message.isDefault !== false) {
+      writer.uint32(96).bool(message.isDefault);
     }
     return writer;
   },
@@ -831,6 +841,14 @@ export const HeadInfo: MessageFns<HeadInfo> = {
             message.unit = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.isDefault = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -860,6 +878,11 @@ export const HeadInfo: MessageFns<HeadInfo> = {
         : "",
       description: isSet(object.description) ? globalThis.String(object.description) : "",
       unit: isSet(object.unit) ? globalThis.String(object.unit) : "",
+      isDefault: isSet(object.isDefault)
+        ? globalThis.Boolean(object.isDefault)
+        : isSet(object.is_default)
+        ? globalThis.Boolean(object.is_default)
+        : false,
     };
   },
 
@@ -898,6 +921,9 @@ export const HeadInfo: MessageFns<HeadInfo> = {
     if (message.unit !== "") {
       obj.unit = message.unit;
     }
+    if (message.isDefault !== false) {
+      obj.isDefault = message.isDefault;
+    }
     return obj;
   },
 
@@ -919,6 +945,7 @@ export const HeadInfo: MessageFns<HeadInfo> = {
     message.modelSha256 = object.modelSha256 ?? "";
     message.description = object.description ?? "";
     message.unit = object.unit ?? "";
+    message.isDefault = object.isDefault ?? false;
     return message;
   },
 };
