@@ -173,7 +173,7 @@ export function analyzeScenario(client: RawClient, options: AnalyzeScenarioOptio
       const start = gateway.AnalyzeStudyRequest.encode({
         msg: {
           $case: 'start',
-          value: {
+          value: gateway.AnalyzeStudyStart.fromPartial({
             header: {
               studyId: `loadtest-${study}`,
               format: common.VolumeFormat.NIFTI,
@@ -188,7 +188,7 @@ export function analyzeScenario(client: RawClient, options: AnalyzeScenarioOptio
             model: '',
             survivalTimes: [],
             returnSlicePredictions: false,
-          },
+          }),
         },
       }).finish();
       const messages = [asBuffer(start)];

@@ -34,6 +34,12 @@ export async function studyFiles(path: string): Promise<{ files: StudyFile[]; fo
   return { files, format: common.VolumeFormat.DICOM };
 }
 
+/** An AnalyzeStudy start without its source; unset fields take their proto defaults. */
+export type AnalyzeStudyStartFields = Omit<
+  Parameters<typeof gateway.AnalyzeStudyStart.fromPartial>[0],
+  'source'
+>;
+
 /**
  * The AnalyzeStudy request stream for local files: `start` (with a `streamed` source describing
  * them), then each file in `chunkBytes` pieces, read as the call consumes them (never the whole
@@ -41,7 +47,7 @@ export async function studyFiles(path: string): Promise<{ files: StudyFile[]; fo
  */
 export async function* studyUploadRequests(
   /** Everything but the source; unset fields take their proto defaults. */
-  start: Omit<Parameters<typeof gateway.AnalyzeStudyStart.fromPartial>[0], 'source'>,
+  start: AnalyzeStudyStartFields,
   files: readonly StudyFile[],
   chunkBytes = 1024 * 1024,
 ): AsyncGenerator<gateway.AnalyzeStudyRequest> {

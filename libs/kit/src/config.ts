@@ -27,6 +27,28 @@ export const env = {
       .map((x) => x.trim())
       .filter((x) => x.length > 0),
   ),
+  /**
+   * ONNX Runtime execution providers in preference order: a comma list of `cuda` and `cpu`
+   * (case-insensitive, duplicates dropped), default `cpu`.
+   */
+  executionProviders: z
+    .string()
+    .transform((s, ctx): ('cpu' | 'cuda')[] => {
+      const list = s
+        .split(',')
+        .map((x) => x.trim().toLowerCase())
+        .filter((x) => x.length > 0);
+      const bad = list.filter((p) => p !== 'cpu' && p !== 'cuda');
+      if (list.length === 0 || bad.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected a comma list of 'cuda' and 'cpu'${bad.length ? ` (unknown: ${bad.join(', ')})` : ''}`,
+        });
+        return z.NEVER;
+      }
+      return [...new Set(list)] as ('cpu' | 'cuda')[];
+    })
+    .default(['cpu']),
 };
 
 const { bool, port, positiveInt, nonNegativeInt } = env;

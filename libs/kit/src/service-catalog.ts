@@ -17,18 +17,16 @@ export interface ServiceCatalogEntry {
   /** Port of `/metrics`, `/livez`, `/readyz`, chosen like {@link grpcPort}. */
   readonly metricsPort: number;
   /**
-   * The gateway's environment variable holding this service's address, when the gateway calls it
-   * (always `CURIA_<NAME>_TARGET`: the chart derives it from the name). Absent for services the
-   * gateway does not call.
+   * The services this one calls. A caller finds callee `x` at `CURIA_<X>_TARGET` (see
+   * {@link targetEnvOf}); the chart gives it the variable and network egress to `x`, and the
+   * launcher starts callees first.
    */
-  readonly targetEnv?: `CURIA_${string}_TARGET`;
+  readonly calls?: readonly string[];
 }
 
 /**
- * Every Curia service, stages first: the launcher starts the gateway last, once its stages are
- * up. Segment and register answer UNIMPLEMENTED to their compute rpc today and the gateway does
- * not call them, so they have no `targetEnv`; giving them one (with the gateway reading it and a
- * `services.gateway.stageTargets.<name>` key in the chart's values and schema) makes them stages.
+ * Every Curia service, callees before their callers (the launcher starts them in this order, the
+ * gateway last). Register answers UNIMPLEMENTED to its compute rpc today and nothing calls it.
  */
 export const SERVICE_CATALOG = [
   {
@@ -36,40 +34,61 @@ export const SERVICE_CATALOG = [
     grpcService: 'curia.preprocess.v1.PreprocessService',
     grpcPort: 50051,
     metricsPort: 9101,
-    targetEnv: 'CURIA_PREPROCESS_TARGET',
   },
+  { name: 'embed', grpcService: 'curia.embed.v1.EmbedService', grpcPort: 50052, metricsPort: 9102 },
+  { name: 'heads', grpcService: 'curia.heads.v1.HeadsService', grpcPort: 50053, metricsPort: 9103 },
   {
-    name: 'embed',
-    grpcService: 'curia.embed.v1.EmbedService',
-    grpcPort: 50052,
-    metricsPort: 9102,
-    targetEnv: 'CURIA_EMBED_TARGET',
+    name: 'segment',
+    grpcService: 'curia.segment.v1.SegmentService',
+    grpcPort: 50054,
+    metricsPort: 9104,
+    calls: ['preprocess', 'embed'],
   },
-  {
-    name: 'heads',
-    grpcService: 'curia.heads.v1.HeadsService',
-    grpcPort: 50053,
-    metricsPort: 9103,
-    targetEnv: 'CURIA_HEADS_TARGET',
-  },
-  { name: 'segment', grpcService: 'curia.segment.v1.SegmentService', grpcPort: 50054, metricsPort: 9104 },
   { name: 'register', grpcService: 'curia.register.v1.RegisterService', grpcPort: 50055, metricsPort: 9105 },
-  { name: 'gateway', grpcService: 'curia.gateway.v1.GatewayService', grpcPort: 50050, metricsPort: 9100 },
+  {
+    name: 'gateway',
+    grpcService: 'curia.gateway.v1.GatewayService',
+    grpcPort: 50050,
+    metricsPort: 9100,
+    calls: ['preprocess', 'embed', 'heads'],
+  },
 ] as const satisfies readonly ServiceCatalogEntry[];
 
 /** A catalogued service's short name. */
 export type CatalogServiceName = (typeof SERVICE_CATALOG)[number]['name'];
 
-/** Catalogue entries the gateway calls (those with a `targetEnv`), in catalogue order. */
-type StageEntry = Extract<(typeof SERVICE_CATALOG)[number], { readonly targetEnv: string }>;
+/** The variable through which callers find service `name`: `CURIA_<NAME>_TARGET`. */
+export function targetEnvOf<N extends string>(name: N): `CURIA_${Uppercase<N>}_TARGET` {
+  return `CURIA_${name.toUpperCase() as Uppercase<N>}_TARGET`;
+}
+
+type Entry = (typeof SERVICE_CATALOG)[number];
+/** The names a catalogued service calls. */
+type CallsOf<N extends CatalogServiceName> =
+  Extract<Entry, { readonly name: N }> extends { readonly calls: readonly (infer C)[] } ? C : never;
+
+/** A service another one calls, with the variable it is found at. */
+export type Callee<N extends string = CatalogServiceName> = ServiceCatalogEntry & {
+  readonly name: N;
+  readonly targetEnv: `CURIA_${Uppercase<N>}_TARGET`;
+};
+
+/** The services `name` calls, in catalogue order, each with its target variable. */
+export function calleesOf<N extends CatalogServiceName>(
+  name: N,
+): readonly Callee<Extract<CallsOf<N>, string>>[] {
+  const calls: readonly string[] = catalogService(name).calls ?? [];
+  return SERVICE_CATALOG.filter((s) => calls.includes(s.name)).map((s) => ({
+    ...s,
+    targetEnv: targetEnvOf(s.name),
+  })) as unknown as Callee<Extract<CallsOf<N>, string>>[];
+}
 
 /** The gateway's stage-target variables, e.g. `CURIA_EMBED_TARGET`. */
-export type StageTargetEnv = StageEntry['targetEnv'];
+export type StageTargetEnv = `CURIA_${Uppercase<Extract<CallsOf<'gateway'>, string>>}_TARGET`;
 
 /** The services the gateway calls, in catalogue order. */
-export const GATEWAY_STAGES: readonly StageEntry[] = SERVICE_CATALOG.filter(
-  (s): s is StageEntry => 'targetEnv' in s,
-);
+export const GATEWAY_STAGES = calleesOf('gateway');
 
 /** The services a whole-study analysis (AnalyzeStudy) needs: every gateway stage, then the gateway. */
 export const ANALYSIS_SERVICES: readonly CatalogServiceName[] = [
@@ -92,12 +111,17 @@ export function localTarget(name: CatalogServiceName, host = '127.0.0.1'): strin
 }
 
 /**
- * The gateway's default stage targets in local mode, keyed by variable:
+ * The local-mode addresses of the services `name` calls, keyed by variable, e.g. for the gateway
  * `{ CURIA_PREPROCESS_TARGET: '127.0.0.1:50051', … }`.
  */
+export function localTargetsOf(
+  name: CatalogServiceName,
+  host = '127.0.0.1',
+): Readonly<Record<string, string>> {
+  return Object.fromEntries(calleesOf(name).map((s) => [s.targetEnv, localTarget(s.name, host)]));
+}
+
+/** The gateway's default stage targets in local mode, keyed by variable. */
 export function localStageTargets(host = '127.0.0.1'): Readonly<Record<StageTargetEnv, string>> {
-  return Object.fromEntries(GATEWAY_STAGES.map((s) => [s.targetEnv, localTarget(s.name, host)])) as Record<
-    StageTargetEnv,
-    string
-  >;
+  return localTargetsOf('gateway', host);
 }

@@ -18,9 +18,10 @@ export const segmentHeadMetaSchema = z.object({
   version: z.string(),
   kind: z.enum(['linear', 'conv3x3']),
   classes: z.array(z.object({ value: z.number().int().min(1).max(255), name: z.string().min(1) })).min(1),
-  /** Token width D and grid side G the head was fitted on. */
+  /** Token width D, and the model grid the head was fitted on (token grid side G = imageSize / patchSize). */
   dim: z.number().int().positive(),
-  grid: z.number().int().positive(),
+  imageSize: z.number().int().positive(),
+  patchSize: z.number().int().positive(),
   /** Backbone "name@version" and its weights' sha256. */
   model: z.string(),
   modelSha256: z.string(),

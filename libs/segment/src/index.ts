@@ -11,3 +11,5 @@ export * from './prompts.js';
 export * from './runner.js';
 export * from './head-record.js';
 export * from './label-input.js';
+export * from './volume-segmentation.js';
+export * from './outputs.js';

@@ -135,3 +135,24 @@ export async function openPreprocess(
     }
   }
 }
+
+/** A request stream whose messages are a `start` then file `chunk`s (AnalyzeStudy, Segment, …). */
+type StartThenChunks = AsyncIterator<{
+  readonly msg?: { readonly $case: string; readonly value: unknown } | undefined;
+}>;
+
+/**
+ * The file chunks a caller uploads after its `start` message, for {@link PreprocessStreamOptions.upload}:
+ * every later message must be a `chunk` (INVALID_ARGUMENT naming `rpc` otherwise).
+ */
+export async function* uploadedChunks(input: StartThenChunks, rpc: string): AsyncGenerator<common.FileChunk> {
+  for (;;) {
+    const next = await input.next();
+    if (next.done) return;
+    const m = next.value.msg;
+    if (m?.$case !== 'chunk') {
+      throw new CuriaError('INVALID_ARGUMENT', `after \`start\`, every ${rpc} message must be a \`chunk\``);
+    }
+    yield m.value as common.FileChunk;
+  }
+}

@@ -1,29 +1,13 @@
 import { env, serviceSchema, z } from '@curia/kit';
-import type { ExecutionProviderName } from '@curia/model';
 
 const { positiveInt } = env;
-
-const providerList = env.commaList
-  .transform((names, ctx): ExecutionProviderName[] => {
-    const list = names.map((p) => p.toLowerCase());
-    const bad = list.filter((p) => p !== 'cpu' && p !== 'cuda');
-    if (list.length === 0 || bad.length > 0) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `expected a comma list of 'cuda' and 'cpu'${bad.length ? ` (unknown: ${bad.join(', ')})` : ''}`,
-      });
-      return z.NEVER;
-    }
-    return [...new Set(list)] as ExecutionProviderName[];
-  })
-  .default(['cpu']);
 
 /** Environment of the embed service: the kit's base settings plus `CURIA_EMBED_*`. */
 export const embedEnvSchema = serviceSchema({
   /** Comma list of bundle directories; the first is the default model. Empty = the cached demo bundle. */
   CURIA_EMBED_MODELS: env.commaList.default([]),
   /** ONNX Runtime execution providers in preference order (`cuda,cpu` on GPU nodes). */
-  CURIA_EMBED_EXECUTION_PROVIDERS: providerList,
+  CURIA_EMBED_EXECUTION_PROVIDERS: env.executionProviders,
   /** ORT intra-op threads per session (default: the CPU budget, cores capped by a cgroup CPU limit). */
   CURIA_EMBED_INTRA_OP_THREADS: positiveInt.optional(),
   /** ORT inter-op threads per session (default 1). */

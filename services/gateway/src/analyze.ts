@@ -7,6 +7,7 @@ import {
   openPreprocess,
   stageDeadlines,
   stageError,
+  uploadedChunks,
   type EmbeddingCache,
   type PreprocessStream,
   type SliceRequest,
@@ -225,7 +226,7 @@ class StudyRun {
     return withSpan('gateway.preprocess.open', { 'curia.study_id': this.studyId }, () =>
       openPreprocess(stages.preprocess, {
         start: { header: s.header, source: s.source, options },
-        upload: s.source?.$case === 'streamed' ? uploadChunks(this.input) : undefined,
+        upload: s.source?.$case === 'streamed' ? uploadedChunks(this.input, 'AnalyzeStudy') : undefined,
         maxUploadBytes: env.CURIA_GATEWAY_MAX_UPLOAD_BYTES,
         uploadLimitName: 'CURIA_GATEWAY_MAX_UPLOAD_BYTES',
         attempts: env.CURIA_GATEWAY_STAGE_ATTEMPTS,
@@ -395,18 +396,5 @@ class StudyRun {
       };
     }
     this.timed('heads', performance.now() - t);
-  }
-}
-
-/** The caller's upload after `start`: every later message must be a chunk. */
-async function* uploadChunks(input: Requests): AsyncGenerator<common.FileChunk> {
-  for (;;) {
-    const next = await input.next();
-    if (next.done) return;
-    const m = next.value.msg;
-    if (m?.$case !== 'chunk') {
-      throw new CuriaError('INVALID_ARGUMENT', 'after `start`, every AnalyzeStudy message must be a `chunk`');
-    }
-    yield m.value;
   }
 }

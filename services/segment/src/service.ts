@@ -1,27 +1,130 @@
 import { CuriaError } from '@curia/errors';
 import {
-  failedStream,
   runService,
-  serviceEnvSchema,
   serviceInfo,
   type CuriaCallContext,
-  type ServiceEnv,
+  type CuriaServer,
+  type ServiceHooks,
 } from '@curia/kit';
 import { descriptorSet, segment } from '@curia/proto';
+import { EmbeddingCache, StageClients } from '@curia/stages';
 
-/** The segment service implementation. */
+import { segmentEnvSchema, type SegmentEnv } from './config.js';
+import { segmentFeatures } from './features.js';
+import { fitSegmentationHead } from './fit.js';
+import { SegmentHeads } from './heads.js';
+import { createSegmentMetrics } from './metrics.js';
+import { segmentStudy, type SegmentDeps } from './segment.js';
+
+/** The segment service implementation over its heads, stage clients and token cache. */
 export function createSegmentService(
-  env: ServiceEnv,
+  env: SegmentEnv,
+  deps: SegmentDeps,
 ): segment.SegmentServiceImplementation<CuriaCallContext> {
+  let inFlight = 0;
+  /** Admits a call, or sheds it with RESOURCE_EXHAUSTED when the replica is full. */
+  const admit = (): (() => void) => {
+    if (inFlight >= env.CURIA_SEGMENT_MAX_CONCURRENT) {
+      deps.metrics.shed.inc();
+      throw new CuriaError(
+        'RESOURCE_EXHAUSTED',
+        `this segment replica is running ${inFlight} calls (CURIA_SEGMENT_MAX_CONCURRENT); retry after ${env.CURIA_SEGMENT_RETRY_AFTER_MS}ms`,
+        { retryAfterMs: env.CURIA_SEGMENT_RETRY_AFTER_MS },
+      );
+    }
+    deps.metrics.inFlight.set(++inFlight);
+    return () => deps.metrics.inFlight.set(--inFlight);
+  };
   return {
-    getInfo: () => Promise.resolve({ info: serviceInfo(segment.SegmentServiceDefinition.fullName, env) }),
-    segment: () =>
-      failedStream(
-        new CuriaError(
-          'UNIMPLEMENTED',
-          'SegmentService.Segment is not available in this release; GetInfo lists what this deployment serves',
-        ),
+    getInfo: async (_req, context) => {
+      const heads = deps.heads.list();
+      const models = await deps.stages.listModels(context.signal).catch(() => []);
+      return {
+        info: serviceInfo(segment.SegmentServiceDefinition.fullName, env, {
+          models,
+          heads: heads.map((h) => h.info!),
+          demoWeightsLoaded: models.some((m) => m.demoWeights) || heads.some((h) => h.info!.demo),
+          limits: {
+            max_upload_bytes: String(env.CURIA_SEGMENT_MAX_UPLOAD_BYTES),
+            max_concurrent_calls: String(env.CURIA_SEGMENT_MAX_CONCURRENT),
+            max_prompt_slices: String(env.CURIA_SEGMENT_MAX_PROMPT_SLICES),
+            max_fit_slices: String(env.CURIA_SEGMENT_MAX_FIT_SLICES),
+            cache_max_bytes: String(env.CURIA_SEGMENT_CACHE_MAX_BYTES),
+          },
+        }),
+        segmentHeads: heads,
+      };
+    },
+    segment: async function* (requests, context) {
+      const release = admit();
+      try {
+        yield* segmentStudy(requests, context, deps);
+      } finally {
+        release();
+      }
+    },
+    segmentFeatures: async function* (requests, context) {
+      const release = admit();
+      try {
+        yield* segmentFeatures(requests, context, deps);
+      } finally {
+        release();
+      }
+    },
+    fit: async (requests, context) => {
+      const release = admit();
+      try {
+        return await fitSegmentationHead(requests, context, deps);
+      } finally {
+        release();
+      }
+    },
+  };
+}
+
+/** Opens the head store, the stage clients and the token cache, and registers SegmentService on `server`. */
+export async function setupSegment(
+  server: CuriaServer,
+  env: SegmentEnv,
+): Promise<{ deps: SegmentDeps } & ServiceHooks> {
+  const metrics = createSegmentMetrics(server.metrics);
+  const heads = await SegmentHeads.open(
+    env.CURIA_SEGMENT_HEADS_DIR,
+    env.CURIA_SEGMENT_EXECUTION_PROVIDERS,
+    (dir, err) =>
+      server.log.warn(
+        { dir, err: err instanceof Error ? err.message : String(err) },
+        'skipping unreadable segmentation head',
       ),
+  );
+  const stages = new StageClients(
+    { preprocess: env.CURIA_PREPROCESS_TARGET, embed: env.CURIA_EMBED_TARGET },
+    {
+      attempts: env.CURIA_SEGMENT_STAGE_ATTEMPTS,
+      catalogTtlMs: 5_000,
+      onRetry: (stage) => metrics.retries.inc({ stage }),
+    },
+  );
+  const cache = new EmbeddingCache(env.CURIA_SEGMENT_CACHE_MAX_BYTES, {
+    onSize: (bytes) => metrics.cacheBytes.set(bytes),
+  });
+  const deps: SegmentDeps = {
+    env,
+    stages,
+    cache,
+    heads,
+    metrics,
+    log: server.log,
+    onRetry: (stage) => metrics.retries.inc({ stage }),
+  };
+  server.add(segment.SegmentServiceDefinition, createSegmentService(env, deps));
+  server.log.info({ heads: heads.store.all().length }, 'segmentation heads loaded');
+  return {
+    deps,
+    close: async () => {
+      stages.close();
+      await heads.close();
+    },
   };
 }
 
@@ -29,11 +132,8 @@ export function createSegmentService(
 export async function main(): Promise<void> {
   await runService({
     name: 'segment',
-    schema: serviceEnvSchema,
+    schema: segmentEnvSchema,
     descriptorSet: descriptorSet(),
-    setup: (server, env) => {
-      server.add(segment.SegmentServiceDefinition, createSegmentService(env));
-      return {};
-    },
+    setup: setupSegment,
   });
 }

@@ -3,7 +3,7 @@ import { ANALYSIS_SERVICES, catalogService, SERVICE_CATALOG, type ServiceCatalog
 /** One Curia service as the local launcher knows it: an entry of `@curia/kit`'s service catalogue. */
 export type ServiceEntry = ServiceCatalogEntry;
 
-/** Every service, stages first: the gateway starts last, once its stages are up (`@curia/kit`'s `SERVICE_CATALOG`). */
+/** Every service, callees before callers: the gateway starts last (`@curia/kit`'s `SERVICE_CATALOG`). */
 export const SERVICES: readonly ServiceEntry[] = SERVICE_CATALOG;
 
 /** Looks a service up by short name. */

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { createCuriaChannel, targetsFileUri, writeTargetsFile, type Channel } from '@curia/client';
-import type { AddressInUseMessage, ListeningMessage } from '@curia/kit';
+import { targetEnvOf, type AddressInUseMessage, type ListeningMessage } from '@curia/kit';
 import { serviceNodeFlags, serviceProcessEnv } from '@curia/kit/process-tuning';
 import { createClient } from 'nice-grpc';
 import {
@@ -137,33 +137,42 @@ export class LocalCluster {
     const cluster = new LocalCluster([], options);
     const timeout = options.readyTimeoutMs ?? 300_000;
     try {
-      const stages = wanted.filter((s) => s.name !== 'gateway');
-      await Promise.all(stages.flatMap((s) => cluster.spawnService(s, {}, timeout)));
-      const gateway = wanted.find((s) => s.name === 'gateway');
-      if (options.discovery === 'targets-file') {
+      if (options.discovery === 'targets-file')
         cluster.targetsDir = mkdtempSync(join(tmpdir(), 'curia-targets-'));
-        for (const s of stages) cluster.syncTargets(s.name);
-      }
-      if (gateway) {
-        const targets: Record<string, string> = {};
-        for (const s of stages) {
-          if (!s.targetEnv) continue;
-          const file = cluster.targetsFile(s.name);
-          targets[s.targetEnv] = file
-            ? targetsFileUri(file)
-            : cluster
-                .endpoints()
-                .filter((e) => e.service === s.name)
-                .map((e) => `127.0.0.1:${e.grpcPort}`)
-                .join(',');
+      // Waves: a service starts once every service it calls (that this cluster runs) is serving.
+      const started = new Set<string>();
+      while (started.size < wanted.length) {
+        const wave = wanted.filter(
+          (s) =>
+            !started.has(s.name) &&
+            (s.calls ?? []).every((c) => started.has(c) || !wanted.some((w) => w.name === c)),
+        );
+        if (wave.length === 0) throw new Error('the service catalogue has a call cycle');
+        await Promise.all(wave.flatMap((s) => cluster.spawnService(s, cluster.targetsFor(s), timeout)));
+        for (const s of wave) {
+          started.add(s.name);
+          cluster.syncTargets(s.name);
         }
-        await Promise.all(cluster.spawnService(gateway, targets, timeout));
       }
       return cluster;
     } catch (err) {
       await cluster.stop();
       throw err;
     }
+  }
+
+  /** The `CURIA_<X>_TARGET` variables of the services `entry` calls that run in this cluster. */
+  private targetsFor(entry: ServiceEntry): Record<string, string> {
+    const targets: Record<string, string> = {};
+    for (const callee of entry.calls ?? []) {
+      const endpoints = this.endpoints().filter((e) => e.service === callee);
+      if (endpoints.length === 0) continue;
+      const file = this.targetsFile(callee);
+      targets[targetEnvOf(callee)] = file
+        ? targetsFileUri(file)
+        : endpoints.map((e) => `127.0.0.1:${e.grpcPort}`).join(',');
+    }
+    return targets;
   }
 
   private spawnService(

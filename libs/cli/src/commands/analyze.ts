@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 
 import type { Command } from 'commander';
 
-import type { gateway } from '@curia/client';
+import type { AnalyzeStudyStartFields, gateway } from '@curia/client';
 import {
   GatewayServiceBulkClientDefinition,
   ClientError,
@@ -153,7 +153,7 @@ export async function analyzeAction(
     const defaultHeads =
       heads.length === 0 && embeddingOutputs.length === 0 ? await deploymentDefaultHeads(client) : [];
     if (defaultHeads.length > 0) heads = defaultHeads;
-    const start: Omit<gateway.AnalyzeStudyStart, 'source'> = {
+    const start: AnalyzeStudyStartFields = {
       header: { studyId: o.studyId ?? 'cli', format, seriesInstanceUid: '', volumeIndex: 0 },
       heads,
       embeddingOutputs,

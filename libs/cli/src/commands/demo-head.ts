@@ -5,6 +5,7 @@ import {
   heads,
   Status,
   type AnalysisResult,
+  type AnalyzeStudyStartFields,
   type Channel,
   type gateway,
 } from '@curia/client';
@@ -123,9 +124,7 @@ export async function ensureDemoHead(
 }
 
 /** The AnalyzeStudy start of the self-check runs (the caller adds heads or outputs). */
-export function selfCheckStart(
-  extra: Partial<gateway.AnalyzeStudyStart>,
-): Omit<gateway.AnalyzeStudyStart, 'source'> {
+export function selfCheckStart(extra: Partial<gateway.AnalyzeStudyStart>): AnalyzeStudyStartFields {
   return {
     header: {
       studyId: 'self-check-phantom',

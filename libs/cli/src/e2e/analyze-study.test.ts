@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import type { gateway } from '@curia/client';
+import type { AnalyzeStudyStartFields, gateway } from '@curia/client';
 import {
   GatewayServiceBulkClientDefinition,
   ClientError,
@@ -92,7 +92,7 @@ async function metricValue(url: string, name: string, labels: Record<string, str
   return sum;
 }
 
-function start(extra: Partial<gateway.AnalyzeStudyStart>): Omit<gateway.AnalyzeStudyStart, 'source'> {
+function start(extra: Partial<gateway.AnalyzeStudyStart>): AnalyzeStudyStartFields {
   return {
     header: { studyId: 'e2e', format: common.VolumeFormat.AUTO, seriesInstanceUid: '', volumeIndex: 0 },
     heads: [],

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import type { gateway } from '@curia/client';
+import type { AnalyzeStudyStartFields, gateway } from '@curia/client';
 import {
   GatewayServiceBulkClientDefinition,
   ClientError,
@@ -69,7 +69,7 @@ function rleOf(p: Phantom, label: number): common.RunLengthMask {
   return { dims: [...p.dims], counts, label: 'liver' };
 }
 
-function start(extra: Partial<gateway.AnalyzeStudyStart>): Omit<gateway.AnalyzeStudyStart, 'source'> {
+function start(extra: Partial<gateway.AnalyzeStudyStart>): AnalyzeStudyStartFields {
   return {
     header: { studyId: 'e2e-mask', format: common.VolumeFormat.AUTO, seriesInstanceUid: '', volumeIndex: 0 },
     heads: [],

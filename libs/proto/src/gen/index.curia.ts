@@ -7,8 +7,8 @@
 
 export * as common from "./index.curia.common.js";
 export * as embed from "./index.curia.embed.js";
+export * as segment from "./index.curia.segment.js";
 export * as gateway from "./index.curia.gateway.js";
 export * as heads from "./index.curia.heads.js";
 export * as preprocess from "./index.curia.preprocess.js";
 export * as register from "./index.curia.register.js";
-export * as segment from "./index.curia.segment.js";

@@ -165,6 +165,20 @@ export interface InputMask {
     | undefined;
 }
 
+/** A multi-class label map on a study's INPUT grid: voxel values are class values (0 = background, 1..255 classes). */
+export interface LabelMap {
+  /** The encoding. */
+  encoding?:
+    | //
+    /**
+     * A NIfTI-1/2 file (optionally gzip-compressed), integer voxels 0..255, whose dims equal the input dims and
+     * whose voxel centres lie within 1e-3 mm of the input's (RAS/LPS frames are reconciled). Must fit the message
+     * size limit (label maps compress well: gzip them).
+     */
+    { $case: "nifti"; value: Uint8Array }
+    | undefined;
+}
+
 function createBaseVolumeRef(): VolumeRef {
   return { uri: "" };
 }
@@ -822,6 +836,82 @@ export const InputMask: MessageFns<InputMask> = {
       case "nifti": {
         if (object.mask?.value !== undefined && object.mask?.value !== null) {
           message.mask = { $case: "nifti", value: object.mask.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseLabelMap(): LabelMap {
+  return { encoding: undefined };
+}
+
+export const LabelMap: MessageFns<LabelMap> = {
+  encode(message: LabelMap, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.encoding?.$case) {
+      case "nifti":
+        writer.uint32(10).bytes(message.encoding.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LabelMap {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLabelMap();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.encoding = { $case: "nifti", value: reader.bytes() };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LabelMap {
+    return { encoding: isSet(object.nifti) ? { $case: "nifti", value: bytesFromBase64(object.nifti) } : undefined };
+  },
+
+  toJSON(message: LabelMap): unknown {
+    const obj: any = {};
+    if (message.encoding?.$case === "nifti") {
+      obj.nifti = base64FromBytes(message.encoding.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LabelMap>): LabelMap {
+    return LabelMap.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LabelMap>): LabelMap {
+    const message = createBaseLabelMap();
+    switch (object.encoding?.$case) {
+      case "nifti": {
+        if (object.encoding?.value !== undefined && object.encoding?.value !== null) {
+          message.encoding = { $case: "nifti", value: object.encoding.value };
         }
         break;
       }

@@ -14,6 +14,7 @@ import { PreprocessOptions, SliceSelection } from "../../common/v1/preprocess_op
 import { Progress, Timing } from "../../common/v1/progress.js";
 import { HeadInfo, ModelInfo, ServiceInfo } from "../../common/v1/service_info.js";
 import { FileChunk, InputMask, StreamedSource, StudyHeader, VolumeRef } from "../../common/v1/volume.js";
+import { SegmentOutputOptions, SegmentResponse } from "../../segment/v1/segment.js";
 
 /** GetInfo input (no parameters). */
 export interface GetInfoRequest {
@@ -71,6 +72,14 @@ export interface AnalyzeStudyStart {
   survivalTimes: number[];
   /** Include per-slice predictions of slice-level heads in their HeadResult. */
   returnSlicePredictions: boolean;
+  /**
+   * Promptless segmentation heads of SegmentService to run, each "name" or "name@version" (at most 8). The study is
+   * preprocessed and embedded once for them and the classification heads; their patch tokens (F16) are streamed
+   * to SegmentService. Each head must have been trained on the study's backbone (FAILED_PRECONDITION otherwise).
+   */
+  segmentationHeads: string[];
+  /** Outputs of every segmentation head (dicom_seg is not available through the gateway). */
+  segmentationOutput?: SegmentOutputOptions | undefined;
 }
 
 /** One message of the AnalyzeStudy request stream. */
@@ -174,7 +183,21 @@ export interface AnalyzeStudyResponse {
     | //
     /** End of stream summary. */
     { $case: "done"; value: AnalysisSummary }
+    | //
+    /**
+     * A message of one segmentation head's result stream (geometry, slices, mask chunks, summary), in the order
+     * SegmentService sent it.
+     */
+    { $case: "segmentation"; value: SegmentationResult }
     | undefined;
+}
+
+/** One message of a segmentation head's result stream, relayed from SegmentService. */
+export interface SegmentationResult {
+  /** The segmentation head, as named in start.segmentation_heads. */
+  head: string;
+  /** The message (never `progress`: the gateway reports progress itself). */
+  response?: SegmentResponse | undefined;
 }
 
 function createBaseGetInfoRequest(): GetInfoRequest {
@@ -310,6 +333,8 @@ function createBaseAnalyzeStudyStart(): AnalyzeStudyStart {
     mask: undefined,
     survivalTimes: [],
     returnSlicePredictions: false,
+    segmentationHeads: [],
+    segmentationOutput: undefined,
   };
 }
 
@@ -353,6 +378,12 @@ export const AnalyzeStudyStart: MessageFns<AnalyzeStudyStart> = {
     }
     if (message.returnSlicePredictions !== false) {
       writer.uint32(88).bool(message.returnSlicePredictions);
+    }
+    for (const v of message.segmentationHeads) {
+      writer.uint32(98).string(v!);
+    }
+    if (message.segmentationOutput !== undefined) {
+      SegmentOutputOptions.encode(message.segmentationOutput, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -468,6 +499,22 @@ export const AnalyzeStudyStart: MessageFns<AnalyzeStudyStart> = {
             message.returnSlicePredictions = reader.bool();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.segmentationHeads.push(reader.string());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.segmentationOutput = SegmentOutputOptions.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -512,6 +559,16 @@ export const AnalyzeStudyStart: MessageFns<AnalyzeStudyStart> = {
         : isSet(object.return_slice_predictions)
         ? globalThis.Boolean(object.return_slice_predictions)
         : false,
+      segmentationHeads: globalThis.Array.isArray(object?.segmentationHeads)
+        ? object.segmentationHeads.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.segmentation_heads)
+        ? object.segmentation_heads.map((e: any) => globalThis.String(e))
+        : [],
+      segmentationOutput: isSet(object.segmentationOutput)
+        ? SegmentOutputOptions.fromJSON(object.segmentationOutput)
+        : isSet(object.segmentation_output)
+        ? SegmentOutputOptions.fromJSON(object.segmentation_output)
+        : undefined,
     };
   },
 
@@ -548,6 +605,12 @@ export const AnalyzeStudyStart: MessageFns<AnalyzeStudyStart> = {
     }
     if (message.returnSlicePredictions !== false) {
       obj.returnSlicePredictions = message.returnSlicePredictions;
+    }
+    if (message.segmentationHeads?.length) {
+      obj.segmentationHeads = message.segmentationHeads;
+    }
+    if (message.segmentationOutput !== undefined) {
+      obj.segmentationOutput = SegmentOutputOptions.toJSON(message.segmentationOutput);
     }
     return obj;
   },
@@ -586,6 +649,10 @@ export const AnalyzeStudyStart: MessageFns<AnalyzeStudyStart> = {
     message.mask = (object.mask !== undefined && object.mask !== null) ? InputMask.fromPartial(object.mask) : undefined;
     message.survivalTimes = object.survivalTimes?.map((e) => e) || [];
     message.returnSlicePredictions = object.returnSlicePredictions ?? false;
+    message.segmentationHeads = object.segmentationHeads?.map((e) => e) || [];
+    message.segmentationOutput = (object.segmentationOutput !== undefined && object.segmentationOutput !== null)
+      ? SegmentOutputOptions.fromPartial(object.segmentationOutput)
+      : undefined;
     return message;
   },
 };
@@ -1260,6 +1327,9 @@ export const AnalyzeStudyResponse: MessageFns<AnalyzeStudyResponse> = {
       case "done":
         AnalysisSummary.encode(message.msg.value, writer.uint32(42).fork()).join();
         break;
+      case "segmentation":
+        SegmentationResult.encode(message.msg.value, writer.uint32(50).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1317,6 +1387,14 @@ export const AnalyzeStudyResponse: MessageFns<AnalyzeStudyResponse> = {
             message.msg = { $case: "done", value: AnalysisSummary.decode(reader, reader.uint32()) };
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.msg = { $case: "segmentation", value: SegmentationResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1343,6 +1421,8 @@ export const AnalyzeStudyResponse: MessageFns<AnalyzeStudyResponse> = {
         ? { $case: "headResult", value: HeadResult.fromJSON(object.head_result) }
         : isSet(object.done)
         ? { $case: "done", value: AnalysisSummary.fromJSON(object.done) }
+        : isSet(object.segmentation)
+        ? { $case: "segmentation", value: SegmentationResult.fromJSON(object.segmentation) }
         : undefined,
     };
   },
@@ -1359,6 +1439,8 @@ export const AnalyzeStudyResponse: MessageFns<AnalyzeStudyResponse> = {
       obj.headResult = HeadResult.toJSON(message.msg.value);
     } else if (message.msg?.$case === "done") {
       obj.done = AnalysisSummary.toJSON(message.msg.value);
+    } else if (message.msg?.$case === "segmentation") {
+      obj.segmentation = SegmentationResult.toJSON(message.msg.value);
     }
     return obj;
   },
@@ -1399,7 +1481,100 @@ export const AnalyzeStudyResponse: MessageFns<AnalyzeStudyResponse> = {
         }
         break;
       }
+      case "segmentation": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "segmentation", value: SegmentationResult.fromPartial(object.msg.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseSegmentationResult(): SegmentationResult {
+  return { head: "", response: undefined };
+}
+
+export const SegmentationResult: MessageFns<SegmentationResult> = {
+  encode(message: SegmentationResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.head !== "") {
+      writer.uint32(10).string(message.head);
+    }
+    if (message.response !== undefined) {
+      SegmentResponse.encode(message.response, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SegmentationResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSegmentationResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.head = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.response = SegmentResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SegmentationResult {
+    return {
+      head: isSet(object.head) ? globalThis.String(object.head) : "",
+      response: isSet(object.response) ? SegmentResponse.fromJSON(object.response) : undefined,
+    };
+  },
+
+  toJSON(message: SegmentationResult): unknown {
+    const obj: any = {};
+    if (message.head !== "") {
+      obj.head = message.head;
+    }
+    if (message.response !== undefined) {
+      obj.response = SegmentResponse.toJSON(message.response);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SegmentationResult>): SegmentationResult {
+    return SegmentationResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SegmentationResult>): SegmentationResult {
+    const message = createBaseSegmentationResult();
+    message.head = object.head ?? "";
+    message.response = (object.response !== undefined && object.response !== null)
+      ? SegmentResponse.fromPartial(object.response)
+      : undefined;
     return message;
   },
 };

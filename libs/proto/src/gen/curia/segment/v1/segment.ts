@@ -15,8 +15,67 @@ import {
   SliceMapping,
 } from "../../common/v1/geometry.js";
 import { Progress, Timing } from "../../common/v1/progress.js";
-import { ModelInfo, ServiceInfo } from "../../common/v1/service_info.js";
-import { FileChunk, InputMask, RunLengthMask, StreamedSource, StudyHeader, VolumeRef } from "../../common/v1/volume.js";
+import { HeadInfo, ModelInfo, ServiceInfo } from "../../common/v1/service_info.js";
+import { Tensor } from "../../common/v1/tensor.js";
+import {
+  FileChunk,
+  InputMask,
+  LabelMap,
+  RunLengthMask,
+  StreamedSource,
+  StudyHeader,
+  VolumeRef,
+} from "../../common/v1/volume.js";
+
+/** Architecture of a segmentation head. */
+export enum SegmentHeadKind {
+  /** UNSPECIFIED - Not set: LINEAR where a kind is requested. */
+  UNSPECIFIED = 0,
+  /** LINEAR - A 1x1 convolution on the patch-token grid: K class logits per token. */
+  LINEAR = 1,
+  /** CONV3X3 - A 3x3 convolution on the patch-token grid (each token sees its 8 neighbours). */
+  CONV3X3 = 2,
+  /** SIMILARITY - No weights: point prompts give a mask from patch-token similarity to the clicked tokens (any backbone). */
+  SIMILARITY = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function segmentHeadKindFromJSON(object: any): SegmentHeadKind {
+  switch (object) {
+    case 0:
+    case "SEGMENT_HEAD_KIND_UNSPECIFIED":
+      return SegmentHeadKind.UNSPECIFIED;
+    case 1:
+    case "SEGMENT_HEAD_KIND_LINEAR":
+      return SegmentHeadKind.LINEAR;
+    case 2:
+    case "SEGMENT_HEAD_KIND_CONV3X3":
+      return SegmentHeadKind.CONV3X3;
+    case 3:
+    case "SEGMENT_HEAD_KIND_SIMILARITY":
+      return SegmentHeadKind.SIMILARITY;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SegmentHeadKind.UNRECOGNIZED;
+  }
+}
+
+export function segmentHeadKindToJSON(object: SegmentHeadKind): string {
+  switch (object) {
+    case SegmentHeadKind.UNSPECIFIED:
+      return "SEGMENT_HEAD_KIND_UNSPECIFIED";
+    case SegmentHeadKind.LINEAR:
+      return "SEGMENT_HEAD_KIND_LINEAR";
+    case SegmentHeadKind.CONV3X3:
+      return "SEGMENT_HEAD_KIND_CONV3X3";
+    case SegmentHeadKind.SIMILARITY:
+      return "SEGMENT_HEAD_KIND_SIMILARITY";
+    case SegmentHeadKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
 
 /** Coordinate space of prompt coordinates. */
 export enum CoordinateSpace {
@@ -111,7 +170,36 @@ export interface GetInfoRequest {
 /** GetInfo output. */
 export interface GetInfoResponse {
   /** Service self-description; `heads` lists the segmentation heads with their class names in `labels`. */
-  info?: ServiceInfo | undefined;
+  info?:
+    | ServiceInfo
+    | undefined;
+  /** Every segmentation head (latest version of each name) with its classes and the prompts it accepts. */
+  segmentHeads: SegmentHead[];
+}
+
+/** A segmentation head and what it accepts. */
+export interface SegmentHead {
+  /**
+   * Name, version, backbone it was trained on (`model`, empty for heads that work on any backbone), demo flag,
+   * description. `labels` lists the class names in `classes` order.
+   */
+  info?:
+    | HeadInfo
+    | undefined;
+  /** Classes of the head's label map (value 1..255), in output order. */
+  classes: SegmentClass[];
+  /** Architecture. */
+  kind: SegmentHeadKind;
+  /** Segments without prompts. */
+  promptless: boolean;
+  /** Accepts point prompts (clicks). A point sent to a head that does not is FAILED_PRECONDITION. */
+  acceptsPoints: boolean;
+  /** Accepts box prompts (the result is restricted to the boxes). */
+  acceptsBoxes: boolean;
+  /** Smooths logits across neighbouring slices by default. */
+  smoothAcrossSlices: boolean;
+  /** How the head was fitted (fitted heads only). */
+  fit?: FitReport | undefined;
 }
 
 /** A click. */
@@ -154,6 +242,11 @@ export interface SegmentOutputOptions {
   omitNiftiMask: boolean;
   /** Gzip the NIfTI label map (".nii.gz"); default false (".nii"). */
   gzip: boolean;
+  /**
+   * DICOM inputs only: also return a DICOM Segmentation object (`dicom_seg_chunk`s) referencing the source
+   * instances. FAILED_PRECONDITION for other inputs.
+   */
+  dicomSeg: boolean;
 }
 
 /** Opens a Segment request. */
@@ -186,7 +279,20 @@ export interface SegmentStart {
   /** Propagation mode. */
   propagation: Propagation;
   /** Outputs wanted. */
-  output?: SegmentOutputOptions | undefined;
+  output?:
+    | SegmentOutputOptions
+    | undefined;
+  /**
+   * Backbone for the prompt head `click` ("name" or "name@version"; empty = the default). Fitted heads always use
+   * the backbone they were trained on; naming another is FAILED_PRECONDITION.
+   */
+  backbone: string;
+  /** A reference label map on the input grid: the summary then carries Dice and HD95 per class (evaluation). */
+  referenceLabels?:
+    | LabelMap
+    | undefined;
+  /** Overrides the head's default smoothing of logits across neighbouring slices. */
+  smoothAcrossSlices?: boolean | undefined;
 }
 
 /** One message of the Segment request stream. */
@@ -269,6 +375,37 @@ export interface SegmentSummary {
     | undefined;
   /** True when the model has demo weights: masks are not clinically meaningful. */
   demoWeights: boolean;
+  /** Agreement with start.reference_labels, one entry per class of the head (empty without a reference). */
+  evaluation: ClassEvaluation[];
+  /** The segmentation head used. */
+  head?:
+    | SegmentHead
+    | undefined;
+  /** Canonical slices embedded by Embed for this request. */
+  slicesEmbedded: number;
+  /** Canonical slices whose tokens came from this replica's cache (no Embed call). */
+  slicesFromCache: number;
+}
+
+/** Agreement of one class with a reference label map. */
+export interface ClassEvaluation {
+  /** Class name. */
+  label: string;
+  /** Voxel value of the class. */
+  value: number;
+  /** Dice coefficient 2|A n B| / (|A| + |B|); 1 when both are empty. */
+  dice: number;
+  /**
+   * 95th percentile of the symmetric surface distance in millimetres (Learn2Reg definition); unset when either
+   * mask is empty.
+   */
+  hd95Mm?:
+    | number
+    | undefined;
+  /** Reference voxels of the class. */
+  referenceVoxels: number;
+  /** Predicted voxels of the class. */
+  predictedVoxels: number;
 }
 
 /** One message of the Segment response stream. */
@@ -293,7 +430,163 @@ export interface SegmentResponse {
     | //
     /** End of stream summary. */
     { $case: "done"; value: SegmentSummary }
+    | //
+    /** A chunk of the DICOM Segmentation object (output.dicom_seg), file_name "seg.dcm"; concatenate in order. */
+    { $case: "dicomSegChunk"; value: FileChunk }
     | undefined;
+}
+
+/** Opens a Fit request. */
+export interface FitStart {
+  /** Head name: lowercase [a-z0-9-], 1..64 characters, not "click" (the prompt head). */
+  name: string;
+  /** Backbone the head reads, "name" or "name@version"; empty = the default. The stored head pins name@version. */
+  model: string;
+  /** Architecture (LINEAR or CONV3X3; UNSPECIFIED = LINEAR). */
+  kind: SegmentHeadKind;
+  /**
+   * Classes to learn: label value and name. Empty = every value present in the labelled slices, named
+   * "class-<value>". Label values not listed are background.
+   */
+  classes: SegmentClass[];
+  /** L2 penalty on the weights (mean loss + l2/2 |W|^2); 0 = the default 1e-3. */
+  l2: number;
+  /** Cross-validation folds over the labelled slices; 0 = min(5, labelled slices). */
+  folds: number;
+  /** Reuse the head an earlier Fit with the same key stored (safe retries). */
+  idempotencyKey: string;
+  /** Human-readable description (intended use, data). */
+  description: string;
+  /** Marks the head as trained on demo data. */
+  demo: boolean;
+  /** Smooth logits across neighbouring slices by default when segmenting. */
+  smoothAcrossSlices: boolean;
+  /** Optimiser iterations; 0 = the default 200. */
+  maxIterations: number;
+}
+
+/** One labelled study of a Fit; its file chunks follow when the source is `streamed`. */
+export interface FitStudy {
+  /** Study identification and input format. */
+  header?:
+    | StudyHeader
+    | undefined;
+  /** Where the volume comes from. Required. */
+  source?:
+    | //
+    /** The server reads the volume itself. */
+    { $case: "ref"; value: VolumeRef }
+    | //
+    /** The volume follows as FileChunk messages. */
+    { $case: "streamed"; value: StreamedSource }
+    | undefined;
+  /** The label map on the study's input grid. Required. */
+  labels?:
+    | LabelMap
+    | undefined;
+  /** Canonical slices (inferior -> superior) whose labels are complete; empty = every slice with any label. */
+  labelledSlices: number[];
+}
+
+/** One message of the Fit request stream. */
+export interface FitRequest {
+  /** The message kind: `start` first, then per study a `study` and its chunks. */
+  msg?:
+    | //
+    /** Opens the request. Exactly once, first. */
+    { $case: "start"; value: FitStart }
+    | //
+    /** Opens the next labelled study. */
+    { $case: "study"; value: FitStudy }
+    | //
+    /** A piece of the current study's uploaded file(s). */
+    { $case: "chunk"; value: FileChunk }
+    | undefined;
+}
+
+/** Dice of one class. */
+export interface ClassDice {
+  /** Class name. */
+  label: string;
+  /** Mean Dice over the cross-validation folds (on the canonical slices of each held-out fold). */
+  dice: number;
+}
+
+/** How a head was fitted. */
+export interface FitReport {
+  /** Cross-validated Dice per class. */
+  cvDice: ClassDice[];
+  /** Labelled slices used. */
+  slices: number;
+  /** Training tokens (slices x token grid). */
+  tokens: number;
+  /** Cross-validation folds. */
+  folds: number;
+  /** Server-side time per stage. */
+  timings: Timing[];
+}
+
+/** Fit output. */
+export interface FitResponse {
+  /** The stored head version. */
+  head?:
+    | SegmentHead
+    | undefined;
+  /** True when an earlier Fit with the same idempotency key stored it. */
+  reused: boolean;
+}
+
+/** Opens a SegmentFeatures request. */
+export interface SegmentFeaturesStart {
+  /** Study identification (only study_id is used: logs). */
+  header?:
+    | StudyHeader
+    | undefined;
+  /** Promptless segmentation head, "name" or "name@version". */
+  head: string;
+  /** Backbone that produced the tokens, "name@version" (checked against the head's). */
+  model: string;
+  /** The study's input and canonical grids, as Preprocess reported them. */
+  geometry?:
+    | CanonicalGeometry
+    | undefined;
+  /** Restrict to these class names; empty = all classes of the head. */
+  classNames: string[];
+  /** Outputs wanted (dicom_seg is not available here). */
+  output?:
+    | SegmentOutputOptions
+    | undefined;
+  /** Overrides the head's default smoothing across slices. */
+  smoothAcrossSlices?: boolean | undefined;
+}
+
+/** Patch tokens of one canonical slice. */
+export interface SliceTokens {
+  /** Which slice; slices must come in ascending canonical_index, each once, all of them. */
+  mapping?:
+    | SliceMapping
+    | undefined;
+  /** Post-LayerNorm patch tokens, shape (G*G, D), dtype F32 or F16, row-major token grid. */
+  patchTokens?: Tensor | undefined;
+}
+
+/** One message of the SegmentFeatures request stream. */
+export interface SegmentFeaturesRequest {
+  /** The message kind: `start` first, then one `slice` per canonical slice. */
+  msg?:
+    | //
+    /** Opens the request. Exactly once, first. */
+    { $case: "start"; value: SegmentFeaturesStart }
+    | //
+    /** One slice's tokens. */
+    { $case: "slice"; value: SliceTokens }
+    | undefined;
+}
+
+/** One message of the SegmentFeatures response stream. */
+export interface SegmentFeaturesResponse {
+  /** The message, as Segment sends it. */
+  response?: SegmentResponse | undefined;
 }
 
 function createBaseGetInfoRequest(): GetInfoRequest {
@@ -349,13 +642,16 @@ export const GetInfoRequest: MessageFns<GetInfoRequest> = {
 };
 
 function createBaseGetInfoResponse(): GetInfoResponse {
-  return { info: undefined };
+  return { info: undefined, segmentHeads: [] };
 }
 
 export const GetInfoResponse: MessageFns<GetInfoResponse> = {
   encode(message: GetInfoResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.info !== undefined) {
       ServiceInfo.encode(message.info, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.segmentHeads) {
+      SegmentHead.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -381,6 +677,14 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
             message.info = ServiceInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.segmentHeads.push(SegmentHead.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -394,13 +698,23 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
   },
 
   fromJSON(object: any): GetInfoResponse {
-    return { info: isSet(object.info) ? ServiceInfo.fromJSON(object.info) : undefined };
+    return {
+      info: isSet(object.info) ? ServiceInfo.fromJSON(object.info) : undefined,
+      segmentHeads: globalThis.Array.isArray(object?.segmentHeads)
+        ? object.segmentHeads.map((e: any) => SegmentHead.fromJSON(e))
+        : globalThis.Array.isArray(object?.segment_heads)
+        ? object.segment_heads.map((e: any) => SegmentHead.fromJSON(e))
+        : [],
+    };
   },
 
   toJSON(message: GetInfoResponse): unknown {
     const obj: any = {};
     if (message.info !== undefined) {
       obj.info = ServiceInfo.toJSON(message.info);
+    }
+    if (message.segmentHeads?.length) {
+      obj.segmentHeads = message.segmentHeads.map((e) => SegmentHead.toJSON(e));
     }
     return obj;
   },
@@ -413,6 +727,211 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
     message.info = (object.info !== undefined && object.info !== null)
       ? ServiceInfo.fromPartial(object.info)
       : undefined;
+    message.segmentHeads = object.segmentHeads?.map((e) => SegmentHead.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSegmentHead(): SegmentHead {
+  return {
+    info: undefined,
+    classes: [],
+    kind: 0,
+    promptless: false,
+    acceptsPoints: false,
+    acceptsBoxes: false,
+    smoothAcrossSlices: false,
+    fit: undefined,
+  };
+}
+
+export const SegmentHead: MessageFns<SegmentHead> = {
+  encode(message: SegmentHead, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.info !== undefined) {
+      HeadInfo.encode(message.info, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.classes) {
+      SegmentClass.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.kind !== 0) {
+      writer.uint32(24).int32(message.kind);
+    }
+    if (message.promptless !== false) {
+      writer.uint32(32).bool(message.promptless);
+    }
+    if (message.acceptsPoints !== false) {
+      writer.uint32(40).bool(message.acceptsPoints);
+    }
+    if (message.acceptsBoxes !== false) {
+      writer.uint32(48).bool(message.acceptsBoxes);
+    }
+    if (message.smoothAcrossSlices !== false) {
+      writer.uint32(56).bool(message.smoothAcrossSlices);
+    }
+    if (message.fit !== undefined) {
+      FitReport.encode(message.fit, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SegmentHead {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSegmentHead();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.info = HeadInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.classes.push(SegmentClass.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.promptless = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.acceptsPoints = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.acceptsBoxes = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.smoothAcrossSlices = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.fit = FitReport.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SegmentHead {
+    return {
+      info: isSet(object.info) ? HeadInfo.fromJSON(object.info) : undefined,
+      classes: globalThis.Array.isArray(object?.classes)
+        ? object.classes.map((e: any) => SegmentClass.fromJSON(e))
+        : [],
+      kind: isSet(object.kind) ? segmentHeadKindFromJSON(object.kind) : 0,
+      promptless: isSet(object.promptless) ? globalThis.Boolean(object.promptless) : false,
+      acceptsPoints: isSet(object.acceptsPoints)
+        ? globalThis.Boolean(object.acceptsPoints)
+        : isSet(object.accepts_points)
+        ? globalThis.Boolean(object.accepts_points)
+        : false,
+      acceptsBoxes: isSet(object.acceptsBoxes)
+        ? globalThis.Boolean(object.acceptsBoxes)
+        : isSet(object.accepts_boxes)
+        ? globalThis.Boolean(object.accepts_boxes)
+        : false,
+      smoothAcrossSlices: isSet(object.smoothAcrossSlices)
+        ? globalThis.Boolean(object.smoothAcrossSlices)
+        : isSet(object.smooth_across_slices)
+        ? globalThis.Boolean(object.smooth_across_slices)
+        : false,
+      fit: isSet(object.fit) ? FitReport.fromJSON(object.fit) : undefined,
+    };
+  },
+
+  toJSON(message: SegmentHead): unknown {
+    const obj: any = {};
+    if (message.info !== undefined) {
+      obj.info = HeadInfo.toJSON(message.info);
+    }
+    if (message.classes?.length) {
+      obj.classes = message.classes.map((e) => SegmentClass.toJSON(e));
+    }
+    if (message.kind !== 0) {
+      obj.kind = segmentHeadKindToJSON(message.kind);
+    }
+    if (message.promptless !== false) {
+      obj.promptless = message.promptless;
+    }
+    if (message.acceptsPoints !== false) {
+      obj.acceptsPoints = message.acceptsPoints;
+    }
+    if (message.acceptsBoxes !== false) {
+      obj.acceptsBoxes = message.acceptsBoxes;
+    }
+    if (message.smoothAcrossSlices !== false) {
+      obj.smoothAcrossSlices = message.smoothAcrossSlices;
+    }
+    if (message.fit !== undefined) {
+      obj.fit = FitReport.toJSON(message.fit);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SegmentHead>): SegmentHead {
+    return SegmentHead.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SegmentHead>): SegmentHead {
+    const message = createBaseSegmentHead();
+    message.info = (object.info !== undefined && object.info !== null) ? HeadInfo.fromPartial(object.info) : undefined;
+    message.classes = object.classes?.map((e) => SegmentClass.fromPartial(e)) || [];
+    message.kind = object.kind ?? 0;
+    message.promptless = object.promptless ?? false;
+    message.acceptsPoints = object.acceptsPoints ?? false;
+    message.acceptsBoxes = object.acceptsBoxes ?? false;
+    message.smoothAcrossSlices = object.smoothAcrossSlices ?? false;
+    message.fit = (object.fit !== undefined && object.fit !== null) ? FitReport.fromPartial(object.fit) : undefined;
     return message;
   },
 };
@@ -742,7 +1261,7 @@ export const BoxPrompt: MessageFns<BoxPrompt> = {
 };
 
 function createBaseSegmentOutputOptions(): SegmentOutputOptions {
-  return { sliceMasks: false, omitNiftiMask: false, gzip: false };
+  return { sliceMasks: false, omitNiftiMask: false, gzip: false, dicomSeg: false };
 }
 
 export const SegmentOutputOptions: MessageFns<SegmentOutputOptions> = {
@@ -755,6 +1274,9 @@ export const SegmentOutputOptions: MessageFns<SegmentOutputOptions> = {
     }
     if (message.gzip !== false) {
       writer.uint32(24).bool(message.gzip);
+    }
+    if (message.dicomSeg !== false) {
+      writer.uint32(32).bool(message.dicomSeg);
     }
     return writer;
   },
@@ -796,6 +1318,14 @@ export const SegmentOutputOptions: MessageFns<SegmentOutputOptions> = {
             message.gzip = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.dicomSeg = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -821,6 +1351,11 @@ export const SegmentOutputOptions: MessageFns<SegmentOutputOptions> = {
         ? globalThis.Boolean(object.omit_nifti_mask)
         : false,
       gzip: isSet(object.gzip) ? globalThis.Boolean(object.gzip) : false,
+      dicomSeg: isSet(object.dicomSeg)
+        ? globalThis.Boolean(object.dicomSeg)
+        : isSet(object.dicom_seg)
+        ? globalThis.Boolean(object.dicom_seg)
+        : false,
     };
   },
 
@@ -835,6 +1370,9 @@ export const SegmentOutputOptions: MessageFns<SegmentOutputOptions> = {
     if (message.gzip !== false) {
       obj.gzip = message.gzip;
     }
+    if (message.dicomSeg !== false) {
+      obj.dicomSeg = message.dicomSeg;
+    }
     return obj;
   },
 
@@ -846,6 +1384,7 @@ export const SegmentOutputOptions: MessageFns<SegmentOutputOptions> = {
     message.sliceMasks = object.sliceMasks ?? false;
     message.omitNiftiMask = object.omitNiftiMask ?? false;
     message.gzip = object.gzip ?? false;
+    message.dicomSeg = object.dicomSeg ?? false;
     return message;
   },
 };
@@ -861,6 +1400,9 @@ function createBaseSegmentStart(): SegmentStart {
     classNames: [],
     propagation: 0,
     output: undefined,
+    backbone: "",
+    referenceLabels: undefined,
+    smoothAcrossSlices: undefined,
   };
 }
 
@@ -897,6 +1439,15 @@ export const SegmentStart: MessageFns<SegmentStart> = {
     }
     if (message.output !== undefined) {
       SegmentOutputOptions.encode(message.output, writer.uint32(82).fork()).join();
+    }
+    if (message.backbone !== "") {
+      writer.uint32(90).string(message.backbone);
+    }
+    if (message.referenceLabels !== undefined) {
+      LabelMap.encode(message.referenceLabels, writer.uint32(98).fork()).join();
+    }
+    if (message.smoothAcrossSlices !== undefined) {
+      writer.uint32(104).bool(message.smoothAcrossSlices);
     }
     return writer;
   },
@@ -994,6 +1545,30 @@ export const SegmentStart: MessageFns<SegmentStart> = {
             message.output = SegmentOutputOptions.decode(reader, reader.uint32());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.backbone = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.referenceLabels = LabelMap.decode(reader, reader.uint32());
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.smoothAcrossSlices = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1029,6 +1604,17 @@ export const SegmentStart: MessageFns<SegmentStart> = {
         : [],
       propagation: isSet(object.propagation) ? propagationFromJSON(object.propagation) : 0,
       output: isSet(object.output) ? SegmentOutputOptions.fromJSON(object.output) : undefined,
+      backbone: isSet(object.backbone) ? globalThis.String(object.backbone) : "",
+      referenceLabels: isSet(object.referenceLabels)
+        ? LabelMap.fromJSON(object.referenceLabels)
+        : isSet(object.reference_labels)
+        ? LabelMap.fromJSON(object.reference_labels)
+        : undefined,
+      smoothAcrossSlices: isSet(object.smoothAcrossSlices)
+        ? globalThis.Boolean(object.smoothAcrossSlices)
+        : isSet(object.smooth_across_slices)
+        ? globalThis.Boolean(object.smooth_across_slices)
+        : undefined,
     };
   },
 
@@ -1062,6 +1648,15 @@ export const SegmentStart: MessageFns<SegmentStart> = {
     }
     if (message.output !== undefined) {
       obj.output = SegmentOutputOptions.toJSON(message.output);
+    }
+    if (message.backbone !== "") {
+      obj.backbone = message.backbone;
+    }
+    if (message.referenceLabels !== undefined) {
+      obj.referenceLabels = LabelMap.toJSON(message.referenceLabels);
+    }
+    if (message.smoothAcrossSlices !== undefined) {
+      obj.smoothAcrossSlices = message.smoothAcrossSlices;
     }
     return obj;
   },
@@ -1099,6 +1694,11 @@ export const SegmentStart: MessageFns<SegmentStart> = {
     message.output = (object.output !== undefined && object.output !== null)
       ? SegmentOutputOptions.fromPartial(object.output)
       : undefined;
+    message.backbone = object.backbone ?? "";
+    message.referenceLabels = (object.referenceLabels !== undefined && object.referenceLabels !== null)
+      ? LabelMap.fromPartial(object.referenceLabels)
+      : undefined;
+    message.smoothAcrossSlices = object.smoothAcrossSlices ?? undefined;
     return message;
   },
 };
@@ -1708,7 +2308,16 @@ export const SegmentClassResult: MessageFns<SegmentClassResult> = {
 };
 
 function createBaseSegmentSummary(): SegmentSummary {
-  return { classes: [], timings: [], model: undefined, demoWeights: false };
+  return {
+    classes: [],
+    timings: [],
+    model: undefined,
+    demoWeights: false,
+    evaluation: [],
+    head: undefined,
+    slicesEmbedded: 0,
+    slicesFromCache: 0,
+  };
 }
 
 export const SegmentSummary: MessageFns<SegmentSummary> = {
@@ -1724,6 +2333,18 @@ export const SegmentSummary: MessageFns<SegmentSummary> = {
     }
     if (message.demoWeights !== false) {
       writer.uint32(32).bool(message.demoWeights);
+    }
+    for (const v of message.evaluation) {
+      ClassEvaluation.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.head !== undefined) {
+      SegmentHead.encode(message.head, writer.uint32(50).fork()).join();
+    }
+    if (message.slicesEmbedded !== 0) {
+      writer.uint32(56).uint32(message.slicesEmbedded);
+    }
+    if (message.slicesFromCache !== 0) {
+      writer.uint32(64).uint32(message.slicesFromCache);
     }
     return writer;
   },
@@ -1773,6 +2394,38 @@ export const SegmentSummary: MessageFns<SegmentSummary> = {
             message.demoWeights = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.evaluation.push(ClassEvaluation.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.head = SegmentHead.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.slicesEmbedded = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.slicesFromCache = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1797,6 +2450,20 @@ export const SegmentSummary: MessageFns<SegmentSummary> = {
         : isSet(object.demo_weights)
         ? globalThis.Boolean(object.demo_weights)
         : false,
+      evaluation: globalThis.Array.isArray(object?.evaluation)
+        ? object.evaluation.map((e: any) => ClassEvaluation.fromJSON(e))
+        : [],
+      head: isSet(object.head) ? SegmentHead.fromJSON(object.head) : undefined,
+      slicesEmbedded: isSet(object.slicesEmbedded)
+        ? globalThis.Number(object.slicesEmbedded)
+        : isSet(object.slices_embedded)
+        ? globalThis.Number(object.slices_embedded)
+        : 0,
+      slicesFromCache: isSet(object.slicesFromCache)
+        ? globalThis.Number(object.slicesFromCache)
+        : isSet(object.slices_from_cache)
+        ? globalThis.Number(object.slices_from_cache)
+        : 0,
     };
   },
 
@@ -1814,6 +2481,18 @@ export const SegmentSummary: MessageFns<SegmentSummary> = {
     if (message.demoWeights !== false) {
       obj.demoWeights = message.demoWeights;
     }
+    if (message.evaluation?.length) {
+      obj.evaluation = message.evaluation.map((e) => ClassEvaluation.toJSON(e));
+    }
+    if (message.head !== undefined) {
+      obj.head = SegmentHead.toJSON(message.head);
+    }
+    if (message.slicesEmbedded !== 0) {
+      obj.slicesEmbedded = Math.round(message.slicesEmbedded);
+    }
+    if (message.slicesFromCache !== 0) {
+      obj.slicesFromCache = Math.round(message.slicesFromCache);
+    }
     return obj;
   },
 
@@ -1828,6 +2507,173 @@ export const SegmentSummary: MessageFns<SegmentSummary> = {
       ? ModelInfo.fromPartial(object.model)
       : undefined;
     message.demoWeights = object.demoWeights ?? false;
+    message.evaluation = object.evaluation?.map((e) => ClassEvaluation.fromPartial(e)) || [];
+    message.head = (object.head !== undefined && object.head !== null)
+      ? SegmentHead.fromPartial(object.head)
+      : undefined;
+    message.slicesEmbedded = object.slicesEmbedded ?? 0;
+    message.slicesFromCache = object.slicesFromCache ?? 0;
+    return message;
+  },
+};
+
+function createBaseClassEvaluation(): ClassEvaluation {
+  return { label: "", value: 0, dice: 0, hd95Mm: undefined, referenceVoxels: 0, predictedVoxels: 0 };
+}
+
+export const ClassEvaluation: MessageFns<ClassEvaluation> = {
+  encode(message: ClassEvaluation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.label !== "") {
+      writer.uint32(10).string(message.label);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint32(message.value);
+    }
+    if (message.dice !== 0) {
+      writer.uint32(25).double(message.dice);
+    }
+    if (message.hd95Mm !== undefined) {
+      writer.uint32(33).double(message.hd95Mm);
+    }
+    if (message.referenceVoxels !== 0) {
+      writer.uint32(40).uint64(message.referenceVoxels);
+    }
+    if (message.predictedVoxels !== 0) {
+      writer.uint32(48).uint64(message.predictedVoxels);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClassEvaluation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClassEvaluation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.label = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.dice = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.hd95Mm = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.referenceVoxels = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.predictedVoxels = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClassEvaluation {
+    return {
+      label: isSet(object.label) ? globalThis.String(object.label) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+      dice: isSet(object.dice) ? globalThis.Number(object.dice) : 0,
+      hd95Mm: isSet(object.hd95Mm)
+        ? globalThis.Number(object.hd95Mm)
+        : isSet(object.hd95_mm)
+        ? globalThis.Number(object.hd95_mm)
+        : undefined,
+      referenceVoxels: isSet(object.referenceVoxels)
+        ? globalThis.Number(object.referenceVoxels)
+        : isSet(object.reference_voxels)
+        ? globalThis.Number(object.reference_voxels)
+        : 0,
+      predictedVoxels: isSet(object.predictedVoxels)
+        ? globalThis.Number(object.predictedVoxels)
+        : isSet(object.predicted_voxels)
+        ? globalThis.Number(object.predicted_voxels)
+        : 0,
+    };
+  },
+
+  toJSON(message: ClassEvaluation): unknown {
+    const obj: any = {};
+    if (message.label !== "") {
+      obj.label = message.label;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    if (message.dice !== 0) {
+      obj.dice = floatToJson(message.dice);
+    }
+    if (message.hd95Mm !== undefined) {
+      obj.hd95Mm = floatToJson(message.hd95Mm);
+    }
+    if (message.referenceVoxels !== 0) {
+      obj.referenceVoxels = Math.round(message.referenceVoxels);
+    }
+    if (message.predictedVoxels !== 0) {
+      obj.predictedVoxels = Math.round(message.predictedVoxels);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ClassEvaluation>): ClassEvaluation {
+    return ClassEvaluation.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ClassEvaluation>): ClassEvaluation {
+    const message = createBaseClassEvaluation();
+    message.label = object.label ?? "";
+    message.value = object.value ?? 0;
+    message.dice = object.dice ?? 0;
+    message.hd95Mm = object.hd95Mm ?? undefined;
+    message.referenceVoxels = object.referenceVoxels ?? 0;
+    message.predictedVoxels = object.predictedVoxels ?? 0;
     return message;
   },
 };
@@ -1853,6 +2699,9 @@ export const SegmentResponse: MessageFns<SegmentResponse> = {
         break;
       case "done":
         SegmentSummary.encode(message.msg.value, writer.uint32(42).fork()).join();
+        break;
+      case "dicomSegChunk":
+        FileChunk.encode(message.msg.value, writer.uint32(50).fork()).join();
         break;
     }
     return writer;
@@ -1911,6 +2760,14 @@ export const SegmentResponse: MessageFns<SegmentResponse> = {
             message.msg = { $case: "done", value: SegmentSummary.decode(reader, reader.uint32()) };
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.msg = { $case: "dicomSegChunk", value: FileChunk.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1937,6 +2794,10 @@ export const SegmentResponse: MessageFns<SegmentResponse> = {
         ? { $case: "maskChunk", value: FileChunk.fromJSON(object.mask_chunk) }
         : isSet(object.done)
         ? { $case: "done", value: SegmentSummary.fromJSON(object.done) }
+        : isSet(object.dicomSegChunk)
+        ? { $case: "dicomSegChunk", value: FileChunk.fromJSON(object.dicomSegChunk) }
+        : isSet(object.dicom_seg_chunk)
+        ? { $case: "dicomSegChunk", value: FileChunk.fromJSON(object.dicom_seg_chunk) }
         : undefined,
     };
   },
@@ -1953,6 +2814,8 @@ export const SegmentResponse: MessageFns<SegmentResponse> = {
       obj.maskChunk = FileChunk.toJSON(message.msg.value);
     } else if (message.msg?.$case === "done") {
       obj.done = SegmentSummary.toJSON(message.msg.value);
+    } else if (message.msg?.$case === "dicomSegChunk") {
+      obj.dicomSegChunk = FileChunk.toJSON(message.msg.value);
     }
     return obj;
   },
@@ -1993,7 +2856,1320 @@ export const SegmentResponse: MessageFns<SegmentResponse> = {
         }
         break;
       }
+      case "dicomSegChunk": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "dicomSegChunk", value: FileChunk.fromPartial(object.msg.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseFitStart(): FitStart {
+  return {
+    name: "",
+    model: "",
+    kind: 0,
+    classes: [],
+    l2: 0,
+    folds: 0,
+    idempotencyKey: "",
+    description: "",
+    demo: false,
+    smoothAcrossSlices: false,
+    maxIterations: 0,
+  };
+}
+
+export const FitStart: MessageFns<FitStart> = {
+  encode(message: FitStart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.model !== "") {
+      writer.uint32(18).string(message.model);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(24).int32(message.kind);
+    }
+    for (const v of message.classes) {
+      SegmentClass.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.l2 !== 0) {
+      writer.uint32(41).double(message.l2);
+    }
+    if (message.folds !== 0) {
+      writer.uint32(48).uint32(message.folds);
+    }
+    if (message.idempotencyKey !== "") {
+      writer.uint32(58).string(message.idempotencyKey);
+    }
+    if (message.description !== "") {
+      writer.uint32(66).string(message.description);
+    }
+    if (message.demo !== false) {
+      writer.uint32(72).bool(message.demo);
+    }
+    if (message.smoothAcrossSlices !== false) {
+      writer.uint32(80).bool(message.smoothAcrossSlices);
+    }
+    if (message.maxIterations !== 0) {
+      writer.uint32(88).uint32(message.maxIterations);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FitStart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFitStart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.classes.push(SegmentClass.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.l2 = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.folds = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.idempotencyKey = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.demo = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.smoothAcrossSlices = reader.bool();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.maxIterations = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FitStart {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      kind: isSet(object.kind) ? segmentHeadKindFromJSON(object.kind) : 0,
+      classes: globalThis.Array.isArray(object?.classes)
+        ? object.classes.map((e: any) => SegmentClass.fromJSON(e))
+        : [],
+      l2: isSet(object.l2) ? globalThis.Number(object.l2) : 0,
+      folds: isSet(object.folds) ? globalThis.Number(object.folds) : 0,
+      idempotencyKey: isSet(object.idempotencyKey)
+        ? globalThis.String(object.idempotencyKey)
+        : isSet(object.idempotency_key)
+        ? globalThis.String(object.idempotency_key)
+        : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      demo: isSet(object.demo) ? globalThis.Boolean(object.demo) : false,
+      smoothAcrossSlices: isSet(object.smoothAcrossSlices)
+        ? globalThis.Boolean(object.smoothAcrossSlices)
+        : isSet(object.smooth_across_slices)
+        ? globalThis.Boolean(object.smooth_across_slices)
+        : false,
+      maxIterations: isSet(object.maxIterations)
+        ? globalThis.Number(object.maxIterations)
+        : isSet(object.max_iterations)
+        ? globalThis.Number(object.max_iterations)
+        : 0,
+    };
+  },
+
+  toJSON(message: FitStart): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.kind !== 0) {
+      obj.kind = segmentHeadKindToJSON(message.kind);
+    }
+    if (message.classes?.length) {
+      obj.classes = message.classes.map((e) => SegmentClass.toJSON(e));
+    }
+    if (message.l2 !== 0) {
+      obj.l2 = floatToJson(message.l2);
+    }
+    if (message.folds !== 0) {
+      obj.folds = Math.round(message.folds);
+    }
+    if (message.idempotencyKey !== "") {
+      obj.idempotencyKey = message.idempotencyKey;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.demo !== false) {
+      obj.demo = message.demo;
+    }
+    if (message.smoothAcrossSlices !== false) {
+      obj.smoothAcrossSlices = message.smoothAcrossSlices;
+    }
+    if (message.maxIterations !== 0) {
+      obj.maxIterations = Math.round(message.maxIterations);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FitStart>): FitStart {
+    return FitStart.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FitStart>): FitStart {
+    const message = createBaseFitStart();
+    message.name = object.name ?? "";
+    message.model = object.model ?? "";
+    message.kind = object.kind ?? 0;
+    message.classes = object.classes?.map((e) => SegmentClass.fromPartial(e)) || [];
+    message.l2 = object.l2 ?? 0;
+    message.folds = object.folds ?? 0;
+    message.idempotencyKey = object.idempotencyKey ?? "";
+    message.description = object.description ?? "";
+    message.demo = object.demo ?? false;
+    message.smoothAcrossSlices = object.smoothAcrossSlices ?? false;
+    message.maxIterations = object.maxIterations ?? 0;
+    return message;
+  },
+};
+
+function createBaseFitStudy(): FitStudy {
+  return { header: undefined, source: undefined, labels: undefined, labelledSlices: [] };
+}
+
+export const FitStudy: MessageFns<FitStudy> = {
+  encode(message: FitStudy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      StudyHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    switch (message.source?.$case) {
+      case "ref":
+        VolumeRef.encode(message.source.value, writer.uint32(18).fork()).join();
+        break;
+      case "streamed":
+        StreamedSource.encode(message.source.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    if (message.labels !== undefined) {
+      LabelMap.encode(message.labels, writer.uint32(34).fork()).join();
+    }
+    if (message.labelledSlices.length !== 0) {
+      writer.uint32(42).fork();
+      for (const v of message.labelledSlices) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FitStudy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFitStudy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = StudyHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.source = { $case: "ref", value: VolumeRef.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.source = { $case: "streamed", value: StreamedSource.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.labels = LabelMap.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag === 40) {
+              message.labelledSlices.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 42) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.labelledSlices.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FitStudy {
+    return {
+      header: isSet(object.header) ? StudyHeader.fromJSON(object.header) : undefined,
+      source: isSet(object.ref)
+        ? { $case: "ref", value: VolumeRef.fromJSON(object.ref) }
+        : isSet(object.streamed)
+        ? { $case: "streamed", value: StreamedSource.fromJSON(object.streamed) }
+        : undefined,
+      labels: isSet(object.labels) ? LabelMap.fromJSON(object.labels) : undefined,
+      labelledSlices: globalThis.Array.isArray(object?.labelledSlices)
+        ? object.labelledSlices.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.labelled_slices)
+        ? object.labelled_slices.map((e: any) => globalThis.Number(e))
+        : [],
+    };
+  },
+
+  toJSON(message: FitStudy): unknown {
+    const obj: any = {};
+    if (message.header !== undefined) {
+      obj.header = StudyHeader.toJSON(message.header);
+    }
+    if (message.source?.$case === "ref") {
+      obj.ref = VolumeRef.toJSON(message.source.value);
+    } else if (message.source?.$case === "streamed") {
+      obj.streamed = StreamedSource.toJSON(message.source.value);
+    }
+    if (message.labels !== undefined) {
+      obj.labels = LabelMap.toJSON(message.labels);
+    }
+    if (message.labelledSlices?.length) {
+      obj.labelledSlices = message.labelledSlices.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FitStudy>): FitStudy {
+    return FitStudy.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FitStudy>): FitStudy {
+    const message = createBaseFitStudy();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? StudyHeader.fromPartial(object.header)
+      : undefined;
+    switch (object.source?.$case) {
+      case "ref": {
+        if (object.source?.value !== undefined && object.source?.value !== null) {
+          message.source = { $case: "ref", value: VolumeRef.fromPartial(object.source.value) };
+        }
+        break;
+      }
+      case "streamed": {
+        if (object.source?.value !== undefined && object.source?.value !== null) {
+          message.source = { $case: "streamed", value: StreamedSource.fromPartial(object.source.value) };
+        }
+        break;
+      }
+    }
+    message.labels = (object.labels !== undefined && object.labels !== null)
+      ? LabelMap.fromPartial(object.labels)
+      : undefined;
+    message.labelledSlices = object.labelledSlices?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseFitRequest(): FitRequest {
+  return { msg: undefined };
+}
+
+export const FitRequest: MessageFns<FitRequest> = {
+  encode(message: FitRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.msg?.$case) {
+      case "start":
+        FitStart.encode(message.msg.value, writer.uint32(10).fork()).join();
+        break;
+      case "study":
+        FitStudy.encode(message.msg.value, writer.uint32(18).fork()).join();
+        break;
+      case "chunk":
+        FileChunk.encode(message.msg.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FitRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFitRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.msg = { $case: "start", value: FitStart.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.msg = { $case: "study", value: FitStudy.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.msg = { $case: "chunk", value: FileChunk.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FitRequest {
+    return {
+      msg: isSet(object.start)
+        ? { $case: "start", value: FitStart.fromJSON(object.start) }
+        : isSet(object.study)
+        ? { $case: "study", value: FitStudy.fromJSON(object.study) }
+        : isSet(object.chunk)
+        ? { $case: "chunk", value: FileChunk.fromJSON(object.chunk) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: FitRequest): unknown {
+    const obj: any = {};
+    if (message.msg?.$case === "start") {
+      obj.start = FitStart.toJSON(message.msg.value);
+    } else if (message.msg?.$case === "study") {
+      obj.study = FitStudy.toJSON(message.msg.value);
+    } else if (message.msg?.$case === "chunk") {
+      obj.chunk = FileChunk.toJSON(message.msg.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FitRequest>): FitRequest {
+    return FitRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FitRequest>): FitRequest {
+    const message = createBaseFitRequest();
+    switch (object.msg?.$case) {
+      case "start": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "start", value: FitStart.fromPartial(object.msg.value) };
+        }
+        break;
+      }
+      case "study": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "study", value: FitStudy.fromPartial(object.msg.value) };
+        }
+        break;
+      }
+      case "chunk": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "chunk", value: FileChunk.fromPartial(object.msg.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseClassDice(): ClassDice {
+  return { label: "", dice: 0 };
+}
+
+export const ClassDice: MessageFns<ClassDice> = {
+  encode(message: ClassDice, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.label !== "") {
+      writer.uint32(10).string(message.label);
+    }
+    if (message.dice !== 0) {
+      writer.uint32(17).double(message.dice);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClassDice {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClassDice();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.label = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.dice = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClassDice {
+    return {
+      label: isSet(object.label) ? globalThis.String(object.label) : "",
+      dice: isSet(object.dice) ? globalThis.Number(object.dice) : 0,
+    };
+  },
+
+  toJSON(message: ClassDice): unknown {
+    const obj: any = {};
+    if (message.label !== "") {
+      obj.label = message.label;
+    }
+    if (message.dice !== 0) {
+      obj.dice = floatToJson(message.dice);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ClassDice>): ClassDice {
+    return ClassDice.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ClassDice>): ClassDice {
+    const message = createBaseClassDice();
+    message.label = object.label ?? "";
+    message.dice = object.dice ?? 0;
+    return message;
+  },
+};
+
+function createBaseFitReport(): FitReport {
+  return { cvDice: [], slices: 0, tokens: 0, folds: 0, timings: [] };
+}
+
+export const FitReport: MessageFns<FitReport> = {
+  encode(message: FitReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.cvDice) {
+      ClassDice.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.slices !== 0) {
+      writer.uint32(16).uint32(message.slices);
+    }
+    if (message.tokens !== 0) {
+      writer.uint32(24).uint32(message.tokens);
+    }
+    if (message.folds !== 0) {
+      writer.uint32(32).uint32(message.folds);
+    }
+    for (const v of message.timings) {
+      Timing.encode(v!, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FitReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFitReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cvDice.push(ClassDice.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.slices = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.tokens = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.folds = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.timings.push(Timing.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FitReport {
+    return {
+      cvDice: globalThis.Array.isArray(object?.cvDice)
+        ? object.cvDice.map((e: any) => ClassDice.fromJSON(e))
+        : globalThis.Array.isArray(object?.cv_dice)
+        ? object.cv_dice.map((e: any) => ClassDice.fromJSON(e))
+        : [],
+      slices: isSet(object.slices) ? globalThis.Number(object.slices) : 0,
+      tokens: isSet(object.tokens) ? globalThis.Number(object.tokens) : 0,
+      folds: isSet(object.folds) ? globalThis.Number(object.folds) : 0,
+      timings: globalThis.Array.isArray(object?.timings) ? object.timings.map((e: any) => Timing.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: FitReport): unknown {
+    const obj: any = {};
+    if (message.cvDice?.length) {
+      obj.cvDice = message.cvDice.map((e) => ClassDice.toJSON(e));
+    }
+    if (message.slices !== 0) {
+      obj.slices = Math.round(message.slices);
+    }
+    if (message.tokens !== 0) {
+      obj.tokens = Math.round(message.tokens);
+    }
+    if (message.folds !== 0) {
+      obj.folds = Math.round(message.folds);
+    }
+    if (message.timings?.length) {
+      obj.timings = message.timings.map((e) => Timing.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FitReport>): FitReport {
+    return FitReport.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FitReport>): FitReport {
+    const message = createBaseFitReport();
+    message.cvDice = object.cvDice?.map((e) => ClassDice.fromPartial(e)) || [];
+    message.slices = object.slices ?? 0;
+    message.tokens = object.tokens ?? 0;
+    message.folds = object.folds ?? 0;
+    message.timings = object.timings?.map((e) => Timing.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseFitResponse(): FitResponse {
+  return { head: undefined, reused: false };
+}
+
+export const FitResponse: MessageFns<FitResponse> = {
+  encode(message: FitResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.head !== undefined) {
+      SegmentHead.encode(message.head, writer.uint32(10).fork()).join();
+    }
+    if (message.reused !== false) {
+      writer.uint32(16).bool(message.reused);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FitResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFitResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.head = SegmentHead.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.reused = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FitResponse {
+    return {
+      head: isSet(object.head) ? SegmentHead.fromJSON(object.head) : undefined,
+      reused: isSet(object.reused) ? globalThis.Boolean(object.reused) : false,
+    };
+  },
+
+  toJSON(message: FitResponse): unknown {
+    const obj: any = {};
+    if (message.head !== undefined) {
+      obj.head = SegmentHead.toJSON(message.head);
+    }
+    if (message.reused !== false) {
+      obj.reused = message.reused;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FitResponse>): FitResponse {
+    return FitResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FitResponse>): FitResponse {
+    const message = createBaseFitResponse();
+    message.head = (object.head !== undefined && object.head !== null)
+      ? SegmentHead.fromPartial(object.head)
+      : undefined;
+    message.reused = object.reused ?? false;
+    return message;
+  },
+};
+
+function createBaseSegmentFeaturesStart(): SegmentFeaturesStart {
+  return {
+    header: undefined,
+    head: "",
+    model: "",
+    geometry: undefined,
+    classNames: [],
+    output: undefined,
+    smoothAcrossSlices: undefined,
+  };
+}
+
+export const SegmentFeaturesStart: MessageFns<SegmentFeaturesStart> = {
+  encode(message: SegmentFeaturesStart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      StudyHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.head !== "") {
+      writer.uint32(18).string(message.head);
+    }
+    if (message.model !== "") {
+      writer.uint32(26).string(message.model);
+    }
+    if (message.geometry !== undefined) {
+      CanonicalGeometry.encode(message.geometry, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.classNames) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.output !== undefined) {
+      SegmentOutputOptions.encode(message.output, writer.uint32(50).fork()).join();
+    }
+    if (message.smoothAcrossSlices !== undefined) {
+      writer.uint32(56).bool(message.smoothAcrossSlices);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SegmentFeaturesStart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSegmentFeaturesStart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = StudyHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.head = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.geometry = CanonicalGeometry.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.classNames.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.output = SegmentOutputOptions.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.smoothAcrossSlices = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SegmentFeaturesStart {
+    return {
+      header: isSet(object.header) ? StudyHeader.fromJSON(object.header) : undefined,
+      head: isSet(object.head) ? globalThis.String(object.head) : "",
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      geometry: isSet(object.geometry) ? CanonicalGeometry.fromJSON(object.geometry) : undefined,
+      classNames: globalThis.Array.isArray(object?.classNames)
+        ? object.classNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.class_names)
+        ? object.class_names.map((e: any) => globalThis.String(e))
+        : [],
+      output: isSet(object.output) ? SegmentOutputOptions.fromJSON(object.output) : undefined,
+      smoothAcrossSlices: isSet(object.smoothAcrossSlices)
+        ? globalThis.Boolean(object.smoothAcrossSlices)
+        : isSet(object.smooth_across_slices)
+        ? globalThis.Boolean(object.smooth_across_slices)
+        : undefined,
+    };
+  },
+
+  toJSON(message: SegmentFeaturesStart): unknown {
+    const obj: any = {};
+    if (message.header !== undefined) {
+      obj.header = StudyHeader.toJSON(message.header);
+    }
+    if (message.head !== "") {
+      obj.head = message.head;
+    }
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.geometry !== undefined) {
+      obj.geometry = CanonicalGeometry.toJSON(message.geometry);
+    }
+    if (message.classNames?.length) {
+      obj.classNames = message.classNames;
+    }
+    if (message.output !== undefined) {
+      obj.output = SegmentOutputOptions.toJSON(message.output);
+    }
+    if (message.smoothAcrossSlices !== undefined) {
+      obj.smoothAcrossSlices = message.smoothAcrossSlices;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SegmentFeaturesStart>): SegmentFeaturesStart {
+    return SegmentFeaturesStart.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SegmentFeaturesStart>): SegmentFeaturesStart {
+    const message = createBaseSegmentFeaturesStart();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? StudyHeader.fromPartial(object.header)
+      : undefined;
+    message.head = object.head ?? "";
+    message.model = object.model ?? "";
+    message.geometry = (object.geometry !== undefined && object.geometry !== null)
+      ? CanonicalGeometry.fromPartial(object.geometry)
+      : undefined;
+    message.classNames = object.classNames?.map((e) => e) || [];
+    message.output = (object.output !== undefined && object.output !== null)
+      ? SegmentOutputOptions.fromPartial(object.output)
+      : undefined;
+    message.smoothAcrossSlices = object.smoothAcrossSlices ?? undefined;
+    return message;
+  },
+};
+
+function createBaseSliceTokens(): SliceTokens {
+  return { mapping: undefined, patchTokens: undefined };
+}
+
+export const SliceTokens: MessageFns<SliceTokens> = {
+  encode(message: SliceTokens, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.mapping !== undefined) {
+      SliceMapping.encode(message.mapping, writer.uint32(10).fork()).join();
+    }
+    if (message.patchTokens !== undefined) {
+      Tensor.encode(message.patchTokens, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SliceTokens {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSliceTokens();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.mapping = SliceMapping.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.patchTokens = Tensor.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SliceTokens {
+    return {
+      mapping: isSet(object.mapping) ? SliceMapping.fromJSON(object.mapping) : undefined,
+      patchTokens: isSet(object.patchTokens)
+        ? Tensor.fromJSON(object.patchTokens)
+        : isSet(object.patch_tokens)
+        ? Tensor.fromJSON(object.patch_tokens)
+        : undefined,
+    };
+  },
+
+  toJSON(message: SliceTokens): unknown {
+    const obj: any = {};
+    if (message.mapping !== undefined) {
+      obj.mapping = SliceMapping.toJSON(message.mapping);
+    }
+    if (message.patchTokens !== undefined) {
+      obj.patchTokens = Tensor.toJSON(message.patchTokens);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SliceTokens>): SliceTokens {
+    return SliceTokens.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SliceTokens>): SliceTokens {
+    const message = createBaseSliceTokens();
+    message.mapping = (object.mapping !== undefined && object.mapping !== null)
+      ? SliceMapping.fromPartial(object.mapping)
+      : undefined;
+    message.patchTokens = (object.patchTokens !== undefined && object.patchTokens !== null)
+      ? Tensor.fromPartial(object.patchTokens)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSegmentFeaturesRequest(): SegmentFeaturesRequest {
+  return { msg: undefined };
+}
+
+export const SegmentFeaturesRequest: MessageFns<SegmentFeaturesRequest> = {
+  encode(message: SegmentFeaturesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.msg?.$case) {
+      case "start":
+        SegmentFeaturesStart.encode(message.msg.value, writer.uint32(10).fork()).join();
+        break;
+      case "slice":
+        SliceTokens.encode(message.msg.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SegmentFeaturesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSegmentFeaturesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.msg = { $case: "start", value: SegmentFeaturesStart.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.msg = { $case: "slice", value: SliceTokens.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SegmentFeaturesRequest {
+    return {
+      msg: isSet(object.start)
+        ? { $case: "start", value: SegmentFeaturesStart.fromJSON(object.start) }
+        : isSet(object.slice)
+        ? { $case: "slice", value: SliceTokens.fromJSON(object.slice) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: SegmentFeaturesRequest): unknown {
+    const obj: any = {};
+    if (message.msg?.$case === "start") {
+      obj.start = SegmentFeaturesStart.toJSON(message.msg.value);
+    } else if (message.msg?.$case === "slice") {
+      obj.slice = SliceTokens.toJSON(message.msg.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SegmentFeaturesRequest>): SegmentFeaturesRequest {
+    return SegmentFeaturesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SegmentFeaturesRequest>): SegmentFeaturesRequest {
+    const message = createBaseSegmentFeaturesRequest();
+    switch (object.msg?.$case) {
+      case "start": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "start", value: SegmentFeaturesStart.fromPartial(object.msg.value) };
+        }
+        break;
+      }
+      case "slice": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "slice", value: SliceTokens.fromPartial(object.msg.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseSegmentFeaturesResponse(): SegmentFeaturesResponse {
+  return { response: undefined };
+}
+
+export const SegmentFeaturesResponse: MessageFns<SegmentFeaturesResponse> = {
+  encode(message: SegmentFeaturesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.response !== undefined) {
+      SegmentResponse.encode(message.response, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SegmentFeaturesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSegmentFeaturesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.response = SegmentResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SegmentFeaturesResponse {
+    return { response: isSet(object.response) ? SegmentResponse.fromJSON(object.response) : undefined };
+  },
+
+  toJSON(message: SegmentFeaturesResponse): unknown {
+    const obj: any = {};
+    if (message.response !== undefined) {
+      obj.response = SegmentResponse.toJSON(message.response);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SegmentFeaturesResponse>): SegmentFeaturesResponse {
+    return SegmentFeaturesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SegmentFeaturesResponse>): SegmentFeaturesResponse {
+    const message = createBaseSegmentFeaturesResponse();
+    message.response = (object.response !== undefined && object.response !== null)
+      ? SegmentResponse.fromPartial(object.response)
+      : undefined;
     return message;
   },
 };
@@ -2046,6 +4222,51 @@ export const SegmentServiceDefinition = {
       responseStream: true,
       options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
     },
+    /**
+     * Fits a promptless segmentation head on frozen patch tokens from a few labelled studies.
+     *
+     * Request stream: `start` (name, backbone, head kind, classes, options), then for each study a `study` message
+     * (header, source, label map, which canonical slices are labelled) followed by its file chunks when its source is
+     * `streamed`; half-close. Each study is preprocessed and embedded (labelled slices only) through the Preprocess
+     * and Embed services. Token targets are the class fractions of each token's footprint; the head is a
+     * class-balanced multinomial logistic model with L2 on the tokens (1x1) or on their 3x3 neighbourhoods, validated
+     * by slice-fold cross-validation (Dice per class). Every Fit stores a new version; an idempotency key returns
+     * the version an earlier Fit with the same key stored.
+     *
+     * Status codes: INVALID_ARGUMENT (bad name, class list, label map on another grid, labelled slice outside the
+     * volume or without any label, no labelled slice, an unknown class value -- naming the field and study index);
+     * NOT_FOUND (unknown backbone); FAILED_PRECONDITION (fewer labelled slices than folds, a class absent from every
+     * labelled slice); RESOURCE_EXHAUSTED (above limits["max_fit_slices"] or the upload limit); CANCELLED /
+     * DEADLINE_EXCEEDED (nothing stored).
+     */
+    fit: {
+      name: "Fit",
+      requestType: FitRequest as typeof FitRequest,
+      requestStream: true,
+      responseType: FitResponse as typeof FitResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * Segments with a promptless head from patch tokens a caller already computed (the gateway embeds a study once
+     * for its classification and segmentation heads and streams the tokens here).
+     *
+     * Request stream: `start` (head, backbone, the study's canonical geometry, outputs), then one `slice` per
+     * canonical slice in ascending order; half-close. Response stream: Segment's messages, each wrapped (no DICOM
+     * SEG: it needs the source series).
+     *
+     * Status codes: INVALID_ARGUMENT (geometry, slice order, token shape or dtype, NaN -- naming the field);
+     * NOT_FOUND (unknown head); FAILED_PRECONDITION (tokens from another backbone than the head's, a prompt head,
+     * DICOM SEG requested); RESOURCE_EXHAUSTED (server busy: `retry-after-ms` trailer); CANCELLED / DEADLINE_EXCEEDED.
+     */
+    segmentFeatures: {
+      name: "SegmentFeatures",
+      requestType: SegmentFeaturesRequest as typeof SegmentFeaturesRequest,
+      requestStream: true,
+      responseType: SegmentFeaturesResponse as typeof SegmentFeaturesResponse,
+      responseStream: true,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
   },
 } as const;
 
@@ -2074,6 +4295,40 @@ export interface SegmentServiceImplementation<CallContextExt = {}> {
     request: AsyncIterable<SegmentRequest>,
     context: CallContext & CallContextExt,
   ): ServerStreamingMethodResult<DeepPartial<SegmentResponse>>;
+  /**
+   * Fits a promptless segmentation head on frozen patch tokens from a few labelled studies.
+   *
+   * Request stream: `start` (name, backbone, head kind, classes, options), then for each study a `study` message
+   * (header, source, label map, which canonical slices are labelled) followed by its file chunks when its source is
+   * `streamed`; half-close. Each study is preprocessed and embedded (labelled slices only) through the Preprocess
+   * and Embed services. Token targets are the class fractions of each token's footprint; the head is a
+   * class-balanced multinomial logistic model with L2 on the tokens (1x1) or on their 3x3 neighbourhoods, validated
+   * by slice-fold cross-validation (Dice per class). Every Fit stores a new version; an idempotency key returns
+   * the version an earlier Fit with the same key stored.
+   *
+   * Status codes: INVALID_ARGUMENT (bad name, class list, label map on another grid, labelled slice outside the
+   * volume or without any label, no labelled slice, an unknown class value -- naming the field and study index);
+   * NOT_FOUND (unknown backbone); FAILED_PRECONDITION (fewer labelled slices than folds, a class absent from every
+   * labelled slice); RESOURCE_EXHAUSTED (above limits["max_fit_slices"] or the upload limit); CANCELLED /
+   * DEADLINE_EXCEEDED (nothing stored).
+   */
+  fit(request: AsyncIterable<FitRequest>, context: CallContext & CallContextExt): Promise<DeepPartial<FitResponse>>;
+  /**
+   * Segments with a promptless head from patch tokens a caller already computed (the gateway embeds a study once
+   * for its classification and segmentation heads and streams the tokens here).
+   *
+   * Request stream: `start` (head, backbone, the study's canonical geometry, outputs), then one `slice` per
+   * canonical slice in ascending order; half-close. Response stream: Segment's messages, each wrapped (no DICOM
+   * SEG: it needs the source series).
+   *
+   * Status codes: INVALID_ARGUMENT (geometry, slice order, token shape or dtype, NaN -- naming the field);
+   * NOT_FOUND (unknown head); FAILED_PRECONDITION (tokens from another backbone than the head's, a prompt head,
+   * DICOM SEG requested); RESOURCE_EXHAUSTED (server busy: `retry-after-ms` trailer); CANCELLED / DEADLINE_EXCEEDED.
+   */
+  segmentFeatures(
+    request: AsyncIterable<SegmentFeaturesRequest>,
+    context: CallContext & CallContextExt,
+  ): ServerStreamingMethodResult<DeepPartial<SegmentFeaturesResponse>>;
 }
 
 export interface SegmentServiceClient<CallOptionsExt = {}> {
@@ -2101,6 +4356,40 @@ export interface SegmentServiceClient<CallOptionsExt = {}> {
     request: AsyncIterable<DeepPartial<SegmentRequest>>,
     options?: CallOptions & CallOptionsExt,
   ): AsyncIterable<SegmentResponse>;
+  /**
+   * Fits a promptless segmentation head on frozen patch tokens from a few labelled studies.
+   *
+   * Request stream: `start` (name, backbone, head kind, classes, options), then for each study a `study` message
+   * (header, source, label map, which canonical slices are labelled) followed by its file chunks when its source is
+   * `streamed`; half-close. Each study is preprocessed and embedded (labelled slices only) through the Preprocess
+   * and Embed services. Token targets are the class fractions of each token's footprint; the head is a
+   * class-balanced multinomial logistic model with L2 on the tokens (1x1) or on their 3x3 neighbourhoods, validated
+   * by slice-fold cross-validation (Dice per class). Every Fit stores a new version; an idempotency key returns
+   * the version an earlier Fit with the same key stored.
+   *
+   * Status codes: INVALID_ARGUMENT (bad name, class list, label map on another grid, labelled slice outside the
+   * volume or without any label, no labelled slice, an unknown class value -- naming the field and study index);
+   * NOT_FOUND (unknown backbone); FAILED_PRECONDITION (fewer labelled slices than folds, a class absent from every
+   * labelled slice); RESOURCE_EXHAUSTED (above limits["max_fit_slices"] or the upload limit); CANCELLED /
+   * DEADLINE_EXCEEDED (nothing stored).
+   */
+  fit(request: AsyncIterable<DeepPartial<FitRequest>>, options?: CallOptions & CallOptionsExt): Promise<FitResponse>;
+  /**
+   * Segments with a promptless head from patch tokens a caller already computed (the gateway embeds a study once
+   * for its classification and segmentation heads and streams the tokens here).
+   *
+   * Request stream: `start` (head, backbone, the study's canonical geometry, outputs), then one `slice` per
+   * canonical slice in ascending order; half-close. Response stream: Segment's messages, each wrapped (no DICOM
+   * SEG: it needs the source series).
+   *
+   * Status codes: INVALID_ARGUMENT (geometry, slice order, token shape or dtype, NaN -- naming the field);
+   * NOT_FOUND (unknown head); FAILED_PRECONDITION (tokens from another backbone than the head's, a prompt head,
+   * DICOM SEG requested); RESOURCE_EXHAUSTED (server busy: `retry-after-ms` trailer); CANCELLED / DEADLINE_EXCEEDED.
+   */
+  segmentFeatures(
+    request: AsyncIterable<DeepPartial<SegmentFeaturesRequest>>,
+    options?: CallOptions & CallOptionsExt,
+  ): AsyncIterable<SegmentFeaturesResponse>;
 }
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {

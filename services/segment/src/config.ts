@@ -1,0 +1,42 @@
+import { join } from 'node:path';
+
+import { env, localTarget, serviceSchema, z } from '@curia/kit';
+import { defaultCacheRoot } from '@curia/model';
+
+const { positiveInt, nonNegativeInt } = env;
+
+/** Environment of the segment service: the kit's base settings, its stage targets and `CURIA_SEGMENT_*`. */
+export const segmentEnvSchema = serviceSchema({
+  /** PreprocessService target: `host:port` (DNS, all records, round-robin) or a comma list of `ip:port`. */
+  CURIA_PREPROCESS_TARGET: z.string().min(1).default(localTarget('preprocess')),
+  /** EmbedService target (same forms). */
+  CURIA_EMBED_TARGET: z.string().min(1).default(localTarget('embed')),
+  /** Segmentation head store; layout `<name>/<version>/{segment-head.json,weights.safetensors}`. */
+  CURIA_SEGMENT_HEADS_DIR: z.string().min(1).default(join(defaultCacheRoot(), 'segment-heads')),
+  /**
+   * Bytes of patch tokens the token cache may hold (LRU beyond): a second Segment of the same study
+   * (e.g. the next click) skips Embed. 0 disables it.
+   */
+  CURIA_SEGMENT_CACHE_MAX_BYTES: nonNegativeInt.default(512 * 1024 * 1024),
+  /** Segment/Fit calls this replica runs at once; more are shed with RESOURCE_EXHAUSTED. */
+  CURIA_SEGMENT_MAX_CONCURRENT: positiveInt.default(4),
+  /** Retry hint sent with RESOURCE_EXHAUSTED when the replica sheds a call, ms. */
+  CURIA_SEGMENT_RETRY_AFTER_MS: positiveInt.default(1_000),
+  /** Largest streamed upload per study, bytes. */
+  CURIA_SEGMENT_MAX_UPLOAD_BYTES: positiveInt.default(2 * 1024 ** 3),
+  /** Canonical slices a prompt (click) segmentation may hold tokens for (RESOURCE_EXHAUSTED above). */
+  CURIA_SEGMENT_MAX_PROMPT_SLICES: positiveInt.default(1024),
+  /** Labelled slices one Fit may use over all its studies (RESOURCE_EXHAUSTED above). */
+  CURIA_SEGMENT_MAX_FIT_SLICES: positiveInt.default(256),
+  /** Slices sent to Embed and not yet answered, per study. */
+  CURIA_SEGMENT_EMBED_WINDOW: positiveInt.max(64).default(16),
+  /** Attempts per stage call on UNAVAILABLE (a dead replica), including the first. */
+  CURIA_SEGMENT_STAGE_ATTEMPTS: positiveInt.max(10).default(3),
+  /** Deadline of a call that sets none, ms. */
+  CURIA_SEGMENT_DEFAULT_DEADLINE_MS: positiveInt.default(600_000),
+  /** ONNX Runtime providers for the heads, in preference order (`cuda,cpu` on GPU nodes). */
+  CURIA_SEGMENT_EXECUTION_PROVIDERS: env.executionProviders,
+});
+
+/** Parsed segment service settings. */
+export type SegmentEnv = z.infer<typeof segmentEnvSchema>;

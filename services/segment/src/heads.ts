@@ -1,0 +1,162 @@
+import { parseRef } from '@curia/client';
+import { CuriaError } from '@curia/errors';
+import { VersionedStore, type Versioned } from '@curia/heads';
+import type { ExecutionProviderName } from '@curia/model';
+import { common, segment } from '@curia/proto';
+import { SEGMENT_HEAD_CODEC, SegmenterRunner, type SegmentHeadRecord } from '@curia/segment';
+
+import { PATCH_TOKENS } from './study.js';
+
+/** The prompt head: clicks and boxes, no weights, any backbone. */
+export const CLICK_HEAD = 'click';
+const CLICK_VERSION = '1';
+
+/** A head a request resolved to: a fitted head, or the prompt head. */
+export type ResolvedHead =
+  | {
+      readonly kind: 'fitted';
+      readonly stored: Versioned<SegmentHeadRecord>;
+      readonly wire: segment.SegmentHead;
+    }
+  | { readonly kind: 'click'; readonly wire: segment.SegmentHead };
+
+const requirements = (): common.FeatureRequirement => ({
+  features: [PATCH_TOKENS],
+  slices: { selection: { $case: 'all', value: {} } },
+  level: common.HeadInputLevel.SLICE,
+  requiresMask: false,
+});
+
+/** The wire description of a stored segmentation head. */
+export function wireHead(v: Versioned<SegmentHeadRecord>): segment.SegmentHead {
+  const m = v.item.meta;
+  return {
+    info: {
+      name: v.name,
+      version: v.version,
+      kind: common.HeadKind.UNSPECIFIED,
+      task: common.HeadTask.UNSPECIFIED,
+      labels: m.classes.map((c) => c.name),
+      requirements: requirements(),
+      demo: m.demo,
+      model: m.model,
+      modelSha256: m.modelSha256,
+      description: m.description,
+      unit: '',
+      isDefault: false,
+    },
+    classes: m.classes.map((c) => ({ label: c.name, value: c.value })),
+    kind: m.kind === 'linear' ? segment.SegmentHeadKind.LINEAR : segment.SegmentHeadKind.CONV3X3,
+    promptless: true,
+    acceptsPoints: false,
+    acceptsBoxes: true,
+    smoothAcrossSlices: m.smoothAcrossSlices,
+    fit: {
+      cvDice: Object.entries(m.fit.cvDice).map(([label, dice]) => ({ label, dice })),
+      slices: m.fit.slices,
+      tokens: m.fit.tokens,
+      folds: m.fit.folds,
+      timings: Object.entries(m.fit.timingsMs).map(([stage, millis]) => ({ stage, millis })),
+    },
+  };
+}
+
+const CLICK_WIRE: segment.SegmentHead = {
+  info: {
+    name: CLICK_HEAD,
+    version: CLICK_VERSION,
+    kind: common.HeadKind.UNSPECIFIED,
+    task: common.HeadTask.UNSPECIFIED,
+    labels: [],
+    requirements: requirements(),
+    demo: false,
+    model: '',
+    modelSha256: '',
+    description:
+      'Point prompts without training: tokens similar to the positive clicks (and unlike the negative ones), kept connected to them and propagated to neighbouring slices; boxes restrict the result. Works with any backbone.',
+    unit: '',
+    isDefault: false,
+  },
+  classes: [],
+  kind: segment.SegmentHeadKind.SIMILARITY,
+  promptless: false,
+  acceptsPoints: true,
+  acceptsBoxes: true,
+  smoothAcrossSlices: false,
+};
+
+/**
+ * The segmentation heads this replica serves: the versioned store of fitted heads, the prompt head
+ * `click`, and one ORT session per fitted head version, created on first use.
+ */
+export class SegmentHeads {
+  private readonly runners = new Map<string, Promise<SegmenterRunner>>();
+
+  private constructor(
+    readonly store: VersionedStore<SegmentHeadRecord>,
+    private readonly providers: readonly ExecutionProviderName[],
+  ) {}
+
+  /** Opens the store at `dir`; `onSkip` hears about versions that cannot be read. */
+  static async open(
+    dir: string,
+    providers: readonly ExecutionProviderName[],
+    onSkip?: (dir: string, err: unknown) => void,
+  ): Promise<SegmentHeads> {
+    return new SegmentHeads(await VersionedStore.open(dir, SEGMENT_HEAD_CODEC, onSkip), providers);
+  }
+
+  /** The latest version of every head, the prompt head first. */
+  list(): segment.SegmentHead[] {
+    return [CLICK_WIRE, ...this.store.latest().map(wireHead)];
+  }
+
+  /** Resolves "name" or "name@version" (`field` names the request field in errors); NOT_FOUND lists the heads. */
+  resolve(ref: string, field: string): ResolvedHead {
+    if (ref.trim() === '') {
+      const known = this.list().map((h) => h.info!.name);
+      throw new CuriaError(
+        'INVALID_ARGUMENT',
+        `${field} is empty: name a segmentation head (${known.join(', ')}), or send point prompts for '${CLICK_HEAD}'`,
+      );
+    }
+    const { name, version } = parseRef(ref, field);
+    if (name === CLICK_HEAD) {
+      if (version && version !== CLICK_VERSION) {
+        throw new CuriaError('NOT_FOUND', `${field}: head '${CLICK_HEAD}' has only version ${CLICK_VERSION}`);
+      }
+      return { kind: 'click', wire: CLICK_WIRE };
+    }
+    try {
+      const stored = this.store.get(name, version, 'segmentation head');
+      return { kind: 'fitted', stored, wire: wireHead(stored) };
+    } catch (e) {
+      const known = this.list()
+        .map((h) => h.info!.name)
+        .join(', ');
+      throw new CuriaError('NOT_FOUND', `${field}: ${(e as Error).message} (heads: ${known})`);
+    }
+  }
+
+  /** The ORT session of a fitted head version (created once, shared by calls). */
+  runner(v: Versioned<SegmentHeadRecord>): Promise<SegmenterRunner> {
+    const key = `${v.name}@${v.version}`;
+    let r = this.runners.get(key);
+    if (!r) {
+      r = SegmenterRunner.create(v.item.weights, {
+        grid: v.item.meta.imageSize / v.item.meta.patchSize,
+        executionProviders: this.providers,
+      });
+      this.runners.set(key, r);
+      r.catch(() => this.runners.delete(key));
+    }
+    return r;
+  }
+
+  /** Releases every session. */
+  async close(): Promise<void> {
+    const all = [...this.runners.values()];
+    this.runners.clear();
+    await Promise.all(all.map(async (r) => (await r.catch(() => null))?.close()));
+  }
+}
