@@ -11,3 +11,4 @@ export * from './prompts.js';
 export * from './runner.js';
 export * from './head-record.js';
 export * from './label-input.js';
+export * from './dicom-seg.js';
