@@ -13,3 +13,4 @@ export * from './head-record.js';
 export * from './label-input.js';
 export * from './volume-segmentation.js';
 export * from './outputs.js';
+export * from './dicom-seg.js';
