@@ -6,5 +6,6 @@ export * from './refs.js';
 export * from './targets-file.js';
 export { ClientError, Status, Metadata, type Channel, type Client } from 'nice-grpc';
 export * from '@curia/proto';
+export * from './segmentation.js';
 export * from './study.js';
 export * from './tensor-wire.js';

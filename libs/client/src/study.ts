@@ -61,6 +61,14 @@ export async function* studyUploadRequests(
       }),
     },
   };
+  for await (const chunk of fileChunksOf(files, chunkBytes)) yield { msg: { $case: 'chunk', value: chunk } };
+}
+
+/** Local files as upload chunks of `chunkBytes`, read as the consumer pulls them (never a whole file in memory). */
+export async function* fileChunksOf(
+  files: readonly StudyFile[],
+  chunkBytes = 1024 * 1024,
+): AsyncGenerator<common.FileChunk> {
   for (const f of files) {
     const handle = await open(f.path, 'r');
     try {
@@ -69,12 +77,7 @@ export async function* studyUploadRequests(
         const buf = new Uint8Array(Math.min(chunkBytes, Math.max(f.bytes - offset, 0)) || 1);
         const { bytesRead } = await handle.read(buf, 0, buf.length, offset);
         const last = offset + bytesRead >= f.bytes;
-        yield {
-          msg: {
-            $case: 'chunk',
-            value: { fileName: f.name, data: buf.subarray(0, bytesRead), lastChunk: last, offset },
-          },
-        };
+        yield { fileName: f.name, data: buf.subarray(0, bytesRead), lastChunk: last, offset };
         offset += bytesRead;
         if (last || bytesRead === 0) break;
       }
@@ -92,32 +95,41 @@ export interface AnalysisResult {
   summary: gateway.AnalysisSummary | undefined;
 }
 
+/** A response with a `oneof msg` (every Curia response stream). */
+type OneofMessage = { readonly msg?: { readonly $case: string; readonly value: unknown } | undefined };
+
+/** Handlers per message kind of a response stream. */
+export type MessageHandlers<R extends OneofMessage> = {
+  readonly [K in NonNullable<R['msg']>['$case']]?: (
+    value: Extract<NonNullable<R['msg']>, { $case: K }>['value'],
+  ) => void;
+};
+
+/** Reads a response stream to the end, handing each message to the handler of its kind. */
+export async function onEachMessage<R extends OneofMessage>(
+  responses: AsyncIterable<R>,
+  handlers: MessageHandlers<R>,
+): Promise<void> {
+  for await (const r of responses) {
+    const m = r.msg;
+    if (!m) continue;
+    const handle = (handlers as Record<string, ((v: unknown) => void) | undefined>)[m.$case];
+    handle?.(m.value);
+  }
+}
+
 /** Reads an AnalyzeStudy response stream to the end, reporting progress events as they come. */
 export async function collectAnalysis(
   responses: AsyncIterable<gateway.AnalyzeStudyResponse>,
   onProgress?: (p: common.Progress) => void,
 ): Promise<AnalysisResult> {
   const out: AnalysisResult = { geometry: undefined, embeddings: [], heads: [], summary: undefined };
-  for await (const r of responses) {
-    const m = r.msg;
-    if (!m) continue;
-    switch (m.$case) {
-      case 'progress':
-        onProgress?.(m.value);
-        break;
-      case 'geometry':
-        out.geometry = m.value;
-        break;
-      case 'embedding':
-        out.embeddings.push(m.value);
-        break;
-      case 'headResult':
-        out.heads.push(m.value);
-        break;
-      case 'done':
-        out.summary = m.value;
-        break;
-    }
-  }
+  await onEachMessage(responses, {
+    progress: (p) => onProgress?.(p),
+    geometry: (g) => (out.geometry = g),
+    embedding: (e) => out.embeddings.push(e),
+    headResult: (h) => out.heads.push(h),
+    done: (d) => (out.summary = d),
+  });
   return out;
 }

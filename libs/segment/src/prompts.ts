@@ -39,13 +39,26 @@ export interface ClickOptions {
 /** The object, per canonical slice it covers: a G·G token mask (1 = object). */
 export type ClickResult = Map<number, Uint8Array>;
 
+/**
+ * A slice's tokens centred on the slice's mean token, then scaled to unit length: a backbone's
+ * tokens share a large common component (random-weight backbones above all), which would make
+ * every token look alike to a plain cosine.
+ */
 function normalised(tokens: Float32Array, dim: number): Float32Array {
+  const n = tokens.length / dim;
+  const mean = new Float64Array(dim);
+  for (let t = 0; t < n; t++) for (let j = 0; j < dim; j++) mean[j]! += tokens[t * dim + j]!;
+  for (let j = 0; j < dim; j++) mean[j]! /= n;
   const out = new Float32Array(tokens.length);
-  for (let t = 0; t < tokens.length / dim; t++) {
-    let n = 0;
-    for (let j = 0; j < dim; j++) n += tokens[t * dim + j]! ** 2;
-    const inv = 1 / (Math.sqrt(n) || 1);
-    for (let j = 0; j < dim; j++) out[t * dim + j] = tokens[t * dim + j]! * inv;
+  for (let t = 0; t < n; t++) {
+    let norm = 0;
+    for (let j = 0; j < dim; j++) {
+      const v = tokens[t * dim + j]! - mean[j]!;
+      out[t * dim + j] = v;
+      norm += v * v;
+    }
+    const inv = 1 / (Math.sqrt(norm) || 1);
+    for (let j = 0; j < dim; j++) out[t * dim + j]! *= inv;
   }
   return out;
 }

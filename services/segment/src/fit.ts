@@ -193,7 +193,9 @@ export async function fitSegmentationHead(
         options: {
           modelBundle: bundle,
           outputDtype: common.DType.F16,
-          selection: { selection: { $case: 'indices', value: { indices: wanted } } },
+          // Every slice is preprocessed (cheap) so a label map on another grid is refused with the
+          // grid check below, not by Preprocess rejecting the selection; only labelled slices are embedded.
+          selection: { selection: { $case: 'all', value: {} } },
         },
       },
       upload: st.source.$case === 'streamed' ? reader.chunks() : undefined,
@@ -202,9 +204,11 @@ export async function fitSegmentationHead(
     });
     labels.checkGrid(studyGridOf(pre.geometry.geometry));
     const [, rows, cols] = labels.grid.canonicalDims;
+    const labelled = new Set(wanted);
     for await (const t of tokensOf(deps, pre, {
       model,
       studyId: st.header?.studyId ?? '',
+      want: (k) => labelled.has(k),
       signal,
       deadline: deadlines.pipeline,
     })) {

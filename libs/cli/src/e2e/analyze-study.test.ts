@@ -29,6 +29,7 @@ import { preprocessToTensor } from '@curia/volume';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { LocalCluster } from '../cluster/launcher.js';
+import { metricsUrls, metricValue } from './cluster-metrics.js';
 
 /**
  * End to end through the spawned cluster (gateway, preprocess, heads, two embed replicas, each its
@@ -81,17 +82,6 @@ async function startCollector(): Promise<{ server: Server; url: string; spans: O
   return { server, url: `http://127.0.0.1:${port}`, spans };
 }
 
-async function metricValue(url: string, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await (await fetch(url)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
-      sum += Number(line.split(' ').pop());
-  }
-  return sum;
-}
-
 function start(extra: Partial<gateway.AnalyzeStudyStart>): AnalyzeStudyStartFields {
   return {
     header: { studyId: 'e2e', format: common.VolumeFormat.AUTO, seriesInstanceUid: '', volumeIndex: 0 },
@@ -113,11 +103,7 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
   let collector: Awaited<ReturnType<typeof startCollector>>;
   /** name@version of the head the first test fits. */
   let fittedHeadRef = '';
-  const url = (service: string): string[] =>
-    cluster
-      .endpoints()
-      .filter((e) => e.service === service)
-      .map((e) => `http://127.0.0.1:${e.metricsPort}/metrics`);
+  const url = (service: string): string[] => metricsUrls(cluster, service);
   const analyse = (
     path: string,
     extra: Partial<gateway.AnalyzeStudyStart>,

@@ -1,0 +1,352 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import {
+  ClientError,
+  collectSegmentation,
+  createCuriaChannel,
+  createCuriaClient,
+  fitUploadRequests,
+  segment,
+  segmentUploadRequests,
+  Status,
+  studyFiles,
+  type Channel,
+  type SegmentStartFields,
+} from '@curia/client';
+import { inputToCanonical } from '@curia/segment';
+import { sharedPathOrSkip } from '@curia/tensors';
+import {
+  canonicalToInputIndex,
+  gridCornerDistanceMm,
+  openVolume,
+  writeNifti,
+  type Volume,
+} from '@curia/volume';
+
+import { LocalCluster } from '../cluster/launcher.js';
+import { clusterMetric } from './cluster-metrics.js';
+
+/**
+ * Segmentation end to end through spawned Preprocess, Embed and Segment processes: a head fitted
+ * from labelled slices of the shared CT segments that CT and the shared DICOM series, its label map
+ * lies on each input grid, a repeat is answered from the token cache, clicks need no head, and bad
+ * requests get precise statuses.
+ */
+const ct = sharedPathOrSkip('data/totalsegmentator/example_ct_sm.nii.gz');
+const seg = sharedPathOrSkip('data/totalsegmentator/example_seg.nii.gz');
+const dicom = sharedPathOrSkip('data/totalsegmentator/example_ct_dicom');
+
+const LIVER = 5;
+const SPLEEN = 1;
+
+/** Canonical slices of the label map holding both organs, and the liver's centroid (input voxel indices). */
+async function organs(
+  labels: Volume,
+): Promise<{ slices: number[]; liverCentroid: [number, number, number] }> {
+  const slices: number[] = [];
+  const [n, rows, cols] = labels.geometry.canonicalDims;
+  let sum = [0, 0, 0];
+  let count = 0;
+  for (let k = 0; k < n; k++) {
+    const p = await labels.readCanonicalSlice(k);
+    let liver = 0;
+    let spleen = false;
+    for (let i = 0; i < rows * cols; i++) {
+      if (p[i] === LIVER) {
+        liver++;
+        const r = Math.floor(i / cols);
+        const c = i % cols;
+        sum = [sum[0]! + k, sum[1]! + r, sum[2]! + c];
+      }
+      if (p[i] === SPLEEN) spleen = true;
+    }
+    count += liver;
+    if (liver > 0 && spleen) slices.push(k);
+  }
+  const [k, r, c] = sum.map((v) => Math.round(v / count)) as [number, number, number];
+  const voxel = canonicalToInputIndex(labels.geometry, k, r, c);
+  return { slices, liverCentroid: voxel };
+}
+
+/** The label map returned for `inputPath`, checked to lie on its input grid (same dims, voxel centres within 1e-3 mm). */
+async function maskOnInputGrid(
+  mask: Uint8Array,
+  fileName: string,
+  inputPath: string,
+): Promise<{ mask: Volume; input: Volume }> {
+  const input = await openVolume({ kind: 'path', path: inputPath });
+  const m = await openVolume({ kind: 'bytes', data: mask, filename: fileName });
+  const g = input.geometry;
+  expect(m.geometry.inputDims).toEqual(g.inputDims);
+  expect(
+    gridCornerDistanceMm(
+      m.geometry.inputAffine,
+      m.geometry.inputFrame,
+      g.inputAffine,
+      g.inputFrame,
+      g.inputDims,
+    ),
+  ).toBeLessThan(1e-3);
+  return { mask: m, input };
+}
+
+const rejectsWith = async (p: Promise<unknown>, code: Status, re: RegExp): Promise<void> => {
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err, `expected ${Status[code]}`).toBeInstanceOf(ClientError);
+  expect(`${Status[(err as ClientError).code]}: ${(err as ClientError).details}`).toMatch(
+    new RegExp(`^${Status[code]}: `),
+  );
+  expect((err as ClientError).details).toMatch(re);
+};
+
+describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the spawned cluster', () => {
+  let cluster: LocalCluster;
+  let channel: Channel;
+  let client: ReturnType<typeof createCuriaClient<typeof segment.SegmentServiceDefinition>>;
+  let work: string;
+  let labelBytes: Uint8Array;
+  let picked: Awaited<ReturnType<typeof organs>>;
+
+  const run = async (path: string, start: SegmentStartFields) =>
+    collectSegmentation(
+      client.segment(
+        segmentUploadRequests({ header: { studyId: 'seg-e2e' }, ...start }, (await studyFiles(path)).files),
+        {
+          deadline: 120_000,
+        },
+      ),
+    );
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'curia-seg-e2e-'));
+    cluster = await LocalCluster.start({
+      ports: 'dynamic',
+      only: ['preprocess', 'embed', 'segment'],
+      env: { CURIA_SHUTDOWN_GRACE_MS: '2000' },
+      serviceEnv: {
+        segment: {
+          CURIA_SEGMENT_HEADS_DIR: join(work, 'segment-heads'),
+          CURIA_SEGMENT_MAX_UPLOAD_BYTES: '20000000',
+        },
+      },
+    });
+    channel = createCuriaChannel(
+      `127.0.0.1:${cluster.endpoints().find((e) => e.service === 'segment')!.grpcPort}`,
+    );
+    client = createCuriaClient(segment.SegmentServiceDefinition, channel);
+    labelBytes = new Uint8Array(await readFile(seg!));
+    picked = await organs(await openVolume({ kind: 'path', path: seg! }));
+  }, 240_000);
+
+  afterAll(async () => {
+    channel?.close();
+    await cluster?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  }, 60_000);
+
+  it('fits a head from five labelled slices; the same idempotency key returns the stored version', async () => {
+    const labelled = picked.slices
+      .filter((_, i) => i % Math.max(1, Math.floor(picked.slices.length / 5)) === 0)
+      .slice(0, 5);
+    expect(labelled).toHaveLength(5);
+    const { files } = await studyFiles(ct!);
+    const fit = () =>
+      client.fit(
+        fitUploadRequests(
+          {
+            name: 'organs',
+            kind: segment.SegmentHeadKind.LINEAR,
+            classes: [
+              { value: LIVER, label: 'liver' },
+              { value: SPLEEN, label: 'spleen' },
+            ],
+            folds: 5,
+            idempotencyKey: 'seg-e2e-organs',
+            description: 'liver and spleen from five slices of the shared CT (demo weights)',
+          },
+          [
+            {
+              study: {
+                header: { studyId: 'seg-e2e-fit' },
+                labels: { encoding: { $case: 'nifti', value: labelBytes } },
+                labelledSlices: labelled,
+              },
+              files,
+            },
+          ],
+        ),
+        { deadline: 180_000 },
+      );
+    const first = await fit();
+    expect(first.reused).toBe(false);
+    expect(first.head?.info?.name).toBe('organs');
+    expect(first.head?.info?.version).toBe('1');
+    expect(first.head?.info?.labels).toEqual(['liver', 'spleen']);
+    expect(first.head?.promptless).toBe(true);
+    expect(first.head?.fit?.slices).toBe(5);
+    const cv = Object.fromEntries((first.head?.fit?.cvDice ?? []).map((d) => [d.label, d.dice]));
+    console.log(`fit cv Dice (demo weights, 5 slices): ${JSON.stringify(cv)}`);
+    expect(Object.keys(cv).sort()).toEqual(['liver', 'spleen']);
+    const again = await fit();
+    expect(again.reused).toBe(true);
+    expect(again.head?.info?.version).toBe('1');
+    const info = await client.getInfo({});
+    expect(info.segmentHeads.map((h) => h.info?.name)).toEqual(['click', 'organs']);
+    expect(info.segmentHeads[0]?.acceptsPoints).toBe(true);
+  }, 240_000);
+
+  it('segments the CT: label map on the input grid, slice masks, volumes, evaluation; a repeat skips Embed', async () => {
+    const r = await run(ct!, {
+      model: 'organs',
+      output: { sliceMasks: true, gzip: true },
+      referenceLabels: { encoding: { $case: 'nifti', value: labelBytes } },
+    });
+    expect(r.geometry?.classes.map((c) => c.label)).toEqual(['liver', 'spleen']);
+    expect(r.maskFileName).toBe('mask.nii.gz');
+    const { input } = await maskOnInputGrid(r.mask, r.maskFileName, ct!);
+    const g = input.geometry;
+    const summary = r.summary!;
+    expect(summary.slicesEmbedded + summary.slicesFromCache).toBe(g.canonicalDims[0]);
+    const liver = summary.classes.find((c) => c.label === 'liver')!;
+    const voxelMl = (g.inputSpacing[0] * g.inputSpacing[1] * g.inputSpacing[2]) / 1000;
+    expect(liver.volumeMl).toBeCloseTo(Number(liver.voxelCount) * voxelMl, 6);
+    const dice = Object.fromEntries(summary.evaluation.map((e) => [e.label, e.dice]));
+    console.log(
+      `segment (demo weights): Dice ${JSON.stringify(dice)}, HD95 ${JSON.stringify(summary.evaluation.map((e) => e.hd95Mm))}`,
+    );
+    expect(dice.liver).toBeGreaterThan(0.5);
+    expect(r.slices.length).toBeGreaterThan(0);
+    for (const s of r.slices) {
+      for (const m of s.masks) {
+        expect(m.dims).toEqual([g.inputDims[0], g.inputDims[1]]);
+        expect(m.counts.reduce((a, b) => a + b, 0)).toBe(g.inputDims[0] * g.inputDims[1]);
+      }
+    }
+    const embedded = () => clusterMetric(cluster, 'embed', 'curia_embed_slices_total');
+    const before = await embedded();
+    const repeat = await run(ct!, { model: 'organs', output: { omitNiftiMask: true } });
+    expect(repeat.summary?.slicesEmbedded).toBe(0);
+    expect(repeat.summary?.slicesFromCache).toBe(g.canonicalDims[0]);
+    expect(await embedded()).toBe(before);
+    expect(repeat.mask.length).toBe(0);
+  }, 240_000);
+
+  it('segments the JPEG 2000 DICOM series with the same head; the label map carries the series affine', async () => {
+    const r = await run(dicom!, { model: 'organs@1' });
+    await maskOnInputGrid(r.mask, r.maskFileName, dicom!);
+    expect(r.summary?.classes.map((c) => c.label)).toEqual(['liver', 'spleen']);
+  }, 240_000);
+
+  it('segments from a click without any head, on the default backbone', async () => {
+    const r = await run(ct!, {
+      points: [
+        {
+          xyz: picked.liverCentroid,
+          space: segment.CoordinateSpace.INPUT_VOXEL,
+          positive: true,
+          label: 'liver',
+        },
+      ],
+      referenceLabels: { encoding: { $case: 'nifti', value: labelBytes } },
+    });
+    expect(r.summary?.head?.info?.name).toBe('click');
+    const liver = r.summary!.classes.find((c) => c.label === 'liver')!;
+    expect(Number(liver.voxelCount)).toBeGreaterThan(0);
+    const { mask } = await maskOnInputGrid(r.mask, r.maskFileName, ct!);
+    // The clicked voxel itself is in the object.
+    const c = inputToCanonical(mask.geometry, picked.liverCentroid);
+    const plane = await mask.readCanonicalSlice(c.slice);
+    expect(plane[c.row * mask.geometry.canonicalDims[2] + c.col]).toBe(1);
+    console.log(
+      `click (demo weights): ${liver.voxelCount} voxels, Dice vs liver ${r.summary?.evaluation[0]?.dice.toFixed(3)}`,
+    );
+  }, 240_000);
+
+  it('answers bad requests with precise statuses, before any stage work where it can', async () => {
+    const ctFiles = (await studyFiles(ct!)).files;
+    const voxel = (xyz: number[]) => ({ xyz, space: segment.CoordinateSpace.INPUT_VOXEL, positive: true });
+    await rejectsWith(
+      run(ct!, { model: 'nope' }),
+      Status.NOT_FOUND,
+      /model: no segmentation head named 'nope' \(heads: click, organs\)/,
+    );
+    await rejectsWith(
+      run(ct!, { model: 'organs', points: [voxel([1, 1, 1])] }),
+      Status.FAILED_PRECONDITION,
+      /does not accept point prompts/,
+    );
+    await rejectsWith(
+      run(ct!, { model: 'organs', classNames: ['pancreas'] }),
+      Status.INVALID_ARGUMENT,
+      /class_names\[0\] 'pancreas' is not a class/,
+    );
+    await rejectsWith(run(ct!, { model: 'click' }), Status.FAILED_PRECONDITION, /needs|point prompts/);
+    const outside = run(ct!, { points: [voxel([5000, 3, 3])] });
+    await rejectsWith(outside, Status.INVALID_ARGUMENT, /^points\[0\]\.xyz lies outside the volume$/);
+    await rejectsWith(
+      run(ct!, { points: [voxel([Number.NaN, 3, 3])] }),
+      Status.INVALID_ARGUMENT,
+      /points\[0\]\.xyz must hold exactly 3 finite coordinates/,
+    );
+    await rejectsWith(
+      run(ct!, { points: [{ xyz: [1, 2, 3], space: segment.CoordinateSpace.PATIENT_MM, positive: true }] }),
+      Status.INVALID_ARGUMENT,
+      /points\[0\]\.xyz: a PATIENT_MM prompt needs frame RAS or LPS/,
+    );
+    // A label map on another grid (the DICOM study's labels are the CT's).
+    const dicomFiles = (await studyFiles(dicom!)).files;
+    await rejectsWith(
+      client.fit(
+        fitUploadRequests({ name: 'wrong-grid', classes: [{ value: LIVER, label: 'liver' }] }, [
+          {
+            study: { header: { studyId: 'x' }, labels: { encoding: { $case: 'nifti', value: labelBytes } } },
+            files: dicomFiles,
+          },
+        ]),
+      ),
+      Status.INVALID_ARGUMENT,
+      /studies\[0\]\.labels dims \[\d+, \d+, \d+\] do not match the study's input grid dims/,
+    );
+    // An empty label map.
+    const input = await openVolume({ kind: 'path', path: ct! });
+    const empty = writeNifti({
+      dims: [...input.geometry.inputDims],
+      datatypeCode: 2,
+      bitpix: 8,
+      voxelBytes: new Uint8Array(input.geometry.inputDims.reduce((a, b) => a * b, 1)),
+      affine: input.geometry.inputAffine,
+    });
+    await rejectsWith(
+      client.fit(
+        fitUploadRequests({ name: 'empty' }, [
+          {
+            study: { header: { studyId: 'x' }, labels: { encoding: { $case: 'nifti', value: empty } } },
+            files: ctFiles,
+          },
+        ]),
+      ),
+      Status.INVALID_ARGUMENT,
+      /studies\[0\]\.labels is empty/,
+    );
+    await rejectsWith(
+      client.fit(fitUploadRequests({ name: 'Bad Name' }, [])),
+      Status.INVALID_ARGUMENT,
+      /start\.name 'Bad Name' must be lowercase/,
+    );
+    // Oversize: the upload limit is 20 MB here.
+    const big = join(work, 'big.nii');
+    await writeFile(big, new Uint8Array(21_000_000));
+    await rejectsWith(
+      run(big, { model: 'organs' }),
+      Status.RESOURCE_EXHAUSTED,
+      /CURIA_SEGMENT_MAX_UPLOAD_BYTES/,
+    );
+  }, 240_000);
+});
