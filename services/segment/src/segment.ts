@@ -4,9 +4,11 @@ import { checkStudyId, withSpan, type CuriaCallContext, type Logger } from '@cur
 import { common, segment } from '@curia/proto';
 import {
   ClassTable,
+  dicomSegOf,
   evaluateAgainst,
   inputToCanonical,
   inputVoxelsOf,
+  naturalizedHeader,
   openLabelMap,
   segmentByClicks,
   tokenGridSize,
@@ -23,7 +25,7 @@ import { stageDeadlines, uploadedChunks, type StageDeadlines } from '@curia/stag
 
 import type { ResolvedHead, SegmentHeads } from './heads.js';
 import type { SegmentMetrics } from './metrics.js';
-import { classResults, evaluationOf, geometryMessage } from './responses.js';
+import { classResults, evaluationOf, fileChunks, geometryMessage } from './responses.js';
 import { fittedSegmentation, niftiOut, slicesOut } from './run.js';
 import { modelGridOf, preprocessStudy, studyGridOf, tokenValues, tokensOf, type StudyDeps } from './study.js';
 
@@ -161,10 +163,10 @@ export async function* segmentStudy(
   checkStudyId(studyId);
   if (!s.source) throw new CuriaError('INVALID_ARGUMENT', 'start.source is required (ref or streamed)');
   const output = s.output ?? { sliceMasks: false, omitNiftiMask: false, gzip: false, dicomSeg: false };
-  if (output.dicomSeg) {
+  if (output.dicomSeg && s.source.$case !== 'streamed') {
     throw new CuriaError(
       'FAILED_PRECONDITION',
-      'output.dicom_seg: DICOM SEG output is not available from this replica yet',
+      "output.dicom_seg needs the DICOM series uploaded (source `streamed`): the SEG copies the source instances' references",
     );
   }
   const head = deps.heads.resolve(s.model || (s.points.length > 0 ? 'click' : ''), 'model');
@@ -191,10 +193,13 @@ export async function* segmentStudy(
       { study_id: studyId, head: `${head.wire.info!.name}@${head.wire.info!.version}` },
       'segmentation started',
     );
+    // The uploaded files, kept only for DICOM SEG output (it copies the source instances' headers).
+    const uploaded = output.dicomSeg ? new Map<string, Uint8Array[]>() : undefined;
     const pre = await withSpan('segment.preprocess.open', { 'curia.study_id': studyId }, () =>
       preprocessStudy(deps, {
         start: { header: s.header, source: s.source, options: preprocessOptions },
-        upload: s.source?.$case === 'streamed' ? uploadedChunks(input, 'Segment') : undefined,
+        upload:
+          s.source?.$case === 'streamed' ? keepFiles(uploadedChunks(input, 'Segment'), uploaded) : undefined,
         signal,
         deadline: deadlines.pipeline,
       }),
@@ -285,6 +290,15 @@ export async function* segmentStudy(
     deps.metrics.cacheMisses.inc(embedded);
 
     yield* niftiOut(seg, output, timed);
+    if (uploaded) {
+      const t = performance.now();
+      const file = dicomSegFile(uploaded, seg.labels.voxels, grid, table, {
+        demo: model.demoWeights || head.wire.info!.demo,
+        head: `${head.wire.info!.name}@${head.wire.info!.version}`,
+      });
+      timed('dicom_seg', performance.now() - t);
+      yield* fileChunks(file, 'seg.dcm', (c) => ({ msg: { $case: 'dicomSegChunk', value: c } }));
+    }
     let agreement: ClassAgreement[] = [];
     if (reference) {
       const t = performance.now();
@@ -418,4 +432,53 @@ function clickScores(
     }
     return out;
   };
+}
+
+/** Passes upload chunks through, keeping each file's bytes in `into` when it is given. */
+async function* keepFiles(
+  chunks: AsyncGenerator<common.FileChunk>,
+  into: Map<string, Uint8Array[]> | undefined,
+): AsyncGenerator<common.FileChunk> {
+  for await (const c of chunks) {
+    if (into) {
+      let parts = into.get(c.fileName);
+      if (!parts) into.set(c.fileName, (parts = []));
+      parts.push(c.data);
+    }
+    yield c;
+  }
+}
+
+/** The DICOM SEG object of a label map on the grid of an uploaded DICOM series. */
+function dicomSegFile(
+  files: ReadonlyMap<string, readonly Uint8Array[]>,
+  labels: Uint8Array,
+  grid: StudyGrid,
+  table: ClassTable,
+  o: { readonly demo: boolean; readonly head: string },
+): Uint8Array {
+  const sources = [...files.values()].map((parts) => {
+    try {
+      return { dataset: naturalizedHeader(Buffer.concat(parts)) };
+    } catch {
+      throw new CuriaError(
+        'FAILED_PRECONDITION',
+        'output.dicom_seg: the study is not a DICOM series (an uploaded file is not DICOM)',
+      );
+    }
+  });
+  if (sources.length !== grid.inputDims[2]) {
+    throw new CuriaError(
+      'FAILED_PRECONDITION',
+      `output.dicom_seg: the series has ${sources.length} files for ${grid.inputDims[2]} slices (one instance per slice is required)`,
+    );
+  }
+  return dicomSegOf({
+    sources,
+    labels,
+    dims: grid.inputDims,
+    classes: table.classes,
+    demo: o.demo,
+    algorithm: { name: `Curia segment ${o.head}`, version: '1' },
+  });
 }

@@ -17,7 +17,8 @@ import {
   type Channel,
   type SegmentStartFields,
 } from '@curia/client';
-import { inputToCanonical } from '@curia/segment';
+import { generatePhantom, phantomToNifti } from '@curia/phantom';
+import { inputToCanonical, naturalizedHeader } from '@curia/segment';
 import { sharedPathOrSkip } from '@curia/tensors';
 import {
   canonicalToInputIndex,
@@ -26,6 +27,7 @@ import {
   writeNifti,
   type Volume,
 } from '@curia/volume';
+import { writeCanonicalSeries } from '@curia/volume/testing';
 
 import { LocalCluster } from '../cluster/launcher.js';
 import { clusterMetric } from './cluster-metrics.js';
@@ -244,6 +246,63 @@ describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the sp
     expect(r.summary?.classes.map((c) => c.label)).toEqual(['liver', 'spleen']);
   }, 240_000);
 
+  it('returns a DICOM SEG for an uploaded series that a DICOM library reads and that references the source instances', async () => {
+    const series = join(work, 'series');
+    const uid = (x: string) =>
+      `2.25.${BigInt(`0x${Buffer.from(x).toString('hex').padEnd(16, '0').slice(0, 16)}`)}`;
+    await writeCanonicalSeries(await openVolume({ kind: 'path', path: ct! }), series, {
+      series: uid('series'),
+      study: uid('study'),
+      frameOfReference: uid('frame'),
+      instance: (k) => `${uid('instance')}.${k + 1}`,
+    });
+    const r = await run(series, { model: 'organs', output: { dicomSeg: true, omitNiftiMask: true } });
+    expect(r.mask.length).toBe(0);
+    expect(r.dicomSeg.length).toBeGreaterThan(0);
+    const seg = naturalizedHeader(r.dicomSeg);
+    expect(seg.Modality).toBe('SEG');
+    expect(seg.StudyInstanceUID).toBe(uid('study'));
+    expect(seg.FrameOfReferenceUID).toBe(uid('frame'));
+    const referenced = (
+      seg.ReferencedSeriesSequence as {
+        SeriesInstanceUID: string;
+        ReferencedInstanceSequence: { ReferencedSOPInstanceUID: string }[];
+      }[]
+    )[0]!;
+    expect(referenced.SeriesInstanceUID).toBe(uid('series'));
+    const slices = (await openVolume({ kind: 'path', path: series })).geometry.canonicalDims[0];
+    expect(new Set(referenced.ReferencedInstanceSequence.map((x) => x.ReferencedSOPInstanceUID))).toEqual(
+      new Set(Array.from({ length: slices }, (_, k) => `${uid('instance')}.${k + 1}`)),
+    );
+    expect((seg.SegmentSequence as { SegmentLabel: string }[]).map((x) => x.SegmentLabel)).toEqual([
+      'liver',
+      'spleen',
+    ]);
+    // A ref source cannot give a SEG (the service does not read the files itself).
+    await rejectsWith(
+      collectSegmentation(
+        client.segment(
+          // eslint-disable-next-line @typescript-eslint/require-await -- a one-message request stream
+          (async function* () {
+            yield {
+              msg: {
+                $case: 'start' as const,
+                value: segment.SegmentStart.fromPartial({
+                  header: { studyId: 'x' },
+                  source: { $case: 'ref', value: { uri: 'file:///nowhere' } },
+                  model: 'organs',
+                  output: { dicomSeg: true },
+                }),
+              },
+            };
+          })(),
+        ),
+      ),
+      Status.FAILED_PRECONDITION,
+      /output\.dicom_seg needs the DICOM series uploaded/,
+    );
+  }, 240_000);
+
   it('segments from a click without any head, on the default backbone', async () => {
     const r = await run(ct!, {
       points: [
@@ -268,6 +327,39 @@ describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the sp
       `click (demo weights): ${liver.voxelCount} voxels, Dice vs liver ${r.summary?.evaluation[0]?.dice.toFixed(3)}`,
     );
   }, 240_000);
+
+  it('leaves no work queued in Embed when the caller cancels', async () => {
+    const p = generatePhantom({ size: [128, 128, 60], seed: 21 });
+    const path = join(work, 'cancel.nii.gz');
+    await writeFile(path, phantomToNifti(p, { gzip: true }).image);
+    const abort = new AbortController();
+    const stream = client.segment(
+      segmentUploadRequests(
+        { header: { studyId: 'cancel' }, model: 'organs' },
+        (await studyFiles(path)).files,
+      ),
+      {
+        signal: abort.signal,
+      },
+    );
+    await expect(
+      (async () => {
+        for await (const m of stream) if (m.msg?.$case === 'geometry') abort.abort();
+      })(),
+    ).rejects.toMatchObject({ name: 'AbortError' });
+    const busy = async () =>
+      (await clusterMetric(cluster, 'embed', 'curia_embed_inflight_slices')) +
+      (await clusterMetric(cluster, 'segment', 'curia_segment_in_flight'));
+    let left = 1;
+    for (let i = 0; i < 50 && left > 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      left = await busy();
+    }
+    expect(left).toBe(0);
+    const embedded = await clusterMetric(cluster, 'embed', 'curia_embed_slices_total');
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await clusterMetric(cluster, 'embed', 'curia_embed_slices_total')).toBe(embedded);
+  }, 120_000);
 
   it('answers bad requests with precise statuses, before any stage work where it can', async () => {
     const ctFiles = (await studyFiles(ct!)).files;

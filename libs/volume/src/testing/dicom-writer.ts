@@ -19,6 +19,10 @@ export interface DicomWriteOptions {
   readonly encapsulated?: boolean;
   readonly patientName?: string;
   readonly patientId?: string;
+  /** Written when given (SOP Class UID is then CT Image Storage), as real series carry them. */
+  readonly sopInstanceUid?: string;
+  readonly studyInstanceUid?: string;
+  readonly frameOfReferenceUid?: string;
 }
 
 const IMPLICIT_LE = '1.2.840.10008.1.2';
@@ -85,7 +89,7 @@ export function writeDicom(o: DicomWriteOptions): Uint8Array {
   const meta = new Writer(false);
   meta.raw(0x0002, 0x0001, 'OB', new Uint8Array([0, 1]));
   meta.str(0x0002, 0x0002, 'UI', '1.2.840.10008.5.1.4.1.1.2');
-  meta.str(0x0002, 0x0003, 'UI', '1.2.3.4');
+  meta.str(0x0002, 0x0003, 'UI', o.sopInstanceUid ?? '1.2.3.4');
   meta.str(0x0002, 0x0010, 'UI', o.transferSyntaxUid);
   const metaBytes = meta.bytes;
   const groupLen = new Writer(false);
@@ -94,12 +98,18 @@ export function writeDicom(o: DicomWriteOptions): Uint8Array {
   groupLen.raw(0x0002, 0x0000, 'UL', ul);
 
   const d = new Writer(o.transferSyntaxUid === IMPLICIT_LE);
+  if (o.sopInstanceUid) {
+    d.str(0x0008, 0x0016, 'UI', '1.2.840.10008.5.1.4.1.1.2');
+    d.str(0x0008, 0x0018, 'UI', o.sopInstanceUid);
+  }
   d.str(0x0008, 0x0060, 'CS', 'CT');
   d.str(0x0010, 0x0010, 'PN', o.patientName ?? 'DOE^JANE');
   d.str(0x0010, 0x0020, 'LO', o.patientId ?? 'PID-0001');
+  if (o.studyInstanceUid) d.str(0x0020, 0x000d, 'UI', o.studyInstanceUid);
   d.str(0x0020, 0x000e, 'UI', o.seriesInstanceUid);
   d.str(0x0020, 0x0032, 'DS', ds(o.ipp));
   d.str(0x0020, 0x0037, 'DS', ds(o.iop));
+  if (o.frameOfReferenceUid) d.str(0x0020, 0x0052, 'UI', o.frameOfReferenceUid);
   d.us(0x0028, 0x0002, 1);
   d.str(0x0028, 0x0004, 'CS', 'MONOCHROME2');
   d.us(0x0028, 0x0010, o.rows);
