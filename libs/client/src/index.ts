@@ -7,5 +7,6 @@ export * from './targets-file.js';
 export { ClientError, Status, Metadata, type Channel, type Client } from 'nice-grpc';
 export * from '@curia/proto';
 export * from './segmentation.js';
+export * from './streams.js';
 export * from './study.js';
 export * from './tensor-wire.js';

@@ -1,7 +1,7 @@
 import type { common } from '@curia/proto';
 import { segment } from '@curia/proto';
 
-import { fileChunksOf, onEachMessage, type StudyFile } from './study.js';
+import { fileChunksOf, onEachMessage, type StudyFile } from './streams.js';
 
 /** A Segment start without its source; unset fields take their proto defaults. */
 export type SegmentStartFields = Omit<Parameters<typeof segment.SegmentStart.fromPartial>[0], 'source'>;

@@ -1,14 +1,10 @@
-import { open, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 
-import { common, gateway } from '@curia/proto';
+import { common, gateway, type segment } from '@curia/proto';
 
-/** A file of a study on the local disk. */
-export interface StudyFile {
-  readonly name: string;
-  readonly path: string;
-  readonly bytes: number;
-}
+import { collectSegmentation, type SegmentationResult } from './segmentation.js';
+import { fileChunksOf, onEachMessage, type StudyFile } from './streams.js';
 
 /**
  * The files of a study at `path`: the file itself (NIfTI), or every regular file of a directory
@@ -64,58 +60,14 @@ export async function* studyUploadRequests(
   for await (const chunk of fileChunksOf(files, chunkBytes)) yield { msg: { $case: 'chunk', value: chunk } };
 }
 
-/** Local files as upload chunks of `chunkBytes`, read as the consumer pulls them (never a whole file in memory). */
-export async function* fileChunksOf(
-  files: readonly StudyFile[],
-  chunkBytes = 1024 * 1024,
-): AsyncGenerator<common.FileChunk> {
-  for (const f of files) {
-    const handle = await open(f.path, 'r');
-    try {
-      let offset = 0;
-      for (;;) {
-        const buf = new Uint8Array(Math.min(chunkBytes, Math.max(f.bytes - offset, 0)) || 1);
-        const { bytesRead } = await handle.read(buf, 0, buf.length, offset);
-        const last = offset + bytesRead >= f.bytes;
-        yield { fileName: f.name, data: buf.subarray(0, bytesRead), lastChunk: last, offset };
-        offset += bytesRead;
-        if (last || bytesRead === 0) break;
-      }
-    } finally {
-      await handle.close();
-    }
-  }
-}
-
 /** Everything an AnalyzeStudy call returned, collected. */
 export interface AnalysisResult {
   geometry: gateway.StudyGeometry | undefined;
   readonly embeddings: gateway.SliceEmbedding[];
   readonly heads: gateway.HeadResult[];
+  /** Each segmentation head's answer, keyed as named in the request. */
+  readonly segmentation: Record<string, SegmentationResult>;
   summary: gateway.AnalysisSummary | undefined;
-}
-
-/** A response with a `oneof msg` (every Curia response stream). */
-type OneofMessage = { readonly msg?: { readonly $case: string; readonly value: unknown } | undefined };
-
-/** Handlers per message kind of a response stream. */
-export type MessageHandlers<R extends OneofMessage> = {
-  readonly [K in NonNullable<R['msg']>['$case']]?: (
-    value: Extract<NonNullable<R['msg']>, { $case: K }>['value'],
-  ) => void;
-};
-
-/** Reads a response stream to the end, handing each message to the handler of its kind. */
-export async function onEachMessage<R extends OneofMessage>(
-  responses: AsyncIterable<R>,
-  handlers: MessageHandlers<R>,
-): Promise<void> {
-  for await (const r of responses) {
-    const m = r.msg;
-    if (!m) continue;
-    const handle = (handlers as Record<string, ((v: unknown) => void) | undefined>)[m.$case];
-    handle?.(m.value);
-  }
 }
 
 /** Reads an AnalyzeStudy response stream to the end, reporting progress events as they come. */
@@ -123,13 +75,33 @@ export async function collectAnalysis(
   responses: AsyncIterable<gateway.AnalyzeStudyResponse>,
   onProgress?: (p: common.Progress) => void,
 ): Promise<AnalysisResult> {
-  const out: AnalysisResult = { geometry: undefined, embeddings: [], heads: [], summary: undefined };
+  const out: AnalysisResult = {
+    geometry: undefined,
+    embeddings: [],
+    heads: [],
+    segmentation: {},
+    summary: undefined,
+  };
+  const segments = new Map<string, segment.SegmentResponse[]>();
   await onEachMessage(responses, {
     progress: (p) => onProgress?.(p),
     geometry: (g) => (out.geometry = g),
     embedding: (e) => out.embeddings.push(e),
     headResult: (h) => out.heads.push(h),
+    segmentation: (r) => {
+      if (!r.response) return;
+      const list = segments.get(r.head) ?? [];
+      segments.set(r.head, [...list, r.response]);
+    },
     done: (d) => (out.summary = d),
   });
+  for (const [head, list] of segments) {
+    out.segmentation[head] = await collectSegmentation(
+      // eslint-disable-next-line @typescript-eslint/require-await -- replays collected messages
+      (async function* () {
+        yield* list;
+      })(),
+    );
+  }
   return out;
 }

@@ -50,7 +50,7 @@ export const SERVICE_CATALOG = [
     grpcService: 'curia.gateway.v1.GatewayService',
     grpcPort: 50050,
     metricsPort: 9100,
-    calls: ['preprocess', 'embed', 'heads'],
+    calls: ['preprocess', 'embed', 'heads', 'segment'],
   },
 ] as const satisfies readonly ServiceCatalogEntry[];
 

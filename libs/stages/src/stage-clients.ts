@@ -12,6 +12,7 @@ import {
   EmbedServiceBulkClientDefinition,
   heads,
   PreprocessServiceBulkDefinition,
+  segment,
   type common,
 } from '@curia/proto';
 
@@ -22,11 +23,15 @@ import { stageError } from './stage-errors.js';
 /** A HeadsService client. */
 export type HeadsClient = Client<typeof heads.HeadsServiceDefinition, CuriaCallOptions>;
 
+/** A SegmentService client. */
+export type SegmentClient = Client<typeof segment.SegmentServiceDefinition, CuriaCallOptions>;
+
 /** Addresses of the stages a service calls: `host:port` (DNS, every record) or a comma list of `ip:port`. */
 export interface StageTargets {
   readonly preprocess?: string;
   readonly embed?: string;
   readonly heads?: string;
+  readonly segment?: string;
 }
 
 /** Options of {@link StageClients}. */
@@ -59,7 +64,9 @@ export class StageClients {
     preprocess?: PreprocessClient;
     embed?: EmbedClient;
     heads?: HeadsClient;
+    segment?: SegmentClient;
   } = {};
+  private segmentHeads: Listing<segment.SegmentHead[]> | null = null;
   private models: Listing<common.ModelInfo[]> | null = null;
   private bundles: Listing<Set<string>> | null = null;
 
@@ -90,6 +97,13 @@ export class StageClients {
         retry('embed'),
       );
     }
+    if (targets.segment) {
+      this.clients.segment = createCuriaClient(
+        segment.SegmentServiceDefinition,
+        connect(targets.segment),
+        retry('segment'),
+      );
+    }
     if (targets.heads) {
       this.clients.heads = createCuriaClient(
         heads.HeadsServiceDefinition,
@@ -112,6 +126,56 @@ export class StageClients {
   /** The HeadsService client. */
   get heads(): HeadsClient {
     return this.need(this.clients.heads, 'heads');
+  }
+
+  /** The SegmentService client. */
+  get segment(): SegmentClient {
+    return this.need(this.clients.segment, 'segment');
+  }
+
+  /**
+   * Resolves segmentation head references ("name" or "name@version") against what SegmentService
+   * serves (its GetInfo, re-asked at most every `catalogTtlMs`); NOT_FOUND lists the heads,
+   * INVALID_ARGUMENT names `field[i]` for a malformed or repeated reference.
+   */
+  async resolveSegmentHeads(
+    refs: readonly string[],
+    signal: AbortSignal,
+    field: string,
+  ): Promise<segment.SegmentHead[]> {
+    if (refs.length === 0) return [];
+    const now = Date.now();
+    if (!this.segmentHeads || now - this.segmentHeads.at > this.options.catalogTtlMs) {
+      const list = this.segment.getInfo({}, { deadline: 10_000, signal }).then((r) => r.segmentHeads);
+      const entry = { at: now, list };
+      this.segmentHeads = entry;
+      list.catch(() => {
+        if (this.segmentHeads === entry) this.segmentHeads = null;
+      });
+    }
+    let served: segment.SegmentHead[];
+    try {
+      served = await this.segmentHeads.list;
+    } catch (err) {
+      throw stageError('segment', err, { signal });
+    }
+    const seen = new Set<string>();
+    return refs.map((ref, i) => {
+      const r = parseRef(ref, `${field}[${i}]`);
+      if (seen.has(ref)) throw new CuriaError('INVALID_ARGUMENT', `${field}[${i}] '${ref}' is named twice`);
+      seen.add(ref);
+      const matches = served.filter((h) => h.info && refMatches(r, h.info.name, h.info.version));
+      // Without a version, the latest (GetInfo lists the latest version of each head).
+      const hit = matches.at(-1);
+      if (!hit) {
+        const known = served.map((h) => `${h.info?.name}@${h.info?.version}`).join(', ') || 'none';
+        throw new CuriaError(
+          'NOT_FOUND',
+          `${field}[${i}]: segmentation head '${ref}' is not served (heads: ${known})`,
+        );
+      }
+      return hit;
+    });
   }
 
   /** The backbones Embed serves (default first), re-asked at most every `catalogTtlMs`. */

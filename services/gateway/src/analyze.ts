@@ -1,7 +1,7 @@
 import { checkHeadModel } from '@curia/client';
 import { CuriaError } from '@curia/errors';
 import { checkStudyId, withSpan, type CuriaCallContext } from '@curia/kit';
-import type { common, gateway, heads } from '@curia/proto';
+import type { common, gateway, heads, segment } from '@curia/proto';
 import {
   embedStudy,
   openPreprocess,
@@ -21,7 +21,11 @@ import { CanonicalMaskSampler, wholeImageMask } from './mask/canonical-mask.js';
 import { restrictToMask, type MaskedNeeds } from './mask/coverage.js';
 import { checkMaskGrid, decodeInputMask, type InputGridMask } from './mask/input-mask.js';
 import type { GatewayMetrics } from './metrics.js';
+import { SegmentationRelay } from './segmentation.js';
 import { planAnalysis, preprocessSelection, sliceNeeds, type AnalysisPlan, type SliceNeeds } from './plan.js';
+
+/** Most segmentation heads one AnalyzeStudy may name (the contract's limit). */
+const MAX_SEGMENTATION_HEADS = 8;
 
 /** What one AnalyzeStudy call needs from the gateway process. */
 export interface AnalyzeDeps {
@@ -79,6 +83,8 @@ interface Settled {
   readonly model: common.ModelInfo;
   readonly plan: AnalysisPlan;
   readonly deadlines: StageDeadlines;
+  /** Segmentation heads (`name@version`) and whether any is demo. */
+  readonly segmentation: readonly segment.SegmentHead[];
 }
 
 /**
@@ -145,7 +151,10 @@ class StudyRun {
           timings: this.timings,
           cache: { hits: this.hits, misses: this.misses },
           model,
-          demoWeights: model.demoWeights || plan.heads.some((h) => h.info.demo),
+          demoWeights:
+            model.demoWeights ||
+            plan.heads.some((h) => h.info.demo) ||
+            settled.segmentation.some((h) => h.info?.demo),
           slicesEmbedded: embedded,
         },
       },
@@ -190,20 +199,48 @@ class StudyRun {
       ),
     );
     const deadlines = stageDeadlines(deadline, now, s.heads.length > 0);
-    const [model, headInfos] = await Promise.all([
+    if (s.segmentationHeads.length > MAX_SEGMENTATION_HEADS) {
+      throw new CuriaError(
+        'INVALID_ARGUMENT',
+        `segmentation_heads names ${s.segmentationHeads.length} heads; at most ${MAX_SEGMENTATION_HEADS} per study`,
+      );
+    }
+    if (s.segmentationOutput?.dicomSeg) {
+      throw new CuriaError(
+        'FAILED_PRECONDITION',
+        'segmentation_output.dicom_seg is not available through the gateway: call SegmentService.Segment',
+      );
+    }
+    const [model, headInfos, segHeads] = await Promise.all([
       this.deps.stages.resolveModel(s.model, this.signal, 'model'),
       this.deps.stages.resolveHeads(s.heads, this.signal),
+      this.deps.stages.resolveSegmentHeads(s.segmentationHeads, this.signal, 'segmentation_heads'),
     ]);
     const modelRef = `${model.name}@${model.version}`;
     for (const h of headInfos) checkHeadModel(`${h.name}@${h.version}`, h.model, modelRef);
+    for (const h of segHeads) {
+      const ref = `${h.info!.name}@${h.info!.version}`;
+      if (!h.promptless) {
+        throw new CuriaError(
+          'FAILED_PRECONDITION',
+          `segmentation_heads: '${ref}' needs prompts: call SegmentService.Segment with points`,
+        );
+      }
+      checkHeadModel(ref, h.info!.model, modelRef);
+    }
     const plan = planAnalysis(
-      { embeddingOutputs: s.embeddingOutputs, embeddingSelection: s.embeddingSelection, hasMask },
+      {
+        embeddingOutputs: s.embeddingOutputs,
+        embeddingSelection: s.embeddingSelection,
+        hasMask,
+        segmentation: segHeads.length > 0,
+      },
       headInfos,
     );
     if (plan.outputs.length === 0) {
       throw new CuriaError('INVALID_ARGUMENT', 'nothing to compute: name heads and/or embedding_outputs');
     }
-    return { model, plan, deadlines };
+    return { model, plan, deadlines, segmentation: segHeads };
   }
 
   /** Opens the Preprocess call (forwarding an upload) and waits for the study's geometry. */
@@ -271,7 +308,7 @@ class StudyRun {
    */
   private async *embed(
     pre: PreprocessStream,
-    { model, plan, deadlines }: Settled,
+    { model, plan, deadlines, segmentation }: Settled,
     needs: SliceNeeds,
     mask: StudyMask | undefined,
     headInputs: Map<number, (common.Tensor | undefined)[]>,
@@ -301,6 +338,24 @@ class StudyRun {
         : { outputs, mask: sampler.tensor(idx) };
     };
     const total = pre.geometry.selectedCount;
+    const relay =
+      plan.segmentationIndex === undefined
+        ? undefined
+        : new SegmentationRelay(
+            stages.segment,
+            segmentation.map((h, i) => ({
+              named: this.start.segmentationHeads[i]!,
+              ref: `${h.info!.name}@${h.info!.version}`,
+            })),
+            {
+              header: this.start.header,
+              model: `${model.name}@${model.version}`,
+              geometry: pre.geometry.geometry,
+              classNames: [],
+              output: this.start.segmentationOutput,
+            },
+            { signal: this.signal, deadline: deadlines.pipeline },
+          );
     let count = 0;
     let lastProgress = 0;
     for await (const e of embedStudy(pre.slices(), {
@@ -335,12 +390,19 @@ class StudyRun {
         };
       }
       if (headSlices.has(idx)) headInputs.set(idx, [...e.features]);
+      if (relay) {
+        const tokens = e.features[plan.segmentationIndex!];
+        if (!tokens) throw new CuriaError('INTERNAL', `embed returned no patch tokens for slice ${idx}`);
+        await relay.send(e.mapping, tokens);
+        yield* relay.ready();
+      }
       const now = performance.now();
       if (now - lastProgress > 200) {
         lastProgress = now;
         yield progress('embed', count, total);
       }
     }
+    if (relay) yield* relay.finish();
     metrics.cacheHits.inc(this.hits);
     metrics.cacheMisses.inc(this.misses);
     this.timed('preprocess', pre.elapsedMs());

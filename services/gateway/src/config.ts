@@ -10,6 +10,8 @@ export const gatewayEnvSchema = serviceSchema({
   CURIA_EMBED_TARGET: z.string().min(1).default(localStageTargets().CURIA_EMBED_TARGET),
   /** HeadsService target (same forms). */
   CURIA_HEADS_TARGET: z.string().min(1).default(localStageTargets().CURIA_HEADS_TARGET),
+  /** SegmentService target (same forms), for AnalyzeStudy's segmentation heads. */
+  CURIA_SEGMENT_TARGET: z.string().min(1).default(localStageTargets().CURIA_SEGMENT_TARGET),
   /** Bytes of slice features the embedding cache may hold (LRU eviction beyond). 0 disables the cache. */
   CURIA_GATEWAY_CACHE_MAX_BYTES: nonNegativeInt.default(512 * 1024 * 1024),
   /** Studies analysed concurrently by this replica; more are shed with RESOURCE_EXHAUSTED. */

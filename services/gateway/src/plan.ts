@@ -1,6 +1,6 @@
 import { MAX_FEATURE_OUTPUTS, MAX_STUDY_HEADS } from '@curia/client';
 import { CuriaError } from '@curia/errors';
-import type { common } from '@curia/proto';
+import { common } from '@curia/proto';
 import { featureKey } from '@curia/stages';
 import {
   resolveSelection,
@@ -34,7 +34,18 @@ export interface AnalysisPlan {
   readonly heads: readonly PlannedHead[];
   /** True when some output is mask-pooled (so the mask shapes the features and their cache keys). */
   readonly usesMask: boolean;
+  /**
+   * Position in `outputs` of the patch tokens (F16) streamed to SegmentService for every slice,
+   * when segmentation heads run.
+   */
+  readonly segmentationIndex: number | undefined;
 }
+
+/** The patch tokens segmentation heads read: post-LayerNorm, F16 on the wire. */
+export const SEGMENTATION_TOKENS: common.FeatureRequest = {
+  kind: { $case: 'patchTokens', value: { prenorm: false } },
+  dtype: common.DType.F16,
+};
 
 /**
  * Builds the plan of a study: validates the requested outputs and heads, merges identical
@@ -45,6 +56,8 @@ export function planAnalysis(
     readonly embeddingOutputs: readonly common.FeatureRequest[];
     readonly embeddingSelection?: WireSliceSelection | undefined;
     readonly hasMask: boolean;
+    /** Segmentation heads run on this study (they read every slice's patch tokens). */
+    readonly segmentation?: boolean;
   },
   heads: readonly common.HeadInfo[],
 ): AnalysisPlan {
@@ -86,6 +99,9 @@ export function planAnalysis(
       selection: selectionFromWire(req.slices, `head '${ref}' requirements.slices`),
     };
   });
+  const segmentationIndex = start.segmentation
+    ? indexOf(SEGMENTATION_TOKENS, 'segmentation_heads')
+    : undefined;
   if (outputs.length > MAX_FEATURE_OUTPUTS) {
     throw new CuriaError(
       'INVALID_ARGUMENT',
@@ -106,6 +122,7 @@ export function planAnalysis(
         : undefined,
     heads: planned,
     usesMask,
+    segmentationIndex,
   };
 }
 
@@ -131,6 +148,7 @@ export function preprocessSelection(plan: AnalysisPlan): common.SliceSelection {
         return;
     }
   };
+  if (plan.segmentationIndex !== undefined) add({ kind: 'all' });
   if (plan.embeddingSelection) add(plan.embeddingSelection);
   for (const h of plan.heads) add(h.selection);
   if (parts.some((p) => p.selection?.$case === 'all') || parts.length === 0) {
@@ -161,6 +179,8 @@ export function sliceNeeds(plan: AnalysisPlan, sliceCount: number): SliceNeeds {
     plan.embeddingSelection ? resolveSelection(plan.embeddingSelection, sliceCount) : [],
   );
   for (const s of embeddingSlices) need(s, plan.embeddingIndex);
+  if (plan.segmentationIndex !== undefined)
+    for (let s = 0; s < sliceCount; s++) need(s, [plan.segmentationIndex]);
   const headSlices = plan.heads.map((h) => {
     const slices = [...new Set(resolveSelection(h.selection, sliceCount))].sort((a, b) => a - b);
     for (const s of slices) need(s, h.outputIndex);

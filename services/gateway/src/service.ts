@@ -65,7 +65,12 @@ export function createGatewayService(
 export function setupGateway(server: CuriaServer, env: GatewayEnv): ServiceHooks {
   const metrics = createGatewayMetrics(server.metrics);
   const stages = new StageClients(
-    { preprocess: env.CURIA_PREPROCESS_TARGET, embed: env.CURIA_EMBED_TARGET, heads: env.CURIA_HEADS_TARGET },
+    {
+      preprocess: env.CURIA_PREPROCESS_TARGET,
+      embed: env.CURIA_EMBED_TARGET,
+      heads: env.CURIA_HEADS_TARGET,
+      segment: env.CURIA_SEGMENT_TARGET,
+    },
     {
       attempts: env.CURIA_GATEWAY_STAGE_ATTEMPTS,
       catalogTtlMs: env.CURIA_GATEWAY_CATALOG_TTL_MS,

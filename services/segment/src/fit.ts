@@ -192,7 +192,7 @@ export async function fitSegmentationHead(
         source: st.source,
         options: {
           modelBundle: bundle,
-          outputDtype: common.DType.F16,
+          outputDtype: common.DType.F32,
           // Every slice is preprocessed (cheap) so a label map on another grid is refused with the
           // grid check below, not by Preprocess rejecting the selection; only labelled slices are embedded.
           selection: { selection: { $case: 'all', value: {} } },

@@ -186,7 +186,7 @@ export async function* segmentStudy(
     const modelRef = `${model.name}@${model.version}`;
     const preprocessOptions: common.PreprocessOptions = {
       modelBundle: (await deps.stages.preprocessKnows(modelRef, signal)) ? modelRef : '',
-      outputDtype: common.DType.F16,
+      outputDtype: common.DType.F32,
       selection: { selection: { $case: 'all', value: {} } },
     };
     deps.log.info(

@@ -6,14 +6,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import {
   ClientError,
+  collectAnalysis,
   collectSegmentation,
+  common,
   createCuriaChannel,
   createCuriaClient,
   fitUploadRequests,
+  gateway,
   segment,
   segmentUploadRequests,
   Status,
   studyFiles,
+  studyUploadRequests,
   type Channel,
   type SegmentStartFields,
 } from '@curia/client';
@@ -130,9 +134,10 @@ describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the sp
     work = await mkdtemp(join(tmpdir(), 'curia-seg-e2e-'));
     cluster = await LocalCluster.start({
       ports: 'dynamic',
-      only: ['preprocess', 'embed', 'segment'],
+      only: ['preprocess', 'embed', 'heads', 'segment', 'gateway'],
       env: { CURIA_SHUTDOWN_GRACE_MS: '2000' },
       serviceEnv: {
+        heads: { CURIA_HEADS_DIR: join(work, 'heads') },
         segment: {
           CURIA_SEGMENT_HEADS_DIR: join(work, 'segment-heads'),
           CURIA_SEGMENT_MAX_UPLOAD_BYTES: '20000000',
@@ -244,6 +249,60 @@ describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the sp
     const r = await run(dicom!, { model: 'organs@1' });
     await maskOnInputGrid(r.mask, r.maskFileName, dicom!);
     expect(r.summary?.classes.map((c) => c.label)).toEqual(['liver', 'spleen']);
+  }, 240_000);
+
+  it('runs a segmentation head inside AnalyzeStudy: embedded once with the other outputs, same labels as Segment', async () => {
+    const gw = createCuriaClient(
+      gateway.GatewayServiceDefinition,
+      createCuriaChannel(`127.0.0.1:${cluster.endpoints().find((e) => e.service === 'gateway')!.grpcPort}`),
+    );
+    const direct = await run(ct!, { model: 'organs' });
+    const embedded = () => clusterMetric(cluster, 'embed', 'curia_embed_slices_total');
+    const before = await embedded();
+    const { files } = await studyFiles(ct!);
+    const r = await collectAnalysis(
+      gw.analyzeStudy(
+        studyUploadRequests(
+          {
+            header: { studyId: 'seg-gw' },
+            embeddingOutputs: [
+              { kind: { $case: 'cls', value: { prenorm: false } }, dtype: common.DType.F32 },
+            ],
+            segmentationHeads: ['organs'],
+          },
+          files,
+        ),
+        { deadline: 120_000 },
+      ),
+    );
+    const slices = r.geometry!.numCanonicalSlices;
+    expect(r.embeddings).toHaveLength(slices);
+    // Every slice went through Embed once, for the CLS output and the segmentation tokens together.
+    expect((await embedded()) - before).toBe(slices);
+    const viaGateway = r.segmentation.organs!;
+    expect(viaGateway.summary?.head?.info?.name).toBe('organs');
+    const a = await openVolume({ kind: 'bytes', data: viaGateway.mask, filename: viaGateway.maskFileName });
+    const b = await openVolume({ kind: 'bytes', data: direct.mask, filename: direct.maskFileName });
+    for (let k = 0; k < slices; k++)
+      expect(await a.readCanonicalSlice(k)).toEqual(await b.readCanonicalSlice(k));
+    await rejectsWith(
+      collectAnalysis(
+        gw.analyzeStudy(
+          studyUploadRequests({ header: { studyId: 'x' }, segmentationHeads: ['click'] }, files),
+        ),
+      ),
+      Status.FAILED_PRECONDITION,
+      /segmentation_heads: 'click@1' needs prompts/,
+    );
+    await rejectsWith(
+      collectAnalysis(
+        gw.analyzeStudy(
+          studyUploadRequests({ header: { studyId: 'x' }, segmentationHeads: ['nope'] }, files),
+        ),
+      ),
+      Status.NOT_FOUND,
+      /segmentation_heads\[0\]: segmentation head 'nope' is not served/,
+    );
   }, 240_000);
 
   it('returns a DICOM SEG for an uploaded series that a DICOM library reads and that references the source instances', async () => {
