@@ -29,8 +29,12 @@ EXPORTERS = [
     (re.compile(r'^kube_[a-z0-9_]+$'), 'kube-state-metrics (external)'),
     (re.compile(r'^up$'), 'prometheus (scrape)'),
 ]
-# Declared (# TYPE) from process start, but with no sample until a study has been analysed (labelled series).
-AFTER_FIRST_STUDY = re.compile(r'^curia_gateway_(stage_seconds|backend_retries)_')
+# Declared (# TYPE) from process start, but with no sample until the named event (labelled series).
+SAMPLES_AFTER = [
+    (re.compile(r'^curia_gateway_(stage_seconds|backend_retries)_'), 'the first analysed study'),
+    (re.compile(r'^curia_segment_(stage_seconds|stage_retries)_'), 'the first segmentation call'),
+    (re.compile(r'^curia_segment_fit_dice$'), 'the first stored Fit'),
+]
 KEYWORDS = {
     'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'and', 'or', 'unless', 'bool', 'offset',
     'inf', 'nan', 'Inf', 'NaN',
@@ -123,8 +127,9 @@ def derive() -> tuple[str, str]:
             sys.exit(f'metric {name!r} (used by {sorted(used_by[name])}) matches no known exporter: '
                      'add it to EXPORTERS in scripts/chart-metrics.py')
         entry = {'name': name, 'exporter': exporter, 'usedBy': sorted(used_by[name])}
-        if AFTER_FIRST_STUDY.match(name):
-            entry['samplesAfter'] = 'the first analysed study'
+        after = next((event for pat, event in SAMPLES_AFTER if pat.match(name)), None)
+        if after:
+            entry['samplesAfter'] = after
         metrics.append(entry)
     curia = sorted(m['name'] for m in metrics if m['exporter'] == 'curia')
     if set(curia) != regex_names:

@@ -132,17 +132,31 @@ for f in "$chart"/ci/*-values.yaml; do
   step "helm template ($n) | kubeconform" bash -c "set -o pipefail; helm template curia '$chart' -n curia --kube-version $K8S_VERSION -f '$f' > '$RENDER/helm-$n.yaml' && kc '$RENDER/helm-$n.yaml'"
 done
 step "values.schema.json rejects an unknown key" bash -c "! helm template curia '$chart' --kube-version $K8S_VERSION --set services.embed.typo=1 >/dev/null 2>&1"
-step "gateway-only keys (cacheMaxBytes, maxStudies, stageTargets) rejected outside services.gateway" bash -c "! helm template curia '$chart' --kube-version $K8S_VERSION --set services.heads.maxStudies=3 >/dev/null 2>&1 && ! helm template curia '$chart' --kube-version $K8S_VERSION --set default.cacheMaxBytes=1 >/dev/null 2>&1"
-gateway_env() { # values flow into the gateway's env; a disabled required stage needs an explicit target
+schema_scopes() { # gateway-only keys stay on the gateway; stageTargets only on callers, keyed by their callees
+  local t=(helm template curia "$chart" --kube-version "$K8S_VERSION")
+  local bad
+  for bad in services.heads.maxStudies=3 default.cacheMaxBytes=1 services.segment.maxStudies=3 \
+    services.heads.stageTargets.embed=x default.stageTargets.embed=x services.segment.stageTargets.heads=x; do
+    "${t[@]}" --set "$bad" >/dev/null 2>&1 && { echo "rendered with $bad"; return 1; }
+  done
+  "${t[@]}" --set services.segment.stageTargets.embed=embed.other:50052 >/dev/null
+}
+step "gateway-only keys (cacheMaxBytes, maxStudies) and stageTargets (callers only, their callees only) are scoped" schema_scopes
+stage_env() { # values flow into the env; every caller of a disabled service needs an explicit target
   local t=(helm template curia "$chart" --kube-version "$K8S_VERSION")
   "${t[@]}" --set services.gateway.cacheMaxBytes=1073741824 --set services.gateway.maxStudies=4 >"$RENDER/gw.yaml" || return 1
   grep 'CURIA_GATEWAY_CACHE_MAX_BYTES, value: "1073741824"' "$RENDER/gw.yaml" || return 1
   grep 'CURIA_GATEWAY_MAX_STUDIES, value: "4"' "$RENDER/gw.yaml" || return 1
   "${t[@]}" --set services.embed.enabled=false >/dev/null 2>&1 && { echo "rendered without an embed target"; return 1; }
-  "${t[@]}" --set services.embed.enabled=false --set services.gateway.stageTargets.embed=embed.other:50052 >"$RENDER/gw.yaml" || return 1
-  grep 'CURIA_EMBED_TARGET, value: "embed.other:50052"' "$RENDER/gw.yaml"
+  "${t[@]}" --set services.embed.enabled=false --set services.gateway.stageTargets.embed=embed.gw:50052 \
+    >/dev/null 2>"$RENDER/err" && { echo "rendered without segment's embed target"; return 1; }
+  grep 'services.segment.stageTargets.embed: services.embed is disabled' "$RENDER/err" || return 1
+  "${t[@]}" --set services.embed.enabled=false --set services.gateway.stageTargets.embed=embed.gw:50052 \
+    --set services.segment.stageTargets.embed=embed.seg:50052 >"$RENDER/gw.yaml" || return 1
+  grep 'CURIA_EMBED_TARGET, value: "embed.gw:50052"' "$RENDER/gw.yaml" || return 1
+  grep 'CURIA_EMBED_TARGET, value: "embed.seg:50052"' "$RENDER/gw.yaml"
 }
-step "gateway env: cache/admission limits rendered, a disabled stage needs stageTargets" gateway_env
+step "stage targets: gateway cache/admission limits rendered, a disabled callee needs stageTargets on every caller" stage_env
 step "chart refuses terminationGracePeriodSeconds <= preStop + drain" bash -c "! helm template curia '$chart' --kube-version $K8S_VERSION --set default.terminationGracePeriodSeconds=20 >/dev/null 2>&1"
 step "kustomize base is in sync with the chart (k8s/render-base.sh --check)" "$ROOT/k8s/render-base.sh" --check
 for o in "$ROOT"/k8s/overlays/*/; do

@@ -37,3 +37,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- toJson $out -}}
 {{- end -}}
+
+{{/*
+Enabled services that call service `name`: those whose `stageTargets` has a key `name` (the chart's copy of the
+`calls` of libs/kit/src/service-catalog.ts), sorted. Call with (list $ "name").
+*/}}
+{{- define "curia.callers" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $out := list -}}
+{{- range $n := (include "curia.serviceNames" $root | fromJsonArray) -}}
+{{- if hasKey (default (dict) (index $root.Values.services $n).stageTargets) $name -}}{{- $out = append $out $n -}}{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}

@@ -9,11 +9,16 @@ import { parse, parseAllDocuments } from 'yaml';
 
 import {
   ANALYSIS_SERVICES,
+  calleesOf,
   catalogService,
   GATEWAY_STAGES,
   localStageTargets,
   localTarget,
+  localTargetsOf,
   SERVICE_CATALOG,
+  targetEnvOf,
+  type Callee,
+  type CatalogServiceName,
   type ServiceCatalogEntry,
 } from './service-catalog.js';
 
@@ -22,6 +27,16 @@ const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 
 const NAMES: readonly string[] = SERVICE_CATALOG.map((s) => s.name);
 const STAGES = GATEWAY_STAGES.map((s) => s.name);
+/** calleesOf for any catalogued name (its static type narrows only for a literal name). */
+const callees = (name: CatalogServiceName): readonly Callee<string>[] => calleesOf(name);
+/** Per service, the names of the services it calls (its `calls`, as calleesOf resolves them). */
+const CALLEES: ReadonlyMap<string, readonly string[]> = new Map(
+  SERVICE_CATALOG.map((s) => [s.name, callees(s.name).map((c) => c.name)]),
+);
+/** The services that call `name`. */
+const callersOf = (name: string): string[] => NAMES.filter((n) => CALLEES.get(n)?.includes(name));
+/** Every service some service calls: the only keys a `stageTargets` may have. */
+const CALLED = NAMES.filter((n) => callersOf(n).length > 0);
 
 // ---------------------------------------------------------------------------------------------
 // The checker: every file outside TypeScript that repeats a catalogue fact, read under `root`.
@@ -54,7 +69,10 @@ function same(out: Problems, where: string, actual: unknown, expected: unknown):
     out.push(`${where}: ${JSON.stringify(actual)}, catalogue says ${JSON.stringify(expected)}`);
 }
 
-/** helm/curia/values.yaml: one `services` entry per catalogued service with its ports and gRPC name. */
+/**
+ * helm/curia/values.yaml: one `services` entry per catalogued service with its ports and gRPC name, and
+ * `stageTargets` with one key per callee on exactly the services that call others.
+ */
 function checkHelmValues(root: string): Problems {
   const out: Problems = [];
   const file = 'helm/curia/values.yaml';
@@ -66,30 +84,68 @@ function checkHelmValues(root: string): Problems {
     same(out, `${file} services.${s.name}.grpcPort`, v.grpcPort, s.grpcPort);
     same(out, `${file} services.${s.name}.metricsPort`, v.metricsPort, s.metricsPort);
     same(out, `${file} services.${s.name}.grpcService`, v.grpcService, s.grpcService);
+    sameSet(
+      out,
+      `${file} services.${s.name}.stageTargets`,
+      Object.keys(obj(v.stageTargets)),
+      CALLEES.get(s.name) ?? [],
+    );
   }
-  sameSet(
-    out,
-    `${file} services.gateway.stageTargets`,
-    Object.keys(obj(obj(services.gateway).stageTargets)),
-    STAGES,
-  );
+  if ('stageTargets' in obj(obj(parse(readFileSync(join(root, file), 'utf8'))).default))
+    out.push(`${file} default.stageTargets: stage targets belong to the calling service`);
   return out;
 }
 
-/** helm/curia/values.schema.json: the services it accepts and the gateway stages it accepts targets for. */
+/**
+ * helm/curia/values.schema.json: the services it accepts; `stageTargets` keys limited to called services,
+ * each caller accepting (and requiring) exactly its callees, every other service and `default` none.
+ */
 function checkHelmSchema(root: string): Problems {
   const out: Problems = [];
   const file = 'helm/curia/values.schema.json';
   const schema = obj(JSON.parse(readFileSync(join(root, file), 'utf8')));
+  const definitions = obj(schema.definitions);
   const services = obj(obj(schema.properties).services);
   sameSet(out, `${file} services.properties`, Object.keys(obj(services.properties)), NAMES);
   sameSet(out, `${file} services.required`, arr(services.required).map(String), NAMES);
-  const stageTargets = obj(obj(obj(obj(schema.definitions).service).properties).stageTargets);
-  sameSet(out, `${file} stageTargets.properties`, Object.keys(obj(stageTargets.properties)), STAGES);
+  const stageTargets = obj(definitions.stageTargets);
+  sameSet(out, `${file} stageTargets.properties`, Object.keys(obj(stageTargets.properties)), CALLED);
+  same(out, `${file} stageTargets.additionalProperties`, stageTargets.additionalProperties, false);
+  same(
+    out,
+    `${file} definitions.notCaller rejects stageTargets`,
+    obj(obj(definitions.notCaller).properties).stageTargets,
+    false,
+  );
+  const allOf = (v: unknown) => arr(obj(v).allOf).map(obj);
+  const rejectsTargets = (v: unknown) => allOf(v).some((e) => e.$ref === '#/definitions/notCaller');
+  if (!rejectsTargets(obj(schema.properties).default))
+    out.push(`${file} default: does not reject stageTargets (#/definitions/notCaller)`);
+  for (const s of SERVICE_CATALOG) {
+    const where = `${file} services.${s.name}`;
+    const callees = CALLEES.get(s.name) ?? [];
+    const entry = obj(services.properties)[s.name];
+    if (entry === undefined) continue;
+    const own = allOf(entry)
+      .map((e) => obj(obj(e.properties).stageTargets))
+      .find((t) => 'propertyNames' in t || 'required' in t);
+    if (callees.length === 0) {
+      if (!rejectsTargets(entry)) out.push(`${where}: calls nothing but does not reject stageTargets`);
+      if (own) out.push(`${where}: calls nothing but accepts stageTargets`);
+      continue;
+    }
+    if (rejectsTargets(entry)) out.push(`${where}: calls ${callees.join(', ')} but rejects stageTargets`);
+    const names = arr(obj(own?.propertyNames).enum).map(String);
+    sameSet(out, `${where} stageTargets propertyNames`, names, callees);
+    sameSet(out, `${where} stageTargets required`, arr(own?.required).map(String), callees);
+  }
   return out;
 }
 
-/** k8s/base/curia.yaml (rendered from the chart): workloads, Services, probes, gateway targets and egress. */
+/**
+ * k8s/base/curia.yaml (rendered from the chart): workloads, Services, probes; per service its callees'
+ * `CURIA_<X>_TARGET`, NetworkPolicy egress to each callee's gRPC port and gRPC ingress from its callers only.
+ */
 function checkK8sBase(root: string): Problems {
   const out: Problems = [];
   const file = 'k8s/base/curia.yaml';
@@ -129,31 +185,41 @@ function checkK8sBase(root: string): Problems {
       same(out, `${where} ${probe} service`, grpc.service, s.grpcService);
     }
     const targets = [...env].filter(([k]) => /^CURIA_\w+_TARGET$/.test(k));
-    const expected = s.name === 'gateway' ? GATEWAY_STAGES : [];
     sameSet(
       out,
       `${where} stage targets`,
       targets.map(([k, v]) => `${k}=${String(v)}`),
-      expected.map((t) => `${t.targetEnv}=curia-${t.name}:${t.grpcPort}`),
+      callees(s.name).map((t) => `${t.targetEnv}=curia-${t.name}:${t.grpcPort}`),
     );
   }
-  const gatewayPolicy = docs.find(
-    (d) => d.kind === 'NetworkPolicy' && obj(d.metadata).name === 'curia-gateway',
-  );
-  const egress = arr(obj(gatewayPolicy?.spec).egress).flatMap((rule) => {
-    const component = obj(obj(obj(arr(obj(rule).to)[0]).podSelector).matchLabels)[
-      'app.kubernetes.io/component'
-    ];
-    return typeof component === 'string'
-      ? arr(obj(rule).ports).map((p) => `${component}:${String(obj(p).port)}`)
-      : [];
-  });
-  sameSet(
-    out,
-    `${file} NetworkPolicy curia-gateway egress to stages`,
-    egress,
-    GATEWAY_STAGES.map((s) => `${s.name}:${s.grpcPort}`),
-  );
+  const policies = named('NetworkPolicy');
+  /** The Curia components a rule's peers select (clients, Prometheus and DNS peers select none). */
+  const components = (peers: unknown) =>
+    arr(peers).flatMap((peer) => {
+      const c = obj(obj(obj(peer).podSelector).matchLabels)['app.kubernetes.io/component'];
+      return typeof c === 'string' ? [c] : [];
+    });
+  for (const s of SERVICE_CATALOG) {
+    const where = `${file} NetworkPolicy curia-${s.name}`;
+    const spec = obj(policies.get(s.name)?.spec);
+    if (!policies.has(s.name)) {
+      out.push(`${where}: missing`);
+      continue;
+    }
+    const egress = arr(spec.egress).flatMap((rule) =>
+      components(obj(rule).to).flatMap((c) => arr(obj(rule).ports).map((p) => `${c}:${String(obj(p).port)}`)),
+    );
+    sameSet(
+      out,
+      `${where} egress to callees`,
+      egress,
+      callees(s.name).map((c) => `${c.name}:${c.grpcPort}`),
+    );
+    const ingress = arr(spec.ingress)
+      .filter((rule) => arr(obj(rule).ports).some((p) => obj(p).port === 'grpc'))
+      .flatMap((rule) => components(obj(rule).from));
+    sameSet(out, `${where} ingress (gRPC) from callers`, ingress, callersOf(s.name));
+  }
   return out;
 }
 
@@ -175,7 +241,7 @@ function markdownTable(text: string, header: RegExp): string[][] | null {
   return rows;
 }
 
-/** README.md: the service table (name, gRPC service, ports) and the gateway's stage-target row. */
+/** README.md: the service table (name, gRPC service, ports) and the stage-target row (variables, callers → callees). */
 function checkReadme(root: string): Problems {
   const out: Problems = [];
   const file = 'README.md';
@@ -192,17 +258,38 @@ function checkReadme(root: string): Problems {
   }
   const targetRow = text.split('\n').find((l) => /^\| `CURIA_\w+_TARGET`/.test(l));
   if (!targetRow) {
-    out.push(`${file}: no configuration row for the gateway's CURIA_<STAGE>_TARGET variables`);
+    out.push(`${file}: no configuration row for the CURIA_<SERVICE>_TARGET variables`);
     return out;
   }
-  const [variables = '', defaults = ''] = targetRow.slice(1).split('|');
-  sameSet(out, `${file} configuration: stage targets`, variables.match(/CURIA_\w+_TARGET/g) ?? [], [
-    ...GATEWAY_STAGES.map((s) => s.targetEnv),
-  ]);
-  // The default is written once for every stage, e.g. `127.0.0.1:5005x`.
+  const [variables = '', defaults = '', meaning = ''] = targetRow.slice(1).split('|');
+  sameSet(
+    out,
+    `${file} configuration: stage targets`,
+    variables.match(/CURIA_\w+_TARGET/g) ?? [],
+    CALLED.map((n) => targetEnvOf(n)),
+  );
+  // Who calls whom, written `caller → callee, callee; …`.
+  const written = new Map(
+    [...meaning.matchAll(/\b([a-z]+) → ([a-z]+(?:, [a-z]+)*)/g)].map((m) => [
+      m[1] ?? '',
+      (m[2] ?? '').split(', '),
+    ]),
+  );
+  const callers = NAMES.filter((n) => (CALLEES.get(n) ?? []).length > 0);
+  sameSet(out, `${file} configuration: stage targets callers`, written.keys(), callers);
+  for (const caller of callers) {
+    if (written.has(caller))
+      sameSet(
+        out,
+        `${file} configuration: ${caller} →`,
+        written.get(caller) ?? [],
+        CALLEES.get(caller) ?? [],
+      );
+  }
+  // The default is written once for every callee, e.g. `127.0.0.1:5005x`.
   const pattern = /`([^`]+)`/.exec(defaults)?.[1] ?? '';
   const re = new RegExp(`^${pattern.replace(/[.]/g, '\\.').replace(/x/g, '\\d')}$`);
-  for (const [env, target] of Object.entries(localStageTargets())) {
+  for (const [env, target] of SERVICE_CATALOG.flatMap((s) => Object.entries(localTargetsOf(s.name)))) {
     if (!re.test(target))
       out.push(`${file} configuration: default '${pattern}' does not cover ${env}=${target}`);
   }
@@ -337,13 +424,32 @@ describe('service catalogue', () => {
     expect(unique(SERVICE_CATALOG.flatMap((s) => [s.grpcPort, s.metricsPort]))).toBe(true);
   });
 
-  it('names every gateway stage variable CURIA_<NAME>_TARGET, as the chart derives it', () => {
-    for (const s of GATEWAY_STAGES) expect(s.targetEnv).toBe(`CURIA_${s.name.toUpperCase()}_TARGET`);
-    expect(GATEWAY_STAGES.map((s) => s.name)).not.toContain('gateway');
+  it('names every callee variable CURIA_<NAME>_TARGET, as the chart derives it', () => {
+    for (const s of SERVICE_CATALOG) {
+      const entry: ServiceCatalogEntry = s;
+      // Every name in `calls` is a catalogued service other than the caller.
+      expect(
+        callees(s.name).map((c) => c.name),
+        s.name,
+      ).toEqual(NAMES.filter((n) => (entry.calls ?? []).includes(n)));
+      expect(entry.calls?.length ?? 0, s.name).toBe(callees(s.name).length);
+      expect(CALLEES.get(s.name), s.name).not.toContain(s.name);
+      for (const c of callees(s.name)) {
+        expect(c.targetEnv).toBe(`CURIA_${c.name.toUpperCase()}_TARGET`);
+        expect(targetEnvOf(c.name)).toBe(c.targetEnv);
+      }
+    }
+    expect(CALLEES.get('segment')).toEqual(['preprocess', 'embed']);
+    expect(GATEWAY_STAGES.map((s) => s.name)).toEqual(CALLEES.get('gateway'));
     expect(ANALYSIS_SERVICES).toEqual([...STAGES, 'gateway']);
   });
 
-  it('lists the launch order: stages first, the gateway last', () => {
+  it('lists the launch order: every callee before its callers, the gateway last', () => {
+    for (const s of SERVICE_CATALOG) {
+      for (const c of CALLEES.get(s.name) ?? []) {
+        expect(NAMES.indexOf(c), `${c} before ${s.name}`).toBeLessThan(NAMES.indexOf(s.name));
+      }
+    }
     expect(NAMES.at(-1)).toBe('gateway');
   });
 
@@ -370,6 +476,12 @@ describe('service catalogue', () => {
       CURIA_EMBED_TARGET: '10.0.0.1:50052',
       CURIA_HEADS_TARGET: '10.0.0.1:50053',
     });
+    expect(localTargetsOf('gateway', '10.0.0.1')).toEqual(localStageTargets('10.0.0.1'));
+    expect(localTargetsOf('segment')).toEqual({
+      CURIA_PREPROCESS_TARGET: '127.0.0.1:50051',
+      CURIA_EMBED_TARGET: '127.0.0.1:50052',
+    });
+    expect(localTargetsOf('register')).toEqual({});
     expect(() => catalogService('segmnet')).toThrow(/unknown service 'segmnet' \(known: preprocess, /);
   });
 });
@@ -418,7 +530,19 @@ describe('files that repeat the catalogue', () => {
         'grpcPort: 50062',
         /values\.yaml services\.embed\.grpcPort: 50062/,
       ],
-      ['helm/curia/values.yaml', /^ {6}heads: ""\n/m, '', /stageTargets: missing heads/],
+      ['helm/curia/values.yaml', /^ {6}heads: ""\n/m, '', /services\.gateway\.stageTargets: missing heads/],
+      [
+        'helm/curia/values.yaml',
+        /(SegmentService\n(?: {4}#.*\n)* {4}stageTargets:\n {6}preprocess: ""\n) {6}embed: ""\n/,
+        '$1',
+        /services\.segment\.stageTargets: missing embed/,
+      ],
+      [
+        'helm/curia/values.yaml',
+        /(RegisterService\n)/,
+        '$1    stageTargets: { embed: "" }\n',
+        /services\.register\.stageTargets: not in the catalogue embed/,
+      ],
       [
         'helm/curia/values.schema.json',
         '"segment": {',
@@ -426,10 +550,34 @@ describe('files that repeat the catalogue', () => {
         /services\.properties: missing segment/,
       ],
       [
+        'helm/curia/values.schema.json',
+        /(segment calls, each required",\s*"propertyNames": \{\s*"enum": \[\s*"preprocess"),\s*"embed"/,
+        '$1',
+        /services\.segment stageTargets propertyNames: missing embed/,
+      ],
+      [
         'k8s/base/curia.yaml',
         'value: "curia-heads:50053"',
         'value: "curia-heads:50063"',
         /gateway stage targets: missing CURIA_HEADS_TARGET=curia-heads:50053/,
+      ],
+      [
+        'k8s/base/curia.yaml',
+        /(value: "curia-segment" \}[\s\S]*?)\n *- \{ name: CURIA_EMBED_TARGET, value: "curia-embed:50052" \}/,
+        '$1',
+        /segment stage targets: missing CURIA_EMBED_TARGET=curia-embed:50052/,
+      ],
+      [
+        'k8s/base/curia.yaml',
+        /(name: curia-segment\n[\s\S]*?egress:\n[\s\S]*?)\n {4}- ports: \[\{ port: 50051, protocol: TCP \}\]\n {6}to:\n(?: {8,}.*\n)*? {14}app\.kubernetes\.io\/component: preprocess/,
+        '$1',
+        /NetworkPolicy curia-segment egress to callees: missing preprocess:50051/,
+      ],
+      [
+        'k8s/base/curia.yaml',
+        /(kind: NetworkPolicy\nmetadata:\n {2}name: curia-embed\n[\s\S]*?)\n {8}- podSelector:\n(?: {12,}.*\n)*? {14}app\.kubernetes\.io\/component: segment/,
+        '$1',
+        /NetworkPolicy curia-embed ingress \(gRPC\) from callers: missing segment/,
       ],
       [
         'k8s/base/curia.yaml',
@@ -444,6 +592,7 @@ describe('files that repeat the catalogue', () => {
         '`CURIA_EMBED_TARGET`',
         /configuration: stage targets: missing CURIA_HEADS_TARGET/,
       ],
+      ['README.md', /; segment → preprocess, embed/, '', /stage targets callers: missing segment/],
       ['deploy/entrypoint.sh', '| segment | register)', '| segment)', /entrypoint\.sh .*missing register/],
       [
         'helm/curia/files/alerts.yaml',
