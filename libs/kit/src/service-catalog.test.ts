@@ -475,6 +475,7 @@ describe('service catalogue', () => {
       CURIA_PREPROCESS_TARGET: '10.0.0.1:50051',
       CURIA_EMBED_TARGET: '10.0.0.1:50052',
       CURIA_HEADS_TARGET: '10.0.0.1:50053',
+      CURIA_SEGMENT_TARGET: '10.0.0.1:50054',
     });
     expect(localTargetsOf('gateway', '10.0.0.1')).toEqual(localStageTargets('10.0.0.1'));
     expect(localTargetsOf('segment')).toEqual({
@@ -545,8 +546,8 @@ describe('files that repeat the catalogue', () => {
       ],
       [
         'helm/curia/values.schema.json',
-        '"segment": {',
-        '"segmnet": {',
+        '"segment": {\n          "allOf"',
+        '"segmnet": {\n          "allOf"',
         /services\.properties: missing segment/,
       ],
       [
