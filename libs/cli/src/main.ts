@@ -7,12 +7,15 @@ import { registerHead } from './commands/head.js';
 import { registerModel } from './commands/model.js';
 import { registerPhantom } from './commands/phantom.js';
 import { registerPreprocess } from './commands/preprocess.js';
+import { registerSegment } from './commands/segment.js';
 import { registerUp } from './commands/up.js';
 
 const program = new Command()
   .name('curia')
   .description('Curia serving platform: local cluster and offline engines')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // A subcommand's options are its own (`curia segment fit --target …` is fit's --target).
+  .enablePositionalOptions();
 
 registerUp(program);
 registerPreprocess(program);
@@ -20,6 +23,7 @@ registerModel(program);
 registerEmbed(program);
 registerHead(program);
 registerAnalyze(program);
+registerSegment(program);
 registerPhantom(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -1,4 +1,5 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -33,7 +34,7 @@ import {
 } from '@curia/volume';
 import { writeCanonicalSeries } from '@curia/volume/testing';
 
-import { LocalCluster } from '../cluster/launcher.js';
+import { LocalCluster, repoRoot } from '../cluster/launcher.js';
 import { clusterMetric } from './cluster-metrics.js';
 
 /**
@@ -98,6 +99,18 @@ async function maskOnInputGrid(
     ),
   ).toBeLessThan(1e-3);
   return { mask: m, input };
+}
+
+/** The `curia` command as a user runs it: the committed bin, its own process. */
+function curia(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [join(repoRoot(), 'libs/cli/bin/curia.js'), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr })));
 }
 
 const rejectsWith = async (p: Promise<unknown>, code: Status, re: RegExp): Promise<void> => {
@@ -385,6 +398,89 @@ describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the sp
     console.log(
       `click (demo weights): ${liver.voxelCount} voxels, Dice vs liver ${r.summary?.evaluation[0]?.dice.toFixed(3)}`,
     );
+  }, 240_000);
+
+  it('works from the command line: curia segment fit, curia segment FILE --head / --point with --out and --png', async () => {
+    const target = `127.0.0.1:${cluster.endpoints().find((e) => e.service === 'segment')!.grpcPort}`;
+    const labelled = picked.slices.slice(0, 3).join(',');
+    const fit = await curia([
+      'segment',
+      'fit',
+      '--name',
+      'cli-organs',
+      '--image',
+      ct!,
+      '--labels',
+      seg!,
+      '--slices',
+      labelled,
+      '--classes',
+      `${LIVER}=liver`,
+      '--folds',
+      '3',
+      '--target',
+      target,
+      '--json',
+    ]);
+    expect(fit.stderr).toBe('');
+    expect(fit.code).toBe(0);
+    expect(JSON.parse(fit.stdout)).toMatchObject({
+      head: 'cli-organs@1',
+      reused: false,
+      slices: 3,
+      folds: 3,
+    });
+    const out = join(work, 'cli-mask.nii.gz');
+    const png = join(work, 'cli-png');
+    const run1 = await curia([
+      'segment',
+      ct!,
+      '--head',
+      'cli-organs',
+      '--out',
+      out,
+      '--png',
+      png,
+      '--reference',
+      seg!,
+      '--target',
+      target,
+      '--json',
+    ]);
+    expect(run1.code).toBe(0);
+    const doc = JSON.parse(run1.stdout) as {
+      head: string;
+      maskFile: string;
+      evaluation: { label: string; dice: number }[];
+    };
+    expect(doc.head).toBe('cli-organs@1');
+    expect(doc.maskFile).toBe(out);
+    expect(doc.evaluation[0]?.label).toBe('liver');
+    await maskOnInputGrid(new Uint8Array(await readFile(out)), 'mask.nii.gz', ct!);
+    const pngs = await readdir(png);
+    expect(pngs.length).toBeGreaterThan(0);
+    expect(pngs.every((f) => /^slice-\d{3}\.png$/.test(f))).toBe(true);
+    const [i, j, k] = picked.liverCentroid;
+    const click = await curia([
+      'segment',
+      ct!,
+      '--point',
+      `${i},${j},${k}`,
+      '--label',
+      'liver',
+      '--out',
+      join(work, 'click.nii'),
+      '--target',
+      target,
+    ]);
+    expect(click.code).toBe(0);
+    expect(click.stdout).toMatch(/head click@1 on .*\n {2}liver: \d+ voxels/);
+    const bad = await curia(['segment', ct!, '--point', '1,2', '--target', target]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--point '1,2': expected x,y,z/);
+    const unknown = await curia(['segment', ct!, '--head', 'nope', '--target', target]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/^curia segment: NOT_FOUND: model: no segmentation head named 'nope'/);
   }, 240_000);
 
   it('leaves no work queued in Embed when the caller cancels', async () => {
