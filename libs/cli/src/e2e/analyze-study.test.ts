@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -30,6 +29,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { LocalCluster } from '../cluster/launcher.js';
 import { metricsUrls, metricValue } from './cluster-metrics.js';
+import { otlpEnv, servicesInTrace, startCollector } from './otlp-collector.js';
 
 /**
  * End to end through the spawned cluster (gateway, preprocess, heads, two embed replicas, each its
@@ -44,43 +44,6 @@ const CLS: common.FeatureRequest = {
   kind: { $case: 'cls', value: { prenorm: false } },
   dtype: common.DType.F32,
 };
-
-interface OtlpSpan {
-  service: string;
-  traceId: string;
-  name: string;
-}
-
-/** A minimal OTLP/HTTP JSON trace receiver. */
-async function startCollector(): Promise<{ server: Server; url: string; spans: OtlpSpan[] }> {
-  const spans: OtlpSpan[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => {
-      try {
-        const doc = JSON.parse(body) as {
-          resourceSpans?: {
-            resource?: { attributes?: { key: string; value: { stringValue?: string } }[] };
-            scopeSpans?: { spans?: { traceId: string; name: string }[] }[];
-          }[];
-        };
-        for (const rs of doc.resourceSpans ?? []) {
-          const service =
-            rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value.stringValue ?? '?';
-          for (const ss of rs.scopeSpans ?? [])
-            for (const s of ss.spans ?? []) spans.push({ service, traceId: s.traceId, name: s.name });
-        }
-      } catch {
-        // not JSON: ignore
-      }
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  return { server, url: `http://127.0.0.1:${port}`, spans };
-}
 
 function start(extra: Partial<gateway.AnalyzeStudyStart>): AnalyzeStudyStartFields {
   return {
@@ -129,12 +92,7 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
       env: {
         CURIA_HEADS_DIR: join(work, 'heads'),
         CURIA_SHUTDOWN_GRACE_MS: '2000',
-        OTEL_TRACES_EXPORTER: 'otlp',
-        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-        OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
-        OTEL_BSP_SCHEDULE_DELAY: '200',
-        OTEL_METRICS_EXPORTER: 'none',
-        OTEL_LOGS_EXPORTER: 'none',
+        ...otlpEnv(collector.url),
       },
     });
     channel = createCuriaChannel(
@@ -284,16 +242,8 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
     );
     expect(r.summary?.cache?.hits).toBe(0);
     expect(r.heads).toHaveLength(1);
-    const services = (): string[] => [
-      ...new Set(
-        collector.spans.filter((s) => s.traceId === traceId).map((s) => s.service.replace(/^curia-/, '')),
-      ),
-    ];
     const all = ['embed', 'gateway', 'heads', 'preprocess'];
-    // The services export in batches (200 ms schedule); on a loaded machine that takes a while.
-    for (let waited = 0; waited < 15_000 && services().length < all.length; waited += 250)
-      await new Promise((r) => setTimeout(r, 250));
-    expect(services().sort()).toEqual(all);
+    expect(await servicesInTrace(collector.spans, traceId, all.length)).toEqual(all);
   }, 60_000);
 
   it('cancels every stage when the caller deadline is shorter than the work', async () => {

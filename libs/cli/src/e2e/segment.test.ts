@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,7 @@ import {
   createCuriaClient,
   fitUploadRequests,
   gateway,
+  Metadata,
   segment,
   segmentUploadRequests,
   Status,
@@ -36,6 +38,7 @@ import { writeCanonicalSeries } from '@curia/volume/testing';
 
 import { LocalCluster, repoRoot } from '../cluster/launcher.js';
 import { clusterMetric } from './cluster-metrics.js';
+import { otlpEnv, servicesInTrace, startCollector } from './otlp-collector.js';
 
 /**
  * Segmentation end to end through spawned Preprocess, Embed and Segment processes: a head fitted
@@ -132,6 +135,7 @@ describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the sp
   let work: string;
   let labelBytes: Uint8Array;
   let picked: Awaited<ReturnType<typeof organs>>;
+  let collector: Awaited<ReturnType<typeof startCollector>>;
 
   const run = async (path: string, start: SegmentStartFields) =>
     collectSegmentation(
@@ -145,10 +149,11 @@ describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the sp
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'curia-seg-e2e-'));
+    collector = await startCollector();
     cluster = await LocalCluster.start({
       ports: 'dynamic',
       only: ['preprocess', 'embed', 'heads', 'segment', 'gateway'],
-      env: { CURIA_SHUTDOWN_GRACE_MS: '2000' },
+      env: { CURIA_SHUTDOWN_GRACE_MS: '2000', ...otlpEnv(collector.url) },
       serviceEnv: {
         heads: { CURIA_HEADS_DIR: join(work, 'heads') },
         segment: {
@@ -168,6 +173,7 @@ describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the sp
   afterAll(async () => {
     channel?.close();
     await cluster?.stop();
+    collector?.server.close();
     if (work) await rm(work, { recursive: true, force: true });
   }, 60_000);
 
@@ -483,6 +489,25 @@ describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the sp
     expect(unknown.stderr).toMatch(/^curia segment: NOT_FOUND: model: no segmentation head named 'nope'/);
   }, 240_000);
 
+  it('puts Segment, Preprocess and Embed of one call in one trace', async () => {
+    const p = generatePhantom({ size: [64, 64, 4], seed: 23 });
+    const path = join(work, 'trace.nii.gz');
+    await writeFile(path, phantomToNifti(p, { gzip: true }).image);
+    const traceId = randomBytes(16).toString('hex');
+    await collectSegmentation(
+      client.segment(
+        segmentUploadRequests(
+          { header: { studyId: 'trace' }, model: 'organs' },
+          (await studyFiles(path)).files,
+        ),
+        {
+          metadata: Metadata({ traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` }),
+        },
+      ),
+    );
+    expect(await servicesInTrace(collector.spans, traceId, 3)).toEqual(['embed', 'preprocess', 'segment']);
+  }, 120_000);
+
   it('leaves no work queued in Embed when the caller cancels', async () => {
     const p = generatePhantom({ size: [128, 128, 60], seed: 21 });
     const path = join(work, 'cancel.nii.gz');
@@ -522,7 +547,7 @@ describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the sp
     await rejectsWith(
       run(ct!, { model: 'nope' }),
       Status.NOT_FOUND,
-      /model: no segmentation head named 'nope' \(heads: click, organs\)/,
+      /model: no segmentation head named 'nope' \(heads: click, (cli-organs, )?organs\)/,
     );
     await rejectsWith(
       run(ct!, { model: 'organs', points: [voxel([1, 1, 1])] }),
