@@ -16,3 +16,4 @@ export * from './async-queue.js';
 export * from './study-id.js';
 export * from './http2-window.js';
 export * from './process-tuning.js';
+export * from './request-stream.js';

@@ -1,3 +1,4 @@
+import { descriptorSet } from '@curia/proto';
 import type { z } from 'zod';
 
 import { ConfigError, loadConfig, type ServiceEnv, type serviceEnvSchema } from './config.js';
@@ -18,7 +19,7 @@ export interface ServiceSpec<S extends typeof serviceEnvSchema> {
   readonly name: string;
   /** Environment schema (base schema extended with the service's own variables). */
   readonly schema: S;
-  /** Serialized FileDescriptorSet for reflection. */
+  /** Serialized FileDescriptorSet for reflection (default: every Curia contract, `@curia/proto`'s). */
   readonly descriptorSet?: Uint8Array;
   /** Registers the service implementations on the server. */
   readonly setup: (server: CuriaServer, env: z.infer<S>) => Promise<ServiceHooks> | ServiceHooks;
@@ -91,7 +92,7 @@ export async function runService<S extends typeof serviceEnvSchema>(
   const server = new CuriaServer({
     name: spec.name,
     env,
-    ...(spec.descriptorSet ? { descriptorSet: spec.descriptorSet } : {}),
+    descriptorSet: spec.descriptorSet ?? descriptorSet(),
   });
   const hooks = await spec.setup(server, env);
   let ports: BoundPorts;

@@ -6,7 +6,7 @@ import {
   type ServiceHooks,
 } from '@curia/kit';
 import { WorkerEmbedEngine } from '@curia/model';
-import { descriptorSet, embed, type common } from '@curia/proto';
+import { embed, type common } from '@curia/proto';
 
 import { embedEnvSchema, type EmbedEnv } from './config.js';
 import { handleEmbed, type EmbedDeps } from './handler.js';
@@ -104,7 +104,6 @@ export async function main(): Promise<void> {
   await runService({
     name: 'embed',
     schema: embedEnvSchema,
-    descriptorSet: descriptorSet(),
     setup: setupEmbedService,
   });
 }

@@ -1,6 +1,6 @@
 import { checkHeadModel } from '@curia/client';
 import { CuriaError } from '@curia/errors';
-import { checkStudyId, withSpan, type CuriaCallContext } from '@curia/kit';
+import { checkStudyId, readStart, withSpan, type CuriaCallContext } from '@curia/kit';
 import type { common, gateway, heads, segment } from '@curia/proto';
 import {
   embedStudy,
@@ -55,13 +55,8 @@ export async function* analyzeStudy(
   context: CuriaCallContext & { signal: AbortSignal },
   deps: AnalyzeDeps,
 ): AsyncGenerator<Response> {
-  const input = requests[Symbol.asyncIterator]();
-  const first = await input.next();
-  const start = first.done ? undefined : first.value.msg;
-  if (start?.$case !== 'start') {
-    throw new CuriaError('INVALID_ARGUMENT', 'the first AnalyzeStudy message must be `start`');
-  }
-  const run = new StudyRun(start.value, input, context, deps);
+  const { start, rest } = await readStart(requests, 'AnalyzeStudy');
+  const run = new StudyRun(start, rest, context, deps);
   try {
     yield* run.execute();
   } finally {

@@ -6,7 +6,7 @@ import {
   type CuriaServer,
   type ServiceHooks,
 } from '@curia/kit';
-import { descriptorSet, gateway } from '@curia/proto';
+import { gateway } from '@curia/proto';
 import { EmbeddingCache, StageClients } from '@curia/stages';
 
 import { analyzeStudy, type AnalyzeDeps } from './analyze.js';
@@ -96,7 +96,6 @@ export async function main(): Promise<void> {
   await runService({
     name: 'gateway',
     schema: gatewayEnvSchema,
-    descriptorSet: descriptorSet(),
     setup: setupGateway,
   });
 }

@@ -10,7 +10,7 @@ import {
   type CuriaServer,
   type ServiceHooks,
 } from '@curia/kit';
-import { descriptorSet, heads, type common } from '@curia/proto';
+import { heads, type common } from '@curia/proto';
 
 import { featureRequestOf, headInfoOf, predictionsOf } from './codec.js';
 import { headsEnvSchema, type HeadsEnv } from './config.js';
@@ -236,7 +236,6 @@ export async function main(): Promise<void> {
   await runService({
     name: 'heads',
     schema: headsEnvSchema,
-    descriptorSet: descriptorSet(),
     setup: async (server, env) => {
       await setupHeads(server, env);
       return {};

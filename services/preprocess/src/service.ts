@@ -1,5 +1,5 @@
 import { runService, serviceInfo, type CuriaCallContext, type CuriaServer } from '@curia/kit';
-import { descriptorSet, preprocess } from '@curia/proto';
+import { preprocess } from '@curia/proto';
 import { defaultSliceThreads, SlicePool } from '@curia/volume';
 
 import { listBundles } from './bundles.js';
@@ -74,7 +74,6 @@ export async function main(): Promise<void> {
   await runService({
     name: 'preprocess',
     schema: preprocessEnvSchema,
-    descriptorSet: descriptorSet(),
     setup: (server, env) => {
       const pool = createSlicePool(env);
       server.add(PreprocessServiceBulkDefinition, createPreprocessService(server, env, pool));

@@ -7,7 +7,7 @@ import {
   type CuriaCallContext,
   type ServiceEnv,
 } from '@curia/kit';
-import { descriptorSet, register } from '@curia/proto';
+import { register } from '@curia/proto';
 
 /** The register service implementation. */
 export function createRegisterService(
@@ -30,7 +30,6 @@ export async function main(): Promise<void> {
   await runService({
     name: 'register',
     schema: serviceEnvSchema,
-    descriptorSet: descriptorSet(),
     setup: (server, env) => {
       server.add(register.RegisterServiceDefinition, createRegisterService(env));
       return {};

@@ -1,6 +1,6 @@
 import { checkHeadModel } from '@curia/client';
 import { CuriaError } from '@curia/errors';
-import { checkStudyId, type CuriaCallContext } from '@curia/kit';
+import { checkStudyId, readStart, type CuriaCallContext } from '@curia/kit';
 import type { common, segment } from '@curia/proto';
 import { ClassTable, type VolumeSegmentation } from '@curia/segment';
 
@@ -25,12 +25,7 @@ export async function* segmentFeatures(
   deps: SegmentDeps,
 ): AsyncGenerator<Response> {
   const t0 = performance.now();
-  const input = requests[Symbol.asyncIterator]();
-  const first = await input.next();
-  const m = first.done ? undefined : first.value.msg;
-  if (m?.$case !== 'start')
-    throw new CuriaError('INVALID_ARGUMENT', 'the first SegmentFeatures message must be `start`');
-  const s = m.value;
+  const { start: s, rest: input } = await readStart(requests, 'SegmentFeatures');
   const studyId = s.header?.studyId ?? '';
   checkStudyId(studyId);
   const output = s.output ?? { sliceMasks: false, omitNiftiMask: false, gzip: false, dicomSeg: false };

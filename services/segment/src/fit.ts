@@ -1,6 +1,6 @@
 import { CuriaError } from '@curia/errors';
 import { HEAD_NAME_RE } from '@curia/heads';
-import { checkStudyId, type CuriaCallContext } from '@curia/kit';
+import { checkStudyId, readStart, type CuriaCallContext } from '@curia/kit';
 import { common, segment } from '@curia/proto';
 import {
   ClassTable,
@@ -123,11 +123,8 @@ export async function fitSegmentationHead(
   deps: SegmentDeps,
 ): Promise<segment.FitResponse> {
   const t0 = performance.now();
-  const reader = new FitReader(requests[Symbol.asyncIterator]());
-  const first = await reader.next();
-  if (first?.msg?.$case !== 'start')
-    throw new CuriaError('INVALID_ARGUMENT', 'the first Fit message must be `start`');
-  const s = first.msg.value;
+  const { start: s, rest } = await readStart(requests, 'Fit');
+  const reader = new FitReader(rest);
   const { table: given, kind } = checkStart(s);
   if (s.idempotencyKey) {
     const previous = deps.heads.store.byIdempotencyKey(s.idempotencyKey);

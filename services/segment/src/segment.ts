@@ -1,6 +1,6 @@
 import { checkHeadModel } from '@curia/client';
 import { CuriaError } from '@curia/errors';
-import { checkStudyId, withSpan, type CuriaCallContext, type Logger } from '@curia/kit';
+import { checkStudyId, readStart, withSpan, type CuriaCallContext, type Logger } from '@curia/kit';
 import { common, segment } from '@curia/proto';
 import {
   ClassTable,
@@ -153,12 +153,7 @@ export async function* segmentStudy(
   deps: SegmentDeps,
 ): AsyncGenerator<Response> {
   const t0 = performance.now();
-  const input = requests[Symbol.asyncIterator]();
-  const first = await input.next();
-  const m = first.done ? undefined : first.value.msg;
-  if (m?.$case !== 'start')
-    throw new CuriaError('INVALID_ARGUMENT', 'the first Segment message must be `start`');
-  const s = m.value;
+  const { start: s, rest: input } = await readStart(requests, 'Segment');
   const studyId = s.header?.studyId ?? '';
   checkStudyId(studyId);
   if (!s.source) throw new CuriaError('INVALID_ARGUMENT', 'start.source is required (ref or streamed)');

@@ -6,7 +6,7 @@ import {
   type CuriaServer,
   type ServiceHooks,
 } from '@curia/kit';
-import { descriptorSet, segment } from '@curia/proto';
+import { segment } from '@curia/proto';
 import { EmbeddingCache, StageClients } from '@curia/stages';
 
 import { segmentEnvSchema, type SegmentEnv } from './config.js';
@@ -133,7 +133,6 @@ export async function main(): Promise<void> {
   await runService({
     name: 'segment',
     schema: segmentEnvSchema,
-    descriptorSet: descriptorSet(),
     setup: setupSegment,
   });
 }
