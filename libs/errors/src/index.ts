@@ -36,10 +36,6 @@ export class CuriaError extends Error {
   readonly retryAfterMs: number | undefined;
 }
 
-/** Shorthand for `new CuriaError('INVALID_ARGUMENT', message)`. */
-export const invalidArgument = (message: string, cause?: unknown): CuriaError =>
-  new CuriaError('INVALID_ARGUMENT', message, { cause });
-
 /** True when `e` is a CuriaError (also across duplicated module instances). */
 export function isCuriaError(e: unknown): e is CuriaError {
   return e instanceof CuriaError || (e instanceof Error && e.name === 'CuriaError' && 'code' in e);

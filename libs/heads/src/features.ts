@@ -63,9 +63,6 @@ export interface HeadFeatures {
  */
 export type TokenSource = RunResult;
 
-/** Expected number of tokens per patch-grid side (Curia: 512 px / patch 16). */
-export const DEFAULT_GRID = 32;
-
 function stream(src: TokenSource, norm: TokenNorm): Float32Array {
   const t = norm === 'post' ? src.lastHiddenState : src.lastBlockPrenorm;
   if (!t) {

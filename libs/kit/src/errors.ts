@@ -1,4 +1,3 @@
-import type { CuriaError } from '@curia/errors';
 import { isCuriaError, type ErrorCode } from '@curia/errors';
 import { isAbortError } from 'abort-controller-x';
 import { ServerError, Status, type CallContext } from 'nice-grpc-common';
@@ -81,11 +80,6 @@ export function errorReason(err: unknown): string {
   if (err instanceof ServerError) return Status[err.code];
   if (isAbortError(err)) return 'CANCELLED';
   return 'INTERNAL';
-}
-
-/** Converts a thrown value into a CuriaError when it is one, for engine-level callers. */
-export function asCuriaError(err: unknown): CuriaError | null {
-  return isCuriaError(err) ? err : null;
 }
 
 export { isAbortError, ServerError, Status };

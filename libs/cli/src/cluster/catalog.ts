@@ -1,12 +1,9 @@
-import { ANALYSIS_SERVICES, catalogService, SERVICE_CATALOG, type ServiceCatalogEntry } from '@curia/kit';
+import { ANALYSIS_SERVICES, SERVICE_CATALOG, type ServiceCatalogEntry } from '@curia/kit';
 
 /** One Curia service as the local launcher knows it: an entry of `@curia/kit`'s service catalogue. */
 export type ServiceEntry = ServiceCatalogEntry;
 
 /** Every service, callees before callers: the gateway starts last (`@curia/kit`'s `SERVICE_CATALOG`). */
 export const SERVICES: readonly ServiceEntry[] = SERVICE_CATALOG;
-
-/** Looks a service up by short name. */
-export const serviceEntry: (name: string) => ServiceEntry = catalogService;
 
 export { ANALYSIS_SERVICES };

@@ -133,15 +133,3 @@ export function sigmoid(z: number): number {
   const e = Math.exp(z);
   return e / (1 + e);
 }
-
-/** Mean over rows of a [rows, dim] matrix. */
-export function meanRows(x: Float32Array, rows: number, dim: number): Float32Array {
-  const out = new Float64Array(dim);
-  for (let r = 0; r < rows; r++) {
-    const o = r * dim;
-    for (let i = 0; i < dim; i++) out[i]! += x[o + i]!;
-  }
-  const res = new Float32Array(dim);
-  for (let i = 0; i < dim; i++) res[i] = out[i]! / rows;
-  return res;
-}

@@ -1,9 +1,6 @@
 /** A 4x4 homogeneous matrix stored row-major: element (r, c) is at index `r * 4 + c`. */
 export type Mat4 = readonly number[];
 
-/** The 4x4 identity. */
-export const IDENTITY4: Mat4 = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
-
 /** Row-major product `a · b`. */
 export function mat4Multiply(a: Mat4, b: Mat4): number[] {
   const out = new Array<number>(16).fill(0);
