@@ -1,7 +1,8 @@
-import { common, embed, gateway } from '@curia/proto';
+import { generatePhantom, phantomImageNifti } from '@curia/phantom';
+import { common, embed, gateway, segment } from '@curia/proto';
 import { int16Bytes, writeNifti } from '@curia/volume';
 
-import type { CallFn } from './generator.js';
+import type { CallContext, CallFn, CallOutcome } from './generator.js';
 import { asBuffer, type RawClient } from './raw-client.js';
 
 /** A named workload: one call function plus what one call's unit of work is. */
@@ -111,6 +112,32 @@ export function embedScenario(client: RawClient, options: EmbedScenarioOptions =
 /** Upload chunk size of AnalyzeStudy (a header-sized first chunk would be fine too; 16 KiB keeps several). */
 const CHUNK_BYTES = 16 * 1024;
 
+/** A study call with a streamed upload: its path, `start` message, file and how to read the answers. */
+interface StudyUpload {
+  readonly path: string;
+  /** The encoded `start` message. */
+  readonly start: Uint8Array;
+  /** The file, sent as `study.nii` in chunks of {@link CHUNK_BYTES}. */
+  readonly file: Uint8Array;
+  /** Encodes one request message carrying a chunk. */
+  readonly chunk: (chunk: common.FileChunk) => Uint8Array;
+  /** Whether a response is the final `done` message. */
+  readonly isDone: (response: Buffer) => boolean;
+}
+
+/** Sends `start` and the file in chunks, half-closes; OK only when exactly one `done` arrived. */
+async function uploadStudy(client: RawClient, u: StudyUpload, ctx: CallContext): Promise<CallOutcome> {
+  const messages = [asBuffer(u.start)];
+  for (let offset = 0; offset < u.file.length; offset += CHUNK_BYTES) {
+    const data = u.file.subarray(offset, offset + CHUNK_BYTES);
+    const lastChunk = offset + data.length >= u.file.length;
+    messages.push(asBuffer(u.chunk({ fileName: 'study.nii', data, lastChunk, offset })));
+  }
+  const outcome = await client.bidi(u.path, messages, u.isDone, ctx.deadline, ctx.signal);
+  if (outcome.code === 'OK' && outcome.units !== 1) return { ...outcome, code: 'INCOMPLETE' };
+  return outcome;
+}
+
 /** Options of {@link analyzeScenario}. */
 export interface AnalyzeScenarioOptions {
   /** Phantom volume size: columns × rows × slices (default 64×64×8). */
@@ -191,21 +218,55 @@ export function analyzeScenario(client: RawClient, options: AnalyzeScenarioOptio
           }),
         },
       }).finish();
-      const messages = [asBuffer(start)];
-      for (let offset = 0; offset < file.length; offset += CHUNK_BYTES) {
-        const data = file.subarray(offset, offset + CHUNK_BYTES);
-        const lastChunk = offset + data.length >= file.length;
-        messages.push(
-          asBuffer(
-            gateway.AnalyzeStudyRequest.encode({
-              msg: { $case: 'chunk', value: { fileName: 'study.nii', data, lastChunk, offset } },
-            }).finish(),
-          ),
-        );
-      }
-      const outcome = await client.bidi(path, messages, isDone, ctx.deadline, ctx.signal);
-      if (outcome.code === 'OK' && outcome.units !== 1) return { ...outcome, code: 'INCOMPLETE' };
-      return outcome;
+      const chunk = (value: common.FileChunk): Uint8Array =>
+        gateway.AnalyzeStudyRequest.encode({ msg: { $case: 'chunk', value } }).finish();
+      return uploadStudy(client, { path, start, file, chunk, isDone }, ctx);
+    },
+  };
+}
+
+/** Options of {@link segmentScenario}. */
+export interface SegmentScenarioOptions {
+  /** Phantom volume size: columns × rows × slices (default 64×64×8). */
+  readonly dims?: readonly [number, number, number];
+}
+
+/**
+ * One Segment per call with the prompt head `click` (weightless, so no head has to be fitted or
+ * stored): `start` (streamed NIfTI, header.study_id `loadtest-seg-<n>`, one positive point at the
+ * volume centre in INPUT_VOXEL coordinates, `output.omit_nifti_mask` so that the answer is the
+ * geometry and the summary only), then the file in chunks; OK when `done` arrived. The study is a
+ * `@curia/phantom` CT whose noise seed is the call number, so every slice is new to Segment's token
+ * cache and every call runs Preprocess → Embed → the head. Units are studies.
+ */
+export function segmentScenario(client: RawClient, options: SegmentScenarioOptions = {}): Scenario {
+  const dims = options.dims ?? [64, 64, 8];
+  const path = `/${segment.SegmentServiceDefinition.fullName}/Segment`;
+  const centre = dims.map((n) => Math.floor(n / 2));
+  // SegmentResponse field 5 (`done`) starts with tag byte 0x2a.
+  const isDone = (b: Buffer): boolean => b[0] === 0x2a;
+  let studies = 0;
+  return {
+    name: `Segment click ${dims.join('×')}`,
+    unit: 'study',
+    call: async (ctx) => {
+      // A counter of the scenario, not the run's seq: runs restart seq at 0, the cache does not forget.
+      const study = studies++;
+      const file = phantomImageNifti(generatePhantom({ size: dims, seed: study + 1 }), { gzip: false });
+      const start = segment.SegmentRequest.encode({
+        msg: {
+          $case: 'start',
+          value: segment.SegmentStart.fromPartial({
+            header: { studyId: `loadtest-seg-${study}`, format: common.VolumeFormat.NIFTI },
+            source: { $case: 'streamed', value: { fileCount: 1, totalBytes: file.length } },
+            points: [{ xyz: centre, space: segment.CoordinateSpace.INPUT_VOXEL, positive: true }],
+            output: { omitNiftiMask: true },
+          }),
+        },
+      }).finish();
+      const chunk = (value: common.FileChunk): Uint8Array =>
+        segment.SegmentRequest.encode({ msg: { $case: 'chunk', value } }).finish();
+      return uploadStudy(client, { path, start, file, chunk, isDone }, ctx);
     },
   };
 }

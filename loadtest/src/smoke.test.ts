@@ -3,20 +3,27 @@
  * bounded runs). Asserts properties, never speeds: overload is shed with RESOURCE_EXHAUSTED and a
  * retry-after trailer, no call outlives its deadline, only expected statuses appear, SIGTERM loses
  * no call, SIGKILL fails only calls in flight on the killed replica and only with UNAVAILABLE,
- * a restarted replica takes traffic again, and every process exits cleanly.
+ * a restarted replica takes traffic again, Segment sheds beyond its concurrency limit at once and
+ * ends idle, and every process exits cleanly.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import type { LocalCluster } from '@curia/cli';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { OutputTail, replicaAddress, replicaTargets, startCluster } from './cluster.js';
-import { runLoad, type LoadOptions } from './generator.js';
+import { runLoad, type CallFn, type LoadOptions } from './generator.js';
+import { scrape, sumSamples } from './prometheus.js';
 import { RawClient } from './raw-client.js';
 import { untilServedBy } from './rejoin.js';
 import { ResourceSampler } from './replicas.js';
-import { embedScenario } from './scenarios.js';
+import { embedScenario, segmentScenario } from './scenarios.js';
 
 let cluster: LocalCluster | null = null;
 let client: RawClient | null = null;
+let work: string | null = null;
 const tail = new OutputTail();
 
 afterEach(async () => {
@@ -24,6 +31,8 @@ afterEach(async () => {
   client = null;
   await cluster?.stop(5_000);
   cluster = null;
+  if (work) await rm(work, { recursive: true, force: true });
+  work = null;
 });
 
 function statuses(byCode: Readonly<Record<string, number>>): string[] {
@@ -165,6 +174,126 @@ describe('fault smoke (experiment 4, short)', () => {
       const codes = await c.stop(20_000);
       cluster = null;
       expect(Object.fromEntries(codes)).toEqual({ 'embed-1': 0, 'embed-2': 0 });
+    },
+  );
+});
+
+/** The sum of a metric's samples on one replica's /metrics (NaN when it does not answer). */
+async function metric(c: LocalCluster, service: string, name: string): Promise<number> {
+  const samples = await scrape(replicaTargets(c, service)[0]!.metricsUrl);
+  return samples ? sumSamples(samples, name) : Number.NaN;
+}
+
+describe('segment shedding smoke (issue 15)', () => {
+  it(
+    'sheds Segment beyond CURIA_SEGMENT_MAX_CONCURRENT with RESOURCE_EXHAUSTED + retry-after-ms at once, serves the rest, ends idle',
+    { timeout: 150_000 },
+    async () => {
+      const maxConcurrent = 2;
+      const retryAfterMs = 250;
+      const deadlineMs = 30_000;
+      work = await mkdtemp(join(tmpdir(), 'curia-loadtest-segment-'));
+      cluster = await startCluster(
+        {
+          only: ['preprocess', 'embed', 'segment'],
+          env: { CURIA_SHUTDOWN_GRACE_MS: '5000' },
+          serviceEnv: {
+            segment: {
+              CURIA_SEGMENT_MAX_CONCURRENT: String(maxConcurrent),
+              CURIA_SEGMENT_RETRY_AFTER_MS: String(retryAfterMs),
+              CURIA_SEGMENT_HEADS_DIR: join(work, 'segment-heads'),
+            },
+          },
+        },
+        tail,
+      );
+      const c = cluster;
+      client = new RawClient(replicaAddress(c, 'segment'));
+      const scenario = segmentScenario(client);
+      const once = () =>
+        scenario.call({ deadline: Date.now() + deadlineMs, signal: new AbortController().signal, seq: 0 });
+
+      // One call alone (warms the sessions), then the capacity at the admitted concurrency.
+      expect((await once()).code, tail.text()).toBe('OK');
+      const probe = await runLoad(scenario.call, {
+        mode: { kind: 'closed', concurrency: maxConcurrent },
+        durationMs: 4_000,
+        maxRequests: 100,
+        deadlineMs,
+      });
+      expect(probe.byCode, tail.text()).toEqual({ OK: probe.started });
+
+      // Four times that, open loop: about 4× the admitted calls are wanted at once.
+      const refusals = { hints: new Set<number | undefined>(), messages: new Set<string>() };
+      const call: CallFn = async (ctx) => {
+        const outcome = await scenario.call(ctx);
+        if (outcome.code === 'RESOURCE_EXHAUSTED') {
+          refusals.hints.add(outcome.retryAfterMs);
+          refusals.messages.add((outcome.details ?? '').replace(/\d+/g, 'N'));
+        }
+        return outcome;
+      };
+      const shedBefore = await metric(c, 'segment', 'curia_segment_shed_total');
+      const rate = Math.max(4, 4 * probe.unitsPerSec);
+      const durationMs = 6_000;
+      const result = await runLoad(call, {
+        mode: { kind: 'open', ratePerSec: rate },
+        durationMs,
+        maxRequests: Math.ceil((rate * durationMs) / 1000) + 1,
+        deadlineMs,
+      });
+      const ok = result.latencyByCode.OK;
+      const shed = result.latencyByCode.RESOURCE_EXHAUSTED;
+      const ms = (x: number | undefined): string => `${(x ?? Number.NaN).toFixed(0)} ms`;
+      console.log(
+        `segment smoke: CURIA_SEGMENT_MAX_CONCURRENT=${maxConcurrent}; probe ${probe.unitsPerSec.toFixed(2)} studies/s ` +
+          `(closed loop ×${maxConcurrent}, p50 ${ms(probe.latency.p50)}); offered ${rate.toFixed(2)}/s for ${durationMs / 1000} s: ` +
+          `${result.started} calls, OK ${result.byCode.OK ?? 0} (p50 ${ms(ok?.p50)}, p99 ${ms(ok?.p99)}, max ${ms(ok?.max)}), ` +
+          `RESOURCE_EXHAUSTED ${result.byCode.RESOURCE_EXHAUSTED ?? 0} (p50 ${ms(shed?.p50)}, p99 ${ms(shed?.p99)}, max ${ms(shed?.max)}, ` +
+          `retry-after-ms ${[...refusals.hints].join(',')})` +
+          (statuses(result.byCode).length > 2 ? `; others ${JSON.stringify(result.errorSamples)}` : ''),
+      );
+      expect(result.hung, tail.text()).toBe(0);
+      expect(result.overdue).toBe(0);
+      expect(result.completed).toBe(result.started);
+      expect(statuses(result.byCode), JSON.stringify(result.errorSamples)).toEqual([
+        'OK',
+        'RESOURCE_EXHAUSTED',
+      ]);
+      expect(Math.max(ok!.max, shed!.max)).toBeLessThan(deadlineMs);
+      // Every refusal is the admission limit's, with the configured hint.
+      expect(result.shedWithRetryAfter).toBe(result.byCode.RESOURCE_EXHAUSTED);
+      expect([...refusals.hints]).toEqual([retryAfterMs]);
+      expect([...refusals.messages]).toEqual([
+        'this segment replica is running N calls (CURIA_SEGMENT_MAX_CONCURRENT); retry after Nms',
+      ]);
+      expect((await metric(c, 'segment', 'curia_segment_shed_total')) - shedBefore).toBe(
+        result.byCode.RESOURCE_EXHAUSTED,
+      );
+      // Refusals are answered at once, not after queueing behind admitted calls.
+      expect(shed!.p99).toBeLessThan(ok!.p50 / 4);
+
+      // After the load: nothing left running in Segment or Embed, and a normal call succeeds.
+      const idleBy = Date.now() + 10_000;
+      let inFlight = [Number.NaN, Number.NaN];
+      while (Date.now() < idleBy) {
+        inFlight = await Promise.all([
+          metric(c, 'segment', 'curia_segment_in_flight'),
+          metric(c, 'embed', 'curia_embed_inflight_slices'),
+        ]);
+        if (inFlight.every((x) => x === 0)) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(inFlight).toEqual([0, 0]);
+      const after = await once();
+      expect(after.code, after.details).toBe('OK');
+      expect(after.units).toBe(1);
+
+      client.close();
+      client = null;
+      const codes = await c.stop(10_000);
+      cluster = null;
+      expect(Object.fromEntries(codes)).toEqual({ preprocess: 0, embed: 0, segment: 0 });
     },
   );
 });

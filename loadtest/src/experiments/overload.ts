@@ -1,8 +1,9 @@
 /**
- * Experiment 2 — overload at 3× capacity, open loop, for Embed (one replica, default queue) and
- * AnalyzeStudy (gateway, default CURIA_GATEWAY_MAX_STUDIES): admitted calls keep bounded latency,
- * the rest get RESOURCE_EXHAUSTED (with retry-after-ms) quickly, RSS stays bounded, nothing
- * crashes, goodput does not collapse.
+ * Experiment 2 — overload at 3× capacity, open loop, for Embed (one replica, default queue),
+ * AnalyzeStudy (gateway, default CURIA_GATEWAY_MAX_STUDIES) and Segment (click prompts, default
+ * CURIA_SEGMENT_MAX_CONCURRENT): admitted calls keep bounded latency, the rest get
+ * RESOURCE_EXHAUSTED (with retry-after-ms) quickly, RSS stays bounded, nothing crashes, goodput
+ * does not collapse.
  *
  *     node loadtest/dist/experiments/overload.js [--quick]
  */
@@ -21,7 +22,7 @@ import {
   type Check,
   type RunReport,
 } from '../report.js';
-import { analyzeScenario, embedScenario, mixScenario, type Scenario } from '../scenarios.js';
+import { analyzeScenario, embedScenario, mixScenario, segmentScenario, type Scenario } from '../scenarios.js';
 import { capacityFromReport } from './capacity-input.js';
 import { experimentArgs, nowIso, progress, SHARED_MACHINE_NOTE } from './common.js';
 
@@ -64,6 +65,17 @@ const cases: Case[] = [
     capacityKey: 'AnalyzeStudy capacity (max achieved studies/s)',
     deadlineMs: 60_000,
     make: (c) => analyzeScenario(c),
+    probeConcurrency: 4,
+  },
+  {
+    // Experiment 1 has no Segment sweep: the capacity is the closed-loop probe's at the admission limit.
+    name: 'Segment',
+    only: ['preprocess', 'embed', 'segment'],
+    entry: 'segment',
+    watched: ['segment', 'embed', 'preprocess'],
+    capacityKey: 'Segment capacity (max achieved studies/s)',
+    deadlineMs: 60_000,
+    make: (c) => segmentScenario(c),
     probeConcurrency: 4,
   },
 ];
@@ -215,7 +227,7 @@ for (const c of cases) {
 
 const md = writeReport(args.out, {
   experiment: 'overload',
-  title: 'Experiment 2 — overload at 3× capacity (Embed and AnalyzeStudy)',
+  title: 'Experiment 2 — overload at 3× capacity (Embed, AnalyzeStudy and Segment)',
   startedAt,
   finishedAt: nowIso(),
   config: {
@@ -223,6 +235,8 @@ const md = writeReport(args.out, {
     embed: 'one replica, default CURIA_EMBED_MAX_QUEUE_SLICES (64), MAX_BATCH (8); 1 slice per stream',
     analyzeStudy:
       'gateway (default CURIA_GATEWAY_MAX_STUDIES 8) + preprocess + embed + heads; 64×64×8 phantom studies, all distinct',
+    segment:
+      'segment (default CURIA_SEGMENT_MAX_CONCURRENT 4) + preprocess + embed; click at the centre of 64×64×8 phantom studies, all distinct, no NIfTI mask returned',
     capacitySource:
       'experiment 1 report (loadtest/results/capacity/report.json) when present, else the closed-loop probe',
   },
