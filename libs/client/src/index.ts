@@ -1,7 +1,9 @@
 export * from './channel.js';
 export * from './client-factory.js';
 export * from './deadline-header.js';
+export * from './head-fit.js';
 export * from './limits.js';
+export * from './masks.js';
 export * from './refs.js';
 export * from './targets-file.js';
 export { ClientError, Status, Metadata, type Channel, type Client } from 'nice-grpc';

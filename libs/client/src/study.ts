@@ -37,6 +37,18 @@ export type AnalyzeStudyStartFields = Omit<
 >;
 
 /**
+ * The AnalyzeStudy start of study `studyId` in `format`, with `fields` on top; every other field
+ * takes its proto default.
+ */
+export function analyzeStudyStart(
+  studyId: string,
+  format: common.VolumeFormat,
+  fields: AnalyzeStudyStartFields = {},
+): AnalyzeStudyStartFields {
+  return { header: { studyId, format }, ...fields };
+}
+
+/**
  * The AnalyzeStudy request stream for local files: `start` (with a `streamed` source describing
  * them), then each file in `chunkBytes` pieces, read as the call consumes them (never the whole
  * study in memory).

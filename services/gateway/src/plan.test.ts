@@ -4,6 +4,7 @@ import { common } from '@curia/proto';
 import { featureKey } from '@curia/stages';
 
 import { planAnalysis, preprocessSelection, sliceNeeds } from './plan.js';
+import { ALL_SLICES, sliceHead } from './testing/heads.js';
 
 const cls: common.FeatureRequest = {
   kind: { $case: 'cls', value: { prenorm: false } },
@@ -18,32 +19,14 @@ const tokensF16: common.FeatureRequest = {
   dtype: common.DType.F16,
 };
 
-function head(name: string, features: common.FeatureRequest[], slices: common.SliceSelection, mask = false) {
-  return {
-    name,
-    version: '1',
-    kind: common.HeadKind.LOGISTIC,
-    task: common.HeadTask.CLASSIFICATION,
-    labels: [],
-    requirements: { features, slices, level: common.HeadInputLevel.SLICE, requiresMask: mask },
-    demo: true,
-    model: '',
-    modelSha256: '',
-    description: '',
-    unit: '',
-    isDefault: false,
-  } satisfies common.HeadInfo;
-}
-
-const all: common.SliceSelection = { selection: { $case: 'all', value: {} } };
 const central = (n: number): common.SliceSelection => ({ selection: { $case: 'centralCount', value: n } });
 
 describe('planAnalysis', () => {
   it('merges identical requests (unspecified dtype = F32) and maps each consumer to the shared outputs', () => {
     expect(featureKey(cls)).toBe(featureKey({ ...cls, dtype: common.DType.F32 }));
     const plan = planAnalysis({ embeddingOutputs: [tokensF16, cls], hasMask: false }, [
-      head('a', [cls], all),
-      head('b', [avg2pre, cls], central(3)),
+      sliceHead('a', [cls]),
+      sliceHead('b', [avg2pre, cls], central(3)),
     ]);
     expect(plan.outputs).toHaveLength(3);
     expect(plan.embeddingIndex).toEqual([0, 1]);
@@ -53,9 +36,9 @@ describe('planAnalysis', () => {
 
   it('rejects what cannot be served, naming the culprit', () => {
     expect(() =>
-      planAnalysis({ embeddingOutputs: [], hasMask: false }, [head('m', [cls], all, true)]),
+      planAnalysis({ embeddingOutputs: [], hasMask: false }, [sliceHead('m', [cls], ALL_SLICES, true)]),
     ).toThrow(/head 'm@1' needs a region of interest/);
-    const tooMany = Array.from({ length: 33 }, (_, i) => head(`h${i}`, [cls], all));
+    const tooMany = Array.from({ length: 33 }, (_, i) => sliceHead(`h${i}`, [cls]));
     expect(() => planAnalysis({ embeddingOutputs: [], hasMask: false }, tooMany)).toThrow(/at most 32/);
     expect(() =>
       planAnalysis({ embeddingOutputs: [{ kind: undefined, dtype: 0 }], hasMask: false }, []),
@@ -71,7 +54,7 @@ describe('slice planning', () => {
         embeddingSelection: { selection: { $case: 'indices', value: { indices: [9, 0] } } },
         hasMask: false,
       },
-      [head('b', [cls], central(2))],
+      [sliceHead('b', [cls], central(2))],
     );
     expect(preprocessSelection(plan)).toEqual({
       selection: {
@@ -95,8 +78,8 @@ describe('slice planning', () => {
 
   it('collapses to all slices when any consumer reads all of them', () => {
     const plan = planAnalysis({ embeddingOutputs: [], hasMask: false }, [
-      head('a', [cls], all),
-      head('b', [cls], central(2)),
+      sliceHead('a', [cls]),
+      sliceHead('b', [cls], central(2)),
     ]);
     expect(preprocessSelection(plan)).toEqual({ selection: { $case: 'all', value: {} } });
   });

@@ -7,6 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { ClientError, Status } from 'nice-grpc';
 import { afterEach, describe, expect, it } from 'vitest';
 
+import { presetArchitecture } from '@curia/model';
 import { common, type preprocess } from '@curia/proto';
 import { float32ToFloat16, SafetensorsFile, sharedPathOrSkip, toFloat32, type DType } from '@curia/tensors';
 import { openVolume, preprocessSlices } from '@curia/volume';
@@ -368,19 +369,7 @@ function manifest(name: string, version: string, clip: boolean): unknown {
     schema_version: 1,
     name,
     version,
-    architecture: {
-      hidden_size: 96,
-      num_layers: 1,
-      num_heads: 2,
-      patch_size: 16,
-      image_size: 512,
-      num_channels: 1,
-      num_register_tokens: 0,
-      ffn: 'mlp',
-      layer_norm_eps: 1e-6,
-      mlp_ratio: 4,
-      qkv_bias: true,
-    },
+    architecture: presetArchitecture('tiny', { num_layers: 1, num_heads: 2 }),
     preprocess: {
       image_size: 512,
       clip_below_air: clip,

@@ -15,24 +15,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import type { gateway } from '@curia/client';
-import {
-  GatewayServiceBulkClientDefinition,
-  collectAnalysis,
-  common,
-  createCuriaChannel,
-  createCuriaClient,
-  heads,
-  studyFiles,
-  studyUploadRequests,
-  type AnalysisResult,
-} from '@curia/client';
+import { common, type AnalysisResult, type AnalyzeStudyStartFields } from '@curia/client';
 import { loadHead } from '@curia/heads';
-import { EmbedEngine, ensureDefaultBundle } from '@curia/model';
 import { generatePhantom, phantomToNifti } from '@curia/phantom';
 import { openVolume, preprocessSlices } from '@curia/volume';
 
-import { LocalCluster } from '../cluster/launcher.js';
+import { GatewayCluster } from '../e2e/gateway-cluster.js';
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(name);
@@ -63,83 +51,36 @@ async function main(): Promise<void> {
   const phantom = generatePhantom({ size: [512, 512, SLICES], seed: 3 });
   const path = join(work, 'phantom.nii.gz');
   await writeFile(path, phantomToNifti(phantom, { gzip: true }).image);
-  const cluster = await LocalCluster.start({
-    ports: 'dynamic',
-    only: ['preprocess', 'embed', 'heads', 'gateway'],
-    env: {
-      CURIA_HEADS_DIR: join(work, 'heads'),
-      CURIA_GATEWAY_CACHE_MAX_BYTES: '0',
-      CURIA_LOG_LEVEL: 'warn',
+  const gw = await GatewayCluster.start(
+    'bench',
+    {
+      ports: 'dynamic',
+      only: ['preprocess', 'embed', 'heads', 'gateway'],
+      env: {
+        CURIA_HEADS_DIR: join(work, 'heads'),
+        CURIA_GATEWAY_CACHE_MAX_BYTES: '0',
+        CURIA_LOG_LEVEL: 'warn',
+      },
     },
-  });
-  const port = (svc: string) => cluster.endpoints().find((e) => e.service === svc)!.grpcPort;
-  const gwChannel = createCuriaChannel(`127.0.0.1:${port('gateway')}`);
-  const hdChannel = createCuriaChannel(`127.0.0.1:${port('heads')}`);
-  const engine = await EmbedEngine.open(await ensureDefaultBundle());
+    common.VolumeFormat.NIFTI,
+  );
+  const { cluster, engine } = gw;
   try {
-    const client = createCuriaClient(GatewayServiceBulkClientDefinition, gwChannel);
-    const { files } = await studyFiles(path);
-    const analyse = (extra: Partial<gateway.AnalyzeStudyStart>): Promise<AnalysisResult> =>
-      collectAnalysis(
-        client.analyzeStudy(
-          studyUploadRequests(
-            {
-              header: {
-                studyId: 'bench',
-                format: common.VolumeFormat.NIFTI,
-                seriesInstanceUid: '',
-                volumeIndex: 0,
-              },
-              heads: [],
-              embeddingOutputs: [],
-              model: '',
-              survivalTimes: [],
-              returnSlicePredictions: false,
-              ...extra,
-            },
-            files,
-          ),
-          { deadline: 1_200_000 },
-        ),
-      );
+    const analyse = (fields: AnalyzeStudyStartFields): Promise<AnalysisResult> =>
+      gw.analyse(path, fields, { deadlineMs: 1_200_000 });
     // Warm-up run, whose CLS features train the head both paths run.
     const warm = await analyse({ embeddingOutputs: [CLS] });
     const model = `${warm.summary!.model!.name}@${warm.summary!.model!.version}`;
-    const headsClient = createCuriaClient(heads.HeadsServiceDefinition, hdChannel);
-    const fitted = await headsClient.fit(
-      // eslint-disable-next-line @typescript-eslint/require-await -- the client takes an AsyncIterable
-      (async function* () {
-        yield {
-          msg: {
-            $case: 'start' as const,
-            value: {
-              head: 'bench-half',
-              kind: common.HeadKind.LOGISTIC,
-              task: common.HeadTask.CLASSIFICATION,
-              feature: CLS,
-              model,
-              labelNames: ['inferior', 'superior'],
-              options: { folds: 2, seed: 1 },
-              demo: true,
-            },
-          },
-        };
-        yield {
-          msg: {
-            $case: 'samples' as const,
-            value: {
-              samples: warm.embeddings.map((e) => ({
-                features: e.features[0]!.tensor,
-                label: {
-                  $case: 'classIndex' as const,
-                  value: e.mapping!.canonicalIndex < SLICES / 2 ? 0 : 1,
-                },
-              })),
-            },
-          },
-        };
-      })(),
-    );
+    const fitted = await gw.fitClassifier({
+      head: 'bench-half',
+      model,
+      feature: CLS,
+      labelNames: ['inferior', 'superior'],
+      samples: warm.embeddings.map((e) => ({
+        features: e.features[0]!.tensor,
+        classIndex: e.mapping!.canonicalIndex < SLICES / 2 ? 0 : 1,
+      })),
+    });
     const ref = `${fitted.head!.name}@${fitted.head!.version}`;
     const head = await loadHead(join(work, 'heads', 'bench-half', fitted.head!.version));
     const hidden = engine.info().hidden;
@@ -239,10 +180,7 @@ async function main(): Promise<void> {
         `slices/s: in-process ${((SLICES * 1000) / med(local, 'total')).toFixed(2)}, gateway ${((SLICES * 1000) / med(remote, 'total')).toFixed(2)}\n`,
     );
   } finally {
-    gwChannel.close();
-    hdChannel.close();
-    await engine.close();
-    await cluster.stop();
+    await gw.close();
     await rm(work, { recursive: true, force: true });
   }
 }

@@ -3,9 +3,10 @@ import { dirname, resolve } from 'node:path';
 
 import type { Command } from 'commander';
 
-import type { AnalyzeStudyStartFields, gateway } from '@curia/client';
+import type { gateway } from '@curia/client';
 import {
   GatewayServiceBulkClientDefinition,
+  analyzeStudyStart,
   ClientError,
   collectAnalysis,
   common,
@@ -153,17 +154,12 @@ export async function analyzeAction(
     const defaultHeads =
       heads.length === 0 && embeddingOutputs.length === 0 ? await deploymentDefaultHeads(client) : [];
     if (defaultHeads.length > 0) heads = defaultHeads;
-    const start: AnalyzeStudyStartFields = {
-      header: { studyId: o.studyId ?? 'cli', format, seriesInstanceUid: '', volumeIndex: 0 },
+    const start = analyzeStudyStart(o.studyId ?? 'cli', format, {
       heads,
       embeddingOutputs,
       model: o.model ?? '',
-      survivalTimes: [],
-      returnSlicePredictions: false,
-      ...(o.clipBelowAir !== undefined
-        ? { preprocess: { modelBundle: '', clipBelowAir: o.clipBelowAir, outputDtype: 0 } }
-        : {}),
-    };
+      ...(o.clipBelowAir !== undefined ? { preprocess: { clipBelowAir: o.clipBelowAir } } : {}),
+    });
     const result = await collectAnalysis(
       client.analyzeStudy(studyUploadRequests(start, files), { deadline: timeoutS * 1000 }),
       onProgress,

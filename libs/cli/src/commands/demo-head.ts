@@ -1,13 +1,15 @@
 import {
+  analyzeStudyStart,
   ClientError,
   common,
   createCuriaClient,
+  headFitRequests,
   heads,
   Status,
   type AnalysisResult,
   type AnalyzeStudyStartFields,
   type Channel,
-  type gateway,
+  type HeadFitStartFields,
 } from '@curia/client';
 import type { Phantom } from '@curia/phantom';
 
@@ -78,43 +80,20 @@ export async function ensureDemoHead(
       label: { $case: 'classIndex', value: phantomLevel(phantom, m.inputAxis, m.inputSliceIndex) },
     };
   });
-  const cls: common.FeatureRequest = {
-    kind: { $case: 'cls', value: { prenorm: false } },
-    dtype: common.DType.F32,
+  const start: HeadFitStartFields = {
+    head: name,
+    kind: common.HeadKind.LOGISTIC,
+    task: common.HeadTask.CLASSIFICATION,
+    feature: { kind: { $case: 'cls', value: { prenorm: false } }, dtype: common.DType.F32 },
+    model: modelRef,
+    labelNames: [...DEMO_LEVELS],
+    options: { l2: 1, classWeight: heads.ClassWeight.BALANCED, folds: 3, seed: 7 },
+    description: 'DEMO: body level of a synthetic phantom slice, fitted on demo weights by `curia up`',
+    dataset: `curia phantom seed ${phantom.seed}`,
+    idempotencyKey: `${name}:${modelRef}:${phantom.seed}`,
+    demo: true,
   };
-  // eslint-disable-next-line @typescript-eslint/require-await -- the client takes an AsyncIterable
-  async function* requests(): AsyncGenerator<heads.FitRequest> {
-    yield {
-      msg: {
-        $case: 'start',
-        value: {
-          head: name,
-          kind: common.HeadKind.LOGISTIC,
-          task: common.HeadTask.CLASSIFICATION,
-          feature: cls,
-          requirements: undefined,
-          model: modelRef,
-          labelNames: [...DEMO_LEVELS],
-          options: {
-            l2: 1,
-            classWeight: heads.ClassWeight.BALANCED,
-            ties: heads.TiesMethod.UNSPECIFIED,
-            folds: 3,
-            seed: 7,
-            hiddenLayerSizes: [],
-            maxIterations: 0,
-          },
-          description: 'DEMO: body level of a synthetic phantom slice, fitted on demo weights by `curia up`',
-          unit: '',
-          dataset: `curia phantom seed ${phantom.seed}`,
-          idempotencyKey: `${name}:${modelRef}:${phantom.seed}`,
-          demo: true,
-        },
-      },
-    };
-    yield { msg: { $case: 'samples', value: { samples } } };
-  }
-  const res = await client.fit(requests(), { deadline: 120_000 });
+  const res = await client.fit(headFitRequests(start, samples), { deadline: 120_000 });
   return {
     ref: `${res.head?.name}@${res.head?.version}`,
     fitted: true,
@@ -124,19 +103,6 @@ export async function ensureDemoHead(
 }
 
 /** The AnalyzeStudy start of the self-check runs (the caller adds heads or outputs). */
-export function selfCheckStart(extra: Partial<gateway.AnalyzeStudyStart>): AnalyzeStudyStartFields {
-  return {
-    header: {
-      studyId: 'self-check-phantom',
-      format: common.VolumeFormat.NIFTI,
-      seriesInstanceUid: '',
-      volumeIndex: 0,
-    },
-    heads: [],
-    embeddingOutputs: [],
-    model: '',
-    survivalTimes: [],
-    returnSlicePredictions: false,
-    ...extra,
-  };
+export function selfCheckStart(fields: AnalyzeStudyStartFields): AnalyzeStudyStartFields {
+  return analyzeStudyStart('self-check-phantom', common.VolumeFormat.NIFTI, fields);
 }

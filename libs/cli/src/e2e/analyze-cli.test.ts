@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,8 +19,9 @@ import { generatePhantom, phantomToNifti } from '@curia/phantom';
 import { readSafetensors, toFloat32 } from '@curia/tensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { LocalCluster, repoRoot } from '../cluster/launcher.js';
+import { LocalCluster } from '../cluster/launcher.js';
 import { DEMO_HEAD, ensureDemoHead, selfCheckStart } from '../commands/demo-head.js';
+import { runCuria, type CuriaRun } from './curia-bin.js';
 
 const CLS: common.FeatureRequest = {
   kind: { $case: 'cls', value: { prenorm: false } },
@@ -29,16 +29,7 @@ const CLS: common.FeatureRequest = {
 };
 
 /** `curia analyze` as a user runs it: the committed bin, its own process. */
-function curiaAnalyze(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [join(repoRoot(), 'libs/cli/bin/curia.js'), 'analyze', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr })));
-}
+const curiaAnalyze = (args: string[]): Promise<CuriaRun> => runCuria(['analyze', ...args]);
 
 /**
  * `curia analyze` against a spawned cluster whose heads service marks the demo head default (as

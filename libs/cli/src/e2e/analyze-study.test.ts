@@ -3,32 +3,15 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import type { AnalyzeStudyStartFields, gateway } from '@curia/client';
-import {
-  GatewayServiceBulkClientDefinition,
-  ClientError,
-  collectAnalysis,
-  common,
-  createCuriaChannel,
-  createCuriaClient,
-  heads,
-  Metadata,
-  Status,
-  studyFiles,
-  studyUploadRequests,
-  wireFloats,
-  type AnalysisResult,
-  type Channel,
-} from '@curia/client';
+import { ClientError, common, Metadata, Status, wireFloats, type AnalysisResult } from '@curia/client';
 import { loadHead } from '@curia/heads';
-import { EmbedEngine, ensureDefaultBundle } from '@curia/model';
 import { generatePhantom, phantomToNifti } from '@curia/phantom';
 import { sharedPathOrSkip } from '@curia/tensors';
 import { preprocessToTensor } from '@curia/volume';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { LocalCluster } from '../cluster/launcher.js';
 import { metricsUrls, metricValue } from './cluster-metrics.js';
+import { GatewayCluster } from './gateway-cluster.js';
 import { otlpEnv, servicesInTrace, startCollector } from './otlp-collector.js';
 
 /**
@@ -45,47 +28,18 @@ const CLS: common.FeatureRequest = {
   dtype: common.DType.F32,
 };
 
-function start(extra: Partial<gateway.AnalyzeStudyStart>): AnalyzeStudyStartFields {
-  return {
-    header: { studyId: 'e2e', format: common.VolumeFormat.AUTO, seriesInstanceUid: '', volumeIndex: 0 },
-    heads: [],
-    embeddingOutputs: [],
-    model: '',
-    survivalTimes: [],
-    returnSlicePredictions: false,
-    ...extra,
-  };
-}
-
 describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned cluster', () => {
-  let cluster: LocalCluster;
-  let channel: Channel;
-  let client: ReturnType<typeof createCuriaClient<typeof gateway.GatewayServiceDefinition>>;
-  let engine: EmbedEngine;
+  let gw: GatewayCluster;
   let work: string;
   let collector: Awaited<ReturnType<typeof startCollector>>;
   /** name@version of the head the first test fits. */
   let fittedHeadRef = '';
-  const url = (service: string): string[] => metricsUrls(cluster, service);
-  const analyse = (
-    path: string,
-    extra: Partial<gateway.AnalyzeStudyStart>,
-    deadlineMs = 120_000,
-    metadata?: Metadata,
-  ) =>
-    studyFiles(path).then(({ files }) =>
-      collectAnalysis(
-        client.analyzeStudy(studyUploadRequests(start(extra), files), {
-          deadline: deadlineMs,
-          ...(metadata ? { metadata } : {}),
-        }),
-      ),
-    );
+  const url = (service: string): string[] => metricsUrls(gw.cluster, service);
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'curia-e2e-'));
     collector = await startCollector();
-    cluster = await LocalCluster.start({
+    gw = await GatewayCluster.start('e2e', {
       ports: 'dynamic',
       replicas: { embed: 2 },
       only: ['preprocess', 'embed', 'heads', 'gateway'],
@@ -95,17 +49,10 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
         ...otlpEnv(collector.url),
       },
     });
-    channel = createCuriaChannel(
-      `127.0.0.1:${cluster.endpoints().find((e) => e.service === 'gateway')!.grpcPort}`,
-    );
-    client = createCuriaClient(GatewayServiceBulkClientDefinition, channel);
-    engine = await EmbedEngine.open(await ensureDefaultBundle());
   }, 240_000);
 
   afterAll(async () => {
-    channel?.close();
-    await engine?.close();
-    await cluster?.stop();
+    await gw?.close();
     collector?.server.close();
     if (work) await rm(work, { recursive: true, force: true });
   }, 60_000);
@@ -117,7 +64,7 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
     const out = new Map<number, Float32Array>();
     for (let b = 0; b < k; b += 4) {
       const n = Math.min(4, k - b);
-      const r = await engine.run(t.pixelValues.subarray(b * h * w, (b + n) * h * w), n);
+      const r = await gw.engine.run(t.pixelValues.subarray(b * h * w, (b + n) * h * w), n);
       for (let i = 0; i < n; i++) {
         out.set(
           t.indices[b + i]!,
@@ -143,71 +90,38 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
   }
 
   it('analyses the shared CT like the in-process engines; a fitted head agrees; the repeat is all cache hits', async () => {
-    const first = await analyse(ct!, { embeddingOutputs: [CLS] });
+    const first = await gw.analyse(ct!, { embeddingOutputs: [CLS] });
     expect(first.summary?.cache).toEqual({ hits: 0, misses: 30 });
     expect(first.summary?.demoWeights).toBe(true);
     expect(first.geometry?.numCanonicalSlices).toBe(30);
     expectClsMatch(first, await inProcessCls(ct!));
 
     // Fit a slice-level head on those CLS features (inferior vs superior half), then run it.
-    const heads_ = createCuriaClient(
-      heads.HeadsServiceDefinition,
-      createCuriaChannel(`127.0.0.1:${cluster.endpoints().find((e) => e.service === 'heads')!.grpcPort}`),
-    );
-    const model = `${first.summary!.model!.name}@${first.summary!.model!.version}`;
-    const fitted = await heads_.fit(
-      // eslint-disable-next-line @typescript-eslint/require-await -- the client takes an AsyncIterable
-      (async function* () {
-        yield {
-          msg: {
-            $case: 'start' as const,
-            value: {
-              head: 'e2e-half',
-              kind: common.HeadKind.LOGISTIC,
-              task: common.HeadTask.CLASSIFICATION,
-              feature: CLS,
-              model,
-              labelNames: ['inferior', 'superior'],
-              options: {
-                folds: 2,
-                seed: 1,
-                l2: 1,
-                classWeight: 0,
-                ties: 0,
-                hiddenLayerSizes: [],
-                maxIterations: 0,
-              },
-              demo: true,
-            },
-          },
-        };
-        yield {
-          msg: {
-            $case: 'samples' as const,
-            value: {
-              samples: first.embeddings.map((e) => ({
-                features: e.features[0]!.tensor,
-                label: { $case: 'classIndex' as const, value: e.mapping!.canonicalIndex < 15 ? 0 : 1 },
-              })),
-            },
-          },
-        };
-      })(),
-    );
+    const fitted = await gw.fitClassifier({
+      head: 'e2e-half',
+      model: `${first.summary!.model!.name}@${first.summary!.model!.version}`,
+      feature: CLS,
+      labelNames: ['inferior', 'superior'],
+      samples: first.embeddings.map((e) => ({
+        features: e.features[0]!.tensor,
+        classIndex: e.mapping!.canonicalIndex < 15 ? 0 : 1,
+      })),
+    });
     const ref = `${fitted.head!.name}@${fitted.head!.version}`;
     fittedHeadRef = ref;
-    const second = await analyse(ct!, { heads: [ref], returnSlicePredictions: true });
+    const second = await gw.analyse(ct!, { heads: [ref], returnSlicePredictions: true });
     expect(second.summary?.cache).toEqual({ hits: 30, misses: 0 });
     expect(second.heads).toHaveLength(1);
     const result = second.heads[0]!;
     expect(result.slices).toHaveLength(30);
     // The same head, loaded from the store in this process, on the CLS the first run returned.
     const head = await loadHead(join(work, 'heads', 'e2e-half', fitted.head!.version));
-    const cls = new Float32Array(30 * engine.info().hidden);
-    first.embeddings.forEach((e, i) => cls.set(wireFloats(e.features[0]!.tensor), i * engine.info().hidden));
+    const hidden = gw.engine.info().hidden;
+    const cls = new Float32Array(30 * hidden);
+    first.embeddings.forEach((e, i) => cls.set(wireFloats(e.features[0]!.tensor), i * hidden));
     const local = await head.run({
       slices: 30,
-      hidden: engine.info().hidden,
+      hidden,
       blocks: [{ data: cls, tokensPerSlice: 1 }],
     });
     result.slices.forEach((s, i) => {
@@ -221,7 +135,7 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
   }, 180_000);
 
   it('analyses the JPEG 2000 DICOM series (uploaded file by file) like the in-process engines', async () => {
-    const r = await analyse(dicom!, { embeddingOutputs: [CLS] });
+    const r = await gw.analyse(dicom!, { embeddingOutputs: [CLS] });
     expect(r.summary?.slicesEmbedded).toBe(20);
     expectClsMatch(r, await inProcessCls(dicom!));
   }, 180_000);
@@ -234,11 +148,10 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
     const path = join(work, 'trace.nii.gz');
     await writeFile(path, phantomToNifti(p, { gzip: true }).image);
     const traceId = randomBytes(16).toString('hex');
-    const r = await analyse(
+    const r = await gw.analyse(
       path,
       { heads: [fittedHeadRef] },
-      120_000,
-      Metadata({ traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` }),
+      { metadata: Metadata({ traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` }) },
     );
     expect(r.summary?.cache?.hits).toBe(0);
     expect(r.heads).toHaveLength(1);
@@ -251,7 +164,7 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
     const path = join(work, 'deadline.nii.gz');
     await writeFile(path, phantomToNifti(p, { gzip: true }).image);
     const t0 = performance.now();
-    await expect(analyse(path, { embeddingOutputs: [CLS] }, 1500)).rejects.toMatchObject({
+    await expect(gw.analyse(path, { embeddingOutputs: [CLS] }, { deadlineMs: 1500 })).rejects.toMatchObject({
       code: Status.DEADLINE_EXCEEDED,
     });
     expect(performance.now() - t0).toBeLessThan(5000);
@@ -284,8 +197,7 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
     const p = generatePhantom({ size: [128, 128, 48], seed: 12 });
     const path = join(work, 'kill.nii.gz');
     await writeFile(path, phantomToNifti(p, { gzip: true }).image);
-    const replicas = cluster.endpoints().filter((e) => e.service === 'embed');
-    const { files } = await studyFiles(path);
+    const replicas = gw.cluster.endpoints().filter((e) => e.service === 'embed');
     // Kill the replica that holds the study's Embed stream (round-robin decides which), mid-study.
     let kill: Promise<number> | null = null;
     const killServing = async (): Promise<number> => {
@@ -303,12 +215,13 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
         await new Promise((r) => setTimeout(r, 20));
       }
     };
-    const r = await collectAnalysis(
-      client.analyzeStudy(studyUploadRequests(start({ embeddingOutputs: [CLS] }), files), {
-        deadline: 120_000,
-      }),
-      (ev) => {
-        if (!kill && ev.stage === 'embed' && ev.done >= 2) kill = killServing();
+    const r = await gw.analyse(
+      path,
+      { embeddingOutputs: [CLS] },
+      {
+        onProgress: (ev) => {
+          if (!kill && ev.stage === 'embed' && ev.done >= 2) kill = killServing();
+        },
       },
     );
     expect(kill).not.toBeNull();
@@ -327,7 +240,7 @@ describe.skipIf(!ct || !dicom)('AnalyzeStudy end to end through the spawned clus
     const path2 = join(work, 'none.nii.gz');
     await writeFile(path2, phantomToNifti(q, { gzip: true }).image);
     const t0 = performance.now();
-    const err = await analyse(path2, { embeddingOutputs: [CLS] }).catch((e: unknown) => e);
+    const err = await gw.analyse(path2, { embeddingOutputs: [CLS] }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ClientError);
     expect((err as ClientError).code).toBe(Status.UNAVAILABLE);
     expect(performance.now() - t0).toBeLessThan(10_000);

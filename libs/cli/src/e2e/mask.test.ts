@@ -2,34 +2,21 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import type { AnalyzeStudyStartFields, gateway } from '@curia/client';
 import {
-  GatewayServiceBulkClientDefinition,
   ClientError,
-  collectAnalysis,
   common,
-  createCuriaChannel,
-  createCuriaClient,
-  heads,
+  runLengthMask,
   Status,
-  studyFiles,
-  studyUploadRequests,
   wireFloats,
-  type Channel,
+  type AnalyzeStudyStartFields,
 } from '@curia/client';
 import { loadHead } from '@curia/heads';
-import { EmbedEngine, ensureDefaultBundle, maskPool, maskToTokenGrid, patchTokens } from '@curia/model';
-import {
-  generatePhantom,
-  phantomImageNifti,
-  phantomLabelsNifti,
-  PHANTOM_LABEL_NAMES,
-  type Phantom,
-} from '@curia/phantom';
+import { maskPool, maskToTokenGrid, patchTokens } from '@curia/model';
+import { generatePhantom, phantomImageNifti, phantomLabelsNifti, PHANTOM_LABEL_NAMES } from '@curia/phantom';
 import { canonicalToInputIndex, preprocessToTensor } from '@curia/volume';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { LocalCluster } from '../cluster/launcher.js';
+import { GatewayCluster } from './gateway-cluster.js';
 
 /**
  * Region-of-interest masks through the spawned cluster: a phantom's liver label, sent as an RLE
@@ -48,74 +35,34 @@ const POOLED: common.FeatureRequest = {
 const LIVER = PHANTOM_LABEL_NAMES.indexOf('liver');
 const SIZE = 512;
 
-/** C-order (i, j, k) run lengths of `label` in the phantom's label map (stored i fastest). */
-function rleOf(p: Phantom, label: number): common.RunLengthMask {
-  const [nx, ny, nz] = p.dims;
-  const counts: number[] = [];
-  let value = 0;
-  let run = 0;
-  for (let i = 0; i < nx; i++)
-    for (let j = 0; j < ny; j++)
-      for (let k = 0; k < nz; k++) {
-        const v = p.labels[i + nx * (j + ny * k)] === label ? 1 : 0;
-        if (v !== value) {
-          counts.push(run);
-          value = v;
-          run = 0;
-        }
-        run++;
-      }
-  counts.push(run);
-  return { dims: [...p.dims], counts, label: 'liver' };
-}
-
-function start(extra: Partial<gateway.AnalyzeStudyStart>): AnalyzeStudyStartFields {
-  return {
-    header: { studyId: 'e2e-mask', format: common.VolumeFormat.AUTO, seriesInstanceUid: '', volumeIndex: 0 },
-    heads: [],
-    embeddingOutputs: [],
-    model: '',
-    survivalTimes: [],
-    returnSlicePredictions: false,
-    ...extra,
-  };
-}
-
 describe('AnalyzeStudy with a region-of-interest mask through the spawned cluster', () => {
-  let cluster: LocalCluster;
-  let channel: Channel;
-  let client: ReturnType<typeof createCuriaClient<typeof gateway.GatewayServiceDefinition>>;
-  let engine: EmbedEngine;
+  let gw: GatewayCluster;
   let work: string;
   let path: string;
   // 12 slices of 20 mm: the liver is in 5 of them, so 7 have an empty mask.
   const phantom = generatePhantom({ size: [96, 96, 12], spacing: [4.2, 4.2, 20], orientation: 'RAS' });
-  const mask: common.InputMask = { mask: { $case: 'rle', value: rleOf(phantom, LIVER) } };
-  const analyse = (extra: Partial<gateway.AnalyzeStudyStart>) =>
-    studyFiles(path).then(({ files }) =>
-      collectAnalysis(client.analyzeStudy(studyUploadRequests(start(extra), files), { deadline: 120_000 })),
-    );
+  const [nx, ny] = phantom.dims;
+  /** Whether input voxel (i, j, k) is liver (the label map is stored i fastest). */
+  const inLiver = (i: number, j: number, k: number): boolean =>
+    phantom.labels[i + nx * (j + ny * k)] === LIVER;
+  const mask: common.InputMask = {
+    mask: { $case: 'rle', value: runLengthMask(phantom.dims, inLiver, 'liver') },
+  };
+  const analyse = (fields: AnalyzeStudyStartFields) => gw.analyse(path, fields);
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'curia-e2e-mask-'));
     path = join(work, 'phantom.nii.gz');
     await writeFile(path, phantomImageNifti(phantom));
-    cluster = await LocalCluster.start({
+    gw = await GatewayCluster.start('e2e-mask', {
       ports: 'dynamic',
       only: ['preprocess', 'embed', 'heads', 'gateway'],
       env: { CURIA_HEADS_DIR: join(work, 'heads'), CURIA_SHUTDOWN_GRACE_MS: '2000' },
     });
-    channel = createCuriaChannel(
-      `127.0.0.1:${cluster.endpoints().find((e) => e.service === 'gateway')!.grpcPort}`,
-    );
-    client = createCuriaClient(GatewayServiceBulkClientDefinition, channel);
-    engine = await EmbedEngine.open(await ensureDefaultBundle());
   }, 240_000);
 
   afterAll(async () => {
-    channel?.close();
-    await engine?.close();
-    await cluster?.stop();
+    await gw?.close();
     if (work) await rm(work, { recursive: true, force: true });
   }, 60_000);
 
@@ -127,7 +74,6 @@ describe('AnalyzeStudy with a region-of-interest mask through the spawned cluste
     // geometry.proto: pixel (r, c) is centred at canonical (c + 0.5)·cols/W − 0.5; nearest = rounded.
     const near = (d: number, n: number): number =>
       Math.min(n - 1, Math.max(0, Math.round((d + 0.5) * (n / SIZE) - 0.5)));
-    const [nx, ny] = phantom.dims;
     const out = new Map<number, { pooled: Float32Array; tokens: number }>();
     for (let b = 0; b < t.indices.length; b++) {
       const k = t.indices[b]!;
@@ -136,13 +82,13 @@ describe('AnalyzeStudy with a region-of-interest mask through the spawned cluste
       for (let r = 0; r < SIZE; r++)
         for (let c = 0; c < SIZE; c++) {
           const [i, j, kk] = canonicalToInputIndex(g, k, near(r, rows), near(c, cols));
-          if (phantom.labels[i + nx * (j + ny * kk)] === LIVER) {
+          if (inLiver(i, j, kk)) {
             m[r * SIZE + c] = 1;
             inside++;
           }
         }
       if (inside === 0) continue;
-      const run = await engine.run(t.pixelValues.subarray(b * SIZE * SIZE, (b + 1) * SIZE * SIZE), 1);
+      const run = await gw.engine.run(t.pixelValues.subarray(b * SIZE * SIZE, (b + 1) * SIZE * SIZE), 1);
       const patches = patchTokens(run.lastHiddenState!, run, 0);
       const tokens = maskToTokenGrid(m, Math.sqrt(patches.length / run.hidden)).reduce((a, v) => a + v, 0);
       out.set(k, { pooled: maskPool(patches, m, run.hidden), tokens });
@@ -174,53 +120,16 @@ describe('AnalyzeStudy with a region-of-interest mask through the spawned cluste
     expect(maxDiff).toBeLessThan(1e-4);
 
     // A head fitted on the pooled features requires a mask and reads only the liver slices.
-    const headsClient = createCuriaClient(
-      heads.HeadsServiceDefinition,
-      createCuriaChannel(`127.0.0.1:${cluster.endpoints().find((e) => e.service === 'heads')!.grpcPort}`),
-    );
-    const model = `${r.summary!.model!.name}@${r.summary!.model!.version}`;
     const liverSlices = [...expected.keys()].sort((a, b) => a - b);
-    const fitted = await headsClient.fit(
-      // eslint-disable-next-line @typescript-eslint/require-await -- the client takes an AsyncIterable
-      (async function* () {
-        yield {
-          msg: {
-            $case: 'start' as const,
-            value: {
-              head: 'e2e-liver',
-              kind: common.HeadKind.LOGISTIC,
-              task: common.HeadTask.CLASSIFICATION,
-              feature: POOLED,
-              model,
-              labelNames: ['lower', 'upper'],
-              options: {
-                folds: 2,
-                seed: 1,
-                l2: 1,
-                classWeight: 0,
-                ties: 0,
-                hiddenLayerSizes: [],
-                maxIterations: 0,
-              },
-              demo: true,
-            },
-          },
-        };
-        yield {
-          msg: {
-            $case: 'samples' as const,
-            value: {
-              samples: r.embeddings
-                .filter((e) => e.features[0]!.tensor)
-                .map((e, i) => ({
-                  features: e.features[0]!.tensor,
-                  label: { $case: 'classIndex' as const, value: i < 2 ? 0 : 1 },
-                })),
-            },
-          },
-        };
-      })(),
-    );
+    const fitted = await gw.fitClassifier({
+      head: 'e2e-liver',
+      model: `${r.summary!.model!.name}@${r.summary!.model!.version}`,
+      feature: POOLED,
+      labelNames: ['lower', 'upper'],
+      samples: r.embeddings
+        .filter((e) => e.features[0]!.tensor)
+        .map((e, i) => ({ features: e.features[0]!.tensor, classIndex: i < 2 ? 0 : 1 })),
+    });
     expect(fitted.head?.requirements?.requiresMask).toBe(true);
     const ref = `${fitted.head!.name}@${fitted.head!.version}`;
     const err = await analyse({ heads: [ref] }).catch((e: unknown) => e);
@@ -232,7 +141,7 @@ describe('AnalyzeStudy with a region-of-interest mask through the spawned cluste
     const result = second.heads[0]!;
     expect(result.slices.map((s) => s.sliceId)).toEqual(liverSlices);
     const head = await loadHead(join(work, 'heads', 'e2e-liver', fitted.head!.version));
-    const hidden = engine.info().hidden;
+    const hidden = gw.engine.info().hidden;
     const pooled = new Float32Array(liverSlices.length * hidden);
     liverSlices.forEach((k, i) => pooled.set(expected.get(k)!.pooled, i * hidden));
     const maskCounts = Float64Array.from(liverSlices, (k) => expected.get(k)!.tokens);

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -36,8 +35,9 @@ import {
 } from '@curia/volume';
 import { writeCanonicalSeries } from '@curia/volume/testing';
 
-import { LocalCluster, repoRoot } from '../cluster/launcher.js';
+import { LocalCluster } from '../cluster/launcher.js';
 import { clusterMetric } from './cluster-metrics.js';
+import { runCuria } from './curia-bin.js';
 import { otlpEnv, servicesInTrace, startCollector } from './otlp-collector.js';
 
 /**
@@ -102,18 +102,6 @@ async function maskOnInputGrid(
     ),
   ).toBeLessThan(1e-3);
   return { mask: m, input };
-}
-
-/** The `curia` command as a user runs it: the committed bin, its own process. */
-function curia(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [join(repoRoot(), 'libs/cli/bin/curia.js'), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr })));
 }
 
 const rejectsWith = async (p: Promise<unknown>, code: Status, re: RegExp): Promise<void> => {
@@ -409,7 +397,7 @@ describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the sp
   it('works from the command line: curia segment fit, curia segment FILE --head / --point with --out and --png', async () => {
     const target = `127.0.0.1:${cluster.endpoints().find((e) => e.service === 'segment')!.grpcPort}`;
     const labelled = picked.slices.slice(0, 3).join(',');
-    const fit = await curia([
+    const fit = await runCuria([
       'segment',
       'fit',
       '--name',
@@ -438,7 +426,7 @@ describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the sp
     });
     const out = join(work, 'cli-mask.nii.gz');
     const png = join(work, 'cli-png');
-    const run1 = await curia([
+    const run1 = await runCuria([
       'segment',
       ct!,
       '--head',
@@ -467,7 +455,7 @@ describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the sp
     expect(pngs.length).toBeGreaterThan(0);
     expect(pngs.every((f) => /^slice-\d{3}\.png$/.test(f))).toBe(true);
     const [i, j, k] = picked.liverCentroid;
-    const click = await curia([
+    const click = await runCuria([
       'segment',
       ct!,
       '--point',
@@ -481,10 +469,10 @@ describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the sp
     ]);
     expect(click.code).toBe(0);
     expect(click.stdout).toMatch(/head click@1 on .*\n {2}liver: \d+ voxels/);
-    const bad = await curia(['segment', ct!, '--point', '1,2', '--target', target]);
+    const bad = await runCuria(['segment', ct!, '--point', '1,2', '--target', target]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--point '1,2': expected x,y,z/);
-    const unknown = await curia(['segment', ct!, '--head', 'nope', '--target', target]);
+    const unknown = await runCuria(['segment', ct!, '--head', 'nope', '--target', target]);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/^curia segment: NOT_FOUND: model: no segmentation head named 'nope'/);
   }, 240_000);

@@ -5,6 +5,7 @@
  * z-score) on a slice of the same size. Run after `npm run build`:
  *   node services/gateway/dist/bench/mask-bench.js [slices=300]
  */
+import { runLengthMask } from '@curia/client';
 import type { common } from '@curia/proto';
 import { CURIA_DEFAULT_PREPROCESS_SPEC, processSlice, SliceScratch } from '@curia/volume';
 
@@ -16,25 +17,16 @@ const [ni, nj, nk] = [512, 512, slices];
 
 /** An ellipsoid (about a liver's share of an abdominal volume) as C-order run lengths. */
 function ellipsoidRle(): common.RunLengthMask {
-  const counts: number[] = [];
-  let value = 0;
-  let run = 0;
-  for (let i = 0; i < ni; i++)
-    for (let j = 0; j < nj; j++)
-      for (let k = 0; k < nk; k++) {
-        const x = (i - 180) / 90;
-        const y = (j - 260) / 110;
-        const z = (k - nk * 0.6) / (nk * 0.25);
-        const v = x * x + y * y + z * z <= 1 ? 1 : 0;
-        if (v !== value) {
-          counts.push(run);
-          value = v;
-          run = 0;
-        }
-        run++;
-      }
-  counts.push(run);
-  return { dims: [ni, nj, nk], counts, label: 'ellipsoid' };
+  return runLengthMask(
+    [ni, nj, nk],
+    (i, j, k) => {
+      const x = (i - 180) / 90;
+      const y = (j - 260) / 110;
+      const z = (k - nk * 0.6) / (nk * 0.25);
+      return x * x + y * y + z * z <= 1;
+    },
+    'ellipsoid',
+  );
 }
 
 const ms = (t0: number): number => performance.now() - t0;

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { common } from '@curia/proto';
 
 import { planAnalysis, sliceNeeds } from '../plan.js';
+import { ALL_SLICES, sliceHead } from '../testing/heads.js';
 import { restrictToMask } from './coverage.js';
 
 const cls: common.FeatureRequest = {
@@ -13,30 +14,12 @@ const pooled: common.FeatureRequest = {
   kind: { $case: 'maskPooled', value: { prenorm: false } },
   dtype: common.DType.F32,
 };
-const all: common.SliceSelection = { selection: { $case: 'all', value: {} } };
-
-function head(name: string, features: common.FeatureRequest[], mask: boolean): common.HeadInfo {
-  return {
-    name,
-    version: '1',
-    kind: common.HeadKind.LOGISTIC,
-    task: common.HeadTask.CLASSIFICATION,
-    labels: [],
-    requirements: { features, slices: all, level: common.HeadInputLevel.SLICE, requiresMask: mask },
-    demo: true,
-    model: '',
-    modelSha256: '',
-    description: '',
-    unit: '',
-    isDefault: false,
-  };
-}
 
 describe('restrictToMask', () => {
   const plan = planAnalysis({ embeddingOutputs: [pooled, cls], hasMask: true }, [
-    head('roi', [pooled], true),
-    head('whole', [cls], false),
-    head('gate', [cls], true), // requires a mask without pooling over it: reads covered slices only
+    sliceHead('roi', [pooled], ALL_SLICES, true),
+    sliceHead('whole', [cls]),
+    sliceHead('gate', [cls], ALL_SLICES, true), // requires a mask without pooling over it: reads covered slices only
   ]);
   const covered = new Set([2, 3]);
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
+import { runLengthMask } from '@curia/client';
 import { CuriaError } from '@curia/errors';
 import { common } from '@curia/proto';
 import {
@@ -51,25 +52,9 @@ function phantom(affine: number[]): { image: Uint8Array; labels: Uint8Array; lab
   return { image, labels, labelNifti };
 }
 
-/** Independent RLE encoder: C order over (i, j, k), k fastest, runs of 0 then 1 ... */
-function rleOf(labels: Uint8Array): common.RunLengthMask {
-  const counts: number[] = [];
-  let value = 0;
-  let run = 0;
-  for (let i = 0; i < DIMS[0]; i++)
-    for (let j = 0; j < DIMS[1]; j++)
-      for (let k = 0; k < DIMS[2]; k++) {
-        const v = labels[fortran(i, j, k)] ? 1 : 0;
-        if (v !== value) {
-          counts.push(run);
-          value = v;
-          run = 0;
-        }
-        run++;
-      }
-  counts.push(run);
-  return { dims: DIMS, counts, label: 'cube' };
-}
+/** The label map as an RLE mask, encoded by the client library (independently of the decoder). */
+const rleOf = (labels: Uint8Array): common.RunLengthMask =>
+  runLengthMask(DIMS, (i, j, k) => labels[fortran(i, j, k)] !== 0, 'cube');
 
 /** What PreprocessService sends for a geometry (geometry.proto's axis order: col, row, slice). */
 function canonicalProto(g: Geometry): common.CanonicalGeometry {
