@@ -138,7 +138,8 @@ export function squaredDistanceTo(
   return dist;
 }
 
-function percentile(values: Float64Array, p: number): number {
+/** Linear-interpolated percentile (0..100) of `values` (any order; NaN when empty). */
+export function percentile(values: Float64Array, p: number): number {
   const sorted = Float64Array.from(values).sort();
   if (sorted.length === 0) return NaN;
   const rank = (p / 100) * (sorted.length - 1);

@@ -5,7 +5,6 @@ import {
   evenlySpaced,
   fitIntervals,
   largestComponents,
-  percentile,
   pixelPatchTokens,
   positionTokens,
   thresholdClasses,
@@ -36,7 +35,6 @@ describe('segment-bench methods', () => {
   });
 
   it('fits percentile intervals on the given slices only; the narrowest interval wins overlaps', () => {
-    expect(percentile(Float64Array.of(0, 10), 25)).toBe(2.5);
     const hu = [Float64Array.of(0, 10, 20, 30, 40, 50), Float64Array.of(1000, 1000, 1000, 1000, 1000, 1000)];
     const truth = [Uint8Array.of(1, 1, 1, 2, 2, 0), Uint8Array.of(1, 1, 1, 1, 2, 2)];
     const iv = fitIntervals(hu, truth, [0], 3, 0, 100);
@@ -44,6 +42,7 @@ describe('segment-bench methods', () => {
       { lo: 0, hi: 20 },
       { lo: 30, hi: 40 },
     ]);
+    expect(fitIntervals(hu, truth, [0], 3, 25, 50)[1]).toEqual({ lo: 5, hi: 10 }); // interpolated
     // Class 1 [0, 20] overlaps class 3 [15, 100]: the narrower class 1 takes 15..20.
     const three = [...iv, { lo: 15, hi: 100 }];
     expect([...thresholdClasses(Float64Array.of(-5, 5, 18, 25, 35, 60, 200), three)]).toEqual([

@@ -3,6 +3,7 @@
  * intensity-threshold baseline, the largest-component filter and 3D Dice over a set of slices.
  * Predictions and truths are class indices per canonical pixel (0 = background), one array per slice.
  */
+import { percentile } from '../overlap.js';
 
 /** `count` evenly spaced members of `candidates` (in order): positions ⌊(i + ½)·n/count⌋, i = 0..count−1. */
 export function evenlySpaced(candidates: readonly number[], count: number): number[] {
@@ -47,15 +48,6 @@ export interface Interval {
   readonly hi: number;
 }
 
-/** Linear-interpolated percentile (0..100) of ascending values. */
-export function percentile(sorted: ArrayLike<number>, p: number): number {
-  if (sorted.length === 0) return NaN;
-  const rank = (p / 100) * (sorted.length - 1);
-  const lo = Math.floor(rank);
-  const hi = Math.min(sorted.length - 1, lo + 1);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (rank - lo);
-}
-
 /**
  * Per foreground class 1..K−1, the [pLo, pHi] percentile interval of the intensities of its pixels
  * on the given slices (index 0, background, is an empty interval; a class without pixels too).
@@ -76,8 +68,8 @@ export function fitIntervals(
       const h = intensity[s]!;
       for (let i = 0; i < t.length; i++) if (t[i] === q) v.push(h[i]!);
     }
-    const sorted = Float64Array.from(v).sort();
-    out.push({ lo: percentile(sorted, pLo), hi: percentile(sorted, pHi) });
+    const values = Float64Array.from(v);
+    out.push({ lo: percentile(values, pLo), hi: percentile(values, pHi) });
   }
   return out;
 }
