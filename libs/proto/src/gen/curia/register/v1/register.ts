@@ -29,6 +29,13 @@ export enum InputRole {
   MOVING = 2,
   /** MOVING_LABEL_MAP - A label map on the moving grid, warped with nearest-neighbour interpolation and returned. Zero or more. */
   MOVING_LABEL_MAP = 3,
+  /**
+   * FIXED_LABEL_MAP - A label map on the fixed grid: with moving label maps, the summary reports Dice per label value before and
+   * after registration (label maps are matched by their `label`). Zero or more.
+   */
+  FIXED_LABEL_MAP = 4,
+  /** FIXED_MASK - A mask on the fixed grid (nonzero = inside): only voxels inside drive the similarity. At most one. */
+  FIXED_MASK = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -46,6 +53,12 @@ export function inputRoleFromJSON(object: any): InputRole {
     case 3:
     case "INPUT_ROLE_MOVING_LABEL_MAP":
       return InputRole.MOVING_LABEL_MAP;
+    case 4:
+    case "INPUT_ROLE_FIXED_LABEL_MAP":
+      return InputRole.FIXED_LABEL_MAP;
+    case 5:
+    case "INPUT_ROLE_FIXED_MASK":
+      return InputRole.FIXED_MASK;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -63,7 +76,111 @@ export function inputRoleToJSON(object: InputRole): string {
       return "INPUT_ROLE_MOVING";
     case InputRole.MOVING_LABEL_MAP:
       return "INPUT_ROLE_MOVING_LABEL_MAP";
+    case InputRole.FIXED_LABEL_MAP:
+      return "INPUT_ROLE_FIXED_LABEL_MAP";
+    case InputRole.FIXED_MASK:
+      return "INPUT_ROLE_FIXED_MASK";
     case InputRole.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** Features the similarity is computed on. */
+export enum FeatureSet {
+  /** UNSPECIFIED - Server default: MIND. */
+  UNSPECIFIED = 0,
+  /** MIND - MIND-SSC modality-independent self-similarity descriptors (12 channels), computed on the working grid. */
+  MIND = 1,
+  /**
+   * CURIA - Curia patch tokens of axial slices (Embed), projected to a few channels by a PCA fitted jointly on both
+   * volumes and interpolated to the working grid (as DINO-Reg).
+   */
+  CURIA = 2,
+  /** HYBRID - Both, concatenated (each block scaled to unit variance). */
+  HYBRID = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function featureSetFromJSON(object: any): FeatureSet {
+  switch (object) {
+    case 0:
+    case "FEATURE_SET_UNSPECIFIED":
+      return FeatureSet.UNSPECIFIED;
+    case 1:
+    case "FEATURE_SET_MIND":
+      return FeatureSet.MIND;
+    case 2:
+    case "FEATURE_SET_CURIA":
+      return FeatureSet.CURIA;
+    case 3:
+    case "FEATURE_SET_HYBRID":
+      return FeatureSet.HYBRID;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return FeatureSet.UNRECOGNIZED;
+  }
+}
+
+export function featureSetToJSON(object: FeatureSet): string {
+  switch (object) {
+    case FeatureSet.UNSPECIFIED:
+      return "FEATURE_SET_UNSPECIFIED";
+    case FeatureSet.MIND:
+      return "FEATURE_SET_MIND";
+    case FeatureSet.CURIA:
+      return "FEATURE_SET_CURIA";
+    case FeatureSet.HYBRID:
+      return "FEATURE_SET_HYBRID";
+    case FeatureSet.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** How the displacement field (and its inverse) is returned. */
+export enum DisplacementFormat {
+  /** UNSPECIFIED - Same as SLABS. */
+  UNSPECIFIED = 0,
+  /** SLABS - `displacement` slabs along fixed axis i (FixedGridSlab, shape (n, Y, Z, 3)). */
+  SLABS = 1,
+  /**
+   * NIFTI - A NIfTI-1 vector image (intent VECTOR, dims (X, Y, Z, 1, 3), F32) on the fixed grid with the fixed affine, as
+   * ITK and ANTs read displacement fields: vector components in LPS millimetres whatever the file's RAS affine,
+   * x_moving = x_fixed + u(x_fixed).
+   */
+  NIFTI = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function displacementFormatFromJSON(object: any): DisplacementFormat {
+  switch (object) {
+    case 0:
+    case "DISPLACEMENT_FORMAT_UNSPECIFIED":
+      return DisplacementFormat.UNSPECIFIED;
+    case 1:
+    case "DISPLACEMENT_FORMAT_SLABS":
+      return DisplacementFormat.SLABS;
+    case 2:
+    case "DISPLACEMENT_FORMAT_NIFTI":
+      return DisplacementFormat.NIFTI;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DisplacementFormat.UNRECOGNIZED;
+  }
+}
+
+export function displacementFormatToJSON(object: DisplacementFormat): string {
+  switch (object) {
+    case DisplacementFormat.UNSPECIFIED:
+      return "DISPLACEMENT_FORMAT_UNSPECIFIED";
+    case DisplacementFormat.SLABS:
+      return "DISPLACEMENT_FORMAT_SLABS";
+    case DisplacementFormat.NIFTI:
+      return "DISPLACEMENT_FORMAT_NIFTI";
+    case DisplacementFormat.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -315,8 +432,28 @@ export interface RegisterOptions {
   returnWarpedImage: boolean;
   /** Representation of warped images and label maps. */
   warpedFormat: WarpedFormat;
-  /** Patient frame of the transform and displacement vectors; UNSPECIFIED = LPS. */
+  /**
+   * Patient frame of the transform and displacement vectors; UNSPECIFIED = LPS. (NIfTI displacement files are
+   * always LPS, as ITK/ANTs expect.)
+   */
   frame: CoordinateFrame;
+  /** Features the similarity is computed on. */
+  features: FeatureSet;
+  /** Spacing of the isotropic working grid in the fixed image's frame, mm (> 0). Default 3. */
+  workingSpacingMm: number;
+  /** Deformable only: half-width of the discrete displacement search, in working-grid voxels (1..8). Default 4. */
+  searchRadius: number;
+  /** Deformable only: make the field inverse-consistent (forward and backward registrations averaged). */
+  inverseConsistent: boolean;
+  /**
+   * Also return the inverse displacement field (moving grid positions back to the fixed frame, sampled on the
+   * fixed grid: x_fixed = y + u_inv(y) for y = x_fixed + u(x_fixed)), in displacement_format.
+   */
+  returnInverse: boolean;
+  /** How displacement fields are returned. */
+  displacementFormat: DisplacementFormat;
+  /** FEATURE_SET_CURIA / HYBRID: the backbone, "name" or "name@version"; empty = the default. */
+  backbone: string;
 }
 
 /** Declares one input volume. */
@@ -441,6 +578,26 @@ export interface RegistrationQuality {
   finalSimilarity: number;
   /** Metric used for the similarities. */
   metric: SimilarityMetric;
+  /** Smallest Jacobian determinant of x -> x + u(x) over the fixed grid. */
+  jacobianMin: number;
+  /** Largest Jacobian determinant. */
+  jacobianMax: number;
+  /** Overlap of each fixed label map with the warped moving label map of the same `label`, per label value. */
+  labelOverlaps: LabelOverlap[];
+}
+
+/** Overlap of one label value between a fixed label map and a warped moving label map. */
+export interface LabelOverlap {
+  /** The label maps' `label` (RegisterInput.label). */
+  label: string;
+  /** The label value. */
+  value: number;
+  /** Dice with the moving label map resampled through the identity (before registration). */
+  diceBefore: number;
+  /** Dice with the warped moving label map. */
+  diceAfter: number;
+  /** Voxels of the value in the fixed label map. */
+  fixedVoxels: number;
 }
 
 /** Sent last on success. */
@@ -477,6 +634,18 @@ export interface RegisterResponse {
     | //
     /** End of stream summary. */
     { $case: "done"; value: RegisterSummary }
+    | //
+    /** Inverse displacement field slab (options.return_inverse, SLABS format), in increasing i_start order. */
+    { $case: "inverseDisplacement"; value: DisplacementSlab }
+    | //
+    /** A chunk of the displacement field as NIfTI (DISPLACEMENT_FORMAT_NIFTI), file_name "displacement.nii.gz". */
+    { $case: "displacementNiftiChunk"; value: FileChunk }
+    | //
+    /**
+     * A chunk of the inverse field as NIfTI (return_inverse with DISPLACEMENT_FORMAT_NIFTI), file_name
+     * "inverse_displacement.nii.gz".
+     */
+    { $case: "inverseDisplacementNiftiChunk"; value: FileChunk }
     | undefined;
 }
 
@@ -613,6 +782,13 @@ function createBaseRegisterOptions(): RegisterOptions {
     returnWarpedImage: false,
     warpedFormat: 0,
     frame: 0,
+    features: 0,
+    workingSpacingMm: 0,
+    searchRadius: 0,
+    inverseConsistent: false,
+    returnInverse: false,
+    displacementFormat: 0,
+    backbone: "",
   };
 }
 
@@ -647,6 +823,27 @@ export const RegisterOptions: MessageFns<RegisterOptions> = {
     }
     if (message.frame !== 0) {
       writer.uint32(80).int32(message.frame);
+    }
+    if (message.features !== 0) {
+      writer.uint32(88).int32(message.features);
+    }
+    if (message.workingSpacingMm !== 0) {
+      writer.uint32(97).double(message.workingSpacingMm);
+    }
+    if (message.searchRadius !== 0) {
+      writer.uint32(104).uint32(message.searchRadius);
+    }
+    if (message.inverseConsistent !== false) {
+      writer.uint32(112).bool(message.inverseConsistent);
+    }
+    if (message.returnInverse !== false) {
+      writer.uint32(120).bool(message.returnInverse);
+    }
+    if (message.displacementFormat !== 0) {
+      writer.uint32(128).int32(message.displacementFormat);
+    }
+    if (message.backbone !== "") {
+      writer.uint32(138).string(message.backbone);
     }
     return writer;
   },
@@ -744,6 +941,62 @@ export const RegisterOptions: MessageFns<RegisterOptions> = {
             message.frame = reader.int32() as any;
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.features = reader.int32() as any;
+            continue;
+          }
+          case 12: {
+            if (tag !== 97) {
+              break;
+            }
+
+            message.workingSpacingMm = reader.double();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.searchRadius = reader.uint32();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.inverseConsistent = reader.bool();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.returnInverse = reader.bool();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.displacementFormat = reader.int32() as any;
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.backbone = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -792,6 +1045,33 @@ export const RegisterOptions: MessageFns<RegisterOptions> = {
         ? warpedFormatFromJSON(object.warped_format)
         : 0,
       frame: isSet(object.frame) ? coordinateFrameFromJSON(object.frame) : 0,
+      features: isSet(object.features) ? featureSetFromJSON(object.features) : 0,
+      workingSpacingMm: isSet(object.workingSpacingMm)
+        ? globalThis.Number(object.workingSpacingMm)
+        : isSet(object.working_spacing_mm)
+        ? globalThis.Number(object.working_spacing_mm)
+        : 0,
+      searchRadius: isSet(object.searchRadius)
+        ? globalThis.Number(object.searchRadius)
+        : isSet(object.search_radius)
+        ? globalThis.Number(object.search_radius)
+        : 0,
+      inverseConsistent: isSet(object.inverseConsistent)
+        ? globalThis.Boolean(object.inverseConsistent)
+        : isSet(object.inverse_consistent)
+        ? globalThis.Boolean(object.inverse_consistent)
+        : false,
+      returnInverse: isSet(object.returnInverse)
+        ? globalThis.Boolean(object.returnInverse)
+        : isSet(object.return_inverse)
+        ? globalThis.Boolean(object.return_inverse)
+        : false,
+      displacementFormat: isSet(object.displacementFormat)
+        ? displacementFormatFromJSON(object.displacementFormat)
+        : isSet(object.displacement_format)
+        ? displacementFormatFromJSON(object.displacement_format)
+        : 0,
+      backbone: isSet(object.backbone) ? globalThis.String(object.backbone) : "",
     };
   },
 
@@ -827,6 +1107,27 @@ export const RegisterOptions: MessageFns<RegisterOptions> = {
     if (message.frame !== 0) {
       obj.frame = coordinateFrameToJSON(message.frame);
     }
+    if (message.features !== 0) {
+      obj.features = featureSetToJSON(message.features);
+    }
+    if (message.workingSpacingMm !== 0) {
+      obj.workingSpacingMm = floatToJson(message.workingSpacingMm);
+    }
+    if (message.searchRadius !== 0) {
+      obj.searchRadius = Math.round(message.searchRadius);
+    }
+    if (message.inverseConsistent !== false) {
+      obj.inverseConsistent = message.inverseConsistent;
+    }
+    if (message.returnInverse !== false) {
+      obj.returnInverse = message.returnInverse;
+    }
+    if (message.displacementFormat !== 0) {
+      obj.displacementFormat = displacementFormatToJSON(message.displacementFormat);
+    }
+    if (message.backbone !== "") {
+      obj.backbone = message.backbone;
+    }
     return obj;
   },
 
@@ -845,6 +1146,13 @@ export const RegisterOptions: MessageFns<RegisterOptions> = {
     message.returnWarpedImage = object.returnWarpedImage ?? false;
     message.warpedFormat = object.warpedFormat ?? 0;
     message.frame = object.frame ?? 0;
+    message.features = object.features ?? 0;
+    message.workingSpacingMm = object.workingSpacingMm ?? 0;
+    message.searchRadius = object.searchRadius ?? 0;
+    message.inverseConsistent = object.inverseConsistent ?? false;
+    message.returnInverse = object.returnInverse ?? false;
+    message.displacementFormat = object.displacementFormat ?? 0;
+    message.backbone = object.backbone ?? "";
     return message;
   },
 };
@@ -1763,7 +2071,16 @@ export const WarpedOutput: MessageFns<WarpedOutput> = {
 };
 
 function createBaseRegistrationQuality(): RegistrationQuality {
-  return { foldingFraction: 0, logJacobianStd: 0, initialSimilarity: 0, finalSimilarity: 0, metric: 0 };
+  return {
+    foldingFraction: 0,
+    logJacobianStd: 0,
+    initialSimilarity: 0,
+    finalSimilarity: 0,
+    metric: 0,
+    jacobianMin: 0,
+    jacobianMax: 0,
+    labelOverlaps: [],
+  };
 }
 
 export const RegistrationQuality: MessageFns<RegistrationQuality> = {
@@ -1782,6 +2099,15 @@ export const RegistrationQuality: MessageFns<RegistrationQuality> = {
     }
     if (message.metric !== 0) {
       writer.uint32(40).int32(message.metric);
+    }
+    if (message.jacobianMin !== 0) {
+      writer.uint32(49).double(message.jacobianMin);
+    }
+    if (message.jacobianMax !== 0) {
+      writer.uint32(57).double(message.jacobianMax);
+    }
+    for (const v of message.labelOverlaps) {
+      LabelOverlap.encode(v!, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1839,6 +2165,30 @@ export const RegistrationQuality: MessageFns<RegistrationQuality> = {
             message.metric = reader.int32() as any;
             continue;
           }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.jacobianMin = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.jacobianMax = reader.double();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.labelOverlaps.push(LabelOverlap.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1874,6 +2224,21 @@ export const RegistrationQuality: MessageFns<RegistrationQuality> = {
         ? globalThis.Number(object.final_similarity)
         : 0,
       metric: isSet(object.metric) ? similarityMetricFromJSON(object.metric) : 0,
+      jacobianMin: isSet(object.jacobianMin)
+        ? globalThis.Number(object.jacobianMin)
+        : isSet(object.jacobian_min)
+        ? globalThis.Number(object.jacobian_min)
+        : 0,
+      jacobianMax: isSet(object.jacobianMax)
+        ? globalThis.Number(object.jacobianMax)
+        : isSet(object.jacobian_max)
+        ? globalThis.Number(object.jacobian_max)
+        : 0,
+      labelOverlaps: globalThis.Array.isArray(object?.labelOverlaps)
+        ? object.labelOverlaps.map((e: any) => LabelOverlap.fromJSON(e))
+        : globalThis.Array.isArray(object?.label_overlaps)
+        ? object.label_overlaps.map((e: any) => LabelOverlap.fromJSON(e))
+        : [],
     };
   },
 
@@ -1894,6 +2259,15 @@ export const RegistrationQuality: MessageFns<RegistrationQuality> = {
     if (message.metric !== 0) {
       obj.metric = similarityMetricToJSON(message.metric);
     }
+    if (message.jacobianMin !== 0) {
+      obj.jacobianMin = floatToJson(message.jacobianMin);
+    }
+    if (message.jacobianMax !== 0) {
+      obj.jacobianMax = floatToJson(message.jacobianMax);
+    }
+    if (message.labelOverlaps?.length) {
+      obj.labelOverlaps = message.labelOverlaps.map((e) => LabelOverlap.toJSON(e));
+    }
     return obj;
   },
 
@@ -1907,6 +2281,154 @@ export const RegistrationQuality: MessageFns<RegistrationQuality> = {
     message.initialSimilarity = object.initialSimilarity ?? 0;
     message.finalSimilarity = object.finalSimilarity ?? 0;
     message.metric = object.metric ?? 0;
+    message.jacobianMin = object.jacobianMin ?? 0;
+    message.jacobianMax = object.jacobianMax ?? 0;
+    message.labelOverlaps = object.labelOverlaps?.map((e) => LabelOverlap.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseLabelOverlap(): LabelOverlap {
+  return { label: "", value: 0, diceBefore: 0, diceAfter: 0, fixedVoxels: 0 };
+}
+
+export const LabelOverlap: MessageFns<LabelOverlap> = {
+  encode(message: LabelOverlap, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.label !== "") {
+      writer.uint32(10).string(message.label);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint32(message.value);
+    }
+    if (message.diceBefore !== 0) {
+      writer.uint32(25).double(message.diceBefore);
+    }
+    if (message.diceAfter !== 0) {
+      writer.uint32(33).double(message.diceAfter);
+    }
+    if (message.fixedVoxels !== 0) {
+      writer.uint32(40).uint64(message.fixedVoxels);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LabelOverlap {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLabelOverlap();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.label = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.diceBefore = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.diceAfter = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.fixedVoxels = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LabelOverlap {
+    return {
+      label: isSet(object.label) ? globalThis.String(object.label) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+      diceBefore: isSet(object.diceBefore)
+        ? globalThis.Number(object.diceBefore)
+        : isSet(object.dice_before)
+        ? globalThis.Number(object.dice_before)
+        : 0,
+      diceAfter: isSet(object.diceAfter)
+        ? globalThis.Number(object.diceAfter)
+        : isSet(object.dice_after)
+        ? globalThis.Number(object.dice_after)
+        : 0,
+      fixedVoxels: isSet(object.fixedVoxels)
+        ? globalThis.Number(object.fixedVoxels)
+        : isSet(object.fixed_voxels)
+        ? globalThis.Number(object.fixed_voxels)
+        : 0,
+    };
+  },
+
+  toJSON(message: LabelOverlap): unknown {
+    const obj: any = {};
+    if (message.label !== "") {
+      obj.label = message.label;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    if (message.diceBefore !== 0) {
+      obj.diceBefore = floatToJson(message.diceBefore);
+    }
+    if (message.diceAfter !== 0) {
+      obj.diceAfter = floatToJson(message.diceAfter);
+    }
+    if (message.fixedVoxels !== 0) {
+      obj.fixedVoxels = Math.round(message.fixedVoxels);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LabelOverlap>): LabelOverlap {
+    return LabelOverlap.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LabelOverlap>): LabelOverlap {
+    const message = createBaseLabelOverlap();
+    message.label = object.label ?? "";
+    message.value = object.value ?? 0;
+    message.diceBefore = object.diceBefore ?? 0;
+    message.diceAfter = object.diceAfter ?? 0;
+    message.fixedVoxels = object.fixedVoxels ?? 0;
     return message;
   },
 };
@@ -2041,6 +2563,15 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
       case "done":
         RegisterSummary.encode(message.msg.value, writer.uint32(50).fork()).join();
         break;
+      case "inverseDisplacement":
+        DisplacementSlab.encode(message.msg.value, writer.uint32(58).fork()).join();
+        break;
+      case "displacementNiftiChunk":
+        FileChunk.encode(message.msg.value, writer.uint32(66).fork()).join();
+        break;
+      case "inverseDisplacementNiftiChunk":
+        FileChunk.encode(message.msg.value, writer.uint32(74).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2106,6 +2637,30 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
             message.msg = { $case: "done", value: RegisterSummary.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.msg = { $case: "inverseDisplacement", value: DisplacementSlab.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.msg = { $case: "displacementNiftiChunk", value: FileChunk.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.msg = { $case: "inverseDisplacementNiftiChunk", value: FileChunk.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2132,6 +2687,18 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
         ? { $case: "warped", value: WarpedOutput.fromJSON(object.warped) }
         : isSet(object.done)
         ? { $case: "done", value: RegisterSummary.fromJSON(object.done) }
+        : isSet(object.inverseDisplacement)
+        ? { $case: "inverseDisplacement", value: DisplacementSlab.fromJSON(object.inverseDisplacement) }
+        : isSet(object.inverse_displacement)
+        ? { $case: "inverseDisplacement", value: DisplacementSlab.fromJSON(object.inverse_displacement) }
+        : isSet(object.displacementNiftiChunk)
+        ? { $case: "displacementNiftiChunk", value: FileChunk.fromJSON(object.displacementNiftiChunk) }
+        : isSet(object.displacement_nifti_chunk)
+        ? { $case: "displacementNiftiChunk", value: FileChunk.fromJSON(object.displacement_nifti_chunk) }
+        : isSet(object.inverseDisplacementNiftiChunk)
+        ? { $case: "inverseDisplacementNiftiChunk", value: FileChunk.fromJSON(object.inverseDisplacementNiftiChunk) }
+        : isSet(object.inverse_displacement_nifti_chunk)
+        ? { $case: "inverseDisplacementNiftiChunk", value: FileChunk.fromJSON(object.inverse_displacement_nifti_chunk) }
         : undefined,
     };
   },
@@ -2150,6 +2717,12 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
       obj.warped = WarpedOutput.toJSON(message.msg.value);
     } else if (message.msg?.$case === "done") {
       obj.done = RegisterSummary.toJSON(message.msg.value);
+    } else if (message.msg?.$case === "inverseDisplacement") {
+      obj.inverseDisplacement = DisplacementSlab.toJSON(message.msg.value);
+    } else if (message.msg?.$case === "displacementNiftiChunk") {
+      obj.displacementNiftiChunk = FileChunk.toJSON(message.msg.value);
+    } else if (message.msg?.$case === "inverseDisplacementNiftiChunk") {
+      obj.inverseDisplacementNiftiChunk = FileChunk.toJSON(message.msg.value);
     }
     return obj;
   },
@@ -2193,6 +2766,24 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
       case "done": {
         if (object.msg?.value !== undefined && object.msg?.value !== null) {
           message.msg = { $case: "done", value: RegisterSummary.fromPartial(object.msg.value) };
+        }
+        break;
+      }
+      case "inverseDisplacement": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "inverseDisplacement", value: DisplacementSlab.fromPartial(object.msg.value) };
+        }
+        break;
+      }
+      case "displacementNiftiChunk": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "displacementNiftiChunk", value: FileChunk.fromPartial(object.msg.value) };
+        }
+        break;
+      }
+      case "inverseDisplacementNiftiChunk": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "inverseDisplacementNiftiChunk", value: FileChunk.fromPartial(object.msg.value) };
         }
         break;
       }
@@ -2319,6 +2910,17 @@ type DeepPartial<T> = T extends Builtin ? T
   : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
