@@ -17,3 +17,4 @@ export * from './study-id.js';
 export * from './http2-window.js';
 export * from './process-tuning.js';
 export * from './request-stream.js';
+export * from './upload.js';

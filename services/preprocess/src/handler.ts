@@ -1,5 +1,5 @@
 import { CuriaError } from '@curia/errors';
-import { curiaTracer, errorReason } from '@curia/kit';
+import { curiaTracer, errorReason, UploadAccumulator, type UploadBufferPool } from '@curia/kit';
 import { common, SLICE_ENVELOPE_ROOM, type preprocess } from '@curia/proto';
 import {
   openVolume,
@@ -18,7 +18,6 @@ import { resolveBundleSpec } from './bundles.js';
 import { canonicalGeometryToProto, pooledSliceToProto, sliceToProto, specToProto } from './codec.js';
 import type { PreprocessMetrics } from './metrics.js';
 import { checkStudyId, outputDType, sliceSelection, withClip, type OutputDType } from './options.js';
-import { UploadAccumulator, type UploadBufferPool } from './upload.js';
 
 /** What the Preprocess handler needs from the service. */
 export interface PreprocessDeps {
@@ -161,7 +160,12 @@ async function* run(
     const span = tracer.startSpan('preprocess.upload');
     const t0 = performance.now();
     const acc = new UploadAccumulator(
-      { maxBytes: deps.maxUploadBytes, maxFiles: deps.maxUploadFiles },
+      {
+        maxBytes: deps.maxUploadBytes,
+        maxFiles: deps.maxUploadFiles,
+        maxBytesSetting: 'CURIA_PREPROCESS_MAX_UPLOAD_BYTES',
+        maxFilesSetting: 'CURIA_PREPROCESS_MAX_UPLOAD_FILES',
+      },
       deps.uploadPool,
     );
     call.upload = acc;

@@ -1,4 +1,10 @@
-import { runService, serviceInfo, type CuriaCallContext, type CuriaServer } from '@curia/kit';
+import {
+  runService,
+  serviceInfo,
+  UploadBufferPool,
+  type CuriaCallContext,
+  type CuriaServer,
+} from '@curia/kit';
 import { preprocess } from '@curia/proto';
 import { defaultSliceThreads, SlicePool } from '@curia/volume';
 
@@ -7,7 +13,6 @@ import { preprocessEnvSchema, type PreprocessEnv } from './config.js';
 import { handlePreprocess } from './handler.js';
 import { PreprocessServiceBulkDefinition } from '@curia/proto';
 import { createPreprocessMetrics } from './metrics.js';
-import { UploadBufferPool } from './upload.js';
 
 /** The slice thread pool `CURIA_PREPROCESS_SLICE_THREADS` asks for (null for 0: compute in-thread). */
 export function createSlicePool(env: PreprocessEnv): SlicePool | null {

@@ -1,10 +1,14 @@
 import { CuriaError } from '@curia/errors';
 import type { common } from '@curia/proto';
 
-/** Caps of one upload. */
+/** Caps of one upload, and the settings that set them (named in RESOURCE_EXHAUSTED messages). */
 export interface UploadLimits {
   readonly maxBytes: number;
   readonly maxFiles: number;
+  /** The variable behind `maxBytes`, e.g. `CURIA_PREPROCESS_MAX_UPLOAD_BYTES`. */
+  readonly maxBytesSetting?: string;
+  /** The variable behind `maxFiles`. */
+  readonly maxFilesSetting?: string;
 }
 
 const MAX_FILE_NAME_BYTES = 255;
@@ -77,10 +81,16 @@ export class UploadAccumulator {
   private sizeHint = 0;
   private pooled: Uint8Array | null = null;
 
+  private readonly bytesSetting: string;
+  private readonly filesSetting: string;
+
   constructor(
     private readonly limits: UploadLimits,
     private readonly pool?: UploadBufferPool,
-  ) {}
+  ) {
+    this.bytesSetting = limits.maxBytesSetting ?? 'the upload byte limit';
+    this.filesSetting = limits.maxFilesSetting ?? 'the upload file limit';
+  }
 
   /** Returns the buffer taken from the pool; the files handed out must no longer be used. */
   recycle(): void {
@@ -102,12 +112,12 @@ export class UploadAccumulator {
   checkAnnounced(source: common.StreamedSource): void {
     if (source.totalBytes > this.limits.maxBytes) {
       throw exhausted(
-        `streamed.total_bytes ${source.totalBytes} exceeds the upload limit of ${this.limits.maxBytes} bytes (CURIA_PREPROCESS_MAX_UPLOAD_BYTES)`,
+        `streamed.total_bytes ${source.totalBytes} exceeds the upload limit of ${this.limits.maxBytes} bytes (${this.bytesSetting})`,
       );
     }
     if (source.fileCount > this.limits.maxFiles) {
       throw exhausted(
-        `streamed.file_count ${source.fileCount} exceeds the limit of ${this.limits.maxFiles} files (CURIA_PREPROCESS_MAX_UPLOAD_FILES)`,
+        `streamed.file_count ${source.fileCount} exceeds the limit of ${this.limits.maxFiles} files (${this.filesSetting})`,
       );
     }
     if (source.fileCount === 1) this.sizeHint = Math.min(source.totalBytes, MAX_PREALLOCATED_BYTES);
@@ -138,9 +148,7 @@ export class UploadAccumulator {
         );
       }
       if (this.done.length + 1 > this.limits.maxFiles) {
-        throw exhausted(
-          `upload has more than ${this.limits.maxFiles} files (CURIA_PREPROCESS_MAX_UPLOAD_FILES)`,
-        );
+        throw exhausted(`upload has more than ${this.limits.maxFiles} files (${this.filesSetting})`);
       }
       this.names.add(name);
       let buf: Uint8Array = new Uint8Array(0);
@@ -159,9 +167,7 @@ export class UploadAccumulator {
     }
     this.total += chunk.data.length;
     if (this.total > this.limits.maxBytes) {
-      throw exhausted(
-        `upload exceeds the limit of ${this.limits.maxBytes} bytes (CURIA_PREPROCESS_MAX_UPLOAD_BYTES)`,
-      );
+      throw exhausted(`upload exceeds the limit of ${this.limits.maxBytes} bytes (${this.bytesSetting})`);
     }
     if (chunk.data.length > 0) {
       const end = cur.size + chunk.data.length;
