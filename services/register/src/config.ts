@@ -1,0 +1,32 @@
+import { env, localTarget, serviceSchema, z } from '@curia/kit';
+
+const { positiveInt } = env;
+
+/** Environment of the register service: the kit's base settings, its stage targets and `CURIA_REGISTER_*`. */
+export const registerEnvSchema = serviceSchema({
+  /** PreprocessService target (Curia features): `host:port` (DNS, all records, round-robin) or a comma list of `ip:port`. */
+  CURIA_PREPROCESS_TARGET: z.string().min(1).default(localTarget('preprocess')),
+  /** EmbedService target (Curia features), same forms. */
+  CURIA_EMBED_TARGET: z.string().min(1).default(localTarget('embed')),
+  /** Directories `file://` refs may point into (comma list); empty = refs refused, stream the files. */
+  CURIA_REGISTER_ALLOWED_ROOTS: env.commaList.default([]),
+  /** Bytes streamed over all inputs of one call. */
+  CURIA_REGISTER_MAX_UPLOAD_BYTES: positiveInt.default(1024 ** 3),
+  /** Files of one streamed input (a DICOM series). */
+  CURIA_REGISTER_MAX_UPLOAD_FILES: positiveInt.default(5000),
+  /** Stored voxel bytes of one input volume (RESOURCE_EXHAUSTED above). */
+  CURIA_REGISTER_MAX_VOXEL_BYTES: positiveInt.default(512 * 1024 ** 2),
+  /** Register calls this replica runs at once; more are shed with RESOURCE_EXHAUSTED. */
+  CURIA_REGISTER_MAX_CONCURRENT: positiveInt.default(2),
+  /** Retry hint sent with RESOURCE_EXHAUSTED when the replica sheds a call, ms. */
+  CURIA_REGISTER_RETRY_AFTER_MS: positiveInt.default(2_000),
+  /** Deadline of a call that sets none, ms. */
+  CURIA_REGISTER_DEFAULT_DEADLINE_MS: positiveInt.default(600_000),
+  /** Attempts per stage call on UNAVAILABLE (Curia features), including the first. */
+  CURIA_REGISTER_STAGE_ATTEMPTS: positiveInt.max(10).default(3),
+  /** ONNX Runtime providers for the heavy steps, in preference order (`cuda,cpu` on GPU nodes). */
+  CURIA_REGISTER_EXECUTION_PROVIDERS: env.executionProviders,
+});
+
+/** Parsed register service settings. */
+export type RegisterEnv = z.infer<typeof registerEnvSchema>;
