@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 
-import { avgPoolTokens, clsTokens, maskPool, maskToTokenGrid, patchTokens } from './features.js';
+import {
+  avgPoolTokens,
+  clsTokens,
+  maskPool,
+  maskToTokenGrid,
+  patchTokens,
+  projectTokens,
+} from './features.js';
 import { mulberry32 } from './random-weights.js';
 
 const G = 32;
@@ -74,5 +81,71 @@ describe('token helpers', () => {
     expect([...clsTokens(seq, layout)]).toEqual([0, 1, 2, 21, 22, 23]);
     expect([...patchTokens(seq, layout, 1)]).toEqual(Array.from({ length: 12 }, (_, i) => 21 + 9 + i));
     expect(() => patchTokens(seq, layout, 2)).toThrow(/outside the batch/);
+  });
+});
+
+describe('projectTokens', () => {
+  /** (x − mean) · basis, one dot product at a time. */
+  function naive(
+    patches: Float32Array,
+    basis: Float32Array,
+    mean: Float32Array | undefined,
+    h: number,
+    c: number,
+  ) {
+    const n = patches.length / h;
+    const out = new Float64Array(n * c);
+    for (let t = 0; t < n; t++)
+      for (let j = 0; j < c; j++) {
+        let s = 0;
+        for (let d = 0; d < h; d++) s += (patches[t * h + d]! - (mean?.[d] ?? 0)) * basis[d * c + j]!;
+        out[t * c + j] = s;
+      }
+    return out;
+  }
+
+  it('equals (x − mean) · basis for any token count and channel count, with or without a mean', () => {
+    const h = 24;
+    for (const [n, c] of [
+      [G * G, 8],
+      [7, 5],
+      [1, 1],
+      [6, 64],
+      [3, 2],
+    ] as const) {
+      const patches = randomTokens(n * h, 10 + n + c);
+      // Large offsets, as in pre-LayerNorm tokens: the mean must come off before the product.
+      for (let i = 0; i < patches.length; i += h) patches[i] = 300 + patches[i]!;
+      const basis = randomTokens(h * c, 20 + c);
+      const mean = randomTokens(h, 30);
+      mean[0] = 300;
+      for (const m of [mean, undefined]) {
+        const got = projectTokens(patches, basis, m, h, c);
+        const want = naive(patches, basis, m, h, c);
+        expect(got.length).toBe(n * c);
+        for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThan(1e-4);
+      }
+    }
+  });
+
+  it('with an identity basis returns the centred tokens; rejects inconsistent sizes', () => {
+    const h = 6;
+    const patches = randomTokens(5 * h, 4);
+    const eye = new Float32Array(h * h);
+    for (let d = 0; d < h; d++) eye[d * h + d] = 1;
+    const mean = Float32Array.from({ length: h }, (_, d) => d);
+    const got = projectTokens(patches, eye, mean, h, h);
+    for (let i = 0; i < got.length; i++) expect(got[i]).toBeCloseTo(patches[i]! - (i % h), 6);
+    // Column c is direction c: a basis picking channel 2 then channel 0.
+    const pick = new Float32Array(h * 2);
+    pick[2 * 2 + 0] = 1;
+    pick[0 * 2 + 1] = 1;
+    expect([...projectTokens(patches.subarray(0, h), pick, undefined, h, 2)]).toEqual([
+      patches[2],
+      patches[0],
+    ]);
+    expect(() => projectTokens(patches, eye, mean, 7, h)).toThrow(/not a multiple of hidden 7/);
+    expect(() => projectTokens(patches, eye, mean, h, 5)).toThrow(/basis has 36 values/);
+    expect(() => projectTokens(patches, eye, mean.subarray(1), h, h)).toThrow(/mean has 5 values/);
   });
 });

@@ -1,17 +1,30 @@
 import { decodeWireTensor, MAX_FEATURE_OUTPUTS, wireFloats } from '@curia/client';
 import { CuriaError } from '@curia/errors';
-import type { EmbedOutputName } from '@curia/model';
+import { MAX_PROJECTION_CHANNELS, type EmbedOutputName } from '@curia/model';
 import { common, type embed } from '@curia/proto';
 import { firstNonFinite, fromFloat32 } from '@curia/tensors';
 
+/** A projected_tokens request's projection, decoded and checked once per stream. */
+export interface TokenProjection {
+  /** (D, C) row-major, column c = direction c; finite; owned (outlives the start message). */
+  readonly basis: Float32Array;
+  /** (D), finite, owned; absent = zero. */
+  readonly mean?: Float32Array;
+  /** C, in [1, MAX_PROJECTION_CHANNELS]. */
+  readonly channels: number;
+}
+
 /** One requested feature, validated. */
 export interface OutputSpec {
-  readonly kind: 'cls' | 'patch_tokens' | 'mask_pooled' | 'avg_pooled_tokens' | 'last_hidden_state';
+  readonly kind:
+    'cls' | 'patch_tokens' | 'mask_pooled' | 'avg_pooled_tokens' | 'last_hidden_state' | 'projected_tokens';
   /** Pool/return the tokens before the final LayerNorm. */
   readonly prenorm: boolean;
   /** avg_pooled_tokens window in patches; 0 = global mean. */
   readonly kernelSize: number;
   readonly dtype: 'F32' | 'F16';
+  /** projected_tokens only: what the patch tokens are projected onto. */
+  readonly projection?: TokenProjection;
 }
 
 /** Shape facts of the model a stream runs on. */
@@ -19,6 +32,8 @@ export interface ModelShape {
   readonly imageSize: number;
   /** Patch grid side G. */
   readonly grid: number;
+  /** Channels per token (D, the hidden size). */
+  readonly hidden: number;
 }
 
 /** A validated EmbedStart. */
@@ -36,6 +51,47 @@ function featureDType(d: common.DType, i: number): 'F32' | 'F16' {
     'INVALID_ARGUMENT',
     `start.outputs[${i}].dtype must be D_TYPE_F32 or D_TYPE_F16 (got ${common.dTypeToJSON(d)})`,
   );
+}
+
+/**
+ * Decodes and checks a projected_tokens request against the model's hidden size D: basis F32 of
+ * shape (D, C) with 1 ≤ C ≤ {@link MAX_PROJECTION_CHANNELS}, mean F32 (D) or unset, all values
+ * finite. INVALID_ARGUMENT names `field` (`start.outputs[i].projected_tokens`) and the sub-field.
+ */
+export function decodeProjection(
+  p: common.ProjectedTokensFeature,
+  field: string,
+  hidden: number,
+): TokenProjection {
+  const at = `${field}.basis`;
+  // dtype, dimensions and byte length first (no copy), then the shape against the model.
+  const { shape } = decodeWireTensor(p.basis, at, { dtypes: ['F32'] });
+  const want = `(D, C) = (${hidden}, C), D the model's hidden size and 1 ≤ C ≤ ${MAX_PROJECTION_CHANNELS}`;
+  if (shape.length !== 2) {
+    throw new CuriaError('INVALID_ARGUMENT', `${at}.shape must be ${want} (got [${shape.join(', ')}])`);
+  }
+  const [d, c] = shape as [number, number];
+  if (d !== hidden) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `${at}.shape[0] must be the model's hidden size ${hidden} (got ${d})`,
+    );
+  }
+  if (c < 1 || c > MAX_PROJECTION_CHANNELS) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `${at}.shape[1] (channels C) must be between 1 and ${MAX_PROJECTION_CHANNELS} (got ${c})`,
+    );
+  }
+  const basis = wireFloats(p.basis, at, { dtypes: ['F32'], shape: [hidden, c], finite: true, own: true });
+  if (!p.mean) return { basis, channels: c };
+  const mean = wireFloats(p.mean, `${field}.mean`, {
+    dtypes: ['F32'],
+    shape: [hidden],
+    finite: true,
+    own: true,
+  });
+  return { basis, mean, channels: c };
 }
 
 /** Validates the requested outputs of an EmbedStart against the model. */
@@ -70,6 +126,10 @@ export function planStream(start: embed.EmbedStart, shape: ModelShape): StreamPl
           );
         }
         return { kind: 'avg_pooled_tokens', prenorm: k.value.prenorm, kernelSize: ks, dtype };
+      }
+      case 'projectedTokens': {
+        const projection = decodeProjection(k.value, `start.outputs[${i}].projected_tokens`, shape.hidden);
+        return { kind: 'projected_tokens', prenorm: k.value.prenorm, kernelSize: 0, dtype, projection };
       }
       default:
         throw new CuriaError('INVALID_ARGUMENT', `start.outputs[${i}].kind is not set`);

@@ -117,14 +117,15 @@ export async function* handleEmbed(
   try {
     const start = await readStart(it, stream.signal);
     const entry: ModelEntry = deps.registry.resolve(start.model);
-    const shape: ModelShape = { imageSize: entry.engine.info().imageSize, grid: entry.grid };
+    const info = entry.engine.info();
+    const shape: ModelShape = { imageSize: info.imageSize, grid: entry.grid, hidden: info.hidden };
+    // Decodes projection bases once for the stream.
     const plan = planStream(start, shape);
     scheduler.admitStream();
     // Admitted (start valid, queue not full): headers now (nice-grpc sends none while they are
     // empty), so a client waiting for them (see the proto) starts sending slices.
     context.header.set('curia-model', entry.key);
     context.sendHeader();
-    const info = entry.engine.info();
     const layout = { tokens: info.tokens, hidden: info.hidden, numRegisterTokens: info.numRegisterTokens };
 
     reader = (async () => {

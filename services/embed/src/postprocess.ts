@@ -1,5 +1,12 @@
 import { CuriaError } from '@curia/errors';
-import { avgPoolTokens, clsToken, maskPool, patchTokens, type TokenLayout } from '@curia/model';
+import {
+  avgPoolTokens,
+  clsToken,
+  maskPool,
+  patchTokens,
+  projectTokens,
+  type TokenLayout,
+} from '@curia/model';
 import type { common } from '@curia/proto';
 
 import { encodeFeature, type OutputSpec } from './codec.js';
@@ -21,7 +28,8 @@ function sequence(tokens: SliceTokens, prenorm: boolean): Float32Array {
 }
 
 /**
- * Computes every requested feature of one slice from its token sequences, in request order.
+ * Computes every requested feature of one slice from its token sequences, in request order
+ * (projected_tokens: the patch tokens times the stream's decoded projection).
  * `mask` (S·S bytes) is required when a mask_pooled output is requested (the codec checked it).
  */
 export function computeFeatures(
@@ -50,6 +58,12 @@ export function computeFeatures(
         const pooled = avgPoolTokens(patchTokens(seq, layout), k, d);
         const g = grid / k;
         return encodeFeature(i, pooled, o.kernelSize === 0 ? [d] : [g * g, d], o.dtype);
+      }
+      case 'projected_tokens': {
+        const p = o.projection;
+        if (!p) throw new CuriaError('INTERNAL', 'projected_tokens requested without a decoded projection');
+        const projected = projectTokens(patchTokens(seq, layout), p.basis, p.mean, d, p.channels);
+        return encodeFeature(i, projected, [grid * grid, p.channels], o.dtype);
       }
     }
   });

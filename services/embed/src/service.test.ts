@@ -217,6 +217,42 @@ function metricValue(text: string, name: string, labels = ''): number {
   return sum;
 }
 
+function f32Tensor(values: Float32Array, shape: readonly number[]): common.Tensor {
+  return { dtype: common.DType.F32, shape: [...shape], data: new Uint8Array(values.slice().buffer) };
+}
+
+/** (x − mean) · basis for each (D)-row of `tokens`, one dot product at a time, in float64. */
+function manualProjection(
+  tokens: Float32Array,
+  basis: Float32Array,
+  mean: Float32Array | undefined,
+  c: number,
+): Float64Array {
+  const n = tokens.length / D;
+  const res = new Float64Array(n * c);
+  for (let t = 0; t < n; t++) {
+    for (let j = 0; j < c; j++) {
+      let s = 0;
+      for (let d = 0; d < D; d++) s += (tokens[t * D + d]! - (mean?.[d] ?? 0)) * basis[d * c + j]!;
+      res[t * c + j] = s;
+    }
+  }
+  return res;
+}
+
+/** A seeded (D, C) basis with entries in ±1/√D (projections of O(1) tokens stay O(1)). */
+function randomBasis(c: number, seed: number): Float32Array {
+  const u = mulberry32(seed);
+  return Float32Array.from({ length: D * c }, () => (u() * 2 - 1) / Math.sqrt(D));
+}
+
+const projectedReq = (
+  basis: common.Tensor | undefined,
+  mean: common.Tensor | undefined,
+  prenorm = false,
+  dtype = common.DType.UNSPECIFIED,
+): common.FeatureRequest => out({ $case: 'projectedTokens', value: { prenorm, basis, mean } }, dtype);
+
 const lhsReq = out({ $case: 'lastHiddenState', value: {} });
 const T = 1025;
 const D = 96;
@@ -235,6 +271,8 @@ describe('EmbedService', () => {
     const mask = new Uint8Array(PX);
     for (let y = 100; y < 300; y++) mask.fill(1, y * S + 50, y * S + 203);
     const maskT: common.Tensor = { dtype: common.DType.U8, shape: [S, S], data: mask };
+    const refBasis = randomBasis(6, 11);
+    const refMean = Float32Array.from(randomBasis(1, 12), (v) => v * Math.sqrt(D));
     for (const variant of ['mlp', 'swiglu'] as const) {
       const slices = [0, 1].map((i) => ({
         sliceId: 10 + i,
@@ -256,6 +294,7 @@ describe('EmbedService', () => {
                 out({ $case: 'patchTokens', value: { prenorm: true } }),
                 out({ $case: 'lastHiddenState', value: {} }, common.DType.F16),
                 out({ $case: 'cls', value: { prenorm: true } }),
+                projectedReq(f32Tensor(refBasis, [D, 6]), f32Tensor(refMean, [D])),
               ],
             },
             slices,
@@ -267,7 +306,7 @@ describe('EmbedService', () => {
       expect(summary?.model?.name).toBe(`tiny-${variant}`);
       for (const [i, r] of results.entries()) {
         const f = r.features.map((x) => ({ values: wireFloats(x.tensor), shape: x.tensor!.shape }));
-        expect(r.features.map((x) => x.requestIndex)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        expect(r.features.map((x) => x.requestIndex)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
         const ref = hf.lhs[variant].subarray(i * T * D, (i + 1) * T * D);
         expect(f[0]!.shape).toEqual([T, D]);
         const d = maxAbsDiff(f[0]!.values, ref);
@@ -296,6 +335,9 @@ describe('EmbedService', () => {
         expect(
           maxAbsDiff(layerNormFittedOn(f[6]!.values, patches, f[8]!.values), f[1]!.values),
         ).toBeLessThanOrEqual(1e-3);
+        expect(f[9]!.shape).toEqual([1024, 6]);
+        const want = manualProjection(patchTokens(ref, layout), refBasis, refMean, 6);
+        expect(maxAbsDiff(f[9]!.values, Float32Array.from(want))).toBeLessThanOrEqual(1e-3);
       }
     }
   });
@@ -344,6 +386,120 @@ describe('EmbedService', () => {
     expect(metricValue(text, 'curia_embed_slices_total')).toBe(16);
     expect(batches).toBeGreaterThan(singles); // some batch held more than one slice
     expect(Math.max(...done.flatMap((d) => d.summary!.batchSizes))).toBeGreaterThan(1);
+  });
+
+  it('projects the patch tokens onto a given basis, in the requested dtype', async () => {
+    const { client } = await start({ CURIA_EMBED_MODELS: randomDir });
+    const C8 = 8;
+    const C5 = 5;
+    const basis8 = randomBasis(C8, 41);
+    const basis5 = randomBasis(C5, 42);
+    const mean = Float32Array.from(randomBasis(1, 43), (v) => v * Math.sqrt(D));
+    const { results, summary } = await collect(
+      client.embed(
+        requests(
+          {
+            outputs: [
+              out({ $case: 'patchTokens', value: { prenorm: false } }),
+              projectedReq(f32Tensor(basis8, [D, C8]), f32Tensor(mean, [D])),
+              out({ $case: 'patchTokens', value: { prenorm: true } }),
+              projectedReq(f32Tensor(basis5, [D, C5]), undefined, true, common.DType.F16),
+              projectedReq(f32Tensor(basis8, [D, C8]), f32Tensor(mean, [D]), false, common.DType.F32),
+            ],
+          },
+          [0, 1].map((i) => ({ sliceId: 20 + i, pixels: pixelsTensor(noise(60 + i)) })),
+        ),
+      ),
+    );
+    expect(summary?.slices).toBe(2);
+    expect(results.map((r) => r.sliceId)).toEqual([20, 21]);
+    for (const r of results) {
+      expect(r.features.map((f) => f.requestIndex)).toEqual([0, 1, 2, 3, 4]);
+      const t = r.features.map((f) => f.tensor!);
+      const post = wireFloats(t[0]);
+      const pre = wireFloats(t[2]);
+      /** Checks dtype, shape and bytes of a projected output; returns its values and max |diff|. */
+      const check = (x: common.Tensor, dtype: 'F32' | 'F16', c: number, want: Float64Array) => {
+        expect([x.dtype, x.shape, x.data.byteLength]).toEqual([
+          common.DType[dtype],
+          [1024, c],
+          1024 * c * (dtype === 'F32' ? 4 : 2),
+        ]);
+        expect(Math.max(...Array.from(want, Math.abs))).toBeGreaterThan(0.5); // not trivially small
+        return { got: wireFloats(x), diff: maxAbsDiff(wireFloats(x), Float32Array.from(want)) };
+      };
+      // F32 (unspecified dtype), with a mean: (1024, 8).
+      const p8 = check(t[1]!, 'F32', C8, manualProjection(post, basis8, mean, C8));
+      // F16, pre-LayerNorm tokens, no mean: (1024, 5) in half the bytes.
+      const p5 = check(t[3]!, 'F16', C5, manualProjection(pre, basis5, undefined, C5));
+      console.log(
+        `service projected_tokens slice ${r.sliceId}: max|diff| F32 ${p8.diff.toExponential(2)}, F16 ${p5.diff.toExponential(2)}`,
+      );
+      expect(p8.diff).toBeLessThanOrEqual(1e-4);
+      expect(p5.diff).toBeLessThanOrEqual(1e-2);
+      // An explicit F32 equals the default; prenorm picks the pre-LayerNorm tokens.
+      expect(maxAbsDiff(wireFloats(t[4]), p8.got)).toBe(0);
+      expect(
+        maxAbsDiff(Float32Array.from(manualProjection(post, basis5, undefined, C5)), p5.got),
+      ).toBeGreaterThan(1e-2);
+    }
+  });
+
+  it('refuses bad projection bases and means at start, naming the field', async () => {
+    const { client } = await start({ CURIA_EMBED_MODELS: randomDir });
+    const cls = out({ $case: 'cls', value: { prenorm: false } });
+    const b = randomBasis(4, 7);
+    // Refused at start: the stream carries no slice.
+    const refuse = async (p: common.FeatureRequest) => {
+      const e = await failure(collect(client.embed(requests({ outputs: [cls, p] }, []))));
+      expect(Status[e.code]).toBe('INVALID_ARGUMENT');
+      return e.details;
+    };
+    const field = 'start\\.outputs\\[1\\]\\.projected_tokens';
+    const nan = b.slice();
+    nan[17] = Number.NaN;
+    const inf = new Float32Array(D);
+    inf[3] = Number.POSITIVE_INFINITY;
+    const f16 = fromFloat32(b, [D, 4], 'F16');
+    const cases: [common.FeatureRequest, RegExp][] = [
+      [projectedReq(undefined, undefined), /basis is missing/],
+      [
+        projectedReq({ dtype: common.DType.F16, shape: [D, 4], data: f16.data }, undefined),
+        /basis\.dtype must be D_TYPE_F32 \(got D_TYPE_F16\)/,
+      ],
+      [projectedReq(f32Tensor(b, [D * 4]), undefined), /basis\.shape must be \(D, C\) = \(96, C\)/],
+      [
+        projectedReq(f32Tensor(b.subarray(0, 95 * 4), [95, 4]), undefined),
+        /basis\.shape\[0\] must be the model's hidden size 96 \(got 95\)/,
+      ],
+      [
+        projectedReq(f32Tensor(new Float32Array(D * 65), [D, 65]), undefined),
+        /basis\.shape\[1\] \(channels C\) must be between 1 and 64 \(got 65\)/,
+      ],
+      [
+        projectedReq(f32Tensor(new Float32Array(0), [D, 0]), undefined),
+        /basis\.shape\[1\] \(channels C\) must be between 1 and 64 \(got 0\)/,
+      ],
+      [
+        projectedReq({ ...f32Tensor(b, [D, 4]), data: f32Tensor(b, [D, 4]).data.subarray(4) }, undefined),
+        /basis\.data has 1532 bytes/,
+      ],
+      [projectedReq(f32Tensor(nan, [D, 4]), undefined), /basis contains NaN or Inf \(element 17\)/],
+      [
+        projectedReq(f32Tensor(b, [D, 4]), f32Tensor(new Float32Array(95), [95])),
+        /mean\.shape must be \[96\] \(got \[95\]\)/,
+      ],
+      [projectedReq(f32Tensor(b, [D, 4]), f32Tensor(inf, [D])), /mean contains NaN or Inf \(element 3\)/],
+      [
+        projectedReq(f32Tensor(b, [D, 4]), undefined, false, common.DType.F64),
+        /start\.outputs\[1\]\.dtype must be D_TYPE_F32 or D_TYPE_F16/,
+      ],
+    ];
+    for (const [req, re] of cases) {
+      const details = await refuse(req);
+      expect(details).toMatch(re);
+      if (!/dtype must be D_TYPE_F32 or/.test(details)) expect(details).toMatch(new RegExp(`^${field}\\.`));
+    }
   });
 
   it('sheds with RESOURCE_EXHAUSTED and a retry-after-ms trailer when the queue is full', async () => {

@@ -19,6 +19,22 @@ const tokensF16: common.FeatureRequest = {
   dtype: common.DType.F16,
 };
 
+/** A (D = 4, C = 2) projection of the patch tokens; fresh objects and buffers every call. */
+const projected = (last = 2): common.FeatureRequest => ({
+  kind: {
+    $case: 'projectedTokens',
+    value: {
+      prenorm: false,
+      basis: {
+        dtype: common.DType.F32,
+        shape: [4, 2],
+        data: new Uint8Array(Float32Array.of(1, 0, 0, 1, 0.5, 0.5, -1, last).buffer),
+      },
+    },
+  },
+  dtype: common.DType.F16,
+});
+
 const central = (n: number): common.SliceSelection => ({ selection: { $case: 'centralCount', value: n } });
 
 describe('planAnalysis', () => {
@@ -32,6 +48,27 @@ describe('planAnalysis', () => {
     expect(plan.embeddingIndex).toEqual([0, 1]);
     expect(plan.heads.map((h) => h.outputIndex)).toEqual([[1], [2, 1]]);
     expect(plan.heads.map((h) => h.ref)).toEqual(['a@1', 'b@1']);
+  });
+
+  it('passes projected_tokens requests through, merging those with the same basis bytes', () => {
+    const a = projected();
+    const plan = planAnalysis({ embeddingOutputs: [a, projected(), projected(3), cls], hasMask: false }, [
+      sliceHead('h', [cls]),
+    ]);
+    expect(plan.outputs).toHaveLength(3);
+    expect(plan.outputs[0]).toBe(a); // sent to Embed as it came
+    expect(plan.embeddingIndex).toEqual([0, 0, 1, 2]);
+    expect(plan.heads[0]!.outputIndex).toEqual([2]);
+    expect(plan.outputKeys[0]).toBe(featureKey(projected()));
+    expect(plan.outputKeys[0]).not.toBe(plan.outputKeys[1]);
+    expect(plan.usesMask).toBe(false);
+    const noBasis: common.FeatureRequest = {
+      kind: { $case: 'projectedTokens', value: { prenorm: false } },
+      dtype: common.DType.F32,
+    };
+    expect(() => planAnalysis({ embeddingOutputs: [cls, noBasis], hasMask: false }, [])).toThrow(
+      /embedding_outputs\[1\]: projected_tokens.basis is missing/,
+    );
   });
 
   it('rejects what cannot be served, naming the culprit', () => {

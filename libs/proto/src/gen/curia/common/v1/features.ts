@@ -105,6 +105,31 @@ export interface AvgPooledTokensFeature {
 }
 
 /**
+ * The patch tokens projected onto a few directions chosen by the caller (a PCA basis fitted on sample tokens, or
+ * one shipped with a bundle), for consumers that need dense features but not all D channels -- registration on
+ * Curia features as in DINO-Reg. Each patch token x (D values) becomes the C values (x - mean) . basis.
+ * Result shape: (Gh * Gw, C), row-major over the patch grid as for PatchTokensFeature, in the request's dtype (F32
+ * or F16): 128 KiB per 512 x 512 slice in F16 at C = 64, against 1.5 MiB for the F16 patch tokens at D = 768.
+ * Limits: 1 <= C <= 64; D = the model's hidden size (ModelArchitecture.hidden_size: 768 for Curia-B). Embed checks
+ * basis and mean once per stream, at `start`: INVALID_ARGUMENT naming the field (e.g.
+ * `start.outputs[2].projected_tokens.basis`) for a missing basis, a dtype other than F32, a shape other than
+ * (D, C) / (D), C out of range, or a NaN or infinite value. A (768, 64) basis is 192 KiB of the start message.
+ */
+export interface ProjectedTokensFeature {
+  /** True = project the tokens before the final LayerNorm (output of the last block); false = after it. */
+  prenorm: boolean;
+  /**
+   * The projection matrix, shape (D, C), dtype F32, row-major: element [d * C + c] is channel d of direction c, so
+   * column c is direction c and output channel c is the dot product of (x - mean) with it. Required.
+   */
+  basis?:
+    | Tensor
+    | undefined;
+  /** Subtracted from every token before the projection (e.g. the PCA mean), shape (D), dtype F32. Unset = zero. */
+  mean?: Tensor | undefined;
+}
+
+/**
  * The full final hidden state after the final LayerNorm: CLS, then register tokens (if the model has any), then
  * the patch tokens. Result shape: (1 + R + Gh * Gw, D) -- (1025, D) for Curia at 512 x 512. Heavy: 3 MiB per slice
  * in F32 at D = 768.
@@ -134,6 +159,9 @@ export interface FeatureRequest {
     | //
     /** Full hidden state, shape (1 + R + Gh * Gw, D). */
     { $case: "lastHiddenState"; value: LastHiddenStateFeature }
+    | //
+    /** Patch tokens projected onto C caller-given directions, shape (Gh * Gw, C). */
+    { $case: "projectedTokens"; value: ProjectedTokensFeature }
     | undefined;
   /** Element type of the result: D_TYPE_F32 (default when UNSPECIFIED) or D_TYPE_F16. */
   dtype: DType;
@@ -451,6 +479,109 @@ export const AvgPooledTokensFeature: MessageFns<AvgPooledTokensFeature> = {
   },
 };
 
+function createBaseProjectedTokensFeature(): ProjectedTokensFeature {
+  return { prenorm: false, basis: undefined, mean: undefined };
+}
+
+export const ProjectedTokensFeature: MessageFns<ProjectedTokensFeature> = {
+  encode(message: ProjectedTokensFeature, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prenorm !== false) {
+      writer.uint32(8).bool(message.prenorm);
+    }
+    if (message.basis !== undefined) {
+      Tensor.encode(message.basis, writer.uint32(18).fork()).join();
+    }
+    if (message.mean !== undefined) {
+      Tensor.encode(message.mean, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProjectedTokensFeature {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProjectedTokensFeature();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.prenorm = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.basis = Tensor.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.mean = Tensor.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProjectedTokensFeature {
+    return {
+      prenorm: isSet(object.prenorm) ? globalThis.Boolean(object.prenorm) : false,
+      basis: isSet(object.basis) ? Tensor.fromJSON(object.basis) : undefined,
+      mean: isSet(object.mean) ? Tensor.fromJSON(object.mean) : undefined,
+    };
+  },
+
+  toJSON(message: ProjectedTokensFeature): unknown {
+    const obj: any = {};
+    if (message.prenorm !== false) {
+      obj.prenorm = message.prenorm;
+    }
+    if (message.basis !== undefined) {
+      obj.basis = Tensor.toJSON(message.basis);
+    }
+    if (message.mean !== undefined) {
+      obj.mean = Tensor.toJSON(message.mean);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ProjectedTokensFeature>): ProjectedTokensFeature {
+    return ProjectedTokensFeature.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ProjectedTokensFeature>): ProjectedTokensFeature {
+    const message = createBaseProjectedTokensFeature();
+    message.prenorm = object.prenorm ?? false;
+    message.basis = (object.basis !== undefined && object.basis !== null)
+      ? Tensor.fromPartial(object.basis)
+      : undefined;
+    message.mean = (object.mean !== undefined && object.mean !== null) ? Tensor.fromPartial(object.mean) : undefined;
+    return message;
+  },
+};
+
 function createBaseLastHiddenStateFeature(): LastHiddenStateFeature {
   return {};
 }
@@ -525,6 +656,9 @@ export const FeatureRequest: MessageFns<FeatureRequest> = {
       case "lastHiddenState":
         LastHiddenStateFeature.encode(message.kind.value, writer.uint32(42).fork()).join();
         break;
+      case "projectedTokens":
+        ProjectedTokensFeature.encode(message.kind.value, writer.uint32(58).fork()).join();
+        break;
     }
     if (message.dtype !== 0) {
       writer.uint32(48).int32(message.dtype);
@@ -585,6 +719,14 @@ export const FeatureRequest: MessageFns<FeatureRequest> = {
             message.kind = { $case: "lastHiddenState", value: LastHiddenStateFeature.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.kind = { $case: "projectedTokens", value: ProjectedTokensFeature.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 6: {
             if (tag !== 48) {
               break;
@@ -625,6 +767,10 @@ export const FeatureRequest: MessageFns<FeatureRequest> = {
         ? { $case: "lastHiddenState", value: LastHiddenStateFeature.fromJSON(object.lastHiddenState) }
         : isSet(object.last_hidden_state)
         ? { $case: "lastHiddenState", value: LastHiddenStateFeature.fromJSON(object.last_hidden_state) }
+        : isSet(object.projectedTokens)
+        ? { $case: "projectedTokens", value: ProjectedTokensFeature.fromJSON(object.projectedTokens) }
+        : isSet(object.projected_tokens)
+        ? { $case: "projectedTokens", value: ProjectedTokensFeature.fromJSON(object.projected_tokens) }
         : undefined,
       dtype: isSet(object.dtype) ? dTypeFromJSON(object.dtype) : 0,
     };
@@ -642,6 +788,8 @@ export const FeatureRequest: MessageFns<FeatureRequest> = {
       obj.avgPooledTokens = AvgPooledTokensFeature.toJSON(message.kind.value);
     } else if (message.kind?.$case === "lastHiddenState") {
       obj.lastHiddenState = LastHiddenStateFeature.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "projectedTokens") {
+      obj.projectedTokens = ProjectedTokensFeature.toJSON(message.kind.value);
     }
     if (message.dtype !== 0) {
       obj.dtype = dTypeToJSON(message.dtype);
@@ -682,6 +830,12 @@ export const FeatureRequest: MessageFns<FeatureRequest> = {
       case "lastHiddenState": {
         if (object.kind?.value !== undefined && object.kind?.value !== null) {
           message.kind = { $case: "lastHiddenState", value: LastHiddenStateFeature.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "projectedTokens": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "projectedTokens", value: ProjectedTokensFeature.fromPartial(object.kind.value) };
         }
         break;
       }

@@ -49,7 +49,11 @@ export interface EmbedRequest {
 export interface EmbedStart {
   /** Model as "name", "name@version" or empty for the server's default model. */
   model: string;
-  /** Features to compute for every slice (at least one, at most 16). Results refer to positions in this list. */
+  /**
+   * Features to compute for every slice (at least one, at most 16). Results refer to positions in this list.
+   * A projected_tokens output carries its basis (up to 192 KiB at D = 768, C = 64 in F32) and mean here; they are
+   * validated and decoded once for the stream.
+   */
   outputs: FeatureRequest[];
   /** Opaque caller identifier for logs and metrics; never PHI (see StudyHeader.study_id). */
   studyId: string;
@@ -1043,7 +1047,9 @@ export const EmbedServiceDefinition = {
      *
      * Status codes: INVALID_ARGUMENT (first message not `start`; no outputs requested; pixel shape not
      * (1, image_size, image_size); dtype not F32/F16; NaN/Inf pixels; mask missing or of the wrong shape for a
-     * mask_pooled output; kernel_size not dividing the patch grid -- the message names slice_id and field);
+     * mask_pooled output; kernel_size not dividing the patch grid; a projected_tokens basis or mean of the wrong
+     * dtype or shape, D not the model's hidden size, C outside [1, 64] or NaN/Inf values -- the message names
+     * slice_id and field, e.g. `start.outputs[1].projected_tokens.basis.shape`);
      * NOT_FOUND (unknown model name or version); RESOURCE_EXHAUSTED (queue full: retry after the number of
      * milliseconds in the `retry-after-ms` response trailer; the status message also says "retry after <n>ms",
      * mirroring google.rpc.RetryInfo); CANCELLED / DEADLINE_EXCEEDED (work for the stream is dropped promptly);
@@ -1086,7 +1092,9 @@ export interface EmbedServiceImplementation<CallContextExt = {}> {
    *
    * Status codes: INVALID_ARGUMENT (first message not `start`; no outputs requested; pixel shape not
    * (1, image_size, image_size); dtype not F32/F16; NaN/Inf pixels; mask missing or of the wrong shape for a
-   * mask_pooled output; kernel_size not dividing the patch grid -- the message names slice_id and field);
+   * mask_pooled output; kernel_size not dividing the patch grid; a projected_tokens basis or mean of the wrong
+   * dtype or shape, D not the model's hidden size, C outside [1, 64] or NaN/Inf values -- the message names
+   * slice_id and field, e.g. `start.outputs[1].projected_tokens.basis.shape`);
    * NOT_FOUND (unknown model name or version); RESOURCE_EXHAUSTED (queue full: retry after the number of
    * milliseconds in the `retry-after-ms` response trailer; the status message also says "retry after <n>ms",
    * mirroring google.rpc.RetryInfo); CANCELLED / DEADLINE_EXCEEDED (work for the stream is dropped promptly);
@@ -1124,7 +1132,9 @@ export interface EmbedServiceClient<CallOptionsExt = {}> {
    *
    * Status codes: INVALID_ARGUMENT (first message not `start`; no outputs requested; pixel shape not
    * (1, image_size, image_size); dtype not F32/F16; NaN/Inf pixels; mask missing or of the wrong shape for a
-   * mask_pooled output; kernel_size not dividing the patch grid -- the message names slice_id and field);
+   * mask_pooled output; kernel_size not dividing the patch grid; a projected_tokens basis or mean of the wrong
+   * dtype or shape, D not the model's hidden size, C outside [1, 64] or NaN/Inf values -- the message names
+   * slice_id and field, e.g. `start.outputs[1].projected_tokens.basis.shape`);
    * NOT_FOUND (unknown model name or version); RESOURCE_EXHAUSTED (queue full: retry after the number of
    * milliseconds in the `retry-after-ms` response trailer; the status message also says "retry after <n>ms",
    * mirroring google.rpc.RetryInfo); CANCELLED / DEADLINE_EXCEEDED (work for the stream is dropped promptly);

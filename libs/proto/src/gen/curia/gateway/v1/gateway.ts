@@ -43,7 +43,11 @@ export interface AnalyzeStudyStart {
     | undefined;
   /** Heads to run, each "name" or "name@version" (at most 32). Each head's FeatureRequirement decides its slices. */
   heads: string[];
-  /** Backbone features to return per slice (in `embedding` messages); empty = none. */
+  /**
+   * Backbone features to return per slice (in `embedding` messages); empty = none. Any FeatureRequest kind, passed
+   * to EmbedService as is; identical requests (for projected_tokens: same prenorm, dtype, basis and mean bytes)
+   * are computed once.
+   */
   embeddingOutputs: FeatureRequest[];
   /** Slices for which embedding_outputs are returned. Unset = all slices. */
   embeddingSelection?:
