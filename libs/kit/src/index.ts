@@ -18,3 +18,4 @@ export * from './http2-window.js';
 export * from './process-tuning.js';
 export * from './request-stream.js';
 export * from './upload.js';
+export * from './file-chunks.js';

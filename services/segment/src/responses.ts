@@ -8,9 +8,6 @@ import {
   type StudyGrid,
 } from '@curia/segment';
 
-/** Label-map files travel in chunks of this size. */
-export const FILE_CHUNK_BYTES = 1024 * 1024;
-
 type Response = segment.SegmentResponse;
 
 /** The `geometry` message: grids and the classes results refer to. */
@@ -61,19 +58,6 @@ export function sliceMessage(
       },
     },
   };
-}
-
-/** A file as `FileChunk` messages of {@link FILE_CHUNK_BYTES}. */
-export function* fileChunks(
-  bytes: Uint8Array,
-  fileName: string,
-  wrap: (chunk: common.FileChunk) => Response,
-): Generator<Response> {
-  for (let offset = 0; offset < bytes.length || offset === 0; offset += FILE_CHUNK_BYTES) {
-    const data = bytes.subarray(offset, offset + FILE_CHUNK_BYTES);
-    yield wrap({ fileName, data, offset, lastChunk: offset + data.length >= bytes.length });
-    if (bytes.length === 0) break;
-  }
 }
 
 /** Per-class results of a finished label map. */

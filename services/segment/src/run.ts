@@ -1,3 +1,4 @@
+import { fileChunks } from '@curia/kit';
 import type { segment } from '@curia/proto';
 import {
   VolumeSegmentation,
@@ -8,7 +9,7 @@ import {
   type StudyGrid,
 } from '@curia/segment';
 
-import { fileChunks, sliceMessage } from './responses.js';
+import { sliceMessage } from './responses.js';
 
 type Response = segment.SegmentResponse;
 

@@ -1,6 +1,13 @@
 import { checkHeadModel } from '@curia/client';
 import { CuriaError } from '@curia/errors';
-import { checkStudyId, readStart, withSpan, type CuriaCallContext, type Logger } from '@curia/kit';
+import {
+  checkStudyId,
+  readStart,
+  withSpan,
+  type CuriaCallContext,
+  type Logger,
+  fileChunks,
+} from '@curia/kit';
 import { common, segment } from '@curia/proto';
 import {
   ClassTable,
@@ -25,7 +32,7 @@ import { stageDeadlines, uploadedChunks, type StageDeadlines } from '@curia/stag
 
 import type { ResolvedHead, SegmentHeads } from './heads.js';
 import type { SegmentMetrics } from './metrics.js';
-import { classResults, evaluationOf, fileChunks, geometryMessage } from './responses.js';
+import { classResults, evaluationOf, geometryMessage } from './responses.js';
 import { fittedSegmentation, niftiOut, slicesOut } from './run.js';
 import { modelGridOf, preprocessStudy, studyGridOf, tokenValues, tokensOf, type StudyDeps } from './study.js';
 
