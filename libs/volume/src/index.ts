@@ -8,6 +8,7 @@ export { DEFAULT_VOLUME_LIMITS } from './io/limits.js';
 export type { VolumeLimits } from './io/limits.js';
 export type { VoxelType } from './io/voxel-array.js';
 export { resolveAllowedUri } from './io/allowed-uri.js';
+export { dice, hd95, percentile, squaredDistanceTo, surfaceOf } from './labels/overlap.js';
 export { canonicalToInputIndex, computeGeometry } from './geometry/geometry.js';
 export type { AxisMapping, Geometry } from './geometry/geometry.js';
 export { axcodesOf } from './geometry/axcodes.js';
