@@ -1,1 +1,3 @@
 export * from './field.js';
+export * from './grid.js';
+export * from './resample.js';

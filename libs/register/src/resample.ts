@@ -1,0 +1,544 @@
+import { CuriaError } from '@curia/errors';
+import { sliceWalk, type Volume } from '@curia/volume';
+
+import { voxelCount, type Grid, type GridField, type LabelField, type Mat4 } from './field.js';
+import { applyPoint, compose, inputGrid, invert, type Vec3 } from './grid.js';
+
+/**
+ * Resampling of fields and label maps between grids.
+ *
+ * Interpolation: a continuous voxel position c of a grid of n voxels along an axis is **inside** when
+ * −0.5 ≤ c ≤ n − 0.5 on every axis (the voxels' footprint, as ITK's `IsInsideBuffer`); positions in
+ * the outer half voxel take the border value. Outside, the output is `fill` and the optional
+ * `valid` mask (one byte per target voxel) is 0. Trilinear for fields, nearest (rounding half up)
+ * for label maps. Coordinates are computed one target row at a time from precomposed affines, so the
+ * inner loops hold no closures and allocate nothing.
+ */
+
+/** A world → world map (LPS mm), FIXED → MOVING: the slow, general form of a transform. */
+export type PointTransform = (p: Vec3) => readonly number[];
+
+const IDENTITY: Mat4 = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
+
+/** Scratch for one target row: continuous source coordinates and, with a field, its vectors. */
+class RowScratch {
+  readonly x: Float64Array;
+  readonly y: Float64Array;
+  readonly z: Float64Array;
+  readonly d: Float32Array;
+  constructor(n: number) {
+    this.x = new Float64Array(n);
+    this.y = new Float64Array(n);
+    this.z = new Float64Array(n);
+    this.d = new Float32Array(3 * n);
+  }
+}
+
+/**
+ * Trilinear samples of the `channels`-channel volume `src` (dims `dims`) at the `n` continuous voxel
+ * positions (x, y, z), written to `out[c·outStride + outBase + t]`. `clamp` extends the border
+ * values to every position (used for displacement fields); otherwise positions outside the footprint
+ * get `fill` (and `valid[validBase + t] = 0` when a mask is given).
+ */
+function trilinearRow(
+  src: Float32Array,
+  dims: readonly [number, number, number],
+  channels: number,
+  x: Float64Array,
+  y: Float64Array,
+  z: Float64Array,
+  n: number,
+  out: Float32Array,
+  outBase: number,
+  outStride: number,
+  clamp: boolean,
+  fill: number,
+  valid: Uint8Array | undefined,
+): void {
+  const nx = dims[0];
+  const ny = dims[1];
+  const nz = dims[2];
+  const sN = nx * ny * nz;
+  const dx = nx > 1 ? 1 : 0;
+  const dy = ny > 1 ? nx : 0;
+  const dz = nz > 1 ? nx * ny : 0;
+  const hx = nx - 0.5;
+  const hy = ny - 0.5;
+  const hz = nz - 0.5;
+  for (let t = 0; t < n; t++) {
+    let cx = x[t]!;
+    let cy = y[t]!;
+    let cz = z[t]!;
+    if (!clamp && !(cx >= -0.5 && cx <= hx && cy >= -0.5 && cy <= hy && cz >= -0.5 && cz <= hz)) {
+      for (let c = 0; c < channels; c++) out[c * outStride + outBase + t] = fill;
+      if (valid) valid[outBase + t] = 0;
+      continue;
+    }
+    cx = cx < 0 ? 0 : cx > nx - 1 ? nx - 1 : cx;
+    cy = cy < 0 ? 0 : cy > ny - 1 ? ny - 1 : cy;
+    cz = cz < 0 ? 0 : cz > nz - 1 ? nz - 1 : cz;
+    let x0 = Math.floor(cx);
+    let y0 = Math.floor(cy);
+    let z0 = Math.floor(cz);
+    if (x0 > nx - 2) x0 = nx > 1 ? nx - 2 : 0;
+    if (y0 > ny - 2) y0 = ny > 1 ? ny - 2 : 0;
+    if (z0 > nz - 2) z0 = nz > 1 ? nz - 2 : 0;
+    const fx = cx - x0;
+    const fy = cy - y0;
+    const fz = cz - z0;
+    const p = x0 + nx * (y0 + ny * z0);
+    for (let c = 0, b = p; c < channels; c++, b += sN) {
+      const v000 = src[b]!;
+      const v100 = src[b + dx]!;
+      const v010 = src[b + dy]!;
+      const v110 = src[b + dx + dy]!;
+      const v001 = src[b + dz]!;
+      const v101 = src[b + dx + dz]!;
+      const v011 = src[b + dy + dz]!;
+      const v111 = src[b + dx + dy + dz]!;
+      const a00 = v000 + (v100 - v000) * fx;
+      const a10 = v010 + (v110 - v010) * fx;
+      const a01 = v001 + (v101 - v001) * fx;
+      const a11 = v011 + (v111 - v011) * fx;
+      const b0 = a00 + (a10 - a00) * fy;
+      const b1 = a01 + (a11 - a01) * fy;
+      out[c * outStride + outBase + t] = b0 + (b1 - b0) * fz;
+    }
+    if (valid) valid[outBase + t] = 1;
+  }
+}
+
+/** Nearest-neighbour samples of a label map at the `n` positions (x, y, z); outside the footprint → `fill`. */
+function nearestRow(
+  src: Uint8Array | Uint16Array,
+  dims: readonly [number, number, number],
+  x: Float64Array,
+  y: Float64Array,
+  z: Float64Array,
+  n: number,
+  out: Uint8Array | Uint16Array,
+  outBase: number,
+  fill: number,
+): void {
+  const nx = dims[0];
+  const ny = dims[1];
+  const nz = dims[2];
+  for (let t = 0; t < n; t++) {
+    const cx = x[t]!;
+    const cy = y[t]!;
+    const cz = z[t]!;
+    if (!(cx >= -0.5 && cx <= nx - 0.5 && cy >= -0.5 && cy <= ny - 0.5 && cz >= -0.5 && cz <= nz - 0.5)) {
+      out[outBase + t] = fill;
+      continue;
+    }
+    const i = Math.min(nx - 1, Math.floor(cx + 0.5));
+    const j = Math.min(ny - 1, Math.floor(cy + 0.5));
+    const k = Math.min(nz - 1, Math.floor(cz + 0.5));
+    out[outBase + t] = src[i + nx * (j + ny * k)]!;
+  }
+}
+
+function sameGrid(a: Grid, b: Grid): boolean {
+  if (a.dims[0] !== b.dims[0] || a.dims[1] !== b.dims[1] || a.dims[2] !== b.dims[2]) return false;
+  for (let i = 0; i < 12; i++) if (Math.abs(a.affine[i]! - b.affine[i]!) > 1e-6) return false;
+  return true;
+}
+
+function checkField(f: GridField, what: string, channels?: number): void {
+  const n = voxelCount(f.grid);
+  if (channels !== undefined && f.channels !== channels) {
+    throw new CuriaError('INVALID_ARGUMENT', `${what} must have ${channels} channels, has ${f.channels}`);
+  }
+  if (f.data.length !== n * f.channels) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `${what} holds ${f.data.length} values; its grid ${f.grid.dims.join('x')} × ${f.channels} channels needs ${n * f.channels}`,
+    );
+  }
+}
+
+/**
+ * Source coordinates of every target voxel for T(x) = A·(x + v(x)), one target row at a time: the
+ * target → source index map `S⁻¹·A·G` is stepped along the row, and v (on the target grid, or
+ * trilinearly interpolated from its own grid with the border extended) is added through the linear
+ * part of `S⁻¹·A`.
+ */
+class PullBack {
+  private readonly m: number[];
+  private readonly lin: number[];
+  private readonly fieldMap: number[] | null = null;
+  private readonly direct: boolean;
+  readonly row: RowScratch;
+  private readonly fx: Float64Array;
+  private readonly fy: Float64Array;
+  private readonly fz: Float64Array;
+
+  constructor(
+    private readonly target: Grid,
+    source: Grid,
+    affine: Mat4,
+    private readonly field: GridField | undefined,
+  ) {
+    const toSource = compose(invert(source.affine), affine);
+    this.m = compose(toSource, target.affine);
+    this.lin = toSource;
+    const nx = target.dims[0];
+    this.row = new RowScratch(nx);
+    this.direct = field ? sameGrid(field.grid, target) : true;
+    if (field) {
+      checkField(field, 'the displacement field', 3);
+      if (!this.direct) this.fieldMap = compose(invert(field.grid.affine), target.affine);
+    }
+    this.fx = new Float64Array(this.direct ? 0 : nx);
+    this.fy = new Float64Array(this.direct ? 0 : nx);
+    this.fz = new Float64Array(this.direct ? 0 : nx);
+  }
+
+  /** Fills `row.x/y/z` with the source coordinates of target row (j, k). */
+  rowAt(j: number, k: number): void {
+    const m = this.m;
+    const nx = this.target.dims[0];
+    const { x, y, z, d } = this.row;
+    const bx = m[1]! * j + m[2]! * k + m[3]!;
+    const by = m[5]! * j + m[6]! * k + m[7]!;
+    const bz = m[9]! * j + m[10]! * k + m[11]!;
+    const sx = m[0]!;
+    const sy = m[4]!;
+    const sz = m[8]!;
+    for (let t = 0; t < nx; t++) {
+      x[t] = bx + sx * t;
+      y[t] = by + sy * t;
+      z[t] = bz + sz * t;
+    }
+    const f = this.field;
+    if (!f) return;
+    let comp: Float32Array;
+    let base: number;
+    let stride: number;
+    if (this.direct) {
+      comp = f.data;
+      base = nx * (j + this.target.dims[1] * k);
+      stride = voxelCount(this.target);
+    } else {
+      const q = this.fieldMap!;
+      const { fx, fy, fz } = this;
+      const qx = q[1]! * j + q[2]! * k + q[3]!;
+      const qy = q[5]! * j + q[6]! * k + q[7]!;
+      const qz = q[9]! * j + q[10]! * k + q[11]!;
+      for (let t = 0; t < nx; t++) {
+        fx[t] = qx + q[0]! * t;
+        fy[t] = qy + q[4]! * t;
+        fz[t] = qz + q[8]! * t;
+      }
+      trilinearRow(f.data, f.grid.dims, 3, fx, fy, fz, nx, d, 0, nx, true, 0, undefined);
+      comp = d;
+      base = 0;
+      stride = nx;
+    }
+    const l = this.lin;
+    const l0 = l[0]!;
+    const l1 = l[1]!;
+    const l2 = l[2]!;
+    const l4 = l[4]!;
+    const l5 = l[5]!;
+    const l6 = l[6]!;
+    const l8 = l[8]!;
+    const l9 = l[9]!;
+    const l10 = l[10]!;
+    for (let t = 0; t < nx; t++) {
+      const u = comp[base + t]!;
+      const v = comp[stride + base + t]!;
+      const w = comp[2 * stride + base + t]!;
+      x[t]! += l0 * u + l1 * v + l2 * w;
+      y[t]! += l4 * u + l5 * v + l6 * w;
+      z[t]! += l8 * u + l9 * v + l10 * w;
+    }
+  }
+}
+
+/**
+ * Resamples `src` (any number of channels) onto `target` through T(x) = A·(x + v(x)), trilinearly:
+ * output voxel x of `target` holds src at T(x). `affine` maps FIXED (target) world to MOVING (src)
+ * world; `displacement` (3 channels, LPS mm) lives on `target` or on another grid, where it is
+ * interpolated trilinearly with its border values extended. Outside src → `fill`; `valid`, when
+ * given, receives 1 for voxels inside src and 0 elsewhere.
+ */
+export function resampleThroughField(
+  src: GridField,
+  target: Grid,
+  affine: Mat4,
+  displacement?: GridField,
+  fill = 0,
+  valid?: Uint8Array,
+): GridField {
+  checkField(src, 'the source field');
+  const n = voxelCount(target);
+  if (valid && valid.length !== n) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `the validity mask holds ${valid.length} bytes; the target has ${n} voxels`,
+    );
+  }
+  const out = new Float32Array(n * src.channels);
+  const pb = new PullBack(target, src.grid, affine, displacement);
+  const [nx, ny, nz] = target.dims;
+  const { x, y, z } = pb.row;
+  for (let k = 0; k < nz; k++)
+    for (let j = 0; j < ny; j++) {
+      pb.rowAt(j, k);
+      trilinearRow(
+        src.data,
+        src.grid.dims,
+        src.channels,
+        x,
+        y,
+        z,
+        nx,
+        out,
+        nx * (j + ny * k),
+        n,
+        false,
+        fill,
+        valid,
+      );
+    }
+  return { grid: target, channels: src.channels, data: out };
+}
+
+/**
+ * Resamples `src` onto `target`: with no transform on the same world positions, with a Mat4 (FIXED →
+ * MOVING world) through {@link resampleThroughField}, with a function point by point (general but
+ * slower: one call per voxel). Trilinear; outside src → `fill` (and 0 in `valid`).
+ */
+export function resampleToGrid(
+  src: GridField,
+  target: Grid,
+  transform?: Mat4 | PointTransform,
+  fill = 0,
+  valid?: Uint8Array,
+): GridField {
+  if (typeof transform !== 'function')
+    return resampleThroughField(src, target, transform ?? IDENTITY, undefined, fill, valid);
+  checkField(src, 'the source field');
+  const n = voxelCount(target);
+  const out = new Float32Array(n * src.channels);
+  const [nx, ny, nz] = target.dims;
+  const row = new RowScratch(nx);
+  const toSource = invert(src.grid.affine);
+  for (let k = 0; k < nz; k++)
+    for (let j = 0; j < ny; j++) {
+      for (let t = 0; t < nx; t++) {
+        const c = applyPoint(toSource, transform(applyPoint(target.affine, [t, j, k])));
+        row.x[t] = c[0];
+        row.y[t] = c[1];
+        row.z[t] = c[2];
+      }
+      trilinearRow(
+        src.data,
+        src.grid.dims,
+        src.channels,
+        row.x,
+        row.y,
+        row.z,
+        nx,
+        out,
+        nx * (j + ny * k),
+        n,
+        false,
+        fill,
+        valid,
+      );
+    }
+  return { grid: target, channels: src.channels, data: out };
+}
+
+/**
+ * Trilinear samples of `src` at world points (LPS mm, interleaved x, y, z): `channels × count` values,
+ * channel-major. Points outside src → `fill` (and 0 in `valid`, one byte per point).
+ */
+export function sampleAtPoints(
+  src: GridField,
+  points: ArrayLike<number>,
+  fill = 0,
+  valid?: Uint8Array,
+): Float32Array {
+  checkField(src, 'the source field');
+  if (points.length % 3 !== 0)
+    throw new CuriaError('INVALID_ARGUMENT', 'points must be interleaved x, y, z triples');
+  const count = points.length / 3;
+  const row = new RowScratch(count);
+  const m = invert(src.grid.affine);
+  for (let t = 0; t < count; t++) {
+    const px = points[3 * t]!;
+    const py = points[3 * t + 1]!;
+    const pz = points[3 * t + 2]!;
+    row.x[t] = m[0]! * px + m[1]! * py + m[2]! * pz + m[3]!;
+    row.y[t] = m[4]! * px + m[5]! * py + m[6]! * pz + m[7]!;
+    row.z[t] = m[8]! * px + m[9]! * py + m[10]! * pz + m[11]!;
+  }
+  const out = new Float32Array(count * src.channels);
+  trilinearRow(
+    src.data,
+    src.grid.dims,
+    src.channels,
+    row.x,
+    row.y,
+    row.z,
+    count,
+    out,
+    0,
+    count,
+    false,
+    fill,
+    valid,
+  );
+  return out;
+}
+
+/**
+ * Nearest-neighbour resampling of a label map (U8 or U16, kept) onto `target` through
+ * T(x) = A·(x + v(x)) (see {@link resampleThroughField}); outside the source → `fill`.
+ */
+export function resampleLabels(
+  src: LabelField,
+  target: Grid,
+  affine: Mat4 = IDENTITY,
+  displacement?: GridField,
+  fill = 0,
+): LabelField {
+  if (src.data.length !== voxelCount(src.grid)) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `the label map holds ${src.data.length} voxels; its grid needs ${voxelCount(src.grid)}`,
+    );
+  }
+  const n = voxelCount(target);
+  const out = src.data instanceof Uint8Array ? new Uint8Array(n) : new Uint16Array(n);
+  const pb = new PullBack(target, src.grid, affine, displacement);
+  const [nx, ny, nz] = target.dims;
+  const { x, y, z } = pb.row;
+  for (let k = 0; k < nz; k++)
+    for (let j = 0; j < ny; j++) {
+      pb.rowAt(j, k);
+      nearestRow(src.data, src.grid.dims, x, y, z, nx, out, nx * (j + ny * k), fill);
+    }
+  return { grid: target, data: out };
+}
+
+/**
+ * Average pooling by `factor` along every axis: each output voxel is the mean of a factor³ block
+ * (the last block along an axis may be partial: the mean of what exists), placed at the block's
+ * centre when whole. For coarse feature grids (e.g. MIND at the optimiser's resolution).
+ */
+export function poolField(f: GridField, factor: number): GridField {
+  checkField(f, 'the field');
+  if (!(Number.isInteger(factor) && factor >= 1)) {
+    throw new CuriaError('INVALID_ARGUMENT', `the pooling factor must be a positive integer, got ${factor}`);
+  }
+  if (factor === 1) return f;
+  const [nx, ny, nz] = f.grid.dims;
+  const dims: [number, number, number] = [
+    Math.ceil(nx / factor),
+    Math.ceil(ny / factor),
+    Math.ceil(nz / factor),
+  ];
+  const [mx, my, mz] = dims;
+  const half = (factor - 1) / 2;
+  const a = f.grid.affine;
+  const origin = applyPoint(a, [half, half, half]);
+  const affine = [
+    a[0]! * factor,
+    a[1]! * factor,
+    a[2]! * factor,
+    origin[0],
+    a[4]! * factor,
+    a[5]! * factor,
+    a[6]! * factor,
+    origin[1],
+    a[8]! * factor,
+    a[9]! * factor,
+    a[10]! * factor,
+    origin[2],
+    0,
+    0,
+    0,
+    1,
+  ];
+  const n = nx * ny * nz;
+  const m = mx * my * mz;
+  const out = new Float32Array(m * f.channels);
+  const count = new Float32Array(m);
+  for (let k = 0; k < nz; k++) {
+    const K = Math.floor(k / factor);
+    for (let j = 0; j < ny; j++) {
+      const J = Math.floor(j / factor);
+      const rowIn = nx * (j + ny * k);
+      const rowOut = mx * (J + my * K);
+      for (let i = 0; i < nx; i++) {
+        const q = rowOut + Math.floor(i / factor);
+        count[q]! += 1;
+        for (let c = 0; c < f.channels; c++) out[c * m + q]! += f.data[c * n + rowIn + i]!;
+      }
+    }
+  }
+  for (let c = 0; c < f.channels; c++) for (let q = 0; q < m; q++) out[c * m + q]! /= count[q]!;
+  return { grid: { dims, affine }, channels: f.channels, data: out };
+}
+
+/**
+ * Copies every canonical slice of `volume` (scaling applied) into `out` in input order through the
+ * slice walks; `check`, when given, is called on every slice before it is stored.
+ */
+async function scatterCanonical(
+  volume: Volume,
+  out: Float32Array | Uint8Array | Uint16Array,
+  check?: (slice: Float64Array, length: number) => void,
+): Promise<void> {
+  const g = volume.geometry;
+  const [ni, nj] = g.inputDims;
+  const [slices, rows, cols] = g.canonicalDims;
+  let buf: Float64Array | undefined;
+  for (let s = 0; s < slices; s++) {
+    buf = await volume.readCanonicalSlice(s, buf);
+    check?.(buf, rows * cols);
+    const w = sliceWalk(g, s, [1, ni, ni * nj]);
+    for (let r = 0, o = 0; r < rows; r++) {
+      let p = w.base + r * w.rowStep;
+      for (let c = 0; c < cols; c++, p += w.colStep) out[p] = buf[o++]!;
+    }
+  }
+}
+
+/**
+ * Every voxel of an opened volume (scaling applied) as a one-channel field on its INPUT grid
+ * (stored voxel order, LPS affine), read canonical slice by canonical slice.
+ */
+export async function volumeField(volume: Volume): Promise<GridField> {
+  const grid = inputGrid(volume.geometry);
+  const data = new Float32Array(voxelCount(grid));
+  await scatterCanonical(volume, data);
+  return { grid, channels: 1, data };
+}
+
+/**
+ * A label map volume as a {@link LabelField} on its input grid: U8 when stored as 8-bit, else U16.
+ * Values must be integers in range (INVALID_ARGUMENT otherwise).
+ */
+export async function volumeLabels(volume: Volume): Promise<LabelField> {
+  const grid = inputGrid(volume.geometry);
+  const small = volume.voxelType === 'uint8' || volume.voxelType === 'int8';
+  const data = small ? new Uint8Array(voxelCount(grid)) : new Uint16Array(voxelCount(grid));
+  const max = small ? 255 : 65535;
+  await scatterCanonical(volume, data, (slice, length) => {
+    for (let i = 0; i < length; i++) {
+      const v = slice[i]!;
+      if (!(v >= 0 && v <= max && Number.isInteger(v))) {
+        throw new CuriaError(
+          'INVALID_ARGUMENT',
+          `the label map holds ${v}, not an integer label in 0..${max}`,
+        );
+      }
+    }
+  });
+  return { grid, data };
+}
