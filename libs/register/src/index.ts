@@ -1,3 +1,5 @@
 export * from './field.js';
 export * from './grid.js';
 export * from './resample.js';
+export * from './normalize.js';
+export * from './mind.js';
