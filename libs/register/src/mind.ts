@@ -57,41 +57,59 @@ function shiftedOffsets(n: number, shift: number, stride: number): Int32Array {
   return out;
 }
 
+/** In-place box mean of radius r along axis i (contiguous lines; replicate padding). */
+function boxAlongI(data: Float32Array, nx: number, lines: number, r: number, line: Float64Array): void {
+  const inv = 1 / (2 * r + 1);
+  const last = nx - 1;
+  for (let l = 0, base = 0; l < lines; l++, base += nx) {
+    for (let t = 0; t < nx; t++) line[t] = data[base + t]!;
+    let s = 0;
+    for (let u = -r; u <= r; u++) s += line[u < 0 ? 0 : u > last ? last : u]!;
+    for (let t = 0; t < nx; t++) {
+      data[base + t] = s * inv;
+      const add = t + r + 1;
+      const drop = t - r;
+      s += line[add > last ? last : add]! - line[drop < 0 ? 0 : drop]!;
+    }
+  }
+}
+
 /**
- * In-place box mean of radius r along one axis of a volume (replicate padding): `line` and `sums`
- * are scratch of at least the axis length.
+ * In-place box mean of radius r along an outer axis (j or k) of a volume seen as `outer` blocks of
+ * `len` × `inner` values: running sums over whole rows/planes, so memory is walked sequentially.
+ * `copy` holds at least one block; `acc` at least `inner` values.
  */
-function boxAlong(
+function boxAlongOuter(
   data: Float32Array,
-  dims: readonly [number, number, number],
-  axis: 0 | 1 | 2,
+  len: number,
+  inner: number,
+  outer: number,
   r: number,
-  line: Float64Array,
+  copy: Float32Array,
+  acc: Float64Array,
 ): void {
-  const [nx, ny] = dims;
-  const strides = [1, nx, nx * ny];
-  const len = dims[axis];
-  const st = strides[axis]!;
-  const [a, b] = axis === 0 ? [1, 2] : axis === 1 ? [0, 2] : [0, 1];
-  const na = dims[a]!;
-  const nb = dims[b]!;
-  const sa = strides[a]!;
-  const sb = strides[b]!;
   const inv = 1 / (2 * r + 1);
   const last = len - 1;
-  for (let y = 0; y < nb; y++)
-    for (let x = 0; x < na; x++) {
-      const base = x * sa + y * sb;
-      for (let t = 0, p = base; t < len; t++, p += st) line[t] = data[p]!;
-      let s = 0;
-      for (let u = -r; u <= r; u++) s += line[u < 0 ? 0 : u > last ? last : u]!;
-      for (let t = 0, p = base; t < len; t++, p += st) {
-        data[p] = s * inv;
-        const add = t + r + 1;
-        const drop = t - r;
-        s += line[add > last ? last : add]! - line[drop < 0 ? 0 : drop]!;
+  const block = len * inner;
+  for (let o = 0; o < outer; o++) {
+    const base = o * block;
+    copy.set(data.subarray(base, base + block));
+    acc.fill(0, 0, inner);
+    for (let u = -r; u <= r; u++) {
+      const src = (u < 0 ? 0 : u > last ? last : u) * inner;
+      for (let x = 0; x < inner; x++) acc[x]! += copy[src + x]!;
+    }
+    for (let t = 0; t < len; t++) {
+      const dst = base + t * inner;
+      const add = (t + r + 1 > last ? last : t + r + 1) * inner;
+      const drop = (t - r < 0 ? 0 : t - r) * inner;
+      for (let x = 0; x < inner; x++) {
+        const a = acc[x]!;
+        data[dst + x] = a * inv;
+        acc[x] = a + copy[add + x]! - copy[drop + x]!;
       }
     }
+  }
 }
 
 /**
@@ -126,7 +144,9 @@ export function mindSsc(image: GridField, options: MindOptions = {}): GridField 
   );
   const src = image.data;
   const out = new Float32Array(12 * n);
-  const line = new Float64Array(Math.max(nx, ny, nz));
+  const line = new Float64Array(nx);
+  const copy = r > 0 ? new Float32Array(n) : new Float32Array(0);
+  const acc = new Float64Array(r > 0 ? nx * ny : 0);
   MIND_PAIRS.forEach(([a, b], ch) => {
     const [ai, aj, ak] = tables[a]! as [Int32Array, Int32Array, Int32Array];
     const [bi, bj, bk] = tables[b]! as [Int32Array, Int32Array, Int32Array];
@@ -143,31 +163,42 @@ export function mindSsc(image: GridField, options: MindOptions = {}): GridField 
         }
       }
     }
-    if (r > 0) for (const axis of [0, 1, 2] as const) boxAlong(plane, dims, axis, r, line);
-  });
-  // Subtract the per-voxel minimum; V = mean of the 12; V̄ = mean of V over the grid.
-  const variance = new Float64Array(n);
-  let total = 0;
-  for (let q = 0; q < n; q++) {
-    let min = Infinity;
-    for (let c = 0, p = q; c < 12; c++, p += n) if (out[p]! < min) min = out[p]!;
-    let s = 0;
-    for (let c = 0, p = q; c < 12; c++, p += n) {
-      const m = out[p]! - min;
-      out[p] = m;
-      s += m;
+    if (r > 0) {
+      boxAlongI(plane, nx, ny * nz, r, line);
+      boxAlongOuter(plane, ny, nx, nz, r, copy, acc);
+      boxAlongOuter(plane, nz, nx * ny, 1, r, copy, acc);
     }
-    variance[q] = s / 12;
-    total += s / 12;
+  });
+  // Subtract the per-voxel minimum; V = mean of the 12; V̄ = mean of V over the grid. Channel by
+  // channel, so every pass walks memory sequentially.
+  const min = new Float32Array(n).fill(Infinity);
+  for (let c = 0; c < 12; c++) {
+    const plane = out.subarray(c * n, (c + 1) * n);
+    for (let q = 0; q < n; q++) if (plane[q]! < min[q]!) min[q] = plane[q]!;
   }
+  const variance = new Float64Array(n);
+  for (let c = 0; c < 12; c++) {
+    const plane = out.subarray(c * n, (c + 1) * n);
+    for (let q = 0; q < n; q++) {
+      const m = plane[q]! - min[q]!;
+      plane[q] = m;
+      variance[q]! += m;
+    }
+  }
+  let total = 0;
+  for (let q = 0; q < n; q++) total += variance[q]! / 12;
   const mean = total / n;
   const lo = 1e-3 * mean;
   const hi = 1e3 * mean;
+  // Reuse `variance` for −1/V.
   for (let q = 0; q < n; q++) {
-    const v = variance[q]!;
+    const v = variance[q]! / 12;
     const clamped = v < lo ? lo : v > hi ? hi : v;
-    const inv = clamped > 0 ? 1 / clamped : 0;
-    for (let c = 0, p = q; c < 12; c++, p += n) out[p] = Math.exp(-out[p]! * inv);
+    variance[q] = clamped > 0 ? -1 / clamped : 0;
+  }
+  for (let c = 0; c < 12; c++) {
+    const plane = out.subarray(c * n, (c + 1) * n);
+    for (let q = 0; q < n; q++) plane[q] = Math.exp(plane[q]! * variance[q]!);
   }
   return { grid: image.grid, channels: 12, data: out };
 }

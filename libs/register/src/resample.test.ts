@@ -13,7 +13,7 @@ import {
   volumeField,
   volumeLabels,
 } from './resample.js';
-import { fieldFrom, obliqueGrid } from './testing.js';
+import { fieldFrom, obliqueGrid, smoothDisplacement } from './testing.js';
 
 /** A world-linear function (trilinear interpolation reproduces it exactly). */
 const linear = (p: readonly number[]): number => 0.5 * p[0]! - 0.25 * p[1]! + 0.125 * p[2]! + 3;
@@ -71,8 +71,12 @@ describe('resampleThroughField', () => {
     const onTarget = fieldFrom(TARGET, 3, vOf);
     const coarse = obliqueGrid([14, 14, 10], 5, [4, 4, 4], [-40, -40, -20]);
     const onCoarse = fieldFrom(coarse, 3, vOf);
+    // Axes parallel to the target's: the row-line fast path.
+    const aligned = obliqueGrid([12, 11, 9], -10, [3, 3.5, 4], [-25, -30, -15]);
+    const onAligned = fieldFrom(aligned, 3, vOf);
     const a = resampleThroughField(src, TARGET, A, onTarget, 0);
     const b = resampleThroughField(src, TARGET, A, onCoarse, 0);
+    const c = resampleThroughField(src, TARGET, A, onAligned, 0);
     let checked = 0;
     for (let k = 0, q = 0; k < 10; k++)
       for (let j = 0; j < 14; j++)
@@ -82,12 +86,29 @@ describe('resampleThroughField', () => {
             A,
             [0, 1, 2].map((c) => x[c]! + vOf(x, c)),
           );
-          if (!wellInside(SRC, y) || !wellInside(coarse, x)) continue;
+          if (!wellInside(SRC, y) || !wellInside(coarse, x) || !wellInside(aligned, x)) continue;
           checked++;
           expect(a.data[q]).toBeCloseTo(linear(y), 4);
           expect(b.data[q]).toBeCloseTo(linear(y), 4);
+          expect(c.data[q]).toBeCloseTo(linear(y), 4);
         }
     expect(checked).toBeGreaterThan(200);
+  });
+
+  it('interpolates an axis-aligned field by rows exactly as the general path, border extension included', () => {
+    // A field grid smaller than the target, parallel to it; and the same grid turned by 1e-7 rad.
+    const g = obliqueGrid([7, 6, 5], -10, [3, 3.5, 4], [-10, -12, -2]);
+    const turned = {
+      dims: g.dims,
+      affine: compose(obliqueGrid([1, 1, 1], 1e-7 * (180 / Math.PI), [1, 1, 1], [0, 0, 0]).affine, g.affine),
+    };
+    const v = smoothDisplacement(g, 3, 12, 4);
+    const fast = resampleThroughField(src, TARGET, A, v, -1);
+    const general = resampleThroughField(src, TARGET, A, { ...v, grid: turned }, -1);
+    let worst = 0;
+    for (let q = 0; q < fast.data.length; q++)
+      worst = Math.max(worst, Math.abs(fast.data[q]! - general.data[q]!));
+    expect(worst).toBeLessThan(1e-3);
   });
 
   it('agrees with the point-function form and with sampling at world points', () => {

@@ -3,6 +3,7 @@ import { sliceWalk, type Volume } from '@curia/volume';
 
 import { voxelCount, type Grid, type GridField, type LabelField, type Mat4 } from './field.js';
 import { applyPoint, compose, inputGrid, invert, type Vec3 } from './grid.js';
+import { nearestRow, trilinearRow } from './interpolate.js';
 
 /**
  * Resampling of fields and label maps between grids.
@@ -34,110 +35,6 @@ class RowScratch {
   }
 }
 
-/**
- * Trilinear samples of the `channels`-channel volume `src` (dims `dims`) at the `n` continuous voxel
- * positions (x, y, z), written to `out[c·outStride + outBase + t]`. `clamp` extends the border
- * values to every position (used for displacement fields); otherwise positions outside the footprint
- * get `fill` (and `valid[validBase + t] = 0` when a mask is given).
- */
-function trilinearRow(
-  src: Float32Array,
-  dims: readonly [number, number, number],
-  channels: number,
-  x: Float64Array,
-  y: Float64Array,
-  z: Float64Array,
-  n: number,
-  out: Float32Array,
-  outBase: number,
-  outStride: number,
-  clamp: boolean,
-  fill: number,
-  valid: Uint8Array | undefined,
-): void {
-  const nx = dims[0];
-  const ny = dims[1];
-  const nz = dims[2];
-  const sN = nx * ny * nz;
-  const dx = nx > 1 ? 1 : 0;
-  const dy = ny > 1 ? nx : 0;
-  const dz = nz > 1 ? nx * ny : 0;
-  const hx = nx - 0.5;
-  const hy = ny - 0.5;
-  const hz = nz - 0.5;
-  for (let t = 0; t < n; t++) {
-    let cx = x[t]!;
-    let cy = y[t]!;
-    let cz = z[t]!;
-    if (!clamp && !(cx >= -0.5 && cx <= hx && cy >= -0.5 && cy <= hy && cz >= -0.5 && cz <= hz)) {
-      for (let c = 0; c < channels; c++) out[c * outStride + outBase + t] = fill;
-      if (valid) valid[outBase + t] = 0;
-      continue;
-    }
-    cx = cx < 0 ? 0 : cx > nx - 1 ? nx - 1 : cx;
-    cy = cy < 0 ? 0 : cy > ny - 1 ? ny - 1 : cy;
-    cz = cz < 0 ? 0 : cz > nz - 1 ? nz - 1 : cz;
-    let x0 = Math.floor(cx);
-    let y0 = Math.floor(cy);
-    let z0 = Math.floor(cz);
-    if (x0 > nx - 2) x0 = nx > 1 ? nx - 2 : 0;
-    if (y0 > ny - 2) y0 = ny > 1 ? ny - 2 : 0;
-    if (z0 > nz - 2) z0 = nz > 1 ? nz - 2 : 0;
-    const fx = cx - x0;
-    const fy = cy - y0;
-    const fz = cz - z0;
-    const p = x0 + nx * (y0 + ny * z0);
-    for (let c = 0, b = p; c < channels; c++, b += sN) {
-      const v000 = src[b]!;
-      const v100 = src[b + dx]!;
-      const v010 = src[b + dy]!;
-      const v110 = src[b + dx + dy]!;
-      const v001 = src[b + dz]!;
-      const v101 = src[b + dx + dz]!;
-      const v011 = src[b + dy + dz]!;
-      const v111 = src[b + dx + dy + dz]!;
-      const a00 = v000 + (v100 - v000) * fx;
-      const a10 = v010 + (v110 - v010) * fx;
-      const a01 = v001 + (v101 - v001) * fx;
-      const a11 = v011 + (v111 - v011) * fx;
-      const b0 = a00 + (a10 - a00) * fy;
-      const b1 = a01 + (a11 - a01) * fy;
-      out[c * outStride + outBase + t] = b0 + (b1 - b0) * fz;
-    }
-    if (valid) valid[outBase + t] = 1;
-  }
-}
-
-/** Nearest-neighbour samples of a label map at the `n` positions (x, y, z); outside the footprint → `fill`. */
-function nearestRow(
-  src: Uint8Array | Uint16Array,
-  dims: readonly [number, number, number],
-  x: Float64Array,
-  y: Float64Array,
-  z: Float64Array,
-  n: number,
-  out: Uint8Array | Uint16Array,
-  outBase: number,
-  fill: number,
-): void {
-  const nx = dims[0];
-  const ny = dims[1];
-  const nz = dims[2];
-  for (let t = 0; t < n; t++) {
-    const cx = x[t]!;
-    const cy = y[t]!;
-    const cz = z[t]!;
-    if (!(cx >= -0.5 && cx <= nx - 0.5 && cy >= -0.5 && cy <= ny - 0.5 && cz >= -0.5 && cz <= nz - 0.5)) {
-      out[outBase + t] = fill;
-      continue;
-    }
-    const i = Math.min(nx - 1, Math.floor(cx + 0.5));
-    const j = Math.min(ny - 1, Math.floor(cy + 0.5));
-    const k = Math.min(nz - 1, Math.floor(cz + 0.5));
-    out[outBase + t] = src[i + nx * (j + ny * k)]!;
-  }
-}
-
 function sameGrid(a: Grid, b: Grid): boolean {
   if (a.dims[0] !== b.dims[0] || a.dims[1] !== b.dims[1] || a.dims[2] !== b.dims[2]) return false;
   for (let i = 0; i < 12; i++) if (Math.abs(a.affine[i]! - b.affine[i]!) > 1e-6) return false;
@@ -157,21 +54,108 @@ function checkField(f: GridField, what: string, channels?: number): void {
   }
 }
 
+/** Clamped interpolation position along an axis of n nodes: lower node, step to the upper one, weight. */
+function axisTap(c: number, n: number, stride: number): [number, number, number] {
+  const v = c < 0 ? 0 : c > n - 1 ? n - 1 : c;
+  let i0 = Math.floor(v);
+  if (i0 > n - 2) i0 = n > 1 ? n - 2 : 0;
+  return [i0 * stride, n > 1 ? stride : 0, v - i0];
+}
+
+/**
+ * A 3-channel field (a displacement) interpolated trilinearly at the voxels of target rows, its
+ * border values extended. When the field grid's j and k coordinates are constant along a target row
+ * (a working grid built along the fixed axes), the field is first interpolated in (j, k) into one
+ * line per row, and each voxel only lerps along that line.
+ */
+class FieldRows {
+  private readonly q: number[];
+  private readonly aligned: boolean;
+  private readonly line: Float64Array;
+  private readonly fx: Float64Array;
+  private readonly fy: Float64Array;
+  private readonly fz: Float64Array;
+
+  constructor(
+    private readonly field: GridField,
+    private readonly target: Grid,
+  ) {
+    this.q = compose(invert(field.grid.affine), target.affine);
+    this.aligned = Math.abs(this.q[4]!) < 1e-9 && Math.abs(this.q[8]!) < 1e-9;
+    const nx = target.dims[0];
+    this.line = new Float64Array(this.aligned ? 3 * field.grid.dims[0] : 0);
+    this.fx = new Float64Array(nx);
+    this.fy = new Float64Array(this.aligned ? 0 : nx);
+    this.fz = new Float64Array(this.aligned ? 0 : nx);
+  }
+
+  /** Writes the field at the voxels of target row (j, k) to `out` (channel c at c·X + i). */
+  sample(j: number, k: number, out: Float32Array): void {
+    const q = this.q;
+    const nx = this.target.dims[0];
+    const qx = q[1]! * j + q[2]! * k + q[3]!;
+    const qy = q[5]! * j + q[6]! * k + q[7]!;
+    const qz = q[9]! * j + q[10]! * k + q[11]!;
+    const { fx, fy, fz } = this;
+    const q0 = q[0]!;
+    if (!this.aligned) {
+      const q4 = q[4]!;
+      const q8 = q[8]!;
+      for (let t = 0; t < nx; t++) {
+        fx[t] = qx + q0 * t;
+        fy[t] = qy + q4 * t;
+        fz[t] = qz + q8 * t;
+      }
+      const f = this.field;
+      trilinearRow(f.data, f.grid.dims, 3, fx, fy, fz, nx, out, 0, nx, true, 0, undefined);
+      return;
+    }
+    const [mx, my, mz] = this.field.grid.dims;
+    const m = mx * my * mz;
+    const data = this.field.data;
+    const line = this.line;
+    const [y0, dy, wy] = axisTap(qy, my, mx);
+    const [z0, dz, wz] = axisTap(qz, mz, mx * my);
+    for (let c = 0; c < 3; c++)
+      for (let xi = 0, p = c * m + y0 + z0; xi < mx; xi++, p++) {
+        const v00 = data[p]!;
+        const v10 = data[p + dy]!;
+        const v01 = data[p + dz]!;
+        const v11 = data[p + dy + dz]!;
+        const a = v00 + (v10 - v00) * wy;
+        const b = v01 + (v11 - v01) * wy;
+        line[c * mx + xi] = a + (b - a) * wz;
+      }
+    const dx = mx > 1 ? 1 : 0;
+    const top = mx - 1;
+    for (let t = 0; t < nx; t++) {
+      let cx = qx + q0 * t;
+      cx = cx < 0 ? 0 : cx > top ? top : cx;
+      let x0 = Math.floor(cx);
+      if (x0 > mx - 2) x0 = mx > 1 ? mx - 2 : 0;
+      const w = cx - x0;
+      const a0 = line[x0]!;
+      const a1 = line[mx + x0]!;
+      const a2 = line[2 * mx + x0]!;
+      out[t] = a0 + (line[x0 + dx]! - a0) * w;
+      out[nx + t] = a1 + (line[mx + x0 + dx]! - a1) * w;
+      out[2 * nx + t] = a2 + (line[2 * mx + x0 + dx]! - a2) * w;
+    }
+  }
+}
+
 /**
  * Source coordinates of every target voxel for T(x) = A·(x + v(x)), one target row at a time: the
  * target → source index map `S⁻¹·A·G` is stepped along the row, and v (on the target grid, or
- * trilinearly interpolated from its own grid with the border extended) is added through the linear
- * part of `S⁻¹·A`.
+ * interpolated from its own grid with the border extended, {@link FieldRows}) is added through the
+ * linear part of `S⁻¹·A`.
  */
 class PullBack {
   private readonly m: number[];
   private readonly lin: number[];
-  private readonly fieldMap: number[] | null = null;
   private readonly direct: boolean;
+  private readonly fieldRows: FieldRows | null = null;
   readonly row: RowScratch;
-  private readonly fx: Float64Array;
-  private readonly fy: Float64Array;
-  private readonly fz: Float64Array;
 
   constructor(
     private readonly target: Grid,
@@ -182,16 +166,12 @@ class PullBack {
     const toSource = compose(invert(source.affine), affine);
     this.m = compose(toSource, target.affine);
     this.lin = toSource;
-    const nx = target.dims[0];
-    this.row = new RowScratch(nx);
+    this.row = new RowScratch(target.dims[0]);
     this.direct = field ? sameGrid(field.grid, target) : true;
     if (field) {
       checkField(field, 'the displacement field', 3);
-      if (!this.direct) this.fieldMap = compose(invert(field.grid.affine), target.affine);
+      if (!this.direct) this.fieldRows = new FieldRows(field, target);
     }
-    this.fx = new Float64Array(this.direct ? 0 : nx);
-    this.fy = new Float64Array(this.direct ? 0 : nx);
-    this.fz = new Float64Array(this.direct ? 0 : nx);
   }
 
   /** Fills `row.x/y/z` with the source coordinates of target row (j, k). */
@@ -220,17 +200,7 @@ class PullBack {
       base = nx * (j + this.target.dims[1] * k);
       stride = voxelCount(this.target);
     } else {
-      const q = this.fieldMap!;
-      const { fx, fy, fz } = this;
-      const qx = q[1]! * j + q[2]! * k + q[3]!;
-      const qy = q[5]! * j + q[6]! * k + q[7]!;
-      const qz = q[9]! * j + q[10]! * k + q[11]!;
-      for (let t = 0; t < nx; t++) {
-        fx[t] = qx + q[0]! * t;
-        fy[t] = qy + q[4]! * t;
-        fz[t] = qz + q[8]! * t;
-      }
-      trilinearRow(f.data, f.grid.dims, 3, fx, fy, fz, nx, d, 0, nx, true, 0, undefined);
+      this.fieldRows!.sample(j, k, d);
       comp = d;
       base = 0;
       stride = nx;
@@ -254,6 +224,28 @@ class PullBack {
       z[t]! += l8 * u + l9 * v + l10 * w;
     }
   }
+}
+
+/**
+ * Visits every row (j, k) of `target` with the world positions (LPS mm) T(x) = A·(x + v(x)) of its
+ * voxels i = 0…X−1 in `x`, `y`, `z` (scratch arrays, overwritten for the next row): the building
+ * block of outputs that need T itself (total displacement, inverse fields) rather than a sample.
+ */
+export function forEachMappedRow(
+  target: Grid,
+  affine: Mat4,
+  displacement: GridField | undefined,
+  visit: (j: number, k: number, x: Float64Array, y: Float64Array, z: Float64Array) => void,
+): void {
+  const world: Grid = { dims: [1, 1, 1], affine: IDENTITY };
+  const pb = new PullBack(target, world, affine, displacement);
+  const [, ny, nz] = target.dims;
+  const { x, y, z } = pb.row;
+  for (let k = 0; k < nz; k++)
+    for (let j = 0; j < ny; j++) {
+      pb.rowAt(j, k);
+      visit(j, k, x, y, z);
+    }
 }
 
 /**
