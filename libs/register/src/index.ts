@@ -3,3 +3,4 @@ export * from './grid.js';
 export * from './resample.js';
 export * from './normalize.js';
 export * from './mind.js';
+export * from './jacobian.js';
