@@ -4,3 +4,4 @@ export * from './resample.js';
 export * from './normalize.js';
 export * from './mind.js';
 export * from './jacobian.js';
+export * from './warp.js';
