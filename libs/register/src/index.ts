@@ -5,3 +5,4 @@ export * from './normalize.js';
 export * from './mind.js';
 export * from './jacobian.js';
 export * from './warp.js';
+export * from './displacement-nifti.js';
