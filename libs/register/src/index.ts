@@ -6,3 +6,5 @@ export * from './mind.js';
 export * from './jacobian.js';
 export * from './warp.js';
 export * from './displacement-nifti.js';
+export * from './inverse.js';
+export * from './labels.js';
