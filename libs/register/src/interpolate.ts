@@ -117,3 +117,26 @@ export function nearestRow(
     out[outBase + t] = src[i + nx * (j + ny * k)]!;
   }
 }
+
+/** The positions m·(t, j, k, 1), t = 0…n−1, of one grid row through the affine `m` (row-major 4×4). */
+export function affineRow(
+  m: readonly number[],
+  j: number,
+  k: number,
+  n: number,
+  x: Float64Array,
+  y: Float64Array,
+  z: Float64Array,
+): void {
+  const bx = m[1]! * j + m[2]! * k + m[3]!;
+  const by = m[5]! * j + m[6]! * k + m[7]!;
+  const bz = m[9]! * j + m[10]! * k + m[11]!;
+  const sx = m[0]!;
+  const sy = m[4]!;
+  const sz = m[8]!;
+  for (let t = 0; t < n; t++) {
+    x[t] = bx + sx * t;
+    y[t] = by + sy * t;
+    z[t] = bz + sz * t;
+  }
+}

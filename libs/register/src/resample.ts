@@ -3,7 +3,7 @@ import { sliceWalk, type Volume } from '@curia/volume';
 
 import { voxelCount, type Grid, type GridField, type LabelField, type Mat4 } from './field.js';
 import { applyPoint, compose, inputGrid, invert, type Vec3 } from './grid.js';
-import { nearestRow, trilinearRow } from './interpolate.js';
+import { affineRow, nearestRow, trilinearRow } from './interpolate.js';
 
 /**
  * Resampling of fields and label maps between grids.
@@ -93,23 +93,16 @@ class FieldRows {
   sample(j: number, k: number, out: Float32Array): void {
     const q = this.q;
     const nx = this.target.dims[0];
-    const qx = q[1]! * j + q[2]! * k + q[3]!;
-    const qy = q[5]! * j + q[6]! * k + q[7]!;
-    const qz = q[9]! * j + q[10]! * k + q[11]!;
-    const { fx, fy, fz } = this;
-    const q0 = q[0]!;
     if (!this.aligned) {
-      const q4 = q[4]!;
-      const q8 = q[8]!;
-      for (let t = 0; t < nx; t++) {
-        fx[t] = qx + q0 * t;
-        fy[t] = qy + q4 * t;
-        fz[t] = qz + q8 * t;
-      }
-      const f = this.field;
+      const { fx, fy, fz, field: f } = this;
+      affineRow(q, j, k, nx, fx, fy, fz);
       trilinearRow(f.data, f.grid.dims, 3, fx, fy, fz, nx, out, 0, nx, true, 0, undefined);
       return;
     }
+    const qx = q[1]! * j + q[2]! * k + q[3]!;
+    const qy = q[5]! * j + q[6]! * k + q[7]!;
+    const qz = q[9]! * j + q[10]! * k + q[11]!;
+    const q0 = q[0]!;
     const [mx, my, mz] = this.field.grid.dims;
     const m = mx * my * mz;
     const data = this.field.data;
@@ -144,13 +137,81 @@ class FieldRows {
   }
 }
 
+/** Fills the continuous source coordinates of target rows, one row (j, k) at a time. */
+interface RowSource {
+  readonly row: RowScratch;
+  rowAt(j: number, k: number): void;
+}
+
+/** Source coordinates through a point function: one call per voxel (the general, slow form). */
+class PointRows implements RowSource {
+  readonly row: RowScratch;
+  private readonly toSource: number[];
+  constructor(
+    private readonly target: Grid,
+    source: Grid,
+    private readonly transform: PointTransform,
+  ) {
+    this.row = new RowScratch(target.dims[0]);
+    this.toSource = invert(source.affine);
+  }
+  rowAt(j: number, k: number): void {
+    const { x, y, z } = this.row;
+    for (let t = 0; t < this.target.dims[0]; t++) {
+      const c = applyPoint(this.toSource, this.transform(applyPoint(this.target.affine, [t, j, k])));
+      x[t] = c[0];
+      y[t] = c[1];
+      z[t] = c[2];
+    }
+  }
+}
+
+/** Runs `visit` on every row of `target` after `rows` has filled its coordinates. */
+function eachRow(
+  target: Grid,
+  rows: RowSource,
+  visit: (j: number, k: number, offset: number, x: Float64Array, y: Float64Array, z: Float64Array) => void,
+): void {
+  const [nx, ny, nz] = target.dims;
+  const { x, y, z } = rows.row;
+  for (let k = 0; k < nz; k++)
+    for (let j = 0; j < ny; j++) {
+      rows.rowAt(j, k);
+      visit(j, k, nx * (j + ny * k), x, y, z);
+    }
+}
+
+/** Trilinear samples of `src` at the source coordinates `rows` gives for every voxel of `target`. */
+function sampleRows(
+  src: GridField,
+  target: Grid,
+  rows: RowSource,
+  fill: number,
+  valid?: Uint8Array,
+): GridField {
+  checkField(src, 'the source field');
+  const n = voxelCount(target);
+  if (valid && valid.length !== n) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `the validity mask holds ${valid.length} bytes; the target has ${n} voxels`,
+    );
+  }
+  const out = new Float32Array(n * src.channels);
+  const nx = target.dims[0];
+  eachRow(target, rows, (_j, _k, offset, x, y, z) =>
+    trilinearRow(src.data, src.grid.dims, src.channels, x, y, z, nx, out, offset, n, false, fill, valid),
+  );
+  return { grid: target, channels: src.channels, data: out };
+}
+
 /**
  * Source coordinates of every target voxel for T(x) = A·(x + v(x)), one target row at a time: the
  * target → source index map `S⁻¹·A·G` is stepped along the row, and v (on the target grid, or
  * interpolated from its own grid with the border extended, {@link FieldRows}) is added through the
  * linear part of `S⁻¹·A`.
  */
-class PullBack {
+class PullBack implements RowSource {
   private readonly m: number[];
   private readonly lin: number[];
   private readonly direct: boolean;
@@ -176,20 +237,9 @@ class PullBack {
 
   /** Fills `row.x/y/z` with the source coordinates of target row (j, k). */
   rowAt(j: number, k: number): void {
-    const m = this.m;
     const nx = this.target.dims[0];
     const { x, y, z, d } = this.row;
-    const bx = m[1]! * j + m[2]! * k + m[3]!;
-    const by = m[5]! * j + m[6]! * k + m[7]!;
-    const bz = m[9]! * j + m[10]! * k + m[11]!;
-    const sx = m[0]!;
-    const sy = m[4]!;
-    const sz = m[8]!;
-    for (let t = 0; t < nx; t++) {
-      x[t] = bx + sx * t;
-      y[t] = by + sy * t;
-      z[t] = bz + sz * t;
-    }
+    affineRow(this.m, j, k, nx, x, y, z);
     const f = this.field;
     if (!f) return;
     let comp: Float32Array;
@@ -238,14 +288,9 @@ export function forEachMappedRow(
   visit: (j: number, k: number, x: Float64Array, y: Float64Array, z: Float64Array) => void,
 ): void {
   const world: Grid = { dims: [1, 1, 1], affine: IDENTITY };
-  const pb = new PullBack(target, world, affine, displacement);
-  const [, ny, nz] = target.dims;
-  const { x, y, z } = pb.row;
-  for (let k = 0; k < nz; k++)
-    for (let j = 0; j < ny; j++) {
-      pb.rowAt(j, k);
-      visit(j, k, x, y, z);
-    }
+  eachRow(target, new PullBack(target, world, affine, displacement), (j, k, _offset, x, y, z) =>
+    visit(j, k, x, y, z),
+  );
 }
 
 /**
@@ -263,38 +308,7 @@ export function resampleThroughField(
   fill = 0,
   valid?: Uint8Array,
 ): GridField {
-  checkField(src, 'the source field');
-  const n = voxelCount(target);
-  if (valid && valid.length !== n) {
-    throw new CuriaError(
-      'INVALID_ARGUMENT',
-      `the validity mask holds ${valid.length} bytes; the target has ${n} voxels`,
-    );
-  }
-  const out = new Float32Array(n * src.channels);
-  const pb = new PullBack(target, src.grid, affine, displacement);
-  const [nx, ny, nz] = target.dims;
-  const { x, y, z } = pb.row;
-  for (let k = 0; k < nz; k++)
-    for (let j = 0; j < ny; j++) {
-      pb.rowAt(j, k);
-      trilinearRow(
-        src.data,
-        src.grid.dims,
-        src.channels,
-        x,
-        y,
-        z,
-        nx,
-        out,
-        nx * (j + ny * k),
-        n,
-        false,
-        fill,
-        valid,
-      );
-    }
-  return { grid: target, channels: src.channels, data: out };
+  return sampleRows(src, target, new PullBack(target, src.grid, affine, displacement), fill, valid);
 }
 
 /**
@@ -309,39 +323,11 @@ export function resampleToGrid(
   fill = 0,
   valid?: Uint8Array,
 ): GridField {
-  if (typeof transform !== 'function')
-    return resampleThroughField(src, target, transform ?? IDENTITY, undefined, fill, valid);
-  checkField(src, 'the source field');
-  const n = voxelCount(target);
-  const out = new Float32Array(n * src.channels);
-  const [nx, ny, nz] = target.dims;
-  const row = new RowScratch(nx);
-  const toSource = invert(src.grid.affine);
-  for (let k = 0; k < nz; k++)
-    for (let j = 0; j < ny; j++) {
-      for (let t = 0; t < nx; t++) {
-        const c = applyPoint(toSource, transform(applyPoint(target.affine, [t, j, k])));
-        row.x[t] = c[0];
-        row.y[t] = c[1];
-        row.z[t] = c[2];
-      }
-      trilinearRow(
-        src.data,
-        src.grid.dims,
-        src.channels,
-        row.x,
-        row.y,
-        row.z,
-        nx,
-        out,
-        nx * (j + ny * k),
-        n,
-        false,
-        fill,
-        valid,
-      );
-    }
-  return { grid: target, channels: src.channels, data: out };
+  const rows =
+    typeof transform === 'function'
+      ? new PointRows(target, src.grid, transform)
+      : new PullBack(target, src.grid, transform ?? IDENTITY, undefined);
+  return sampleRows(src, target, rows, fill, valid);
 }
 
 /**
@@ -406,14 +392,10 @@ export function resampleLabels(
   }
   const n = voxelCount(target);
   const out = src.data instanceof Uint8Array ? new Uint8Array(n) : new Uint16Array(n);
-  const pb = new PullBack(target, src.grid, affine, displacement);
-  const [nx, ny, nz] = target.dims;
-  const { x, y, z } = pb.row;
-  for (let k = 0; k < nz; k++)
-    for (let j = 0; j < ny; j++) {
-      pb.rowAt(j, k);
-      nearestRow(src.data, src.grid.dims, x, y, z, nx, out, nx * (j + ny * k), fill);
-    }
+  const nx = target.dims[0];
+  eachRow(target, new PullBack(target, src.grid, affine, displacement), (_j, _k, offset, x, y, z) =>
+    nearestRow(src.data, src.grid.dims, x, y, z, nx, out, offset, fill),
+  );
   return { grid: target, data: out };
 }
 
