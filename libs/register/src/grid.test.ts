@@ -9,6 +9,7 @@ import {
   gridSlab,
   gridSpacing,
   gridToWorld,
+  IDENTITY,
   invert,
   lpsAffineOf,
   type Vec3,
@@ -25,8 +26,7 @@ describe('affine helpers', () => {
     const a = oblique(30, [0.7, 0.8, 2.5], [-100, 20, 7]);
     const b = [0, 1, 0, 5, 0, 0, -1, 3, 2, 0, 0, -4, 0, 0, 0, 1];
     const id = compose(a, invert(a));
-    for (let i = 0; i < 16; i++)
-      expect(id[i]).toBeCloseTo([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1][i]!, 12);
+    for (let i = 0; i < 16; i++) expect(id[i]).toBeCloseTo(IDENTITY[i]!, 12);
     const p = [1.5, -2, 3.25];
     const ab = applyPoint(compose(a, b), p);
     const seq = applyPoint(a, applyPoint(b, p));

@@ -6,6 +6,9 @@ import type { Grid, Mat4 } from './field.js';
 /** A point or vector in world (LPS mm) or voxel coordinates. */
 export type Vec3 = [number, number, number];
 
+/** The identity transform (e.g. A when the moving image is already in place). */
+export const IDENTITY: Mat4 = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
+
 /** `a · b`: the transform that applies `b` first, then `a`. */
 export function compose(a: Mat4, b: Mat4): number[] {
   return mat4Multiply(a, b);

@@ -4,11 +4,12 @@ import { mulberry32 } from '@curia/tensors';
 import { percentile } from '@curia/volume';
 
 import type { GridField } from './field.js';
+import { IDENTITY } from './grid.js';
 import { intensityWindow, normalizeIntensities } from './normalize.js';
 
 function field(values: ArrayLike<number>): GridField {
   return {
-    grid: { dims: [values.length, 1, 1], affine: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1] },
+    grid: { dims: [values.length, 1, 1], affine: IDENTITY },
     channels: 1,
     data: Float32Array.from(values),
   };

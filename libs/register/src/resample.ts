@@ -2,7 +2,7 @@ import { CuriaError } from '@curia/errors';
 import { sliceWalk, type Volume } from '@curia/volume';
 
 import { voxelCount, type Grid, type GridField, type LabelField, type Mat4 } from './field.js';
-import { applyPoint, compose, inputGrid, invert, type Vec3 } from './grid.js';
+import { applyPoint, compose, IDENTITY, inputGrid, invert, type Vec3 } from './grid.js';
 import { affineRow, nearestRow, trilinearRow } from './interpolate.js';
 
 /**
@@ -18,8 +18,6 @@ import { affineRow, nearestRow, trilinearRow } from './interpolate.js';
 
 /** A world → world map (LPS mm), FIXED → MOVING: the slow, general form of a transform. */
 export type PointTransform = (p: Vec3) => readonly number[];
-
-const IDENTITY: Mat4 = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
 
 /** Scratch for one target row: continuous source coordinates and, with a field, its vectors. */
 class RowScratch {

@@ -1,4 +1,6 @@
 import { voxelCount, type Grid, type GridField, type LabelField, type Mat4 } from './field.js';
+import { compose, IDENTITY, invert } from './grid.js';
+import { invertDisplacement, type InverseOptions } from './inverse.js';
 import { forEachMappedRow, resampleLabels, resampleThroughField } from './resample.js';
 
 /**
@@ -41,16 +43,20 @@ export function warpLabels(
 }
 
 /**
- * The total displacement u(x) = T(x) − x at every voxel centre of `fixedGrid` (3 channels, LPS mm):
- * x_moving = x_fixed + u(x_fixed), the convention of the Register contract and of ITK/ANTs
- * displacement fields. For a large fixed grid, compute it slab by slab (`gridSlab`).
+ * Positions P(y) (from `forEachMappedRow` on `positions`) minus the voxel centres y of `fixedGrid`: a
+ * displacement on the fixed grid. `positions` has the fixed grid's dims.
  */
-export function displacementOnGrid(fixedGrid: Grid, affine: Mat4, displacement?: GridField): GridField {
+function displacementOf(
+  fixedGrid: Grid,
+  positions: Grid,
+  affine: Mat4,
+  displacement: GridField | undefined,
+): GridField {
   const n = voxelCount(fixedGrid);
   const out = new Float32Array(3 * n);
   const g = fixedGrid.affine;
   const [nx, ny] = fixedGrid.dims;
-  forEachMappedRow(fixedGrid, affine, displacement, (j, k, x, y, z) => {
+  forEachMappedRow(positions, affine, displacement, (j, k, x, y, z) => {
     const base = nx * (j + ny * k);
     const ox = g[1]! * j + g[2]! * k + g[3]!;
     const oy = g[5]! * j + g[6]! * k + g[7]!;
@@ -62,4 +68,32 @@ export function displacementOnGrid(fixedGrid: Grid, affine: Mat4, displacement?:
     }
   });
   return { grid: fixedGrid, channels: 3, data: out };
+}
+
+/**
+ * The total displacement u(x) = T(x) − x at every voxel centre of `fixedGrid` (3 channels, LPS mm):
+ * x_moving = x_fixed + u(x_fixed), the convention of the Register contract and of ITK/ANTs
+ * displacement fields. For a large fixed grid, compute it slab by slab (`gridSlab`).
+ */
+export function displacementOnGrid(fixedGrid: Grid, affine: Mat4, displacement?: GridField): GridField {
+  return displacementOf(fixedGrid, fixedGrid, affine, displacement);
+}
+
+/**
+ * The inverse total displacement on the fixed grid: u_inv(y) = T⁻¹(y) − y at every voxel centre y of
+ * `fixedGrid` (3 channels, LPS mm), so that x_fixed = y + u_inv(y) for y = x_fixed + u(x_fixed) (the
+ * contract's inverse field). T⁻¹(y) = S⁻¹(A⁻¹·y) with S(x) = x + v(x): v is inverted on the working
+ * grid by {@link invertDisplacement} (so a large affine part never enters the fixed-point iteration),
+ * then sampled at A⁻¹·y with its border values extended.
+ */
+export function inverseDisplacementOnGrid(
+  fixedGrid: Grid,
+  affine: Mat4,
+  displacement?: GridField,
+  options?: InverseOptions,
+): GridField {
+  // Positions z = A⁻¹·y of the fixed voxel centres, as a grid; then z + w(z).
+  const pulled: Grid = { dims: fixedGrid.dims, affine: compose(invert(affine), fixedGrid.affine) };
+  const w = displacement ? invertDisplacement(displacement, options).field : undefined;
+  return displacementOf(fixedGrid, pulled, IDENTITY, w);
 }
