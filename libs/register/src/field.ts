@@ -27,6 +27,15 @@ export interface GridField {
   readonly data: Float32Array;
 }
 
+/**
+ * A label map on a grid (NIfTI order), U8 or U16 as stored; resampled with nearest-neighbour
+ * interpolation, so the element type is kept.
+ */
+export interface LabelField {
+  readonly grid: Grid;
+  readonly data: Uint8Array | Uint16Array;
+}
+
 /** Voxels of a grid. */
 export function voxelCount(g: Grid): number {
   return g.dims[0] * g.dims[1] * g.dims[2];

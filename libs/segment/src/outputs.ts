@@ -1,7 +1,8 @@
+import { dice, hd95 } from '@curia/volume';
+
 import type { ClassTable } from './classes.js';
 import { CanonicalToInput, type StudyGrid } from './grid.js';
 import type { LabelPlanes } from './label-input.js';
-import { dice, hd95 } from './overlap.js';
 
 /** A run-length encoded binary mask: alternating run lengths starting with a 0-run, in C order over `dims`. */
 export interface RunLengths {

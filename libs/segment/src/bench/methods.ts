@@ -1,9 +1,10 @@
+import { percentile } from '@curia/volume';
+
 /**
  * The pure parts of `segment-bench`: slice selection, the raw pixel-patch "tokens", the
  * intensity-threshold baseline, the largest-component filter and 3D Dice over a set of slices.
  * Predictions and truths are class indices per canonical pixel (0 = background), one array per slice.
  */
-import { percentile } from '../overlap.js';
 
 /** `count` evenly spaced members of `candidates` (in order): positions ⌊(i + ½)·n/count⌋, i = 0..count−1. */
 export function evenlySpaced(candidates: readonly number[], count: number): number[] {

@@ -1,3 +1,4 @@
+import { readHeader } from 'nifti-reader-js';
 import { describe, expect, it } from 'vitest';
 
 import { parseNiftiHeader } from './nifti-header.js';
@@ -20,4 +21,26 @@ describe('parseNiftiHeader', () => {
     expect(h.dim.slice(1, 4)).toEqual([4, 3, 2]);
     expect(h.srow.slice(0, 4)).toEqual([2, 0, 0, 0]);
   });
+});
+
+describe('writeNifti', () => {
+  it.each([1, 2] as const)(
+    'writes intent_code and xyzt_units (NIfTI-%i), as nifti-reader-js reads them',
+    (version) => {
+      const nii = writeNifti({
+        version,
+        dims: [2, 2, 1, 1, 3],
+        datatypeCode: 16,
+        bitpix: 32,
+        voxelBytes: new Uint8Array(12 * 4),
+        affine: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
+        intentCode: 1007,
+        xyztUnits: 2,
+      });
+      const h = readHeader(nii.buffer as ArrayBuffer);
+      expect(h.intent_code).toBe(1007);
+      expect(h.xyzt_units).toBe(2);
+      expect(h.dims.slice(0, 6).map(Number)).toEqual([5, 2, 2, 1, 1, 3]);
+    },
+  );
 });

@@ -22,6 +22,10 @@ export interface NiftiWriteOptions {
   readonly sclInter?: number;
   /** Override dim[0] (defaults to dims.length). */
   readonly ndim?: number;
+  /** `intent_code` (0 = none), e.g. 1007 (NIFTI_INTENT_VECTOR) for a displacement field in dim[5]. */
+  readonly intentCode?: number;
+  /** `xyzt_units` (0 = unknown), e.g. 2 (NIFTI_UNITS_MM). */
+  readonly xyztUnits?: number;
 }
 
 /** Quaternion (b, c, d), qfac and zooms of an affine's 3x3 part, as NIfTI stores a qform. */
@@ -78,12 +82,14 @@ export function writeNifti(o: NiftiWriteOptions): Uint8Array {
   if (version === 1) {
     dv.setInt32(0, hdrSize, le);
     for (let i = 0; i < 8; i++) dv.setInt16(40 + 2 * i, dim[i]!, le);
+    dv.setInt16(68, o.intentCode ?? 0, le);
     dv.setInt16(70, o.datatypeCode, le);
     dv.setInt16(72, o.bitpix, le);
     for (let i = 0; i < 8; i++) dv.setFloat32(76 + 4 * i, pixdim[i]!, le);
     dv.setFloat32(108, voxOffset, le);
     dv.setFloat32(112, o.sclSlope ?? 1, le);
     dv.setFloat32(116, o.sclInter ?? 0, le);
+    dv.setUint8(123, o.xyztUnits ?? 0);
     dv.setInt16(252, qform, le);
     dv.setInt16(254, sform, le);
     q.bcd.forEach((v, i) => dv.setFloat32(256 + 4 * i, v, le));
@@ -105,6 +111,8 @@ export function writeNifti(o: NiftiWriteOptions): Uint8Array {
     q.bcd.forEach((v, i) => dv.setFloat64(352 + 8 * i, v, le));
     [3, 7, 11].forEach((idx, i) => dv.setFloat64(376 + 8 * i, o.affine[idx]!, le));
     srow.forEach((v, i) => dv.setFloat64(400 + 8 * i, v, le));
+    dv.setInt32(500, o.xyztUnits ?? 0, le);
+    dv.setInt32(504, o.intentCode ?? 0, le);
   }
   out.set(o.voxelBytes, voxOffset);
   return o.gzip ? new Uint8Array(gzipSync(out)) : out;
