@@ -6,3 +6,4 @@ export * from './shared-data.js';
 export { mulberry32 } from './random.js';
 export { cgroupCpuQuota, cpuBudget } from './cpu-budget.js';
 export type { TextReader } from './cpu-budget.js';
+export * from './pca.js';

@@ -1,4 +1,5 @@
 import { CuriaError } from '@curia/errors';
+import { principalDirections } from '@curia/tensors';
 
 import type { ClassTable } from '../classes.js';
 import type { ModelGrid } from '../grid.js';
@@ -6,7 +7,6 @@ import { tokenGridSize } from '../grid.js';
 import { TokenSampler } from '../sample.js';
 import { kernelSize, segmenterScores, type SegmenterKind, type SegmenterWeights } from '../segmenter.js';
 import { tokenFractions } from '../token-targets.js';
-import { principalDirections } from './pca.js';
 import { fitSoftLogistic } from './soft-logistic.js';
 
 /** One labelled canonical slice: its patch tokens and its labels. */
