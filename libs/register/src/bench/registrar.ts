@@ -1,0 +1,154 @@
+/**
+ * "Our method" in the registration bench: the {@link Registrar} interface, the methods the bench runs
+ * ({@link METHODS}: the ONE place to plug the engine in), and running a registrar in a child process
+ * so its wall time and peak RSS are measured like elastix's.
+ */
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+
+import { voxelCount, type GridField } from '../field.js';
+import { readGridField, type PairFiles } from './pairs.js';
+import { warpLabelsNearest } from './sampling.js';
+
+/** What a registrar is told besides the files. */
+export interface RegistrarOptions {
+  /** Threads it may use (the bench's CPU budget; elastix gets the same). */
+  readonly threads: number;
+  readonly fixedModality: 'CT';
+  /** 'MR-like' for the modality-change pair (moving intensities through a non-monotonic table). */
+  readonly movingModality: 'CT' | 'MR-like';
+}
+
+/** What a registrar returns. */
+export interface RegistrarResult {
+  /**
+   * The displacement on the FIXED grid as stored in `pair.fixed` (dims and affine of that file read in
+   * stored order, which the bench writes canonically), 3 channels, LPS mm, pull-back:
+   * x_moving = x_fixed + u(x_fixed).
+   */
+  readonly displacement: GridField;
+  /** `pair.movingLabels` warped onto the fixed grid with nearest-neighbour interpolation (NIfTI order). */
+  readonly warpedLabels: Uint8Array;
+  /**
+   * Stage times in ms as the method reports them (printed as given). The Curia-feature path reports its
+   * feature extraction as `embedding`, which the bench prints separately.
+   */
+  readonly timings: Readonly<Record<string, number>>;
+}
+
+/** One registration method: files in, field and warped labels out. */
+export type Registrar = (pair: PairFiles, opts: RegistrarOptions) => Promise<RegistrarResult>;
+
+/** A method the bench runs as "ours". */
+export interface Method {
+  /** Short id (command line `--methods`, child-process argument). */
+  readonly id: string;
+  readonly label: string;
+  /** True for the path the issue's goals are judged on (MIND); others are reported separately. */
+  readonly goals: boolean;
+  /** True while the engine is not plugged in: its figures describe no registration. */
+  readonly placeholder: boolean;
+  readonly create: () => Promise<Registrar>;
+}
+
+/** u = 0: the harness's placeholder until the engine lands (its Dice is the unregistered overlap). */
+export const identityRegistrar: Registrar = async (pair) => {
+  const fixed = await readGridField(pair.fixed, [0], true);
+  const moving = await readGridField(pair.movingLabels, [0], true);
+  const displacement: GridField = {
+    grid: fixed.grid,
+    channels: 3,
+    data: new Float32Array(3 * voxelCount(fixed.grid)),
+  };
+  const labels = { grid: moving.grid, data: Uint8Array.from(moving.data) };
+  return { displacement, warpedLabels: warpLabelsNearest(labels, displacement), timings: {} };
+};
+
+/**
+ * THE PLUG. The methods `npm run bench:register` runs as "ours", each in its own child process.
+ * When the engine lands, replace the placeholder with its two paths, e.g.
+ *
+ *   { id: 'mind', label: 'Curia engine, MIND-SSC', goals: true, placeholder: false,
+ *     create: async () => {
+ *       const { registerVolumes } = await import('../index.js');
+ *       return async (pair, opts) => {
+ *         const r = await registerVolumes({ fixed: pair.fixed, moving: pair.moving, ..., threads: opts.threads });
+ *         return { displacement: r.displacement, warpedLabels: ..., timings: r.timings };
+ *       };
+ *     } },
+ *   { id: 'curia', label: 'Curia engine, Curia features', goals: false, placeholder: false, create: ... },
+ *
+ * (`warpLabelsNearest` in ./sampling.ts warps `pair.movingLabels` through a field if the engine does not.)
+ */
+export const METHODS: readonly Method[] = [
+  {
+    id: 'identity',
+    label: 'identity — PLACEHOLDER until the engine lands (u = 0)',
+    goals: true,
+    placeholder: true,
+    create: () => Promise.resolve(identityRegistrar),
+  },
+];
+
+/** A process run with its wall time and peak resident set size. */
+export interface MeasuredRun {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly wallMs: number;
+  /** Largest VmHWM seen while polling /proc/<pid>/status (NaN where /proc is absent). */
+  readonly peakRssBytes: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Polling interval of VmHWM (the kernel's high-water mark only rises, so a late poll loses only the last interval). */
+const RSS_POLL_MS = 20;
+const KEEP_OUTPUT = 64 * 1024;
+
+/** VmHWM of a live process in bytes, or NaN. */
+export async function vmHwmBytes(pid: number | 'self'): Promise<number> {
+  try {
+    const s = await readFile(`/proc/${pid}/status`, 'utf8');
+    const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(s);
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Runs `command` to completion, measuring wall time and peak RSS; keeps the last 64 KiB of its output. */
+export function runMeasured(
+  command: string,
+  args: readonly string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<MeasuredRun> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(command, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const keep = (s: string): string => (s.length > KEEP_OUTPUT ? s.slice(-KEEP_OUTPUT) : s);
+    child.stdout.on('data', (b: Buffer) => (stdout = keep(stdout + b.toString())));
+    child.stderr.on('data', (b: Buffer) => (stderr = keep(stderr + b.toString())));
+    let peak = NaN;
+    let polling = false;
+    const poll = (): void => {
+      if (polling || child.pid === undefined) return;
+      polling = true;
+      void vmHwmBytes(child.pid).then((v) => {
+        polling = false;
+        if (Number.isFinite(v)) peak = Number.isFinite(peak) ? Math.max(peak, v) : v;
+      });
+    };
+    const timer = setInterval(poll, RSS_POLL_MS);
+    poll();
+    child.on('error', (e) => {
+      clearInterval(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearInterval(timer);
+      resolve({ code, signal, wallMs: performance.now() - t0, peakRssBytes: peak, stdout, stderr });
+    });
+  });
+}
