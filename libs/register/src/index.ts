@@ -8,3 +8,5 @@ export * from './warp.js';
 export * from './displacement-nifti.js';
 export * from './inverse.js';
 export * from './labels.js';
+export * from './token-features.js';
+export * from './similarity.js';
