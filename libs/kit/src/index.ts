@@ -19,3 +19,4 @@ export * from './process-tuning.js';
 export * from './request-stream.js';
 export * from './upload.js';
 export * from './file-chunks.js';
+export * from './concurrency-gate.js';

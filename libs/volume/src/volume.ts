@@ -64,6 +64,8 @@ export type VolumeInfo =
       readonly bitsAllocated: number;
       readonly bitsStored: number;
       readonly pixelRepresentation: 0 | 1;
+      /** DICOM Modality (0008,0060), e.g. "CT", "MR"; "" when absent. */
+      readonly modality: string;
     };
 
 /**
@@ -192,6 +194,7 @@ class DicomVolume implements Volume {
       bitsAllocated: f.bitsAllocated,
       bitsStored: f.bitsStored,
       pixelRepresentation: f.pixelRepresentation,
+      modality: series.modality,
     };
   }
   get sliceCount(): number {

@@ -1,5 +1,5 @@
-import { CuriaError } from '@curia/errors';
 import {
+  ConcurrencyGate,
   runService,
   serviceInfo,
   type CuriaCallContext,
@@ -21,20 +21,15 @@ export function createSegmentService(
   env: SegmentEnv,
   deps: SegmentDeps,
 ): segment.SegmentServiceImplementation<CuriaCallContext> {
-  let inFlight = 0;
-  /** Admits a call, or sheds it with RESOURCE_EXHAUSTED when the replica is full. */
-  const admit = (): (() => void) => {
-    if (inFlight >= env.CURIA_SEGMENT_MAX_CONCURRENT) {
-      deps.metrics.shed.inc();
-      throw new CuriaError(
-        'RESOURCE_EXHAUSTED',
-        `this segment replica is running ${inFlight} calls (CURIA_SEGMENT_MAX_CONCURRENT); retry after ${env.CURIA_SEGMENT_RETRY_AFTER_MS}ms`,
-        { retryAfterMs: env.CURIA_SEGMENT_RETRY_AFTER_MS },
-      );
-    }
-    deps.metrics.inFlight.set(++inFlight);
-    return () => deps.metrics.inFlight.set(--inFlight);
-  };
+  const gate = new ConcurrencyGate({
+    max: env.CURIA_SEGMENT_MAX_CONCURRENT,
+    retryAfterMs: env.CURIA_SEGMENT_RETRY_AFTER_MS,
+    setting: 'CURIA_SEGMENT_MAX_CONCURRENT',
+    what: 'this segment replica',
+    onChange: (n) => deps.metrics.inFlight.set(n),
+    onShed: () => deps.metrics.shed.inc(),
+  });
+  const admit = () => gate.admit();
   return {
     getInfo: async (_req, context) => {
       const heads = deps.heads.list();

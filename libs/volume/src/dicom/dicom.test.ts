@@ -147,6 +147,7 @@ describe('DICOM series reader (synthetic phantom)', () => {
       files: asFiles(axialSeries(EXPLICIT, () => ({ bitsStoredForData: 12 }))),
     });
     expect(v.info.format === 'dicom' && v.info.bitsStored).toBe(12);
+    expect(v.info.format === 'dicom' && v.info.modality).toBe('CT');
     await expectPhantom(v);
   });
 

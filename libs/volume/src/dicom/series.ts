@@ -49,6 +49,8 @@ export interface DicomSeries {
   readonly format: PixelFormat;
   readonly slices: readonly DicomSlice[];
   readonly transferSyntaxUids: readonly string[];
+  /** Modality (0008,0060) of the first file, e.g. "CT" or "MR"; "" when absent. */
+  readonly modality: string;
 }
 
 /** Options of {@link assembleDicomSeries}. */
@@ -310,6 +312,7 @@ export function assembleDicomSeries(files: readonly DicomFileInput[], opts: Asse
     format,
     slices: entries.map((e) => e.slice),
     transferSyntaxUids: [...new Set(entries.map((e) => e.slice.transferSyntaxUid))],
+    modality: (f0.string('x00080060') ?? '').trim().toUpperCase(),
   };
 }
 
