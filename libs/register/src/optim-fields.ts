@@ -1,0 +1,295 @@
+import { CuriaError } from '@curia/errors';
+
+import { voxelCount, type Grid, type GridField, type Mat4 } from './field.js';
+import { m3Invert, m3Of, mat4InvertAffine, mat4Mul } from './optim-math.js';
+import type { FloatArray } from './optim-smooth.js';
+
+/*
+ * Private grid helpers of the optimisers: average pooling to a coarser level, trilinear sampling in
+ * voxel coordinates (edge-clamped), displacement upsampling and voxel ↔ millimetre conversion.
+ * The shared grid/resample modules may provide equivalents; see the README's merge notes.
+ */
+
+/** Dimensions of a grid as a tuple. */
+export type Dims3 = readonly [number, number, number];
+
+/** Dims of a grid pooled by `factor` (partial blocks at the far edges are kept). */
+export function pooledDims(dims: Dims3, factor: number): [number, number, number] {
+  return [Math.ceil(dims[0] / factor), Math.ceil(dims[1] / factor), Math.ceil(dims[2] / factor)];
+}
+
+/**
+ * The grid of `grid` pooled by `factor`: coarse voxel I covers fine voxels [f·I, f·I + f − 1] and
+ * sits at their centre, fine voxel coordinate f·I + (f − 1)/2.
+ */
+export function pooledGrid(grid: Grid, factor: number): Grid {
+  if (factor === 1) return grid;
+  const o = (factor - 1) / 2;
+  const s: Mat4 = [factor, 0, 0, o, 0, factor, 0, o, 0, 0, factor, o, 0, 0, 0, 1];
+  return { dims: pooledDims(grid.dims, factor), affine: mat4Mul(grid.affine, s) };
+}
+
+/** Average pooling of every channel by `factor` (partial edge blocks average their voxels). */
+export function poolChannels(
+  data: Float32Array,
+  channels: number,
+  dims: Dims3,
+  factor: number,
+): Float32Array {
+  if (factor === 1) return data;
+  const [nx, ny, nz] = dims;
+  const [cx, cy, cz] = pooledDims(dims, factor);
+  const n = nx * ny * nz;
+  const nc = cx * cy * cz;
+  const out = new Float32Array(channels * nc);
+  const count = new Float32Array(nc);
+  for (let k = 0; k < nz; k++) {
+    const kk = Math.floor(k / factor);
+    for (let j = 0; j < ny; j++) {
+      const row = cx * (Math.floor(j / factor) + cy * kk);
+      for (let i = 0; i < nx; i++) count[row + Math.floor(i / factor)]!++;
+    }
+  }
+  for (let c = 0; c < channels; c++) {
+    const src = c * n;
+    const dst = c * nc;
+    for (let k = 0; k < nz; k++) {
+      const kk = Math.floor(k / factor);
+      for (let j = 0; j < ny; j++) {
+        const row = dst + cx * (Math.floor(j / factor) + cy * kk);
+        const s = src + nx * (j + ny * k);
+        for (let i = 0; i < nx; i++) out[row + Math.floor(i / factor)]! += data[s + i]!;
+      }
+    }
+    for (let v = 0; v < nc; v++) out[dst + v]! /= count[v]!;
+  }
+  return out;
+}
+
+/** A GridField pooled by `factor` onto {@link pooledGrid}. */
+export function poolField(f: GridField, factor: number): GridField {
+  if (factor === 1) return f;
+  return {
+    grid: pooledGrid(f.grid, factor),
+    channels: f.channels,
+    data: poolChannels(f.data, f.channels, f.grid.dims, factor),
+  };
+}
+
+/**
+ * Trilinear sample of channel data at voxel position (x, y, z), clamped to the grid (edge values
+ * continue outside).
+ */
+export function trilinear(
+  data: FloatArray,
+  offset: number,
+  dims: Dims3,
+  x: number,
+  y: number,
+  z: number,
+): number {
+  const [nx, ny, nz] = dims;
+  const px = x <= 0 ? 0 : x >= nx - 1 ? nx - 1 : x;
+  const py = y <= 0 ? 0 : y >= ny - 1 ? ny - 1 : y;
+  const pz = z <= 0 ? 0 : z >= nz - 1 ? nz - 1 : z;
+  let i0 = Math.floor(px);
+  let j0 = Math.floor(py);
+  let k0 = Math.floor(pz);
+  if (i0 > nx - 2) i0 = Math.max(nx - 2, 0);
+  if (j0 > ny - 2) j0 = Math.max(ny - 2, 0);
+  if (k0 > nz - 2) k0 = Math.max(nz - 2, 0);
+  const fx = px - i0;
+  const fy = py - j0;
+  const fz = pz - k0;
+  const sx = nx > 1 ? 1 : 0;
+  const sy = ny > 1 ? nx : 0;
+  const sz = nz > 1 ? nx * ny : 0;
+  const b = offset + i0 + nx * (j0 + ny * k0);
+  const c00 = data[b]! * (1 - fx) + data[b + sx]! * fx;
+  const c10 = data[b + sy]! * (1 - fx) + data[b + sy + sx]! * fx;
+  const c01 = data[b + sz]! * (1 - fx) + data[b + sz + sx]! * fx;
+  const c11 = data[b + sz + sy]! * (1 - fx) + data[b + sz + sy + sx]! * fx;
+  return (c00 * (1 - fy) + c10 * fy) * (1 - fz) + (c01 * (1 - fy) + c11 * fy) * fz;
+}
+
+/**
+ * Samples every channel of `data` at `p + disp(p)` for each voxel p (displacement in voxel units,
+ * channel-major, 3 channels on the same grid), trilinear and edge-clamped.
+ */
+export function warpVoxels(
+  data: Float32Array,
+  channels: number,
+  dims: Dims3,
+  disp: FloatArray,
+): Float32Array {
+  const [nx, ny, nz] = dims;
+  const n = nx * ny * nz;
+  const out = new Float32Array(channels * n);
+  for (let k = 0, v = 0; k < nz; k++) {
+    for (let j = 0; j < ny; j++) {
+      for (let i = 0; i < nx; i++, v++) {
+        const x = i + disp[v]!;
+        const y = j + disp[n + v]!;
+        const z = k + disp[2 * n + v]!;
+        for (let c = 0; c < channels; c++) out[c * n + v] = trilinear(data, c * n, dims, x, y, z);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Resamples a displacement field given in voxels of a level with stride `from` (relative to a fine
+ * grid of `fineDims`) onto the level with stride `to`, trilinearly, converting the units.
+ */
+export function resampleDisplacement(
+  disp: FloatArray,
+  fineDims: Dims3,
+  from: number,
+  to: number,
+): Float64Array {
+  const src = pooledDims(fineDims, from);
+  const dst = pooledDims(fineDims, to);
+  const ns = src[0] * src[1] * src[2];
+  const nd = dst[0] * dst[1] * dst[2];
+  const out = new Float64Array(3 * nd);
+  const scale = from / to;
+  // Level-`to` voxel a sits at fine coordinate to·a + (to − 1)/2, i.e. level-`from` coordinate
+  // (to·a + (to − 1)/2 − (from − 1)/2) / from.
+  const off = ((to - 1) / 2 - (from - 1) / 2) / from;
+  const r = to / from;
+  for (let k = 0, v = 0; k < dst[2]; k++) {
+    for (let j = 0; j < dst[1]; j++) {
+      for (let i = 0; i < dst[0]; i++, v++) {
+        const x = r * i + off;
+        const y = r * j + off;
+        const z = r * k + off;
+        for (let c = 0; c < 3; c++) out[c * nd + v] = scale * trilinear(disp, c * ns, src, x, y, z);
+      }
+    }
+  }
+  return out;
+}
+
+/** Converts a voxel-unit displacement (3 channels) on `grid` to LPS millimetres, as a GridField. */
+export function voxelToWorldDisplacement(disp: FloatArray, grid: Grid): GridField {
+  const n = voxelCount(grid);
+  const a = m3Of(grid.affine);
+  const out = new Float32Array(3 * n);
+  for (let v = 0; v < n; v++) {
+    const dx = disp[v]!;
+    const dy = disp[n + v]!;
+    const dz = disp[2 * n + v]!;
+    out[v] = a[0]! * dx + a[1]! * dy + a[2]! * dz;
+    out[n + v] = a[3]! * dx + a[4]! * dy + a[5]! * dz;
+    out[2 * n + v] = a[6]! * dx + a[7]! * dy + a[8]! * dz;
+  }
+  return { grid, channels: 3, data: out };
+}
+
+/** Converts a millimetre displacement field (3 channels, LPS) to voxel units of its grid. */
+export function worldToVoxelDisplacement(v: GridField): Float64Array {
+  const n = voxelCount(v.grid);
+  const inv = m3Invert(m3Of(v.grid.affine));
+  const out = new Float64Array(3 * n);
+  for (let i = 0; i < n; i++) {
+    const x = v.data[i]!;
+    const y = v.data[n + i]!;
+    const z = v.data[2 * n + i]!;
+    out[i] = inv[0]! * x + inv[1]! * y + inv[2]! * z;
+    out[n + i] = inv[3]! * x + inv[4]! * y + inv[5]! * z;
+    out[2 * n + i] = inv[6]! * x + inv[7]! * y + inv[8]! * z;
+  }
+  return out;
+}
+
+/** INVALID_ARGUMENT unless `f` is a well-formed field (dims, channels, data length, finite affine). */
+export function checkField(f: GridField, what: string): void {
+  const d = f.grid.dims;
+  if (d.length !== 3 || d.some((x) => !Number.isInteger(x) || x < 1)) {
+    throw new CuriaError('INVALID_ARGUMENT', `${what}: grid dims must be three positive integers`);
+  }
+  if (!Number.isInteger(f.channels) || f.channels < 1) {
+    throw new CuriaError('INVALID_ARGUMENT', `${what}: channels must be a positive integer`);
+  }
+  if (f.data.length !== f.channels * voxelCount(f.grid)) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `${what}: data holds ${f.data.length} values; ${f.channels} channels of ${d.join('×')} need ${f.channels * voxelCount(f.grid)}`,
+    );
+  }
+  if (f.grid.affine.length !== 16 || f.grid.affine.some((x) => !Number.isFinite(x))) {
+    throw new CuriaError('INVALID_ARGUMENT', `${what}: grid affine must be 16 finite numbers`);
+  }
+}
+
+/** True when two grids have the same dims and (to 1e-4 mm) the same affine. */
+export function sameGrid(a: Grid, b: Grid): boolean {
+  return (
+    a.dims[0] === b.dims[0] &&
+    a.dims[1] === b.dims[1] &&
+    a.dims[2] === b.dims[2] &&
+    a.affine.every((x, i) => Math.abs(x - b.affine[i]!) <= 1e-4 * Math.max(1, Math.abs(x)))
+  );
+}
+
+/**
+ * Samples every channel of `src` (on its own grid) at `fixedToMoving · x` for each voxel centre x of
+ * `target`, trilinearly; positions outside `src` take `outside` (a number) or the nearest edge value
+ * (`'clamp'`). The optimisers' private resampler (tests and benchmarks wire it as the affine
+ * search's moving sampler).
+ */
+export function resampleAffine(
+  src: GridField,
+  target: Grid,
+  fixedToMoving: Mat4,
+  outside: number | 'clamp' = 0,
+): GridField {
+  const [nx, ny, nz] = target.dims;
+  const n = nx * ny * nz;
+  const sd = src.grid.dims;
+  const sn = voxelCount(src.grid);
+  // target voxel → world → moving world → src voxel, as one affine.
+  const m = mat4Mul(mat4InvertAffine(src.grid.affine), mat4Mul(fixedToMoving, target.affine));
+  const out = new Float32Array(src.channels * n);
+  const tol = 1e-6;
+  for (let k = 0, v = 0; k < nz; k++) {
+    for (let j = 0; j < ny; j++) {
+      let x = m[1]! * j + m[2]! * k + m[3]!;
+      let y = m[5]! * j + m[6]! * k + m[7]!;
+      let z = m[9]! * j + m[10]! * k + m[11]!;
+      for (let i = 0; i < nx; i++, v++, x += m[0]!, y += m[4]!, z += m[8]!) {
+        const inside =
+          x >= -tol &&
+          y >= -tol &&
+          z >= -tol &&
+          x <= sd[0] - 1 + tol &&
+          y <= sd[1] - 1 + tol &&
+          z <= sd[2] - 1 + tol;
+        for (let c = 0; c < src.channels; c++) {
+          out[c * n + v] = inside || outside === 'clamp' ? trilinear(src.data, c * sn, sd, x, y, z) : outside;
+        }
+      }
+    }
+  }
+  return { grid: target, channels: src.channels, data: out };
+}
+
+/**
+ * Which voxels of the level with stride `stride` over a grid of `fineDims` hold usable data: 0 for
+ * those covering a fine voxel within `margin` voxels of a face of the grid (features there see the
+ * edge of the field of view), 1 elsewhere. Null when `margin` is 0.
+ */
+export function interiorMask(fineDims: Dims3, stride: number, margin: number): Uint8Array | null {
+  if (margin <= 0) return null;
+  const d = pooledDims(fineDims, stride);
+  const inside = (axis: number, i: number): boolean =>
+    stride * i >= margin && Math.min(stride * (i + 1), fineDims[axis]!) - 1 <= fineDims[axis]! - 1 - margin;
+  const out = new Uint8Array(d[0] * d[1] * d[2]);
+  for (let k = 0, v = 0; k < d[2]; k++) {
+    for (let j = 0; j < d[1]; j++) {
+      for (let i = 0; i < d[0]; i++, v++) out[v] = inside(0, i) && inside(1, j) && inside(2, k) ? 1 : 0;
+    }
+  }
+  return out;
+}
