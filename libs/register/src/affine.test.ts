@@ -2,13 +2,15 @@ import { describe, expect, it } from 'vitest';
 
 import { affineSearch, robustAffineFit } from './affine.js';
 import type { GridField, Mat4 } from './field.js';
-import { resampleAffine } from './optim-fields.js';
-import { m3Det, m3Mul, m3Of, m3Transpose, mat4Apply, mat4From, rotationXYZ } from './optim-math.js';
-import { isoGrid, smoothRandomVolume } from './optim-testing.js';
+import { applyPoint, IDENTITY } from './grid.js';
+import { m3Det, m3Mul, m3Of, m3Transpose, mat4From, rotationXYZ } from './optim-math.js';
+import { smoothRandomVolume } from './optim-testing.js';
+import { resampleToGrid } from './resample.js';
+import { obliqueGrid } from './testing.js';
 
 const deg = Math.PI / 180;
-const grid = isoGrid([48, 44, 36], 3, [-70, -60, -50]);
-const centre = mat4Apply(grid.affine, 23.5, 21.5, 17.5);
+const grid = obliqueGrid([48, 44, 36], 0, [3, 3, 3], [-70, -60, -50]);
+const centre = applyPoint(grid.affine, [23.5, 21.5, 17.5]);
 
 /** An affine x ↦ c + A(x − c) + t about the grid centre. */
 function about(a: readonly number[], t: readonly number[]): number[] {
@@ -24,7 +26,7 @@ function about(a: readonly number[], t: readonly number[]): number[] {
 /** Moving features and fixed = moving seen through `truth` (fixed(x) = moving(truth · x)). */
 function problem(truth: Mat4, seed: number): { fixed: GridField; moving: GridField } {
   const moving = smoothRandomVolume(grid, 4, seed);
-  return { moving, fixed: resampleAffine(moving, grid, truth, 0) };
+  return { moving, fixed: resampleToGrid(moving, grid, truth, 0) };
 }
 
 /** Largest |a(x) − b(x)| (mm) over the corners of the grid's box. */
@@ -33,9 +35,9 @@ function cornerError(a: Mat4, b: Mat4): number {
   for (const i of [0, 47]) {
     for (const j of [0, 43]) {
       for (const k of [0, 35]) {
-        const x = mat4Apply(grid.affine, i, j, k);
-        const p = mat4Apply(a, ...x);
-        const q = mat4Apply(b, ...x);
+        const x = applyPoint(grid.affine, [i, j, k]);
+        const p = applyPoint(a, x);
+        const q = applyPoint(b, x);
         worst = Math.max(worst, Math.hypot(p[0] - q[0], p[1] - q[1], p[2] - q[2]));
       }
     }
@@ -50,13 +52,13 @@ describe('affineSearch', () => {
     const truth = about(m3Mul(rot, scaleShear), [5, -4, 3]);
     const { fixed, moving } = problem(truth, 11);
     const stages = new Set<string>();
-    const r = await affineSearch(fixed, (m, g) => resampleAffine(moving, g, m, 0), {
+    const r = await affineSearch(fixed, (m, g) => resampleToGrid(moving, g, m, 0), {
       onProgress: (s) => stages.add(s),
     });
     const t = r.fixedToMoving;
     // Translation at the centre within half a voxel (1.5 mm), every matrix entry within 0.02.
-    const p = mat4Apply(t, ...centre);
-    const q = mat4Apply(truth, ...centre);
+    const p = applyPoint(t, centre);
+    const q = applyPoint(truth, centre);
     expect(Math.hypot(p[0] - q[0], p[1] - q[1], p[2] - q[2])).toBeLessThan(1.5);
     for (const i of [0, 1, 2, 4, 5, 6, 8, 9, 10]) expect(Math.abs(t[i]! - truth[i]!)).toBeLessThan(0.02);
     expect(cornerError(t, truth)).toBeLessThan(1.5);
@@ -72,7 +74,7 @@ describe('affineSearch', () => {
   it('rigid: recovers a rotation + translation and returns a proper rotation', async () => {
     const truth = about(rotationXYZ(-2 * deg, 4 * deg, -7 * deg), [-6, 3, 2]);
     const { fixed, moving } = problem(truth, 12);
-    const r = await affineSearch(fixed, (m, g) => resampleAffine(moving, g, m, 0), { rigid: true });
+    const r = await affineSearch(fixed, (m, g) => resampleToGrid(moving, g, m, 0), { rigid: true });
     const a = m3Of(r.fixedToMoving);
     const ata = m3Mul(m3Transpose(a), a);
     for (let i = 0; i < 9; i++) expect(ata[i]!).toBeCloseTo(i % 4 === 0 ? 1 : 0, 9);
@@ -81,18 +83,18 @@ describe('affineSearch', () => {
   });
 
   it('is deterministic and answers identity for identical features', async () => {
-    const { moving } = problem([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1], 13);
-    const sampler = (m: Mat4, g: typeof grid): GridField => resampleAffine(moving, g, m, 0);
+    const { moving } = problem(IDENTITY, 13);
+    const sampler = (m: Mat4, g: typeof grid): GridField => resampleToGrid(moving, g, m, 0);
     const a = await affineSearch(moving, sampler);
     const b = await affineSearch(moving, sampler);
     expect(a.fixedToMoving).toEqual(b.fixedToMoving);
-    expect(cornerError(a.fixedToMoving, [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])).toBeLessThan(0.3);
+    expect(cornerError(a.fixedToMoving, IDENTITY)).toBeLessThan(0.3);
   });
 
   it('rejects a sampler answering on the wrong grid, bad options, and stops when cancelled', async () => {
-    const { moving } = problem([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1], 14);
+    const { moving } = problem(IDENTITY, 14);
     await expect(affineSearch(moving, () => moving)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
-    const sampler = (m: Mat4, g: typeof grid): GridField => resampleAffine(moving, g, m, 0);
+    const sampler = (m: Mat4, g: typeof grid): GridField => resampleToGrid(moving, g, m, 0);
     await expect(affineSearch(moving, sampler, { levels: [0] })).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
     });
@@ -117,7 +119,7 @@ describe('robustAffineFit', () => {
     const rnd = (): number => (s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (let p = 0; p < m; p++) {
       const x = [rnd() * 100 - 50, rnd() * 100 - 50, rnd() * 60 - 30];
-      const y = mat4Apply(truth, x[0]!, x[1]!, x[2]!);
+      const y = applyPoint(truth, x);
       if (p % 10 < 3) for (let a = 0; a < 3; a++) y[a]! += (rnd() < 0.5 ? -1 : 1) * (20 + 30 * rnd());
       xs.set(x, 3 * p);
       ys.set(y, 3 * p);

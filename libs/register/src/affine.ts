@@ -1,26 +1,16 @@
 import { CuriaError } from '@curia/errors';
 
 import type { Grid, GridField, Mat4 } from './field.js';
+import { applyPoint, compose, IDENTITY, invert } from './grid.js';
 import { checkInt, checkNumber, checkpoint, throwIfAborted, type OptimControl } from './optim-control.js';
-import { checkField, poolChannels, pooledGrid } from './optim-fields.js';
-import {
-  m3Det,
-  m3Of,
-  MAT4_IDENTITY,
-  mat4Apply,
-  mat4InvertAffine,
-  mat4From,
-  mat4Mul,
-  median,
-  nearestRotation,
-  rotationXYZ,
-  solveSpd,
-} from './optim-math.js';
+import { checkField } from './optim-fields.js';
+import { m3Det, m3Of, mat4From, median, nearestRotation, rotationXYZ, solveSpd } from './optim-math.js';
+import { poolField } from './resample.js';
 
 /**
  * Resamples the moving features onto `grid` through a fixed→moving world transform: the value at
  * voxel x of `grid` is the moving features at `fixedToMoving · world(x)`. `grid` is the fixed
- * features' grid or a coarser grid over the same box ({@link pooledGrid}); the result must be on
+ * features' grid, a pooled one (`poolField`) or a padded pooled one; the result must be on
  * `grid` with the fixed features' channel count. Outside the moving volume return what the
  * features hold there (0 or the edge value).
  */
@@ -171,8 +161,8 @@ function centreOfMass(
       }
     }
   }
-  if (!(m > 0)) return mat4Apply(grid.affine, (nx - 1) / 2, (ny - 1) / 2, (nz - 1) / 2);
-  return mat4Apply(grid.affine, s[0]! / m, s[1]! / m, s[2]! / m);
+  if (!(m > 0)) return applyPoint(grid.affine, [(nx - 1) / 2, (ny - 1) / 2, (nz - 1) / 2]);
+  return applyPoint(grid.affine, [s[0]! / m, s[1]! / m, s[2]! / m]);
 }
 
 function borderMedians(
@@ -443,7 +433,7 @@ export function robustAffineFit(
     if (!next) return u ? { transform: u, inlierFraction: 0, medianResidual: NaN } : null;
     u = next;
     for (let p = 0; p < m; p++) {
-      const q = mat4Apply(u, xs[3 * p]!, xs[3 * p + 1]!, xs[3 * p + 2]!);
+      const q = applyPoint(u, [xs[3 * p]!, xs[3 * p + 1]!, xs[3 * p + 2]!]);
       res[p] = Math.hypot(q[0] - ys[3 * p]!, q[1] - ys[3 * p + 1]!, q[2] - ys[3 * p + 2]!);
     }
     sigma = Math.max(1.4826 * median(res), opts.minScale);
@@ -486,7 +476,7 @@ class CoarseCache {
     const ne = ext.dims[0] * ext.dims[1] * ext.dims[2];
     this.fixed = interleave(fixed, channels, n);
     this.moving = interleave(moving, channels, ne);
-    this.toCache = mat4InvertAffine(ext.affine);
+    this.toCache = invert(ext.affine);
     this.channelMajor = moving;
   }
 
@@ -498,7 +488,7 @@ class CoarseCache {
     const [ex, ey] = this.ext.dims;
     const n = nx * ny * nz;
     const ne = this.ext.dims[0] * ey * this.ext.dims[2];
-    const p = mat4Apply(this.toCache, ...mat4Apply(this.grid.affine, 0, 0, 0)).map((x) => Math.round(x));
+    const p = applyPoint(this.toCache, applyPoint(this.grid.affine, [0, 0, 0])).map((x) => Math.round(x));
     const out = new Float32Array(this.channels * n);
     for (let c = 0; c < this.channels; c++) {
       for (let k = 0, v = 0; k < nz; k++) {
@@ -513,7 +503,7 @@ class CoarseCache {
   }
 
   ssd(s: Mat4): number {
-    const m = mat4Mul(this.toCache, mat4Mul(s, this.grid.affine));
+    const m = compose(this.toCache, compose(s, this.grid.affine));
     const [nx, ny, nz] = this.grid.dims;
     const [ex, ey, ez] = this.ext.dims;
     const ch = this.channels;
@@ -612,7 +602,7 @@ export async function affineSearch(
   if (robust !== 'huber' && robust !== 'tukey') {
     throw new CuriaError('INVALID_ARGUMENT', `robust must be 'huber' or 'tukey', got '${String(robust)}'`);
   }
-  const initial = opts.initial ?? MAT4_IDENTITY;
+  const initial = opts.initial ?? IDENTITY;
   if (initial.length !== 16 || initial.some((x) => !Number.isFinite(x))) {
     throw new CuriaError('INVALID_ARGUMENT', 'initial must be 16 finite numbers');
   }
@@ -624,12 +614,11 @@ export async function affineSearch(
   // (a) Coarse search. The moving features are sampled once through `initial` onto the coarse grid
   // padded by a quarter of its extent; candidates S (fixed-space transforms, T = initial ∘ S) are
   // scored against that cache with a local trilinear sampler.
-  const cGrid = pooledGrid(fixed.grid, searchStride);
-  const cF = poolChannels(fixed.data, channels, fixed.grid.dims, searchStride);
+  const { grid: cGrid, data: cF } = poolField(fixed, searchStride);
   const pad = cGrid.dims.map((x) => (x > 1 ? Math.max(steps + 2, Math.ceil(x / 4)) : 0));
   const eGrid: Grid = {
     dims: [cGrid.dims[0] + 2 * pad[0]!, cGrid.dims[1] + 2 * pad[1]!, cGrid.dims[2] + 2 * pad[2]!],
-    affine: mat4Mul(cGrid.affine, translation([-pad[0]!, -pad[1]!, -pad[2]!])),
+    affine: compose(cGrid.affine, translation([-pad[0]!, -pad[1]!, -pad[2]!])),
   };
   const cache = new CoarseCache(
     cF,
@@ -649,7 +638,7 @@ export async function affineSearch(
     onProgress?.('affine-coarse', evals, totalCoarse);
     if (evals % 32 === 0) await checkpoint(signal, what);
   };
-  let best: number[] = [...MAT4_IDENTITY];
+  let best: number[] = [...IDENTITY];
   const before = cache.ssd(best);
   let bestCost = before;
   const consider = (s: number[]): void => {
@@ -677,7 +666,7 @@ export async function affineSearch(
       for (let j = -n; j <= n; j++) {
         for (let i = -n; i <= n; i++) {
           if (i === 0 && j === 0 && k === 0) continue;
-          consider(mat4Mul(base, translation(gridStep([i, j, k], scale))));
+          consider(compose(base, translation(gridStep([i, j, k], scale))));
           await tick();
         }
       }
@@ -694,7 +683,7 @@ export async function affineSearch(
             const rot = rotationXYZ((ax * Math.PI) / 180, (ay * Math.PI) / 180, (az * Math.PI) / 180).map(
               (x) => x * sc,
             );
-            consider(mat4Mul(base, about(rot, cFix)));
+            consider(compose(base, about(rot, cFix)));
             await tick();
           }
         }
@@ -702,7 +691,7 @@ export async function affineSearch(
     }
   }
   await searchTranslations(1, 0.5);
-  const coarse = mat4Mul(initial, best);
+  const coarse = compose(initial, best);
   onProgress?.('affine-coarse', totalCoarse, totalCoarse);
 
   // (b) Block matching + robust fits.
@@ -711,8 +700,7 @@ export async function affineSearch(
   const totalRounds = levels.length * rounds;
   let round = 0;
   for (const f of levels) {
-    const g = pooledGrid(fixed.grid, f);
-    const lF = poolChannels(fixed.data, channels, fixed.grid.dims, f);
+    const { grid: g, data: lF } = poolField(fixed, f);
     const spacing = Math.cbrt(Math.abs(m3Det(m3Of(g.affine))));
     const blocks = prepareBlocks(lF, channels, g.dims, b, maxBlocks, Math.ceil(margin / f));
     for (let it = 0; it < rounds; it++) {
@@ -723,8 +711,8 @@ export async function affineSearch(
       const xs = new Float64Array(3 * matches.length);
       const ys = new Float64Array(3 * matches.length);
       matches.forEach((mt, p) => {
-        const x = mat4Apply(g.affine, mt.p[0], mt.p[1], mt.p[2]);
-        const y = mat4Apply(g.affine, mt.p[0] + mt.d[0], mt.p[1] + mt.d[1], mt.p[2] + mt.d[2]);
+        const x = applyPoint(g.affine, [mt.p[0], mt.p[1], mt.p[2]]);
+        const y = applyPoint(g.affine, [mt.p[0] + mt.d[0], mt.p[1] + mt.d[1], mt.p[2] + mt.d[2]]);
         xs.set(x, 3 * p);
         ys.set(y, 3 * p);
       });
@@ -732,7 +720,7 @@ export async function affineSearch(
       round++;
       onProgress?.('affine-blocks', round, totalRounds);
       if (!fit) break;
-      current = mat4Mul(current, fit.transform);
+      current = compose(current, fit.transform);
       last = {
         matches: matches.length,
         inlierFraction: fit.inlierFraction,
@@ -744,7 +732,7 @@ export async function affineSearch(
   if (rigid) {
     current = mat4From(nearestRotation(m3Of(current)), [current[3]!, current[7]!, current[11]!]);
   }
-  const after = cache.ssd(mat4Mul(mat4InvertAffine(initial), current));
+  const after = cache.ssd(compose(invert(initial), current));
   return {
     fixedToMoving: current,
     coarse,
@@ -761,8 +749,8 @@ function maxCornerShift(u: Mat4, g: Grid): number {
   for (const i of [0, g.dims[0] - 1]) {
     for (const j of [0, g.dims[1] - 1]) {
       for (const k of [0, g.dims[2] - 1]) {
-        const x = mat4Apply(g.affine, i, j, k);
-        const y = mat4Apply(u, x[0], x[1], x[2]);
+        const x = applyPoint(g.affine, [i, j, k]);
+        const y = applyPoint(u, x);
         worst = Math.max(worst, Math.hypot(y[0] - x[0], y[1] - x[1], y[2] - x[2]));
       }
     }

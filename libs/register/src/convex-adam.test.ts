@@ -3,22 +3,21 @@ import { describe, expect, it } from 'vitest';
 import { convexAdam, coupledConvex, inverseConsistentPair } from './convex-adam.js';
 import { costVolumeTs, OnnxCostVolume } from './cost-volume.js';
 import type { GridField } from './field.js';
-import { warpVoxels, worldToVoxelDisplacement } from './optim-fields.js';
-import {
-  isoGrid,
-  jacobianSummary,
-  meanEndpointError,
-  randomSmoothDisplacement,
-  smoothRandomVolume,
-} from './optim-testing.js';
+import { IDENTITY } from './grid.js';
+import { jacobianDeterminant, jacobianStats } from './jacobian.js';
+import { meanEndpointError } from './labels.js';
+import { randomSmoothDisplacement, smoothRandomVolume } from './optim-testing.js';
+import { resampleToGrid } from './resample.js';
+import { obliqueGrid } from './testing.js';
+import { warpImage } from './warp.js';
 
-const grid = isoGrid([48, 40, 32], 3, [-72, -60, -48]);
+const grid = obliqueGrid([48, 40, 32], 0, [3, 3, 3], [-72, -60, -48]);
 const n = 48 * 40 * 32;
 const moving = smoothRandomVolume(grid, 4, 21);
 
 /** Voxels inside the textured body and 3 voxels clear of the faces (where the features say where). */
 const evalMask = (() => {
-  const m = new Float32Array(n);
+  const m = new Uint8Array(n);
   for (let k = 3, d = grid.dims; k < d[2] - 3; k++) {
     for (let j = 3; j < d[1] - 3; j++) {
       for (let i = 3; i < d[0] - 3; i++) {
@@ -32,7 +31,7 @@ const evalMask = (() => {
 
 /** Fixed = moving pulled back through the known field u: fixed(x) = moving(x + u(x)). */
 function warped(u: GridField): GridField {
-  return { grid, channels: 4, data: warpVoxels(moving.data, 4, grid.dims, worldToVoxelDisplacement(u)) };
+  return warpImage(moving, grid, IDENTITY, u);
 }
 
 const zero: GridField = { grid, channels: 3, data: new Float32Array(3 * n) };
@@ -49,7 +48,7 @@ describe('convexAdam', () => {
     });
     const before = meanEndpointError(truth, zero, evalMask);
     const epe = meanEndpointError(truth, v, evalMask);
-    const jac = jacobianSummary(v);
+    const jac = jacobianStats(jacobianDeterminant(v));
     console.log(
       `deformable: EPE ${epe.toFixed(3)} mm (before ${before.toFixed(3)} mm), min det ${jac.minDet.toFixed(3)}, SDlogJ ${jac.sdLogJ.toFixed(3)}`,
     );
@@ -83,14 +82,14 @@ describe('convexAdam', () => {
       });
       expect(backend.name).toBe('onnx:cpu');
       expect(meanEndpointError(truth, v, evalMask)).toBeLessThan(1);
-      expect(jacobianSummary(v).foldingFraction).toBe(0);
+      expect(jacobianStats(jacobianDeterminant(v)).foldingFraction).toBe(0);
     } finally {
       await backend.close();
     }
   });
 
   it('validates its inputs and stops with CANCELLED when the signal fires', async () => {
-    const other = { ...moving, grid: isoGrid([48, 40, 32], 2) };
+    const other = { ...moving, grid: obliqueGrid([48, 40, 32], 0, [2, 2, 2], [0, 0, 0]) };
     await expect(convexAdam(moving, other)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(convexAdam(moving, moving, { searchRadius: 9 })).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
@@ -116,17 +115,31 @@ describe('convexAdam', () => {
 
 describe('coupled convex optimisation', () => {
   it('recovers a uniform sub-voxel shift at the cost level', () => {
-    // fixed(x) = moving(x + (1.4, −0.6, 0.5)) in cost-level voxels.
-    const small = isoGrid([24, 20, 16], 6);
+    // fixed(x) = moving(x + (1.4, −0.6, 0.5)) in cost-level voxels (6 mm).
+    const small = obliqueGrid([24, 20, 16], 0, [6, 6, 6], [0, 0, 0]);
     const m = smoothRandomVolume(small, 3, 3, 1, 2);
-    const shift = new Float64Array(3 * 24 * 20 * 16);
     const nn = 24 * 20 * 16;
-    shift.fill(1.4, 0, nn);
-    shift.fill(-0.6, nn, 2 * nn);
-    shift.fill(0.5, 2 * nn);
-    const f = warpVoxels(m.data, 3, small.dims, shift);
+    const shift = [1.4, -0.6, 0.5];
+    const f = resampleToGrid(m, small, [
+      1,
+      0,
+      0,
+      6 * shift[0]!,
+      0,
+      1,
+      0,
+      6 * shift[1]!,
+      0,
+      0,
+      1,
+      6 * shift[2]!,
+      0,
+      0,
+      0,
+      1,
+    ]);
     const cost = costVolumeTs({
-      fixed: f,
+      fixed: f.data,
       moving: m.data,
       channels: 3,
       dims: small.dims,

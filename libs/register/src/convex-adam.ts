@@ -7,7 +7,6 @@ import { checkInt, checkNumber, checkpoint, throwIfAborted, type OptimControl } 
 import {
   checkField,
   interiorMask,
-  poolChannels,
   pooledDims,
   resampleDisplacement,
   sameGrid,
@@ -16,6 +15,7 @@ import {
   type Dims3,
 } from './optim-fields.js';
 import { boxSmooth } from './optim-smooth.js';
+import { poolField } from './resample.js';
 
 /** Options of {@link convexAdam}; every field has a default. */
 export interface ConvexAdamOptions extends OptimControl {
@@ -309,41 +309,34 @@ export async function convexAdam(
   const channels = fixed.channels;
   throwIfAborted(signal, what);
 
-  // 1. Cost volume at the cost level.
   const cDims = pooledDims(dims, o.stride);
-  const cF = poolChannels(fixed.data, channels, dims, o.stride);
-  const cM = poolChannels(moving.data, channels, dims, o.stride);
-  const costStages = o.inverseConsistent ? 2 : 1;
-  onProgress?.('cost-volume', 0, costStages);
-  const costF = await backend.compute({
-    fixed: cF,
-    moving: cM,
-    channels,
-    dims: cDims,
-    radius: o.searchRadius,
-    smoothing: o.costSmoothing,
-  });
-  onProgress?.('cost-volume', 1, costStages);
-  await checkpoint(signal, what);
-
-  // 2. Coupled convex optimisation (and the backward one for inverse consistency).
+  const cF = poolField(fixed, o.stride).data;
+  const cM = poolField(moving, o.stride).data;
+  const directions = o.inverseConsistent ? 2 : 1;
   const cData = interiorMask(dims, o.stride, o.borderMargin);
-  let u = coupledConvex(costF, cDims, o.searchRadius, o.couplingSchedule, o.convexSmoothing, cData);
-  onProgress?.('convex', 1, 1);
-  await checkpoint(signal, what);
-  if (o.inverseConsistent) {
-    const costB = await backend.compute({
-      fixed: cM,
-      moving: cF,
+  // Cost volume then coupled convex optimisation of F against M (d = 1: forward, 2: backward).
+  const convexStage = async (f: Float32Array, m: Float32Array, d: number): Promise<Float64Array> => {
+    onProgress?.('cost-volume', d - 1, directions);
+    const cost = await backend.compute({
+      fixed: f,
+      moving: m,
       channels,
       dims: cDims,
       radius: o.searchRadius,
       smoothing: o.costSmoothing,
     });
-    onProgress?.('cost-volume', 2, costStages);
+    onProgress?.('cost-volume', d, directions);
     await checkpoint(signal, what);
-    const ub = coupledConvex(costB, cDims, o.searchRadius, o.couplingSchedule, o.convexSmoothing, cData);
+    const field = coupledConvex(cost, cDims, o.searchRadius, o.couplingSchedule, o.convexSmoothing, cData);
+    onProgress?.('convex', d, directions);
     await checkpoint(signal, what);
+    return field;
+  };
+
+  // 1–2. Cost volume and coupled convex optimisation (and the backward ones for inverse consistency).
+  let u = await convexStage(cF, cM, 1);
+  if (o.inverseConsistent) {
+    const ub = await convexStage(cM, cF, 2);
     u = inverseConsistentPair(u, ub, cDims, o.inverseIterations);
     onProgress?.('inverse-consistency', 1, 1);
   }
@@ -351,8 +344,8 @@ export async function convexAdam(
   // 3. Adam instance optimisation at the Adam level.
   const aDims = pooledDims(dims, o.adamStride);
   const params = resampleDisplacement(u, dims, o.stride, o.adamStride);
-  const aF = poolChannels(fixed.data, channels, dims, o.adamStride);
-  const aM = poolChannels(moving.data, channels, dims, o.adamStride);
+  const aF = poolField(fixed, o.adamStride).data;
+  const aM = poolField(moving, o.adamStride).data;
   const na = aDims[0] * aDims[1] * aDims[2];
   const problem: AdamProblem = {
     fixed: aF,

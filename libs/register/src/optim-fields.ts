@@ -1,79 +1,22 @@
 import { CuriaError } from '@curia/errors';
 
-import { voxelCount, type Grid, type GridField, type Mat4 } from './field.js';
-import { m3Invert, m3Of, mat4InvertAffine, mat4Mul } from './optim-math.js';
+import { voxelCount, type Grid, type GridField } from './field.js';
+import { invert } from './grid.js';
+import { m3Of } from './optim-math.js';
 import type { FloatArray } from './optim-smooth.js';
 
 /*
- * Private grid helpers of the optimisers: average pooling to a coarser level, trilinear sampling in
- * voxel coordinates (edge-clamped), displacement upsampling and voxel ↔ millimetre conversion.
- * The shared grid/resample modules may provide equivalents; see the README's merge notes.
+ * Voxel-space helpers of the optimisers, which work in level voxels (pooling and world resampling
+ * are `resample.ts`'s poolField and resampleToGrid): trilinear sampling with edge clamping,
+ * displacement resampling between pooled levels, voxel ↔ millimetre displacements, input checks.
  */
 
 /** Dimensions of a grid as a tuple. */
 export type Dims3 = readonly [number, number, number];
 
-/** Dims of a grid pooled by `factor` (partial blocks at the far edges are kept). */
+/** Dims of a grid pooled by `factor`, as `poolField` makes them (partial far-edge blocks kept). */
 export function pooledDims(dims: Dims3, factor: number): [number, number, number] {
   return [Math.ceil(dims[0] / factor), Math.ceil(dims[1] / factor), Math.ceil(dims[2] / factor)];
-}
-
-/**
- * The grid of `grid` pooled by `factor`: coarse voxel I covers fine voxels [f·I, f·I + f − 1] and
- * sits at their centre, fine voxel coordinate f·I + (f − 1)/2.
- */
-export function pooledGrid(grid: Grid, factor: number): Grid {
-  if (factor === 1) return grid;
-  const o = (factor - 1) / 2;
-  const s: Mat4 = [factor, 0, 0, o, 0, factor, 0, o, 0, 0, factor, o, 0, 0, 0, 1];
-  return { dims: pooledDims(grid.dims, factor), affine: mat4Mul(grid.affine, s) };
-}
-
-/** Average pooling of every channel by `factor` (partial edge blocks average their voxels). */
-export function poolChannels(
-  data: Float32Array,
-  channels: number,
-  dims: Dims3,
-  factor: number,
-): Float32Array {
-  if (factor === 1) return data;
-  const [nx, ny, nz] = dims;
-  const [cx, cy, cz] = pooledDims(dims, factor);
-  const n = nx * ny * nz;
-  const nc = cx * cy * cz;
-  const out = new Float32Array(channels * nc);
-  const count = new Float32Array(nc);
-  for (let k = 0; k < nz; k++) {
-    const kk = Math.floor(k / factor);
-    for (let j = 0; j < ny; j++) {
-      const row = cx * (Math.floor(j / factor) + cy * kk);
-      for (let i = 0; i < nx; i++) count[row + Math.floor(i / factor)]!++;
-    }
-  }
-  for (let c = 0; c < channels; c++) {
-    const src = c * n;
-    const dst = c * nc;
-    for (let k = 0; k < nz; k++) {
-      const kk = Math.floor(k / factor);
-      for (let j = 0; j < ny; j++) {
-        const row = dst + cx * (Math.floor(j / factor) + cy * kk);
-        const s = src + nx * (j + ny * k);
-        for (let i = 0; i < nx; i++) out[row + Math.floor(i / factor)]! += data[s + i]!;
-      }
-    }
-    for (let v = 0; v < nc; v++) out[dst + v]! /= count[v]!;
-  }
-  return out;
-}
-
-/** A GridField pooled by `factor` onto {@link pooledGrid}. */
-export function poolField(f: GridField, factor: number): GridField {
-  if (factor === 1) return f;
-  return {
-    grid: pooledGrid(f.grid, factor),
-    channels: f.channels,
-    data: poolChannels(f.data, f.channels, f.grid.dims, factor),
-  };
 }
 
 /**
@@ -110,32 +53,6 @@ export function trilinear(
   const c01 = data[b + sz]! * (1 - fx) + data[b + sz + sx]! * fx;
   const c11 = data[b + sz + sy]! * (1 - fx) + data[b + sz + sy + sx]! * fx;
   return (c00 * (1 - fy) + c10 * fy) * (1 - fz) + (c01 * (1 - fy) + c11 * fy) * fz;
-}
-
-/**
- * Samples every channel of `data` at `p + disp(p)` for each voxel p (displacement in voxel units,
- * channel-major, 3 channels on the same grid), trilinear and edge-clamped.
- */
-export function warpVoxels(
-  data: Float32Array,
-  channels: number,
-  dims: Dims3,
-  disp: FloatArray,
-): Float32Array {
-  const [nx, ny, nz] = dims;
-  const n = nx * ny * nz;
-  const out = new Float32Array(channels * n);
-  for (let k = 0, v = 0; k < nz; k++) {
-    for (let j = 0; j < ny; j++) {
-      for (let i = 0; i < nx; i++, v++) {
-        const x = i + disp[v]!;
-        const y = j + disp[n + v]!;
-        const z = k + disp[2 * n + v]!;
-        for (let c = 0; c < channels; c++) out[c * n + v] = trilinear(data, c * n, dims, x, y, z);
-      }
-    }
-  }
-  return out;
 }
 
 /**
@@ -190,7 +107,7 @@ export function voxelToWorldDisplacement(disp: FloatArray, grid: Grid): GridFiel
 /** Converts a millimetre displacement field (3 channels, LPS) to voxel units of its grid. */
 export function worldToVoxelDisplacement(v: GridField): Float64Array {
   const n = voxelCount(v.grid);
-  const inv = m3Invert(m3Of(v.grid.affine));
+  const inv = m3Of(invert(v.grid.affine));
   const out = new Float64Array(3 * n);
   for (let i = 0; i < n; i++) {
     const x = v.data[i]!;
@@ -231,48 +148,6 @@ export function sameGrid(a: Grid, b: Grid): boolean {
     a.dims[2] === b.dims[2] &&
     a.affine.every((x, i) => Math.abs(x - b.affine[i]!) <= 1e-4 * Math.max(1, Math.abs(x)))
   );
-}
-
-/**
- * Samples every channel of `src` (on its own grid) at `fixedToMoving · x` for each voxel centre x of
- * `target`, trilinearly; positions outside `src` take `outside` (a number) or the nearest edge value
- * (`'clamp'`). The optimisers' private resampler (tests and benchmarks wire it as the affine
- * search's moving sampler).
- */
-export function resampleAffine(
-  src: GridField,
-  target: Grid,
-  fixedToMoving: Mat4,
-  outside: number | 'clamp' = 0,
-): GridField {
-  const [nx, ny, nz] = target.dims;
-  const n = nx * ny * nz;
-  const sd = src.grid.dims;
-  const sn = voxelCount(src.grid);
-  // target voxel → world → moving world → src voxel, as one affine.
-  const m = mat4Mul(mat4InvertAffine(src.grid.affine), mat4Mul(fixedToMoving, target.affine));
-  const out = new Float32Array(src.channels * n);
-  const tol = 1e-6;
-  for (let k = 0, v = 0; k < nz; k++) {
-    for (let j = 0; j < ny; j++) {
-      let x = m[1]! * j + m[2]! * k + m[3]!;
-      let y = m[5]! * j + m[6]! * k + m[7]!;
-      let z = m[9]! * j + m[10]! * k + m[11]!;
-      for (let i = 0; i < nx; i++, v++, x += m[0]!, y += m[4]!, z += m[8]!) {
-        const inside =
-          x >= -tol &&
-          y >= -tol &&
-          z >= -tol &&
-          x <= sd[0] - 1 + tol &&
-          y <= sd[1] - 1 + tol &&
-          z <= sd[2] - 1 + tol;
-        for (let c = 0; c < src.channels; c++) {
-          out[c * n + v] = inside || outside === 'clamp' ? trilinear(src.data, c * sn, sd, x, y, z) : outside;
-        }
-      }
-    }
-  }
-  return { grid: target, channels: src.channels, data: out };
 }
 
 /**

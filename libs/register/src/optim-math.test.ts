@@ -5,9 +5,6 @@ import {
   m3Det,
   m3Mul,
   m3Transpose,
-  mat4Apply,
-  mat4InvertAffine,
-  mat4Mul,
   nearestRotation,
   rotationXYZ,
   solveSpd,
@@ -15,18 +12,6 @@ import {
 } from './optim-math.js';
 
 describe('optimiser linear algebra', () => {
-  it('inverts affine 4×4 matrices', () => {
-    const m = [1.1, 0.2, -0.1, 5, 0.05, 0.9, 0.3, -2, -0.2, 0.1, 1.2, 7, 0, 0, 0, 1];
-    const p = mat4Mul(m, mat4InvertAffine(m));
-    p.forEach((x, i) => expect(x).toBeCloseTo(i % 5 === 0 ? 1 : 0, 12));
-    expect(mat4Apply(mat4InvertAffine(m), ...mat4Apply(m, 1, 2, 3))).toEqual([
-      expect.closeTo(1, 12),
-      expect.closeTo(2, 12),
-      expect.closeTo(3, 12),
-    ]);
-    expect(() => mat4InvertAffine([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])).toThrow(/singular/);
-  });
-
   it('eigen-decomposes symmetric 3×3 matrices', () => {
     const rnd = mulberry32(3);
     for (let t = 0; t < 20; t++) {

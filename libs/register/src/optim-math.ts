@@ -1,56 +1,10 @@
-import { CuriaError } from '@curia/errors';
-
 import type { Mat4 } from './field.js';
 
 /*
- * Small dense linear algebra for the optimisers: 4×4 affine products and inverses, 3×3 symmetric
- * eigen-decomposition (cyclic Jacobi), polar / SVD-based projection onto rotations, and a small SPD
- * solver for the normal equations of the robust affine fit. Private to the optimisers (the shared
- * grid module may export equivalents; see the README's merge notes).
+ * Small dense 3×3 linear algebra for the optimisers (4×4 affines are `grid.ts`'s compose, invert
+ * and applyPoint): symmetric eigen-decomposition (cyclic Jacobi), SVD-based projection onto
+ * rotations, and a small SPD solver for the normal equations of the robust affine fit.
  */
-
-/** Row-major product `a · b` of two 4×4 matrices. */
-export function mat4Mul(a: Mat4, b: Mat4): number[] {
-  const out = new Array<number>(16).fill(0);
-  for (let r = 0; r < 4; r++) {
-    for (let c = 0; c < 4; c++) {
-      let s = 0;
-      for (let k = 0; k < 4; k++) s += a[4 * r + k]! * b[4 * k + c]!;
-      out[4 * r + c] = s;
-    }
-  }
-  return out;
-}
-
-/** The 4×4 identity. */
-export const MAT4_IDENTITY: Mat4 = Object.freeze([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]);
-
-/** Inverse of an affine 4×4 matrix (last row 0 0 0 1); INVALID_ARGUMENT when singular. */
-export function mat4InvertAffine(m: Mat4): number[] {
-  const a = m3Of(m);
-  const inv = m3Invert(a);
-  const t = [m[3]!, m[7]!, m[11]!];
-  const out = new Array<number>(16).fill(0);
-  for (let r = 0; r < 3; r++) {
-    let s = 0;
-    for (let c = 0; c < 3; c++) {
-      out[4 * r + c] = inv[3 * r + c]!;
-      s += inv[3 * r + c]! * t[c]!;
-    }
-    out[4 * r + 3] = -s;
-  }
-  out[15] = 1;
-  return out;
-}
-
-/** Applies an affine 4×4 matrix to a point. */
-export function mat4Apply(m: Mat4, x: number, y: number, z: number): [number, number, number] {
-  return [
-    m[0]! * x + m[1]! * y + m[2]! * z + m[3]!,
-    m[4]! * x + m[5]! * y + m[6]! * z + m[7]!,
-    m[8]! * x + m[9]! * y + m[10]! * z + m[11]!,
-  ];
-}
 
 /** The upper-left 3×3 block of a 4×4 matrix, row-major. */
 export function m3Of(m: Mat4): number[] {
@@ -69,37 +23,6 @@ export function m3Det(a: readonly number[]): number {
     a[1]! * (a[3]! * a[8]! - a[5]! * a[6]!) +
     a[2]! * (a[3]! * a[7]! - a[4]! * a[6]!)
   );
-}
-
-/** Inverse of a row-major 3×3 matrix; INVALID_ARGUMENT when singular. */
-export function m3Invert(a: readonly number[]): number[] {
-  const det = m3Det(a);
-  const scale = Math.max(...a.map(Math.abs));
-  if (!Number.isFinite(det) || Math.abs(det) <= 1e-12 * scale ** 3) {
-    throw new CuriaError('INVALID_ARGUMENT', 'matrix is singular');
-  }
-  const [a0, a1, a2, a3, a4, a5, a6, a7, a8] = a as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  return [
-    (a4 * a8 - a5 * a7) / det,
-    (a2 * a7 - a1 * a8) / det,
-    (a1 * a5 - a2 * a4) / det,
-    (a5 * a6 - a3 * a8) / det,
-    (a0 * a8 - a2 * a6) / det,
-    (a2 * a3 - a0 * a5) / det,
-    (a3 * a7 - a4 * a6) / det,
-    (a1 * a6 - a0 * a7) / det,
-    (a0 * a4 - a1 * a3) / det,
-  ];
 }
 
 /** Row-major 3×3 product. */

@@ -13,15 +13,12 @@ import { CONVEX_ADAM_DEFAULTS, convexAdam, coupledConvex } from '../convex-adam.
 import { costVolumeTs, OnnxCostVolume, type CostVolumeInput } from '../cost-volume.js';
 import type { GridField } from '../field.js';
 import { adamObjective, type AdamProblem } from '../optim-adam.js';
-import {
-  poolChannels,
-  pooledDims,
-  resampleAffine,
-  warpVoxels,
-  worldToVoxelDisplacement,
-} from '../optim-fields.js';
+import { pooledDims } from '../optim-fields.js';
 import { mat4From, rotationXYZ } from '../optim-math.js';
-import { isoGrid, randomSmoothDisplacement, smoothRandomVolume } from '../optim-testing.js';
+import { randomSmoothDisplacement, smoothRandomVolume } from '../optim-testing.js';
+import { poolField, resampleToGrid } from '../resample.js';
+import { obliqueGrid } from '../testing.js';
+import { warpImage } from '../warp.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -43,8 +40,7 @@ async function main(): Promise<void> {
   const dims = (arg('dims') ?? '120,100,60').split(',').map(Number) as [number, number, number];
   const radius = Number(arg('radius') ?? CONVEX_ADAM_DEFAULTS.searchRadius);
   const channels = 12;
-  const grid = isoGrid(dims, 3);
-  const n = dims[0] * dims[1] * dims[2];
+  const grid = obliqueGrid(dims, 0, [3, 3, 3], [0, 0, 0]);
   const out: Record<string, unknown> = {
     dims,
     channels,
@@ -66,27 +62,20 @@ async function main(): Promise<void> {
   const rc = [0, 1, 2].map((r) => rot[3 * r]! * c[0]! + rot[3 * r + 1]! * c[1]! + rot[3 * r + 2]! * c[2]!);
   const truthAffine = mat4From(rot, [c[0]! - rc[0]! + 3, c[1]! - rc[1]! - 2, c[2]! - rc[2]! + 1]);
   const warp = randomSmoothDisplacement(grid, 2, { bumps: 6, amplitudeMm: 5, sigmaMm: 30 });
-  const affineMoving = resampleAffine(moving, grid, truthAffine, 'clamp');
-  const fixed: GridField = {
-    grid,
-    channels,
-    data: warpVoxels(affineMoving.data, channels, dims, worldToVoxelDisplacement(warp)),
-  };
+  const fixed: GridField = warpImage(moving, grid, truthAffine, warp);
 
   // Affine search (the moving sampler is the optimisers' private trilinear resampler).
-  const [aff, tAffine] = await timed(() =>
-    affineSearch(fixed, (m, g) => resampleAffine(moving, g, m, 'clamp')),
-  );
+  const [aff, tAffine] = await timed(() => affineSearch(fixed, (m, g) => resampleToGrid(moving, g, m)));
   log('affineSearch ms', tAffine);
   log('affine matches', aff.matches);
 
   // Cost volume at the cost level (stride 2).
   const stride = CONVEX_ADAM_DEFAULTS.stride;
   const cDims = pooledDims(dims, stride);
-  const after = resampleAffine(moving, grid, aff.fixedToMoving, 'clamp');
+  const after = resampleToGrid(moving, grid, aff.fixedToMoving);
   const input: CostVolumeInput = {
-    fixed: poolChannels(fixed.data, channels, dims, stride),
-    moving: poolChannels(after.data, channels, dims, stride),
+    fixed: poolField(fixed, stride).data,
+    moving: poolField(after, stride).data,
     channels,
     dims: cDims,
     radius,
@@ -127,8 +116,8 @@ async function main(): Promise<void> {
   const aDims = pooledDims(dims, CONVEX_ADAM_DEFAULTS.adamStride);
   const na = aDims[0] * aDims[1] * aDims[2];
   const problem: AdamProblem = {
-    fixed: poolChannels(fixed.data, channels, dims, CONVEX_ADAM_DEFAULTS.adamStride),
-    moving: poolChannels(after.data, channels, dims, CONVEX_ADAM_DEFAULTS.adamStride),
+    fixed: poolField(fixed, CONVEX_ADAM_DEFAULTS.adamStride).data,
+    moving: poolField(after, CONVEX_ADAM_DEFAULTS.adamStride).data,
     channels,
     dims: aDims,
     simScale: 1 / na,
@@ -159,7 +148,7 @@ async function main(): Promise<void> {
   log('convexAdam total ms (defaults)', tTotal);
   for (const [k, v] of Object.entries(stages)) log(`  until ${k} ms`, v);
   log('peak RSS MB', process.resourceUsage().maxRSS / 1024);
-  log('voxels', n);
+  log('voxels', dims[0] * dims[1] * dims[2]);
   const json = arg('json');
   if (json) await writeFile(json, JSON.stringify(out, null, 2));
 }
