@@ -68,7 +68,7 @@ export const CONVEX_ADAM_DEFAULTS = Object.freeze({
   inverseIterations: 15,
   adamStride: 2,
   iterations: 60,
-  lambda: 1,
+  lambda: 2,
   learningRate: 0.2,
   adamSmoothing: 2,
   borderMargin: 3,
