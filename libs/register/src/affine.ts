@@ -614,7 +614,11 @@ export async function affineSearch(
   // (a) Coarse search. The moving features are sampled once through `initial` onto the coarse grid
   // padded by a quarter of its extent; candidates S (fixed-space transforms, T = initial ∘ S) are
   // scored against that cache with a local trilinear sampler.
-  const { grid: cGrid, data: cF } = poolField(fixed, searchStride);
+  // A small grid keeps at least 4 coarse voxels per axis (its pooled and point-sampled sides would
+  // otherwise differ more than a misalignment does).
+  let stride = searchStride;
+  while (stride > 1 && fixed.grid.dims.some((x) => x >= 4 && Math.ceil(x / stride) < 4)) stride--;
+  const { grid: cGrid, data: cF } = poolField(fixed, stride);
   const pad = cGrid.dims.map((x) => (x > 1 ? Math.max(steps + 2, Math.ceil(x / 4)) : 0));
   const eGrid: Grid = {
     dims: [cGrid.dims[0] + 2 * pad[0]!, cGrid.dims[1] + 2 * pad[1]!, cGrid.dims[2] + 2 * pad[2]!],
