@@ -12,3 +12,4 @@ export * from './segmentation.js';
 export * from './streams.js';
 export * from './study.js';
 export * from './tensor-wire.js';
+export * from './registration.js';

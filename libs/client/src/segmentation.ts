@@ -1,7 +1,7 @@
 import type { common } from '@curia/proto';
 import { segment } from '@curia/proto';
 
-import { fileChunksOf, onEachMessage, type StudyFile } from './streams.js';
+import { concatBytes, fileChunksOf, onEachMessage, type StudyFile } from './streams.js';
 
 /** A Segment start without its source; unset fields take their proto defaults. */
 export type SegmentStartFields = Omit<Parameters<typeof segment.SegmentStart.fromPartial>[0], 'source'>;
@@ -58,16 +58,6 @@ export interface SegmentationResult {
   summary: segment.SegmentSummary | undefined;
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /** Reads a Segment response stream to the end, reporting progress events as they come. */
 export async function collectSegmentation(
   responses: AsyncIterable<segment.SegmentResponse>,
@@ -94,7 +84,7 @@ export async function collectSegmentation(
     dicomSegChunk: (c) => seg.push(c.data),
     done: (d) => (out.summary = d),
   });
-  out.mask = concat(mask);
-  out.dicomSeg = concat(seg);
+  out.mask = concatBytes(mask);
+  out.dicomSeg = concatBytes(seg);
   return out;
 }

@@ -54,3 +54,14 @@ export async function onEachMessage<R extends OneofMessage>(
     handle?.(m.value);
   }
 }
+
+/** The parts joined into one array (reassembles a file streamed in chunks). */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

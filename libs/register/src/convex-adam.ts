@@ -66,7 +66,7 @@ export const CONVEX_ADAM_DEFAULTS = Object.freeze({
   convexSmoothing: 1,
   inverseConsistent: false,
   inverseIterations: 15,
-  adamStride: 2,
+  adamStride: 1,
   iterations: 60,
   lambda: 2,
   learningRate: 0.2,

@@ -3,7 +3,7 @@ import { gunzipSync } from 'node:zlib';
 import { CuriaError } from '@curia/errors';
 import { DEFAULT_VOLUME_LIMITS, flipWorldXY, openVolume, writeNifti } from '@curia/volume';
 
-import { voxelCount, type GridField } from './field.js';
+import { voxelCount, type GridField, type LabelField } from './field.js';
 import { volumeField } from './resample.js';
 
 /**
@@ -110,4 +110,38 @@ export async function readDisplacementNifti(bytes: Uint8Array): Promise<GridFiel
   const data = new Float32Array(3 * n);
   parts.forEach((p, c) => data.set(p.data, c * n));
   return { grid, channels: 3, data };
+}
+
+/**
+ * A scalar image or label map on a grid (LPS affine) as a gzipped NIfTI-1 file with the grid's
+ * affine (in RAS, as NIfTI stores it) in sform and qform: F32 for a one-channel field, U8/U16 for a
+ * label map (type kept). Warped outputs on the fixed grid are written with it.
+ */
+export function writeImageNifti(
+  image: GridField | LabelField,
+  options: { readonly gzip?: boolean } = {},
+): Uint8Array {
+  const n = voxelCount(image.grid);
+  const data = image.data;
+  if ('channels' in image && image.channels !== 1) {
+    throw new CuriaError('INVALID_ARGUMENT', `an image NIfTI holds one channel, got ${image.channels}`);
+  }
+  if (data.length !== n) throw new CuriaError('INVALID_ARGUMENT', `${data.length} values for ${n} voxels`);
+  const [datatypeCode, bitpix] =
+    data instanceof Float32Array ? [16, 32] : data instanceof Uint16Array ? [512, 16] : [2, 8];
+  const bytes = new Uint8Array(data.byteLength);
+  const dv = new DataView(bytes.buffer);
+  if (data instanceof Float32Array) for (let q = 0; q < n; q++) dv.setFloat32(4 * q, data[q]!, true);
+  else if (data instanceof Uint16Array) for (let q = 0; q < n; q++) dv.setUint16(2 * q, data[q]!, true);
+  else bytes.set(data);
+  return writeNifti({
+    dims: [...image.grid.dims],
+    datatypeCode,
+    bitpix,
+    voxelBytes: bytes,
+    affine: flipWorldXY(image.grid.affine),
+    transform: 'both',
+    xyztUnits: 2,
+    gzip: options.gzip ?? true,
+  });
 }

@@ -33,3 +33,4 @@ export {
   type OnnxCostVolumeOptions,
 } from './cost-volume.js';
 export type { OptimControl, OptimProgress } from './optim-control.js';
+export * from './register-volumes.js';

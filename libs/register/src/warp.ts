@@ -90,10 +90,13 @@ export function inverseDisplacementOnGrid(
   fixedGrid: Grid,
   affine: Mat4,
   displacement?: GridField,
-  options?: InverseOptions,
+  options?: InverseOptions & {
+    /** v's inverse w from {@link invertDisplacement}, when computed once for many slabs. */
+    readonly inverse?: GridField;
+  },
 ): GridField {
   // Positions z = A⁻¹·y of the fixed voxel centres, as a grid; then z + w(z).
   const pulled: Grid = { dims: fixedGrid.dims, affine: compose(invert(affine), fixedGrid.affine) };
-  const w = displacement ? invertDisplacement(displacement, options).field : undefined;
+  const w = options?.inverse ?? (displacement ? invertDisplacement(displacement, options).field : undefined);
   return displacementOf(fixedGrid, pulled, IDENTITY, w);
 }
