@@ -146,6 +146,17 @@ describe('registerVolumes', () => {
     expect(stages.length).toBeGreaterThan(0);
   });
 
+  it('refuses volumes that do not overlap in world space with FAILED_PRECONDITION', async () => {
+    const img = ctLike(3);
+    const far = { ...img, grid: { ...grid, affine: grid.affine.map((v, i) => (i === 3 ? v + 500 : v)) } };
+    await expect(
+      registerVolumes({ image: img, modality: 'ct' }, { image: far, modality: 'ct' }),
+    ).rejects.toMatchObject({
+      code: 'FAILED_PRECONDITION',
+      message: /barely overlap in world space \(0\.00%/,
+    });
+  });
+
   it('a mask restricts the similarity to the voxels inside it', async () => {
     // Fixed and moving agree only in the left half (the right half of the moving image is another
     // texture); with the left half as the mask the registration still finds the true shift.

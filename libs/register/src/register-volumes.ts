@@ -158,6 +158,28 @@ function imageBlocks(
   return blocks;
 }
 
+/** Fewest working-grid voxels inside the moving volume (as a fraction) a registration starts from. */
+export const MIN_OVERLAP_FRACTION = 0.01;
+
+/**
+ * FAILED_PRECONDITION when (almost) no voxel of the fixed working grid maps inside the moving volume:
+ * the two volumes do not overlap in world space (wrong affine or frame, or unrelated studies), which
+ * no search can repair.
+ */
+function checkOverlap(moving: GridField, wg: Grid, initial: Mat4): void {
+  const valid = new Uint8Array(voxelCount(wg));
+  resampleToGrid(moving, wg, initial, 0, valid);
+  let inside = 0;
+  for (const v of valid) inside += v;
+  const fraction = inside / valid.length;
+  if (fraction < MIN_OVERLAP_FRACTION) {
+    throw new CuriaError(
+      'FAILED_PRECONDITION',
+      `the fixed and moving volumes barely overlap in world space (${(100 * fraction).toFixed(2)}% of the fixed volume lies inside the moving one, below ${100 * MIN_OVERLAP_FRACTION}%): check both volumes' affines and patient frames, or give an initial transform`,
+    );
+  }
+}
+
 /**
  * Registers a moving image to a fixed image: features (MIND-SSC on each image's own isotropic grid,
  * Curia tokens on their token grids, or both, each block scaled to unit variance) are resampled onto
@@ -187,6 +209,7 @@ export async function registerVolumes(
     spacing,
   );
   const what = 'registration';
+  checkOverlap(moving.image, wg, o.initial ?? IDENTITY);
 
   const fixedBlocks = imageBlocks(fixed, kind, spacing, 'fixed');
   await checkpoint(o.signal, what);

@@ -22,6 +22,15 @@ export const registerEnvSchema = serviceSchema({
   CURIA_REGISTER_RETRY_AFTER_MS: positiveInt.default(2_000),
   /** Deadline of a call that sets none, ms. */
   CURIA_REGISTER_DEFAULT_DEADLINE_MS: positiveInt.default(600_000),
+  /** Slices sent to Embed and not yet answered, per image (Curia features). */
+  CURIA_REGISTER_EMBED_WINDOW: positiveInt.max(256).default(16),
+  /**
+   * Estimated peak bytes of one call (images, features, cost volume); larger registrations are refused
+   * with RESOURCE_EXHAUSTED. Size the pod's memory for CURIA_REGISTER_MAX_CONCURRENT of these.
+   */
+  CURIA_REGISTER_MAX_CALL_BYTES: positiveInt.default(2 * 1024 ** 3),
+  /** Largest output built whole (NIfTI displacement and warped files); slabs stream and are not limited. */
+  CURIA_REGISTER_MAX_OUTPUT_BYTES: positiveInt.default(1024 ** 3),
   /** Attempts per stage call on UNAVAILABLE (Curia features), including the first. */
   CURIA_REGISTER_STAGE_ATTEMPTS: positiveInt.max(10).default(3),
   /** ONNX Runtime providers for the heavy steps, in preference order (`cuda,cpu` on GPU nodes). */

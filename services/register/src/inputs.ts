@@ -21,6 +21,8 @@ export interface OpenedInput {
   /** Position in `start.inputs` (for messages). */
   readonly index: number;
   readonly volume: Volume;
+  /** A streamed input's files as received (forwarded to Preprocess for Curia features). */
+  readonly files?: readonly { readonly name: string; readonly data: Uint8Array }[] | undefined;
 }
 
 /** The inputs of a call by role. */
@@ -74,6 +76,8 @@ export async function readInputs(
   rest: AsyncIterator<register.RegisterRequest>,
   limits: InputLimits,
   signal: AbortSignal,
+  /** Keep streamed inputs' files (Curia features forward them to Preprocess). */
+  keepFiles = false,
 ): Promise<RegisterInputs> {
   checkDeclaredInputs(start);
   const uploads = new Map<string, UploadAccumulator>();
@@ -135,6 +139,7 @@ export async function readInputs(
       const field = `inputs[${index}] '${inp.inputId}'`;
       const options = { signal, limits: { maxVoxelBytes: limits.maxVoxelBytes } };
       let volume: Volume;
+      let files: { name: string; data: Uint8Array }[] | undefined;
       try {
         if (inp.source?.$case === 'ref') {
           if (limits.allowedRoots.length === 0) {
@@ -148,7 +153,7 @@ export async function readInputs(
             options,
           );
         } else {
-          const files = uploads.get(inp.inputId)!.finish();
+          files = uploads.get(inp.inputId)!.finish();
           volume =
             files.length === 1
               ? await openVolume({ kind: 'bytes', data: files[0]!.data, filename: files[0]!.name }, options)
@@ -165,7 +170,7 @@ export async function readInputs(
           `${field} has dims [${dims.join(', ')}]: registration needs volumes of at least ${MIN_VOLUME_DIM} voxels along every axis (not 2D images)`,
         );
       }
-      return { input: inp, index, volume };
+      return { input: inp, index, volume, files: keepFiles ? files : undefined };
     }),
   );
   const role = (r: register.InputRole) => opened.filter((o) => o.input.role === r);

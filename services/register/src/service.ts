@@ -1,27 +1,85 @@
-import { CuriaError } from '@curia/errors';
 import {
-  failedStream,
+  ConcurrencyGate,
   runService,
-  serviceEnvSchema,
   serviceInfo,
   type CuriaCallContext,
-  type ServiceEnv,
+  type CuriaServer,
+  type ServiceHooks,
 } from '@curia/kit';
 import { register } from '@curia/proto';
+import { StageClients } from '@curia/stages';
+
+import { registerEnvSchema, type RegisterEnv } from './config.js';
+import { createRegisterMetrics } from './metrics.js';
+import { registerPair, type RegisterDeps } from './register.js';
 
 /** The register service implementation. */
 export function createRegisterService(
-  env: ServiceEnv,
+  env: RegisterEnv,
+  deps: RegisterDeps,
 ): register.RegisterServiceImplementation<CuriaCallContext> {
+  const gate = new ConcurrencyGate({
+    max: env.CURIA_REGISTER_MAX_CONCURRENT,
+    retryAfterMs: env.CURIA_REGISTER_RETRY_AFTER_MS,
+    setting: 'CURIA_REGISTER_MAX_CONCURRENT',
+    what: 'this register replica',
+    onChange: (n) => deps.metrics.inFlight.set(n),
+    onShed: () => deps.metrics.shed.inc(),
+  });
   return {
-    getInfo: () => Promise.resolve({ info: serviceInfo(register.RegisterServiceDefinition.fullName, env) }),
-    register: () =>
-      failedStream(
-        new CuriaError(
-          'UNIMPLEMENTED',
-          'RegisterService.Register is not available in this release; GetInfo lists what this deployment serves',
-        ),
-      ),
+    getInfo: async (_req, context) => {
+      const models = await deps.stages.listModels(context.signal).catch(() => []);
+      return {
+        info: serviceInfo(register.RegisterServiceDefinition.fullName, env, {
+          models,
+          demoWeightsLoaded: models.some((m) => m.demoWeights),
+          limits: {
+            max_upload_bytes: String(env.CURIA_REGISTER_MAX_UPLOAD_BYTES),
+            max_upload_files: String(env.CURIA_REGISTER_MAX_UPLOAD_FILES),
+            max_voxel_bytes: String(env.CURIA_REGISTER_MAX_VOXEL_BYTES),
+            max_call_bytes: String(env.CURIA_REGISTER_MAX_CALL_BYTES),
+            max_output_bytes: String(env.CURIA_REGISTER_MAX_OUTPUT_BYTES),
+            max_concurrent_calls: String(env.CURIA_REGISTER_MAX_CONCURRENT),
+          },
+        }),
+      };
+    },
+    register: async function* (requests, context) {
+      const release = gate.admit();
+      try {
+        yield* registerPair(requests, context, deps);
+      } finally {
+        release();
+      }
+    },
+  };
+}
+
+/** Opens the stage clients (Curia features) and registers RegisterService on `server`. */
+export function setupRegister(server: CuriaServer, env: RegisterEnv): { deps: RegisterDeps } & ServiceHooks {
+  const metrics = createRegisterMetrics(server.metrics);
+  const stages = new StageClients(
+    { preprocess: env.CURIA_PREPROCESS_TARGET, embed: env.CURIA_EMBED_TARGET },
+    {
+      attempts: env.CURIA_REGISTER_STAGE_ATTEMPTS,
+      catalogTtlMs: 5_000,
+      onRetry: (stage) => metrics.retries.inc({ stage }),
+    },
+  );
+  const deps: RegisterDeps = {
+    env,
+    stages,
+    metrics,
+    log: server.log,
+    onRetry: (stage) => metrics.retries.inc({ stage }),
+  };
+  server.add(register.RegisterServiceDefinition, createRegisterService(env, deps));
+  return {
+    deps,
+    close: () => {
+      stages.close();
+      return Promise.resolve();
+    },
   };
 }
 
@@ -29,10 +87,7 @@ export function createRegisterService(
 export async function main(): Promise<void> {
   await runService({
     name: 'register',
-    schema: serviceEnvSchema,
-    setup: (server, env) => {
-      server.add(register.RegisterServiceDefinition, createRegisterService(env));
-      return {};
-    },
+    schema: registerEnvSchema,
+    setup: setupRegister,
   });
 }
