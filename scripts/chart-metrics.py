@@ -34,6 +34,7 @@ SAMPLES_AFTER = [
     (re.compile(r'^curia_gateway_(stage_seconds|backend_retries)_'), 'the first analysed study'),
     (re.compile(r'^curia_segment_(stage_seconds|stage_retries)_'), 'the first segmentation call'),
     (re.compile(r'^curia_segment_fit_dice$'), 'the first stored Fit'),
+    (re.compile(r'^curia_register_(stage_seconds|stage_retries)_'), 'the first registration call'),
 ]
 KEYWORDS = {
     'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'and', 'or', 'unless', 'bool', 'offset',

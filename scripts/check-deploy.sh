@@ -136,12 +136,14 @@ schema_scopes() { # gateway-only keys stay on the gateway; stageTargets only on 
   local t=(helm template curia "$chart" --kube-version "$K8S_VERSION")
   local bad
   for bad in services.heads.maxStudies=3 default.cacheMaxBytes=1 services.segment.maxStudies=3 \
-    services.heads.stageTargets.embed=x default.stageTargets.embed=x services.segment.stageTargets.heads=x; do
+    services.heads.stageTargets.embed=x default.stageTargets.embed=x services.segment.stageTargets.heads=x \
+    services.register.stageTargets.segment=x services.register.probes.liveness.timeoutSeconds=0; do
     "${t[@]}" --set "$bad" >/dev/null 2>&1 && { echo "rendered with $bad"; return 1; }
   done
-  "${t[@]}" --set services.segment.stageTargets.embed=embed.other:50052 >/dev/null
+  "${t[@]}" --set services.segment.stageTargets.embed=embed.other:50052 >/dev/null || return 1
+  "${t[@]}" --set services.register.stageTargets.embed=embed.other:50052 >/dev/null
 }
-step "gateway-only keys (cacheMaxBytes, maxStudies) and stageTargets (callers only, their callees only) are scoped" schema_scopes
+step "gateway-only keys (cacheMaxBytes, maxStudies), stageTargets (callers only, their callees only) are scoped; probe timeouts are at least 1 s" schema_scopes
 stage_env() { # values flow into the env; every caller of a disabled service needs an explicit target
   local t=(helm template curia "$chart" --kube-version "$K8S_VERSION")
   "${t[@]}" --set services.gateway.cacheMaxBytes=1073741824 --set services.gateway.maxStudies=4 >"$RENDER/gw.yaml" || return 1
@@ -149,11 +151,17 @@ stage_env() { # values flow into the env; every caller of a disabled service nee
   grep 'CURIA_GATEWAY_MAX_STUDIES, value: "4"' "$RENDER/gw.yaml" || return 1
   "${t[@]}" --set services.embed.enabled=false >/dev/null 2>&1 && { echo "rendered without an embed target"; return 1; }
   "${t[@]}" --set services.embed.enabled=false --set services.gateway.stageTargets.embed=embed.gw:50052 \
-    >/dev/null 2>"$RENDER/err" && { echo "rendered without segment's embed target"; return 1; }
+    >/dev/null 2>"$RENDER/err" && { echo "rendered without register's embed target"; return 1; }
+  grep 'services.register.stageTargets.embed: services.embed is disabled' "$RENDER/err" || return 1
+  "${t[@]}" --set services.embed.enabled=false --set services.gateway.stageTargets.embed=embed.gw:50052 \
+    --set services.register.stageTargets.embed=embed.reg:50052 >/dev/null 2>"$RENDER/err" \
+    && { echo "rendered without segment's embed target"; return 1; }
   grep 'services.segment.stageTargets.embed: services.embed is disabled' "$RENDER/err" || return 1
   "${t[@]}" --set services.embed.enabled=false --set services.gateway.stageTargets.embed=embed.gw:50052 \
+    --set services.register.stageTargets.embed=embed.reg:50052 \
     --set services.segment.stageTargets.embed=embed.seg:50052 >"$RENDER/gw.yaml" || return 1
   grep 'CURIA_EMBED_TARGET, value: "embed.gw:50052"' "$RENDER/gw.yaml" || return 1
+  grep 'CURIA_EMBED_TARGET, value: "embed.reg:50052"' "$RENDER/gw.yaml" || return 1
   grep 'CURIA_EMBED_TARGET, value: "embed.seg:50052"' "$RENDER/gw.yaml"
 }
 step "stage targets: gateway cache/admission limits rendered, a disabled callee needs stageTargets on every caller" stage_env

@@ -440,6 +440,8 @@ describe('service catalogue', () => {
       }
     }
     expect(CALLEES.get('segment')).toEqual(['preprocess', 'embed']);
+    expect(CALLEES.get('register')).toEqual(['preprocess', 'embed']);
+    expect(callersOf('register')).toEqual([]);
     expect(GATEWAY_STAGES.map((s) => s.name)).toEqual(CALLEES.get('gateway'));
     expect(ANALYSIS_SERVICES).toEqual([...STAGES, 'gateway']);
   });
@@ -482,7 +484,10 @@ describe('service catalogue', () => {
       CURIA_PREPROCESS_TARGET: '127.0.0.1:50051',
       CURIA_EMBED_TARGET: '127.0.0.1:50052',
     });
-    expect(localTargetsOf('register')).toEqual({});
+    expect(localTargetsOf('register')).toEqual({
+      CURIA_PREPROCESS_TARGET: '127.0.0.1:50051',
+      CURIA_EMBED_TARGET: '127.0.0.1:50052',
+    });
     expect(() => catalogService('segmnet')).toThrow(/unknown service 'segmnet' \(known: preprocess, /);
   });
 });
@@ -540,9 +545,15 @@ describe('files that repeat the catalogue', () => {
       ],
       [
         'helm/curia/values.yaml',
-        /(RegisterService\n)/,
-        '$1    stageTargets: { embed: "" }\n',
-        /services\.register\.stageTargets: not in the catalogue embed/,
+        /(RegisterService\n(?: {4}#.*\n)* {4}stageTargets:\n {6}preprocess: ""\n) {6}embed: ""\n/,
+        '$1',
+        /services\.register\.stageTargets: missing embed/,
+      ],
+      [
+        'helm/curia/values.yaml',
+        /(RegisterService\n(?: {4}#.*\n)* {4}stageTargets:\n)/,
+        '$1      heads: ""\n',
+        /services\.register\.stageTargets: not in the catalogue heads/,
       ],
       [
         'helm/curia/values.schema.json',

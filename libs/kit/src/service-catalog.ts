@@ -26,7 +26,7 @@ export interface ServiceCatalogEntry {
 
 /**
  * Every Curia service, callees before their callers (the launcher starts them in this order, the
- * gateway last). Register answers UNIMPLEMENTED to its compute rpc today and nothing calls it.
+ * gateway last). Register calls Preprocess and Embed, for Curia features only; nothing calls it.
  */
 export const SERVICE_CATALOG = [
   {
@@ -44,7 +44,13 @@ export const SERVICE_CATALOG = [
     metricsPort: 9104,
     calls: ['preprocess', 'embed'],
   },
-  { name: 'register', grpcService: 'curia.register.v1.RegisterService', grpcPort: 50055, metricsPort: 9105 },
+  {
+    name: 'register',
+    grpcService: 'curia.register.v1.RegisterService',
+    grpcPort: 50055,
+    metricsPort: 9105,
+    calls: ['preprocess', 'embed'],
+  },
   {
     name: 'gateway',
     grpcService: 'curia.gateway.v1.GatewayService',
