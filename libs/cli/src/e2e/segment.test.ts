@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import {
-  ClientError,
   collectAnalysis,
   collectSegmentation,
   common,
@@ -39,6 +38,7 @@ import { LocalCluster } from '../cluster/launcher.js';
 import { clusterMetric } from './cluster-metrics.js';
 import { runCuria } from './curia-bin.js';
 import { otlpEnv, servicesInTrace, startCollector } from './otlp-collector.js';
+import { rejectsWith } from './rejects-with.js';
 
 /**
  * Segmentation end to end through spawned Preprocess, Embed and Segment processes: a head fitted
@@ -103,18 +103,6 @@ async function maskOnInputGrid(
   ).toBeLessThan(1e-3);
   return { mask: m, input };
 }
-
-const rejectsWith = async (p: Promise<unknown>, code: Status, re: RegExp): Promise<void> => {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err, `expected ${Status[code]}`).toBeInstanceOf(ClientError);
-  expect(`${Status[(err as ClientError).code]}: ${(err as ClientError).details}`).toMatch(
-    new RegExp(`^${Status[code]}: `),
-  );
-  expect((err as ClientError).details).toMatch(re);
-};
 
 describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the spawned cluster', () => {
   let cluster: LocalCluster;
