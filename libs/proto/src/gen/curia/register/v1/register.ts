@@ -258,7 +258,10 @@ export enum TransformModel {
   RIGID = 1,
   /** AFFINE - 12 degrees of freedom. */
   AFFINE = 2,
-  /** DEFORMABLE - Affine initialisation followed by a dense (e.g. B-spline or learned) deformation. */
+  /**
+   * DEFORMABLE - Affine initialisation followed by a dense deformation (ConvexAdam: a discrete search over a cost volume, coupled
+   * convex optimisation, then Adam instance optimisation with diffusion regularisation).
+   */
   DEFORMABLE = 3,
   UNRECOGNIZED = -1,
 }
@@ -302,13 +305,13 @@ export function transformModelToJSON(object: TransformModel): string {
 
 /** Image similarity measure. */
 export enum SimilarityMetric {
-  /** UNSPECIFIED - Chosen from the modalities: NCC-family for same modality, mutual information otherwise. */
+  /** UNSPECIFIED - Chosen from the modalities: NCC for the same modality, mutual information otherwise. */
   UNSPECIFIED = 0,
   /** MSE - Mean squared intensity difference (same modality and calibration only). */
   MSE = 1,
   /** NCC - Global normalised cross-correlation. */
   NCC = 2,
-  /** LNCC - Local (windowed) normalised cross-correlation. */
+  /** LNCC - Local (windowed) normalised cross-correlation. Not served: UNIMPLEMENTED. */
   LNCC = 3,
   /** MUTUAL_INFORMATION - Mattes mutual information (multi-modal). */
   MUTUAL_INFORMATION = 4,
@@ -414,15 +417,18 @@ export interface GetInfoResponse {
 export interface RegisterOptions {
   /** Transform family. */
   transform: TransformModel;
-  /** Deformable only: control-point / field grid spacing in millimetres (> 0). Default 10. */
+  /**
+   * Deformable only: spacing of the deformation's parameter nodes in millimetres (> 0), rounded to 1..8 working-grid
+   * voxels. Default: the working spacing (the field is then smoothed over about two node spacings).
+   */
   gridSpacingMm: number;
-  /** Deformable only: smoothness regularisation weight (>= 0). Unset = model default; 0 is meaningful. */
+  /** Deformable only: diffusion regularisation weight λ (0..1e6). Unset = 2; 0 is meaningful (no regulariser). */
   regularizationWeight?:
     | number
     | undefined;
-  /** Optimiser iterations per resolution level. Default 100. */
+  /** Deformable only: Adam iterations of the instance optimisation (1..2000). Default 60. */
   iterations: number;
-  /** Similarity measure hint. */
+  /** The similarity reported in the quality (initial and final); the optimisation itself matches `features`. */
   metric: SimilarityMetric;
   /** Stream the displacement field. */
   returnDisplacement: boolean;
@@ -441,7 +447,10 @@ export interface RegisterOptions {
   features: FeatureSet;
   /** Spacing of the isotropic working grid in the fixed image's frame, mm (> 0). Default 3. */
   workingSpacingMm: number;
-  /** Deformable only: half-width of the discrete displacement search, in working-grid voxels (1..8). Default 4. */
+  /**
+   * Deformable only: half-width of the discrete displacement search, in working-grid voxels (1..8; the cost volume
+   * is searched at half resolution, so odd values round up). Default 6 (±18 mm at 3 mm).
+   */
   searchRadius: number;
   /** Deformable only: make the field inverse-consistent (forward and backward registrations averaged). */
   inverseConsistent: boolean;
@@ -568,9 +577,12 @@ export interface WarpedOutput {
 
 /** Quality indicators of the result. */
 export interface RegistrationQuality {
-  /** Fraction of fixed voxels where the Jacobian determinant of x -> x + u(x) is <= 0 (folding); 0 is ideal. */
+  /**
+   * Fraction of voxels where the Jacobian determinant of x -> x + u(x) is <= 0 (folding); 0 is ideal. All quality
+   * figures are computed on the working grid (working_spacing_mm in the fixed frame).
+   */
   foldingFraction: number;
-  /** Standard deviation of log(det J) over non-folded voxels (smoothness; lower is smoother). */
+  /** Standard deviation of log(det J) over non-folded voxels (smoothness; lower is smoother; Learn2Reg's SDlogJ). */
   logJacobianStd: number;
   /** Similarity before registration (identity transform), in `metric` units. */
   initialSimilarity: number;
@@ -578,7 +590,7 @@ export interface RegistrationQuality {
   finalSimilarity: number;
   /** Metric used for the similarities. */
   metric: SimilarityMetric;
-  /** Smallest Jacobian determinant of x -> x + u(x) over the fixed grid. */
+  /** Smallest Jacobian determinant of x -> x + u(x) over the working grid. */
   jacobianMin: number;
   /** Largest Jacobian determinant. */
   jacobianMax: number;
