@@ -1,5 +1,5 @@
 import { generatePhantom, phantomImageNifti } from '@curia/phantom';
-import { common, embed, gateway, segment } from '@curia/proto';
+import { common, embed, gateway, register, segment } from '@curia/proto';
 import { int16Bytes, writeNifti } from '@curia/volume';
 
 import type { CallContext, CallFn, CallOutcome } from './generator.js';
@@ -125,17 +125,33 @@ interface StudyUpload {
   readonly isDone: (response: Buffer) => boolean;
 }
 
-/** Sends `start` and the file in chunks, half-closes; OK only when exactly one `done` arrived. */
-async function uploadStudy(client: RawClient, u: StudyUpload, ctx: CallContext): Promise<CallOutcome> {
-  const messages = [asBuffer(u.start)];
-  for (let offset = 0; offset < u.file.length; offset += CHUNK_BYTES) {
-    const data = u.file.subarray(offset, offset + CHUNK_BYTES);
-    const lastChunk = offset + data.length >= u.file.length;
-    messages.push(asBuffer(u.chunk({ fileName: 'study.nii', data, lastChunk, offset })));
+/** An in-memory file as upload chunks of {@link CHUNK_BYTES}. */
+function fileChunks(file: Uint8Array, fileName: string): common.FileChunk[] {
+  const chunks: common.FileChunk[] = [];
+  for (let offset = 0; offset < file.length; offset += CHUNK_BYTES) {
+    const data = file.subarray(offset, offset + CHUNK_BYTES);
+    chunks.push({ fileName, data, lastChunk: offset + data.length >= file.length, offset });
   }
-  const outcome = await client.bidi(u.path, messages, u.isDone, ctx.deadline, ctx.signal);
+  return chunks;
+}
+
+/** Sends encoded request messages, half-closes; OK only when exactly one `done` (`isDone`) arrived. */
+async function streamedCall(
+  client: RawClient,
+  path: string,
+  messages: readonly Buffer[],
+  isDone: (response: Buffer) => boolean,
+  ctx: CallContext,
+): Promise<CallOutcome> {
+  const outcome = await client.bidi(path, messages, isDone, ctx.deadline, ctx.signal);
   if (outcome.code === 'OK' && outcome.units !== 1) return { ...outcome, code: 'INCOMPLETE' };
   return outcome;
+}
+
+/** Sends `start` and the file in chunks, half-closes; OK only when exactly one `done` arrived. */
+function uploadStudy(client: RawClient, u: StudyUpload, ctx: CallContext): Promise<CallOutcome> {
+  const chunks = fileChunks(u.file, 'study.nii').map((c) => asBuffer(u.chunk(c)));
+  return streamedCall(client, u.path, [asBuffer(u.start), ...chunks], u.isDone, ctx);
 }
 
 /** Options of {@link analyzeScenario}. */
@@ -268,6 +284,92 @@ export function segmentScenario(client: RawClient, options: SegmentScenarioOptio
         segment.SegmentRequest.encode({ msg: { $case: 'chunk', value } }).finish();
       return uploadStudy(client, { path, start, file, chunk, isDone }, ctx);
     },
+  };
+}
+
+/** Options of {@link registerScenario}. */
+export interface RegisterScenarioOptions {
+  /** Phantom volume size: columns × rows × slices (default 64×64×24, 6.4 × 6.4 × 4 mm voxels). */
+  readonly dims?: readonly [number, number, number];
+  /** World shift of the moving volume against the fixed one, RAS mm (default 6, −4, 5). */
+  readonly shiftMm?: readonly [number, number, number];
+  /** `working_spacing_mm` (default 6: a coarse grid keeps one call to seconds on 2 cores). */
+  readonly workingSpacingMm?: number;
+  /** Called with every `progress` event of every call (the response is decoded only when set). */
+  readonly onProgress?: (progress: common.Progress) => void;
+}
+
+/**
+ * One Register per call: a MIND deformable registration of a `@curia/phantom` CT (noise seed 1, the
+ * fixed input) and the same anatomy with other noise (seed 2) whose affine is shifted by `shiftMm`
+ * (the moving input), both uploaded as streamed NIfTI: `start` declaring the two inputs and the
+ * options (no field or warped image requested, so the answer is geometry, transform and the
+ * summary), then each input's chunks tagged with its `input_id`, as `registerUploadRequests` of
+ * `@curia/client` sends them (from memory here, encoded once: Register keeps no cache). OK when
+ * `done` arrived. Units are registrations.
+ */
+export function registerScenario(client: RawClient, options: RegisterScenarioOptions = {}): Scenario {
+  const dims = options.dims ?? [64, 64, 24];
+  const shift = options.shiftMm ?? [6, -4, 5];
+  // The phantom's in-plane default (a 41 cm field of view), 4 mm slices.
+  const inPlane = 409.6 / Math.max(dims[0], dims[1]);
+  const grid = { size: dims, spacing: [inPlane, inPlane, 4] as const };
+  const fixed = generatePhantom({ ...grid, seed: 1 });
+  const moving = generatePhantom({ ...grid, seed: 2 });
+  // Row-major 4×4: the translation is elements 3, 7 and 11.
+  const shifted = moving.affine.map((v, i) => (i % 4 === 3 && i < 12 ? v + shift[i >> 2]! : v));
+  const inputs = [
+    { inputId: 'fixed', role: register.InputRole.FIXED, file: phantomImageNifti(fixed, { gzip: false }) },
+    {
+      inputId: 'moving',
+      role: register.InputRole.MOVING,
+      file: phantomImageNifti({ ...moving, affine: shifted }, { gzip: false }),
+    },
+  ];
+  const encode = (m: register.RegisterRequest): Buffer =>
+    asBuffer(register.RegisterRequest.encode(m).finish());
+  const messages = [
+    encode({
+      msg: {
+        $case: 'start',
+        value: {
+          inputs: inputs.map((i) =>
+            register.RegisterInput.fromPartial({
+              inputId: i.inputId,
+              role: i.role,
+              header: { studyId: `loadtest-reg-${i.inputId}`, format: common.VolumeFormat.NIFTI },
+              source: { $case: 'streamed', value: { fileCount: 1, totalBytes: i.file.length } },
+              modality: register.Modality.CT,
+            }),
+          ),
+          options: register.RegisterOptions.fromPartial({
+            transform: register.TransformModel.DEFORMABLE,
+            features: register.FeatureSet.MIND,
+            workingSpacingMm: options.workingSpacingMm ?? 6,
+          }),
+        },
+      },
+    }),
+    ...inputs.flatMap((i) =>
+      fileChunks(i.file, `${i.inputId}.nii`).map((chunk) =>
+        encode({ msg: { $case: 'chunk', value: { inputId: i.inputId, chunk } } }),
+      ),
+    ),
+  ];
+  const onProgress = options.onProgress;
+  // RegisterResponse field 1 (`progress`) starts with tag byte 0x0a, field 6 (`done`) with 0x32.
+  const isDone = (b: Buffer): boolean => {
+    if (onProgress && b[0] === 0x0a) {
+      const m = register.RegisterResponse.decode(b).msg;
+      if (m?.$case === 'progress') onProgress(m.value);
+    }
+    return b[0] === 0x32;
+  };
+  const path = `/${register.RegisterServiceDefinition.fullName}/Register`;
+  return {
+    name: `Register MIND deformable ${dims.join('×')}`,
+    unit: 'registration',
+    call: (ctx) => streamedCall(client, path, messages, isDone, ctx),
   };
 }
 

@@ -3,8 +3,8 @@
  * bounded runs). Asserts properties, never speeds: overload is shed with RESOURCE_EXHAUSTED and a
  * retry-after trailer, no call outlives its deadline, only expected statuses appear, SIGTERM loses
  * no call, SIGKILL fails only calls in flight on the killed replica and only with UNAVAILABLE,
- * a restarted replica takes traffic again, Segment sheds beyond its concurrency limit at once and
- * ends idle, and every process exits cleanly.
+ * a restarted replica takes traffic again, Segment and Register shed beyond their concurrency limit
+ * at once and end idle, a cancelled registration stops working, and every process exits cleanly.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,12 +14,12 @@ import type { LocalCluster } from '@curia/cli';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { OutputTail, replicaAddress, replicaTargets, startCluster } from './cluster.js';
-import { runLoad, type CallFn, type LoadOptions } from './generator.js';
+import { runLoad, type CallFn, type CallOutcome, type LoadOptions } from './generator.js';
 import { scrape, sumSamples } from './prometheus.js';
 import { RawClient } from './raw-client.js';
 import { untilServedBy } from './rejoin.js';
 import { ResourceSampler } from './replicas.js';
-import { embedScenario, segmentScenario } from './scenarios.js';
+import { embedScenario, registerScenario, segmentScenario, type Scenario } from './scenarios.js';
 
 let cluster: LocalCluster | null = null;
 let client: RawClient | null = null;
@@ -37,6 +37,15 @@ afterEach(async () => {
 
 function statuses(byCode: Readonly<Record<string, number>>): string[] {
   return Object.keys(byCode).sort();
+}
+
+/** Closes the client and stops the cluster (SIGTERM, then SIGKILL after `graceMs`): exit code per replica. */
+async function stopAll(graceMs: number): Promise<Record<string, number | null>> {
+  client?.close();
+  client = null;
+  const codes = await cluster?.stop(graceMs);
+  cluster = null;
+  return Object.fromEntries(codes ?? []);
 }
 
 describe('overload smoke (experiment 2, short)', () => {
@@ -83,11 +92,7 @@ describe('overload smoke (experiment 2, short)', () => {
     const rss = (memory.embed ?? []).map((p) => p.rssBytes);
     expect(rss.length).toBeGreaterThan(2);
     expect(Math.max(...rss) - rss[0]!).toBeLessThan(512 * 2 ** 20);
-    client.close();
-    client = null;
-    const codes = await cluster.stop(10_000);
-    cluster = null;
-    expect(Object.fromEntries(codes)).toEqual({ embed: 0 });
+    expect(await stopAll(10_000)).toEqual({ embed: 0 });
   });
 });
 
@@ -169,20 +174,83 @@ describe('fault smoke (experiment 4, short)', () => {
       expect(statuses(rejoin.byCode)).toEqual(['OK']);
       expect(rejoin.okByPeer[a2] ?? 0).toBeGreaterThan(0);
 
-      client.close();
-      client = null;
-      const codes = await c.stop(20_000);
-      cluster = null;
-      expect(Object.fromEntries(codes)).toEqual({ 'embed-1': 0, 'embed-2': 0 });
+      expect(await stopAll(20_000)).toEqual({ 'embed-1': 0, 'embed-2': 0 });
     },
   );
 });
+
+/**
+ * Preprocess, Embed and `service` (a stage-calling service with a `ConcurrencyGate`), its
+ * `CURIA_<SERVICE>_MAX_CONCURRENT` and `_RETRY_AFTER_MS` set, plus `extra` settings of it.
+ */
+function startGatedCluster(
+  service: 'segment' | 'register',
+  maxConcurrent: number,
+  retryAfterMs: number,
+  extra: Readonly<Record<string, string>> = {},
+): Promise<LocalCluster> {
+  const prefix = `CURIA_${service.toUpperCase()}`;
+  return startCluster(
+    {
+      only: ['preprocess', 'embed', service],
+      env: { CURIA_SHUTDOWN_GRACE_MS: '5000' },
+      serviceEnv: {
+        [service]: {
+          [`${prefix}_MAX_CONCURRENT`]: String(maxConcurrent),
+          [`${prefix}_RETRY_AFTER_MS`]: String(retryAfterMs),
+          ...extra,
+        },
+      },
+    },
+    tail,
+  );
+}
 
 /** The sum of a metric's samples on one replica's /metrics (NaN when it does not answer). */
 async function metric(c: LocalCluster, service: string, name: string): Promise<number> {
   const samples = await scrape(replicaTargets(c, service)[0]!.metricsUrl);
   return samples ? sumSamples(samples, name) : Number.NaN;
 }
+
+/**
+ * Polls `[service, metric]` gauges every 50 ms until all read 0 or `withinMs` passes; returns the
+ * last readings and when they first all read 0 (`performance.now()`, NaN if never).
+ */
+async function untilIdle(
+  c: LocalCluster,
+  gauges: readonly (readonly [string, string])[],
+  withinMs: number,
+): Promise<{ readonly values: number[]; readonly at: number }> {
+  const t0 = performance.now();
+  let values = gauges.map(() => Number.NaN);
+  while (performance.now() - t0 < withinMs) {
+    values = await Promise.all(gauges.map(([service, name]) => metric(c, service, name)));
+    if (values.every((x) => x === 0)) return { values, at: performance.now() };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { values, at: Number.NaN };
+}
+
+/** One call of `scenario` outside a load run, with its own deadline (and signal, to cancel it). */
+function callOnce(scenario: Scenario, deadlineMs: number, signal = new AbortController().signal) {
+  return scenario.call({ deadline: Date.now() + deadlineMs, signal, seq: 0 });
+}
+
+/** Wraps `call`, recording the retry hints and the messages (digits as N) of its RESOURCE_EXHAUSTED answers. */
+function recordingRefusals(call: CallFn) {
+  const refusals = { hints: new Set<number | undefined>(), messages: new Set<string>() };
+  const wrapped: CallFn = async (ctx) => {
+    const outcome: CallOutcome = await call(ctx);
+    if (outcome.code === 'RESOURCE_EXHAUSTED') {
+      refusals.hints.add(outcome.retryAfterMs);
+      refusals.messages.add((outcome.details ?? '').replace(/\d+/g, 'N'));
+    }
+    return outcome;
+  };
+  return { call: wrapped, refusals };
+}
+
+const ms = (x: number | undefined): string => `${(x ?? Number.NaN).toFixed(0)} ms`;
 
 describe('segment shedding smoke (issue 15)', () => {
   it(
@@ -193,28 +261,14 @@ describe('segment shedding smoke (issue 15)', () => {
       const retryAfterMs = 250;
       const deadlineMs = 30_000;
       work = await mkdtemp(join(tmpdir(), 'curia-loadtest-segment-'));
-      cluster = await startCluster(
-        {
-          only: ['preprocess', 'embed', 'segment'],
-          env: { CURIA_SHUTDOWN_GRACE_MS: '5000' },
-          serviceEnv: {
-            segment: {
-              CURIA_SEGMENT_MAX_CONCURRENT: String(maxConcurrent),
-              CURIA_SEGMENT_RETRY_AFTER_MS: String(retryAfterMs),
-              CURIA_SEGMENT_HEADS_DIR: join(work, 'segment-heads'),
-            },
-          },
-        },
-        tail,
-      );
+      cluster = await startGatedCluster('segment', maxConcurrent, retryAfterMs, {
+        CURIA_SEGMENT_HEADS_DIR: join(work, 'segment-heads'),
+      });
       const c = cluster;
       client = new RawClient(replicaAddress(c, 'segment'));
       const scenario = segmentScenario(client);
-      const once = () =>
-        scenario.call({ deadline: Date.now() + deadlineMs, signal: new AbortController().signal, seq: 0 });
-
       // One call alone (warms the sessions), then the capacity at the admitted concurrency.
-      expect((await once()).code, tail.text()).toBe('OK');
+      expect((await callOnce(scenario, deadlineMs)).code, tail.text()).toBe('OK');
       const probe = await runLoad(scenario.call, {
         mode: { kind: 'closed', concurrency: maxConcurrent },
         durationMs: 4_000,
@@ -224,15 +278,7 @@ describe('segment shedding smoke (issue 15)', () => {
       expect(probe.byCode, tail.text()).toEqual({ OK: probe.started });
 
       // Four times that, open loop: about 4× the admitted calls are wanted at once.
-      const refusals = { hints: new Set<number | undefined>(), messages: new Set<string>() };
-      const call: CallFn = async (ctx) => {
-        const outcome = await scenario.call(ctx);
-        if (outcome.code === 'RESOURCE_EXHAUSTED') {
-          refusals.hints.add(outcome.retryAfterMs);
-          refusals.messages.add((outcome.details ?? '').replace(/\d+/g, 'N'));
-        }
-        return outcome;
-      };
+      const { call, refusals } = recordingRefusals(scenario.call);
       const shedBefore = await metric(c, 'segment', 'curia_segment_shed_total');
       const rate = Math.max(4, 4 * probe.unitsPerSec);
       const durationMs = 6_000;
@@ -244,7 +290,6 @@ describe('segment shedding smoke (issue 15)', () => {
       });
       const ok = result.latencyByCode.OK;
       const shed = result.latencyByCode.RESOURCE_EXHAUSTED;
-      const ms = (x: number | undefined): string => `${(x ?? Number.NaN).toFixed(0)} ms`;
       console.log(
         `segment smoke: CURIA_SEGMENT_MAX_CONCURRENT=${maxConcurrent}; probe ${probe.unitsPerSec.toFixed(2)} studies/s ` +
           `(closed loop ×${maxConcurrent}, p50 ${ms(probe.latency.p50)}); offered ${rate.toFixed(2)}/s for ${durationMs / 1000} s: ` +
@@ -274,26 +319,120 @@ describe('segment shedding smoke (issue 15)', () => {
       expect(shed!.p99).toBeLessThan(ok!.p50 / 4);
 
       // After the load: nothing left running in Segment or Embed, and a normal call succeeds.
-      const idleBy = Date.now() + 10_000;
-      let inFlight = [Number.NaN, Number.NaN];
-      while (Date.now() < idleBy) {
-        inFlight = await Promise.all([
-          metric(c, 'segment', 'curia_segment_in_flight'),
-          metric(c, 'embed', 'curia_embed_inflight_slices'),
-        ]);
-        if (inFlight.every((x) => x === 0)) break;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      expect(inFlight).toEqual([0, 0]);
-      const after = await once();
+      const idle = await untilIdle(
+        c,
+        [
+          ['segment', 'curia_segment_in_flight'],
+          ['embed', 'curia_embed_inflight_slices'],
+        ],
+        10_000,
+      );
+      expect(idle.values).toEqual([0, 0]);
+      const after = await callOnce(scenario, deadlineMs);
       expect(after.code, after.details).toBe('OK');
       expect(after.units).toBe(1);
 
-      client.close();
-      client = null;
-      const codes = await c.stop(10_000);
-      cluster = null;
-      expect(Object.fromEntries(codes)).toEqual({ preprocess: 0, embed: 0, segment: 0 });
+      expect(await stopAll(10_000)).toEqual({ preprocess: 0, embed: 0, segment: 0 });
+    },
+  );
+});
+
+describe('register shedding and cancel smoke (issue 16)', () => {
+  it(
+    'sheds Register beyond CURIA_REGISTER_MAX_CONCURRENT at once, serves the admitted call, stops a cancelled registration, ends idle',
+    { timeout: 150_000 },
+    async () => {
+      const maxConcurrent = 1;
+      const burst = 4;
+      const retryAfterMs = 250;
+      const deadlineMs = 60_000;
+      // MIND features need neither Preprocess nor Embed, but the service dials both.
+      cluster = await startGatedCluster('register', maxConcurrent, retryAfterMs);
+      const c = cluster;
+      client = new RawClient(replicaAddress(c, 'register'));
+      const scenario = registerScenario(client);
+      const inFlight = [['register', 'curia_register_in_flight']] as const;
+
+      // One registration alone: it works, and how long one takes here.
+      const t0 = performance.now();
+      const solo = await callOnce(scenario, deadlineMs);
+      const soloMs = performance.now() - t0;
+      expect(solo.code, `${solo.details}\n${tail.text()}`).toBe('OK');
+
+      // A burst of calls at once: the limit's worth is admitted, the rest refused at once.
+      const { call, refusals } = recordingRefusals(scenario.call);
+      const shedBefore = await metric(c, 'register', 'curia_register_shed_total');
+      const result = await runLoad(call, {
+        mode: { kind: 'closed', concurrency: burst },
+        durationMs: deadlineMs,
+        maxRequests: burst,
+        deadlineMs,
+      });
+      const shedDelta = (await metric(c, 'register', 'curia_register_shed_total')) - shedBefore;
+      const ok = result.latencyByCode.OK;
+      const shed = result.latencyByCode.RESOURCE_EXHAUSTED;
+      expect(result.hung, tail.text()).toBe(0);
+      expect(result.overdue).toBe(0);
+      expect(result.completed).toBe(burst);
+      expect(result.byCode, JSON.stringify(result.errorSamples)).toEqual({
+        OK: maxConcurrent,
+        RESOURCE_EXHAUSTED: burst - maxConcurrent,
+      });
+      expect(result.shedWithRetryAfter).toBe(burst - maxConcurrent);
+      expect([...refusals.hints]).toEqual([retryAfterMs]);
+      expect([...refusals.messages]).toEqual([
+        'this register replica is running N calls (CURIA_REGISTER_MAX_CONCURRENT); retry after Nms',
+      ]);
+      expect(shedDelta).toBe(burst - maxConcurrent);
+      // Refused at once, not after the running registration.
+      expect(shed!.max).toBeLessThan(Math.min(1_000, ok!.p50 / 4));
+
+      // Nothing left running, and a normal call succeeds.
+      const burstEnd = performance.now();
+      const idle = await untilIdle(c, inFlight, 10_000);
+      expect(idle.values).toEqual([0]);
+      const after = await callOnce(scenario, deadlineMs);
+      expect(after.code, after.details).toBe('OK');
+      expect(after.units).toBe(1);
+
+      // Cancel: abort at the engine's first progress event (the inputs are read, the optimiser runs).
+      const abort = new AbortController();
+      let abortedAt = Number.NaN;
+      let abortedStage = '';
+      const cancelling = registerScenario(client, {
+        onProgress: (p) => {
+          if (p.stage === 'read' || abort.signal.aborted) return;
+          abortedStage = `${p.stage} ${p.done}/${p.total}`;
+          abortedAt = performance.now();
+          abort.abort();
+        },
+      });
+      const cancelled = await callOnce(cancelling, deadlineMs, abort.signal);
+      expect(cancelled.code).toBe('CANCELLED');
+      expect(abortedStage).not.toBe('');
+      const stopped = await untilIdle(c, inFlight, 5_000);
+      expect(stopped.values).toEqual([0]);
+      const idleAfterAbortMs = stopped.at - abortedAt;
+      // The engine stopped, not just the stream: the replica is idle once the call is gone
+      // (an orphaned optimiser would burn about a core-second per second).
+      const cpu = () => metric(c, 'register', 'process_cpu_seconds_total');
+      const cpuBefore = await cpu();
+      await new Promise((r) => setTimeout(r, 1_000));
+      const idleCpuS = (await cpu()) - cpuBefore;
+      expect(idleCpuS).toBeLessThan(0.5);
+      const again = await callOnce(scenario, deadlineMs);
+      expect(again.code, again.details).toBe('OK');
+
+      console.log(
+        `register smoke: CURIA_REGISTER_MAX_CONCURRENT=${maxConcurrent}; one registration ${ms(soloMs)} alone; ` +
+          `burst of ${burst}: OK ${result.byCode.OK ?? 0} (${ms(ok?.max)}), RESOURCE_EXHAUSTED ${result.byCode.RESOURCE_EXHAUSTED ?? 0} ` +
+          `(p50 ${ms(shed?.p50)}, max ${ms(shed?.max)}, retry-after-ms ${[...refusals.hints].join(',')}), ` +
+          `curia_register_shed_total +${shedDelta}, in flight 0 ${ms(idle.at - burstEnd)} after the burst; ` +
+          `cancelled at ${abortedStage}: in flight 0 ${ms(idleAfterAbortMs)} after the abort, ` +
+          `then ${idleCpuS.toFixed(2)} CPU-s in 1 s; normal calls after each OK`,
+      );
+
+      expect(await stopAll(10_000)).toEqual({ preprocess: 0, embed: 0, register: 0 });
     },
   );
 });
