@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import { voxelCount, type GridField, type LabelField, type Mat4 } from './field.js';
 import { applyPoint, IDENTITY } from './grid.js';
+import { foldingFraction, jacobianDeterminant } from './jacobian.js';
 import { meanEndpointError } from './labels.js';
 import { m3Det, m3Mul, m3Of, m3Transpose, mat4From, rotationXYZ } from './optim-math.js';
 import { randomSmoothDisplacement, smoothRandomVolume } from './optim-testing.js';
@@ -56,6 +57,10 @@ describe('registerVolumes', () => {
     const r = await registerVolumes({ image: img, modality: 'ct' }, { image: img, modality: 'ct' });
     expect(r.displacement).toBeDefined();
     expect(epe(r.affine, r.displacement, IDENTITY)).toBeLessThan(0.5);
+    const det = jacobianDeterminant(displacementOnGrid(grid, r.affine, r.displacement));
+    expect(foldingFraction(det)).toBe(0);
+    expect(Math.min(...det)).toBeGreaterThan(0.8);
+    expect(Math.max(...det)).toBeLessThan(1.25);
     expect(r.timings.map((t) => t.stage)).toEqual(['features', 'affine', 'deformable']);
     expect(r.channels).toBe(12);
   });
