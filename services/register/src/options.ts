@@ -78,7 +78,7 @@ export function modalityOf(hint: register.Modality, volume: Volume, field: strin
 
 /**
  * Checks a request's options and fills in defaults: every contradiction or out-of-range value is
- * INVALID_ARGUMENT naming the field; options this release does not serve are UNIMPLEMENTED.
+ * INVALID_ARGUMENT naming the field (an enum value the contract does not define included).
  * `sameModality` picks the reported metric when the request leaves it unset (NCC for one modality,
  * mutual information across modalities).
  */
@@ -159,7 +159,7 @@ export function planOf(o: register.RegisterOptions | undefined, sameModality: bo
     register.SimilarityMetric,
     opts.metric,
     f('metric'),
-    'UNSPECIFIED, MSE, NCC, LNCC, MUTUAL_INFORMATION',
+    'UNSPECIFIED, MSE, NCC, MUTUAL_INFORMATION',
   );
   let metric: SimilarityKind;
   switch (metricEnum) {
@@ -172,11 +172,6 @@ export function planOf(o: register.RegisterOptions | undefined, sameModality: bo
     case register.SimilarityMetric.MUTUAL_INFORMATION:
       metric = 'mi';
       break;
-    case register.SimilarityMetric.LNCC:
-      throw new CuriaError(
-        'UNIMPLEMENTED',
-        `${f('metric')} LNCC is not served: the optimiser works on features (see features); the reported similarity can be MSE, NCC or MUTUAL_INFORMATION`,
-      );
     default:
       metric = sameModality ? 'ncc' : 'mi';
   }

@@ -368,7 +368,11 @@ describe.skipIf(!ctPath || !segPath)('RegisterService end to end through the spa
     // No moving input.
     await rejectsWith(call({}, [pair()[0]!]), Status.INVALID_ARGUMENT, /MOVING/);
     // Options no method implements, or that contradict the transform.
-    await rejectsWith(call({ metric: register.SimilarityMetric.LNCC }, pair()), Status.UNIMPLEMENTED, /LNCC/);
+    await rejectsWith(
+      call({ metric: 3 as register.SimilarityMetric }, pair()),
+      Status.INVALID_ARGUMENT,
+      /start\.options\.metric 3 is not one of UNSPECIFIED, MSE, NCC, MUTUAL_INFORMATION/,
+    );
     await rejectsWith(
       call({ transform: register.TransformModel.AFFINE, searchRadius: 3 }, pair()),
       Status.INVALID_ARGUMENT,

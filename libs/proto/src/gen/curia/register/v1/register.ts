@@ -311,8 +311,6 @@ export enum SimilarityMetric {
   MSE = 1,
   /** NCC - Global normalised cross-correlation. */
   NCC = 2,
-  /** LNCC - Local (windowed) normalised cross-correlation. Not served: UNIMPLEMENTED. */
-  LNCC = 3,
   /** MUTUAL_INFORMATION - Mattes mutual information (multi-modal). */
   MUTUAL_INFORMATION = 4,
   UNRECOGNIZED = -1,
@@ -329,9 +327,6 @@ export function similarityMetricFromJSON(object: any): SimilarityMetric {
     case 2:
     case "SIMILARITY_METRIC_NCC":
       return SimilarityMetric.NCC;
-    case 3:
-    case "SIMILARITY_METRIC_LNCC":
-      return SimilarityMetric.LNCC;
     case 4:
     case "SIMILARITY_METRIC_MUTUAL_INFORMATION":
       return SimilarityMetric.MUTUAL_INFORMATION;
@@ -350,8 +345,6 @@ export function similarityMetricToJSON(object: SimilarityMetric): string {
       return "SIMILARITY_METRIC_MSE";
     case SimilarityMetric.NCC:
       return "SIMILARITY_METRIC_NCC";
-    case SimilarityMetric.LNCC:
-      return "SIMILARITY_METRIC_LNCC";
     case SimilarityMetric.MUTUAL_INFORMATION:
       return "SIMILARITY_METRIC_MUTUAL_INFORMATION";
     case SimilarityMetric.UNRECOGNIZED:
@@ -2845,7 +2838,7 @@ export const RegisterServiceDefinition = {
      * bad options such as grid_spacing_mm <= 0, label map grid differing from the moving grid); NOT_FOUND (missing
      * ref); PERMISSION_DENIED (ref outside the allow-listed roots); FAILED_PRECONDITION (volumes without overlap
      * after initialisation); RESOURCE_EXHAUSTED (input too large, server busy: `retry-after-ms` trailer);
-     * UNIMPLEMENTED (transform model or metric not supported); CANCELLED / DEADLINE_EXCEEDED.
+     * CANCELLED / DEADLINE_EXCEEDED.
      */
     register: {
       name: "Register",
@@ -2876,7 +2869,7 @@ export interface RegisterServiceImplementation<CallContextExt = {}> {
    * bad options such as grid_spacing_mm <= 0, label map grid differing from the moving grid); NOT_FOUND (missing
    * ref); PERMISSION_DENIED (ref outside the allow-listed roots); FAILED_PRECONDITION (volumes without overlap
    * after initialisation); RESOURCE_EXHAUSTED (input too large, server busy: `retry-after-ms` trailer);
-   * UNIMPLEMENTED (transform model or metric not supported); CANCELLED / DEADLINE_EXCEEDED.
+   * CANCELLED / DEADLINE_EXCEEDED.
    */
   register(
     request: AsyncIterable<RegisterRequest>,
@@ -2902,7 +2895,7 @@ export interface RegisterServiceClient<CallOptionsExt = {}> {
    * bad options such as grid_spacing_mm <= 0, label map grid differing from the moving grid); NOT_FOUND (missing
    * ref); PERMISSION_DENIED (ref outside the allow-listed roots); FAILED_PRECONDITION (volumes without overlap
    * after initialisation); RESOURCE_EXHAUSTED (input too large, server busy: `retry-after-ms` trailer);
-   * UNIMPLEMENTED (transform model or metric not supported); CANCELLED / DEADLINE_EXCEEDED.
+   * CANCELLED / DEADLINE_EXCEEDED.
    */
   register(
     request: AsyncIterable<DeepPartial<RegisterRequest>>,
