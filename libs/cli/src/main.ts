@@ -8,6 +8,7 @@ import { registerModel } from './commands/model.js';
 import { registerPhantom } from './commands/phantom.js';
 import { registerPreprocess } from './commands/preprocess.js';
 import { registerSegment } from './commands/segment.js';
+import { registerRegister } from './commands/register.js';
 import { registerUp } from './commands/up.js';
 
 const program = new Command()
@@ -24,6 +25,7 @@ registerEmbed(program);
 registerHead(program);
 registerAnalyze(program);
 registerSegment(program);
+registerRegister(program);
 registerPhantom(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {

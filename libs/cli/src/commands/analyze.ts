@@ -7,20 +7,19 @@ import type { gateway } from '@curia/client';
 import {
   GatewayServiceBulkClientDefinition,
   analyzeStudyStart,
-  ClientError,
   collectAnalysis,
   common,
   createCuriaChannel,
   createCuriaClient,
-  Status,
   studyFiles,
   studyUploadRequests,
   wireFloats,
   type AnalysisResult,
 } from '@curia/client';
-import { CuriaError, isCuriaError } from '@curia/errors';
+import { CuriaError } from '@curia/errors';
 
 import { writeEmbeddingsFile, type EmbeddingsFile } from './embeddings-file.js';
+import { failCommand, stderrProgressBar } from './shared.js';
 
 /** Options of `curia analyze`. */
 export interface AnalyzeCommandOptions {
@@ -293,34 +292,18 @@ export function registerAnalyze(program: Command): void {
       "\nWith neither --heads nor --embeddings, runs the deployment's default heads (GetInfo marks them is_default).",
     )
     .action(async (input: string, opts: AnalyzeCommandOptions) => {
-      const tty = process.stderr.isTTY && !opts.json;
-      const onProgress = (p: common.Progress): void => {
-        if (!tty || p.total === 0) return;
-        const width = 30;
-        const filled = Math.round((p.done / p.total) * width);
-        process.stderr.write(
-          `\r${p.stage.padEnd(10)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.done}/${p.total}`,
-        );
-      };
+      const progress = stderrProgressBar(!opts.json);
       try {
-        const { result, ...extras } = await analyzeAction(input, opts, onProgress);
-        if (tty) process.stderr.write('\n');
+        const { result, ...extras } = await analyzeAction(input, opts, progress.onProgress);
+        progress.end();
         process.stdout.write(
           opts.json
             ? `${JSON.stringify(analysisJson(result, extras), null, 2)}\n`
             : `${analysisText(result, extras).join('\n')}\n`,
         );
       } catch (err) {
-        if (tty) process.stderr.write('\n');
-        if (err instanceof ClientError) {
-          process.stderr.write(`curia analyze: ${Status[err.code]}: ${err.details}\n`);
-          process.exit(1);
-        }
-        if (isCuriaError(err)) {
-          process.stderr.write(`curia analyze: ${err.message}\n`);
-          process.exit(2);
-        }
-        throw err;
+        progress.end();
+        failCommand('analyze', err);
       }
     });
 }

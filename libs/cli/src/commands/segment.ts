@@ -1,28 +1,26 @@
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { Command } from 'commander';
 
 import {
-  ClientError,
   collectSegmentation,
   createCuriaChannel,
   createCuriaClient,
   fitUploadRequests,
   segment,
   segmentUploadRequests,
-  Status,
   studyFiles,
   type FitStudyFiles,
   type SegmentationResult,
   type SegmentStartFields,
 } from '@curia/client';
-import { CuriaError, isCuriaError } from '@curia/errors';
+import { CuriaError } from '@curia/errors';
 import { localTarget } from '@curia/kit';
 import { renderSlicePng, volumeDisplaySlice } from '@curia/phantom';
 import { openVolume } from '@curia/volume';
 
-const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+import { collect, failCommand, mustExist as exists } from './shared.js';
 
 const invalid = (msg: string): CuriaError => new CuriaError('INVALID_ARGUMENT', msg);
 
@@ -72,14 +70,6 @@ function parseSlices(v: string): number[] {
       throw invalid(`--slices '${v}': expected comma-separated slice indices`);
     return n;
   });
-}
-
-async function exists(path: string, flag: string): Promise<void> {
-  try {
-    await stat(path);
-  } catch {
-    throw invalid(`${flag} '${path}' does not exist or is not readable`);
-  }
 }
 
 /** Runs `fn` with a SegmentService client, reporting gRPC failures as `curia segment: STATUS: details`. */
@@ -264,19 +254,6 @@ export async function segmentFitAction(o: SegmentFitOptions): Promise<segment.Fi
   );
 }
 
-/** Prints an error the way every `curia segment` command does, and exits (1: server said no, 2: bad use). */
-function fail(cmd: string, err: unknown): never {
-  if (err instanceof ClientError) {
-    process.stderr.write(`curia ${cmd}: ${Status[err.code]}: ${err.details}\n`);
-    process.exit(1);
-  }
-  if (isCuriaError(err)) {
-    process.stderr.write(`curia ${cmd}: ${err.message}\n`);
-    process.exit(2);
-  }
-  throw err;
-}
-
 /** Registers `curia segment` and `curia segment fit`. */
 export function registerSegment(program: Command): void {
   const seg = program
@@ -329,7 +306,7 @@ export function registerSegment(program: Command): void {
           process.stdout.write(`${lines.join('\n')}\n`);
         }
       } catch (err) {
-        fail('segment', err);
+        failCommand('segment', err);
       }
     });
   seg
@@ -377,7 +354,7 @@ export function registerSegment(program: Command): void {
           );
         }
       } catch (err) {
-        fail('segment fit', err);
+        failCommand('segment fit', err);
       }
     });
 }
