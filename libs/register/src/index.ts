@@ -34,3 +34,4 @@ export {
 } from './cost-volume.js';
 export type { OptimControl, OptimProgress } from './optim-control.js';
 export * from './register-volumes.js';
+export * from './curia-tokens.js';

@@ -3,7 +3,7 @@ import { computeGeometry } from '@curia/volume';
 import { describe, expect, it } from 'vitest';
 
 import { applyPoint } from './grid.js';
-import { fitTokenProjection, TokenFieldAssembler, tokenGrid } from './token-features.js';
+import { fitTokenProjection, sampleSlices, TokenFieldAssembler, tokenGrid } from './token-features.js';
 
 describe('token grid', () => {
   it('puts token centres where the align_corners=False resize puts them', () => {
@@ -103,5 +103,14 @@ describe('fitTokenProjection', () => {
 
   it('refuses more channels than dimensions', () => {
     expect(() => fitTokenProjection([new Float32Array(40)], 4, 5)).toThrow(/\[1, 4\]/);
+  });
+});
+
+describe('sampleSlices', () => {
+  it('centres the picks in even stretches and takes every slice of a short volume', () => {
+    expect(sampleSlices(30)).toEqual([2, 7, 12, 17, 22, 27]);
+    expect(sampleSlices(30, 2)).toEqual([7, 22]);
+    expect(sampleSlices(4)).toEqual([0, 1, 2, 3]);
+    expect(sampleSlices(1)).toEqual([0]);
   });
 });

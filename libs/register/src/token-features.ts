@@ -84,6 +84,18 @@ export class TokenFieldAssembler {
   }
 }
 
+/** Slices per image whose full patch tokens fit the joint PCA of a pair's Curia features. */
+export const PCA_SAMPLE_SLICES = 6;
+
+/**
+ * The canonical slices (of `count`) whose tokens fit the PCA: `want` evenly spaced ones, centred in
+ * their stretches (⌊(i + ½)·count/n⌋), so the end slices, often only table or air, are avoided.
+ */
+export function sampleSlices(count: number, want = PCA_SAMPLE_SLICES): number[] {
+  const n = Math.min(count, want);
+  return Array.from({ length: n }, (_, i) => Math.floor(((i + 0.5) * count) / n));
+}
+
 /** A projection of D-dimensional tokens onto C directions, in the layout Embed's projected_tokens takes. */
 export interface TokenProjection {
   /** D × C, row-major: element `d·C + c` is channel d of direction c. */

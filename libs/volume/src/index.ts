@@ -18,8 +18,12 @@ export { gridTaps, nearestSourceIndices } from './geometry/model-grid.js';
 export type { GridKernel, GridTaps } from './geometry/model-grid.js';
 export { columnNorm, flipWorldXY, gridCornerDistanceMm, mat4Multiply } from './geometry/affine.js';
 export type { Mat4 } from './geometry/affine.js';
-export { CURIA_DEFAULT_PREPROCESS_SPEC, validatePreprocessSpec } from './preprocess/spec.js';
-export type { PreprocessSpec } from './preprocess/spec.js';
+export {
+  bundlePreprocessSpec,
+  CURIA_DEFAULT_PREPROCESS_SPEC,
+  validatePreprocessSpec,
+} from './preprocess/spec.js';
+export type { BundlePreprocess, PreprocessSpec } from './preprocess/spec.js';
 export { resolveSelection } from './preprocess/selection.js';
 export type { SliceSelection } from './preprocess/selection.js';
 export { selectionFromWire } from './preprocess/selection-wire.js';

@@ -10,8 +10,10 @@
  *    root), affine + B-spline with Mattes mutual information; labels and the deformation field come
  *    from transformix. Wall time and peak RSS of both processes.
  * 3. Ours (./registrar.ts, `METHODS`): every method in a child process of its own (wall time of the
- *    registrar call, peak RSS of the process). Until the engine lands the only method is an identity
- *    PLACEHOLDER, so the harness runs end to end.
+ *    registrar call, peak RSS of the process): `mind` (the engine's MIND-SSC path, judged on the
+ *    issue's goals), `curia` and `hybrid` (Curia token features computed in-process with the default
+ *    demo bundle — random ViT weights — reported separately with their embedding time), and `identity`
+ *    (u = 0, the unregistered overlap).
  * 4. Per pair, for the truth (the true field), elastix and ours: Dice per organ (spleen, kidneys per
  *    side and merged, liver, stomach; warped moving labels vs fixed labels, whole fixed grid), mean
  *    end-point error against the true field inside the organs (fixed organ voxels whose true position

@@ -6,10 +6,12 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 
-import { openVolume } from '@curia/volume';
+import { EmbedEngine, ensureDefaultBundle } from '@curia/model';
+import { openVolume, type Volume } from '@curia/volume';
 
+import { embedTokenFields, TOKEN_EMBED_BATCH } from '../curia-tokens.js';
 import { voxelCount, type GridField } from '../field.js';
-import { registerVolumes } from '../register-volumes.js';
+import { CURIA_FEATURE_CHANNELS, registerVolumes, type FeatureKind } from '../register-volumes.js';
 import { resampleLabels, volumeField } from '../resample.js';
 import { displacementOnGrid } from '../warp.js';
 import { readGridField, type PairFiles } from './pairs.js';
@@ -69,34 +71,92 @@ export const identityRegistrar: Registrar = async (pair) => {
   return { displacement, warpedLabels: warpLabelsNearest(labels, displacement), timings: {} };
 };
 
-/** The engine's MIND-SSC path (`registerVolumes`, deformable, defaults) as a {@link Registrar}. */
-export const mindRegistrar: Registrar = async (pair, opts) => {
-  const t0 = performance.now();
-  const fixed = await volumeField(await openVolume({ kind: 'path', path: pair.fixed }));
-  const moving = await volumeField(await openVolume({ kind: 'path', path: pair.moving }));
-  const read = performance.now() - t0;
-  const reg = await registerVolumes(
-    { image: fixed, modality: 'ct' },
-    { image: moving, modality: opts.movingModality === 'CT' ? 'ct' : 'mr' },
-    { transform: 'deformable', features: 'mind' },
-  );
-  const t1 = performance.now();
-  // The bench's fixed grid (stored order, which it writes canonically) is the engine's input grid.
-  const fixedGrid = (await readGridField(pair.fixed, [0], true)).grid;
-  const displacement = displacementOnGrid(fixedGrid, reg.affine, reg.displacement);
-  const ml = await readGridField(pair.movingLabels, [0], true);
-  const warpedLabels = resampleLabels(
-    { grid: ml.grid, data: Uint8Array.from(ml.data) },
-    fixedGrid,
-    reg.affine,
-    reg.displacement,
-    0,
-  ).data as Uint8Array;
-  const timings: Record<string, number> = { read };
-  for (const t of reg.timings) timings[t.stage] = t.ms;
-  timings.outputs = performance.now() - t1;
-  return { displacement, warpedLabels, timings };
-};
+/** Both images' Curia token fields for a registrar, with the stage times it reports. */
+type TokenSource = (
+  fixed: Volume,
+  moving: Volume,
+  opts: RegistrarOptions,
+) => Promise<{ fixed: GridField; moving: GridField; timings: Record<string, number> }>;
+
+/**
+ * The engine (`registerVolumes`, deformable, defaults) with `features` as a {@link Registrar};
+ * `tokens` gives the Curia token fields the `curia` and `hybrid` features need.
+ */
+function engineRegistrar(features: FeatureKind, tokens?: TokenSource): Registrar {
+  return async (pair, opts) => {
+    const t0 = performance.now();
+    const fixedVolume = await openVolume({ kind: 'path', path: pair.fixed });
+    const movingVolume = await openVolume({ kind: 'path', path: pair.moving });
+    const fixed = await volumeField(fixedVolume);
+    const moving = await volumeField(movingVolume);
+    const timings: Record<string, number> = { read: performance.now() - t0 };
+    const t = tokens ? await tokens(fixedVolume, movingVolume, opts) : undefined;
+    Object.assign(timings, t?.timings);
+    const reg = await registerVolumes(
+      { image: fixed, modality: 'ct', tokens: t?.fixed },
+      { image: moving, modality: opts.movingModality === 'CT' ? 'ct' : 'mr', tokens: t?.moving },
+      { transform: 'deformable', features },
+    );
+    const t1 = performance.now();
+    // The bench's fixed grid (stored order, which it writes canonically) is the engine's input grid.
+    const fixedGrid = (await readGridField(pair.fixed, [0], true)).grid;
+    const displacement = displacementOnGrid(fixedGrid, reg.affine, reg.displacement);
+    const ml = await readGridField(pair.movingLabels, [0], true);
+    const warpedLabels = resampleLabels(
+      { grid: ml.grid, data: Uint8Array.from(ml.data) },
+      fixedGrid,
+      reg.affine,
+      reg.displacement,
+      0,
+    ).data as Uint8Array;
+    for (const s of reg.timings) timings[s.stage] = s.ms;
+    timings.outputs = performance.now() - t1;
+    return { displacement, warpedLabels, timings };
+  };
+}
+
+/** The engine's MIND-SSC path as a {@link Registrar}. */
+export const mindRegistrar: Registrar = engineRegistrar('mind');
+
+/**
+ * Curia token fields computed in-process ({@link embedTokenFields}) with the bundle in `bundleDir`, on
+ * an engine opened per call with the bench's threads as ORT intra-op threads. Reports `engine` (session
+ * load, a serving process pays it once) and `embedding` (preprocessing + ViT + PCA and projection:
+ * what producing the tokens costs), with embedding's parts.
+ */
+function curiaTokens(bundleDir: string): TokenSource {
+  return async (fixed, moving, opts) => {
+    const t0 = performance.now();
+    const engine = await EmbedEngine.open(bundleDir, {
+      intraOpThreads: opts.threads,
+      maxBatch: TOKEN_EMBED_BATCH,
+    });
+    try {
+      const t1 = performance.now();
+      const r = await embedTokenFields(engine, [fixed, moving]);
+      const embedding = performance.now() - t1;
+      return {
+        fixed: r.fields[0]!,
+        moving: r.fields[1]!,
+        timings: {
+          engine: t1 - t0,
+          embedding,
+          'embedding: preprocess': r.timings.preprocess,
+          'embedding: ViT': r.timings.vit,
+          'embedding: PCA + projection': r.timings.projection,
+        },
+      };
+    } finally {
+      await engine.close();
+    }
+  };
+}
+
+/** The default (demo) bundle, built into the cache on first use (the registrar's setup, not its wall time). */
+const curiaRegistrar = async (features: 'curia' | 'hybrid'): Promise<Registrar> =>
+  engineRegistrar(features, curiaTokens(await ensureDefaultBundle()));
+
+const DEMO_WEIGHTS = 'demo weights: random ViT, features not pretrained';
 
 /**
  * The methods `npm run bench:register` runs as "ours", each in its own child process. The identity
@@ -109,6 +169,20 @@ export const METHODS: readonly Method[] = [
     goals: true,
     placeholder: false,
     create: () => Promise.resolve(mindRegistrar),
+  },
+  {
+    id: 'curia',
+    label: `Curia engine, Curia tokens (${DEMO_WEIGHTS}; in-process preprocess + ViT of every axial slice, joint PCA to ${CURIA_FEATURE_CHANNELS} channels)`,
+    goals: false,
+    placeholder: false,
+    create: () => curiaRegistrar('curia'),
+  },
+  {
+    id: 'hybrid',
+    label: `Curia engine, hybrid MIND-SSC + Curia tokens (${DEMO_WEIGHTS})`,
+    goals: false,
+    placeholder: false,
+    create: () => curiaRegistrar('hybrid'),
   },
   {
     id: 'identity',

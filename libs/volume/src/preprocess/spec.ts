@@ -28,6 +28,27 @@ export const CURIA_DEFAULT_PREPROCESS_SPEC: PreprocessSpec = Object.freeze({
   stdEpsilon: 1e-6,
 });
 
+/** The preprocessing block of a model bundle's manifest (`bundle.json` → `preprocess`). */
+export interface BundlePreprocess {
+  /** Square model input side (the slice is resized to image_size × image_size). */
+  readonly image_size: number;
+  readonly clip_below_air: boolean;
+}
+
+/**
+ * The spec a bundle's `preprocess` block describes: Curia's (bicubic antialias resize, unbiased
+ * z-score) at the bundle's input size, with its `clip_below_air`. What Preprocess applies when a
+ * request names the bundle, and what in-process embedding must apply to match it.
+ */
+export function bundlePreprocessSpec(p: BundlePreprocess): PreprocessSpec {
+  return {
+    ...CURIA_DEFAULT_PREPROCESS_SPEC,
+    targetSize: [p.image_size, p.image_size],
+    clipBelowAir: p.clip_below_air,
+    normalize: 'zscore',
+  };
+}
+
 /** Largest accepted target side; larger sizes are certainly a manifest mistake. */
 export const MAX_TARGET_SIDE = 4096;
 
