@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parseRef, refMatches } from '@curia/client';
 import { CuriaError } from '@curia/errors';
 import { loadBundle, type BundleManifest } from '@curia/model';
-import { CURIA_DEFAULT_PREPROCESS_SPEC, type PreprocessSpec } from '@curia/volume';
+import { bundlePreprocessSpec, CURIA_DEFAULT_PREPROCESS_SPEC, type PreprocessSpec } from '@curia/volume';
 
 /** The preprocessing spec a request resolves to, and where it came from. */
 export interface ResolvedSpec {
@@ -15,13 +15,7 @@ export interface ResolvedSpec {
 
 /** The engine spec a bundle manifest describes. */
 export function specFromManifest(m: BundleManifest): PreprocessSpec {
-  const s = m.preprocess.image_size;
-  return {
-    ...CURIA_DEFAULT_PREPROCESS_SPEC,
-    targetSize: [s, s],
-    clipBelowAir: m.preprocess.clip_below_air,
-    normalize: 'zscore',
-  };
+  return bundlePreprocessSpec(m.preprocess);
 }
 
 /** Manifests of every valid bundle directly under `root` (invalid or foreign directories are skipped). */

@@ -5,6 +5,7 @@ import { common, type preprocess } from '@curia/proto';
 import {
   CURIA_FEATURE_CHANNELS,
   fitTokenProjection,
+  sampleSlices,
   TokenFieldAssembler,
   tokenGrid,
   type GridField,
@@ -30,15 +31,6 @@ export interface CuriaTokenFields {
   readonly projection: TokenProjection;
   /** Slices embedded per image (sample pass + full pass). */
   readonly slicesEmbedded: number;
-}
-
-/** Slices per image whose full patch tokens fit the PCA. */
-export const PCA_SAMPLE_SLICES = 6;
-
-/** Evenly spaced canonical slices (inner ones: the end slices often hold only the table or air). */
-export function sampleSlices(count: number, want = PCA_SAMPLE_SLICES): number[] {
-  const n = Math.min(count, want);
-  return Array.from({ length: n }, (_, i) => Math.floor(((i + 0.5) * count) / n));
 }
 
 const f32Tensor = (v: Float32Array, shape: number[]): common.Tensor =>
