@@ -110,6 +110,22 @@ describe('curia phantom', () => {
     expect(colouredPixels(png)).toBeGreaterThan(100);
   });
 
+  it('moves the phantom in world space with --shift (a registration pair with a known motion)', async () => {
+    const d = await tmp();
+    await phantomAction({ out: join(d, 'a.nii.gz'), size: '40,32,8' }, () => undefined);
+    await phantomAction({ out: join(d, 'b.nii.gz'), size: '40,32,8', shift: '6,-4.5,3' }, () => undefined);
+    const a = (await openVolume({ kind: 'path', path: join(d, 'a.nii.gz') })).geometry.inputAffine;
+    const b = (await openVolume({ kind: 'path', path: join(d, 'b.nii.gz') })).geometry.inputAffine;
+    // The same voxels, the translation column moved by the shift (RAS mm).
+    for (let q = 0; q < 16; q++) {
+      const want = q === 3 ? 6 : q === 7 ? -4.5 : q === 11 ? 3 : 0;
+      expect(b[q]! - a[q]!).toBeCloseTo(want, 4);
+    }
+    await expect(phantomAction({ out: join(d, 'c.nii'), shift: '1,2' }, () => undefined)).rejects.toThrow(
+      /--shift must be 3 comma-separated numbers/,
+    );
+  });
+
   it('maps a labels path to its table path', () => {
     expect(labelTablePath('a/labels.nii.gz')).toBe('a/labels.json');
     expect(labelTablePath('seg.NII')).toBe('seg.json');

@@ -28,6 +28,7 @@ export interface PhantomCommandOptions {
   readonly seed?: string;
   readonly noise?: string;
   readonly orientation?: string;
+  readonly shift?: string;
   readonly png?: string;
   readonly pngCount?: string;
   readonly window?: string;
@@ -57,6 +58,15 @@ function numberList(flag: string, v: string, count: number, integer: boolean): n
 function triple(flag: string, v: string, integer: boolean): [number, number, number] {
   const [a, b, c] = numberList(flag, v, 3, integer);
   return [a!, b!, c!];
+}
+
+/** `x,y,z` in mm (any sign, |v| ≤ 1000): a translation of the phantom in world (RAS) space. */
+function parseShift(v: string): [number, number, number] {
+  const n = v.split(',').map((t) => (t.trim() === '' ? NaN : Number(t)));
+  if (n.length !== 3 || n.some((x) => !Number.isFinite(x) || Math.abs(x) > 1000)) {
+    throw bad(`--shift must be 3 comma-separated numbers of mm (RAS, each within ±1000), got '${v}'`);
+  }
+  return [n[0]!, n[1]!, n[2]!];
 }
 
 function intIn(flag: string, v: string, lo: number, hi: number): number {
@@ -150,9 +160,9 @@ async function previewExisting(
   log: (line: string) => void,
   signal?: AbortSignal,
 ): Promise<void> {
-  const generationFlags = (['out', 'size', 'spacing', 'seed', 'noise', 'orientation'] as const).filter(
-    (f) => o[f] !== undefined,
-  );
+  const generationFlags = (
+    ['out', 'size', 'spacing', 'seed', 'noise', 'orientation', 'shift'] as const
+  ).filter((f) => o[f] !== undefined);
   if (generationFlags.length) {
     throw bad(`--${generationFlags[0]} only applies when generating a phantom, not with --from`);
   }
@@ -223,7 +233,8 @@ export async function phantomAction(
   if (o.out === undefined && o.labels === undefined && o.png === undefined) {
     throw bad('nothing to write: give --out <phantom.nii.gz>, --labels <labels.nii.gz> and/or --png <dir>');
   }
-  const p = generatePhantom({
+  const shift = o.shift !== undefined ? parseShift(o.shift) : undefined;
+  const generated = generatePhantom({
     ...(size ? { size } : {}),
     ...(spacing ? { spacing } : {}),
     ...(seed !== undefined ? { seed } : {}),
@@ -231,6 +242,13 @@ export async function phantomAction(
     orientation,
     ...(signal ? { signal } : {}),
   });
+  // The whole phantom moved in world space: a pair for `curia register` with a known motion.
+  const p = shift
+    ? {
+        ...generated,
+        affine: generated.affine.map((v, q) => (q % 4 === 3 && q < 12 ? v + shift[q >> 2]! : v)),
+      }
+    : generated;
   // Gzip follows each file's name.
   if (o.out !== undefined) await writeOut(o.out, phantomImageNifti(p, { gzip: /\.gz$/i.test(o.out) }), log);
   if (o.labels !== undefined) {
@@ -269,6 +287,10 @@ export function registerPhantom(program: Command): void {
     .option('--seed <n>', 'noise seed (uint32)', '1')
     .option('--noise <hu>', 'Gaussian noise sigma in HU', '15')
     .option('--orientation <LPS|RAS>', 'stored voxel axis directions', 'LPS')
+    .option(
+      '--shift <x,y,z>',
+      'translate the phantom in world space by x,y,z mm (RAS), e.g. for a registration pair',
+    )
     .option('--png <dir>', 'write PNG previews of evenly spaced axial slices into <dir>')
     .option('--png-count <n>', 'number of preview slices', '6')
     .option('--window <level,width>', 'preview display window in HU', '40,400')
