@@ -114,7 +114,7 @@ describe('convexAdam', () => {
 });
 
 describe('coupled convex optimisation', () => {
-  it('recovers a uniform sub-voxel shift at the cost level', () => {
+  it('recovers a uniform sub-voxel shift at the cost level', async () => {
     // fixed(x) = moving(x + (1.4, −0.6, 0.5)) in cost-level voxels (6 mm).
     const small = obliqueGrid([24, 20, 16], 0, [6, 6, 6], [0, 0, 0]);
     const m = smoothRandomVolume(small, 3, 3, 1, 2);
@@ -146,19 +146,19 @@ describe('coupled convex optimisation', () => {
       radius: 3,
       smoothing: 1,
     });
-    const u = coupledConvex(cost, small.dims, 3, [0.003, 0.01, 0.03, 0.1, 0.3, 1], 1);
+    const u = await coupledConvex(cost, small.dims, 3, [0.003, 0.01, 0.03, 0.1, 0.3, 1], 1);
     const centre = 12 + 24 * (10 + 20 * 8);
     expect(u[centre]!).toBeCloseTo(1.4, 0);
     expect(u[nn + centre]!).toBeCloseTo(-0.6, 0);
     expect(u[2 * nn + centre]!).toBeCloseTo(0.5, 0);
   });
 
-  it('inverse-consistency averaging makes opposite uniform shifts exact inverses', () => {
+  it('inverse-consistency averaging makes opposite uniform shifts exact inverses', async () => {
     const dims = [10, 9, 8] as const;
     const nn = 10 * 9 * 8;
     const f = new Float64Array(3 * nn).fill(1.2, 0, nn);
     const b = new Float64Array(3 * nn).fill(-0.8, 0, nn);
-    const u = inverseConsistentPair(f, b, dims, 15);
+    const u = await inverseConsistentPair(f, b, dims, 15);
     expect(u[nn / 2]!).toBeCloseTo(1, 6);
   });
 });

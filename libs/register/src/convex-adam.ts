@@ -2,7 +2,7 @@ import { CuriaError } from '@curia/errors';
 
 import { TS_COST_VOLUME, windowDisplacement, windowSize, type CostVolumeBackend } from './cost-volume.js';
 import type { GridField } from './field.js';
-import { runAdam, smoothedDisplacement, type AdamProblem } from './optim-adam.js';
+import { runAdam, smoothedDisplacementWith, type AdamProblem } from './optim-adam.js';
 import { checkInt, checkNumber, checkpoint, throwIfAborted, type OptimControl } from './optim-control.js';
 import {
   checkField,
@@ -10,12 +10,12 @@ import {
   pooledDims,
   resampleDisplacement,
   sameGrid,
-  trilinear,
   voxelToWorldDisplacement,
   type Dims3,
 } from './optim-fields.js';
-import { boxSmooth } from './optim-smooth.js';
 import { poolField } from './resample.js';
+import { TS_SMOOTHING, type SmoothingBackend } from './smoothing.js';
+import { TS_WARP, type WarpBackend } from './voxel-warp.js';
 
 /** Options of {@link convexAdam}; every field has a default. */
 export interface ConvexAdamOptions extends OptimControl {
@@ -55,6 +55,10 @@ export interface ConvexAdamOptions extends OptimControl {
   readonly borderMargin?: number;
   /** Where the cost volume is computed (default TypeScript; see the README for ONNX on CUDA). */
   readonly costVolume?: CostVolumeBackend;
+  /** Where the box smoothings of the convex stage and Adam run (default TypeScript). */
+  readonly smoothing?: SmoothingBackend;
+  /** Where the inverse-consistency compositions warp the fields (default TypeScript). */
+  readonly warp?: WarpBackend;
 }
 
 /** The defaults of {@link ConvexAdamOptions}. */
@@ -74,7 +78,9 @@ export const CONVEX_ADAM_DEFAULTS = Object.freeze({
   borderMargin: 3,
 });
 
-type Resolved = Required<Omit<ConvexAdamOptions, 'signal' | 'onProgress' | 'costVolume'>>;
+type Resolved = Required<
+  Omit<ConvexAdamOptions, 'signal' | 'onProgress' | 'costVolume' | 'smoothing' | 'warp'>
+>;
 
 function resolve(o: ConvexAdamOptions, dims: Dims3): Resolved {
   const d = CONVEX_ADAM_DEFAULTS;
@@ -107,16 +113,17 @@ function resolve(o: ConvexAdamOptions, dims: Dims3): Resolved {
 /**
  * Coupled convex optimisation over a cost volume [K, N] (ConvexAdam's first stage): the per-voxel
  * argmin, smoothed; then for every α of the schedule the per-voxel argmin of `cost/κ + α·|d − ū|²`
- * and its smoothing ū. Returns ū (3 channels, voxel units of the cost level).
+ * and its smoothing ū (through `smoothing`). Returns ū (3 channels, voxel units of the cost level).
  */
-export function coupledConvex(
+export async function coupledConvex(
   cost: Float32Array,
   dims: Dims3,
   radius: number,
   schedule: readonly number[],
   smoothingPasses: number,
   data: Uint8Array | null = null,
-): Float64Array {
+  smoothing: SmoothingBackend = TS_SMOOTHING,
+): Promise<Float64Array> {
   const n = dims[0] * dims[1] * dims[2];
   const kTotal = windowSize(radius);
   const hasData = (v: number): boolean => data === null || data[v] !== 0;
@@ -156,7 +163,7 @@ export function coupledConvex(
   // The displacement of the argmin, refined per axis by the vertex of the parabola through the
   // (coupled) costs of its two neighbours in the window — the discrete step would otherwise quantise
   // the field to whole cost-level voxels. `a` = κα and `ubar` the previous smoothed field (a = 0: none).
-  const fromBest = (a: number, ubar: Float64Array | null): void => {
+  const fromBest = async (a: number, ubar: Float64Array | null): Promise<void> => {
     for (let v = 0; v < n; v++) {
       if (!hasData(v)) {
         // No data: the coupling alone, whose minimiser is ū itself (0 before the first coupling).
@@ -189,9 +196,9 @@ export function coupledConvex(
         u[axis * n + v] = x;
       }
     }
-    if (smoothingPasses > 0) boxSmooth(u, 3, dims, 1, smoothingPasses);
+    if (smoothingPasses > 0) await smoothing.smooth({ data: u, channels: 3, dims, passes: smoothingPasses });
   };
-  fromBest(0, null);
+  await fromBest(0, null);
   for (const alpha of schedule) {
     // cost + κ·α·|d − ū|² = cost + κα|d|² − 2κα d·ū + const(v): the constant drops from the argmin.
     const a = kappa * alpha;
@@ -214,7 +221,7 @@ export function coupledConvex(
         }
       }
     }
-    fromBest(a, Float64Array.from(u));
+    await fromBest(a, Float64Array.from(u));
   }
   return u;
 }
@@ -222,37 +229,27 @@ export function coupledConvex(
 /**
  * Inverse-consistency averaging of a forward field u1 and a backward field u2 (voxel units, same
  * grid): `iterations` times u1 ← ½(u1 − u2∘(id + u1)), u2 ← ½(u2 − u1∘(id + u2)), trilinear and
- * edge-clamped. Returns the new forward field.
+ * edge-clamped (the compositions through `warp`). Returns the new forward field.
  */
-export function inverseConsistentPair(
+export async function inverseConsistentPair(
   forward: Float64Array,
   backward: Float64Array,
   dims: Dims3,
   iterations: number,
-): Float64Array {
-  const [nx, ny, nz] = dims;
-  const n = nx * ny * nz;
+  warp: WarpBackend = TS_WARP,
+): Promise<Float64Array> {
   let u1 = forward;
   let u2 = backward;
-  const compose = (a: Float64Array, b: Float64Array): Float64Array => {
+  const compose = async (a: Float64Array, b: Float64Array): Promise<Float64Array> => {
     // ½(a − b∘(id + a))
-    const out = new Float64Array(3 * n);
-    for (let k = 0, v = 0; k < nz; k++) {
-      for (let j = 0; j < ny; j++) {
-        for (let i = 0; i < nx; i++, v++) {
-          const x = i + a[v]!;
-          const y = j + a[n + v]!;
-          const z = k + a[2 * n + v]!;
-          for (let c = 0; c < 3; c++)
-            out[c * n + v] = 0.5 * (a[c * n + v]! - trilinear(b, c * n, dims, x, y, z));
-        }
-      }
-    }
+    const bAt = await warp.warp({ data: b, channels: 3, dims, displacement: a });
+    const out = new Float64Array(a.length);
+    for (let q = 0; q < a.length; q++) out[q] = 0.5 * (a[q]! - bAt[q]!);
     return out;
   };
   for (let it = 0; it < iterations; it++) {
-    const next1 = compose(u1, u2);
-    const next2 = compose(u2, u1);
+    const next1 = await compose(u1, u2);
+    const next2 = await compose(u2, u1);
     u1 = next1;
     u2 = next2;
   }
@@ -306,6 +303,7 @@ export async function convexAdam(
   const { signal, onProgress } = opts;
   const what = 'convexAdam';
   const backend = opts.costVolume ?? TS_COST_VOLUME;
+  const smoothing = opts.smoothing ?? TS_SMOOTHING;
   const channels = fixed.channels;
   throwIfAborted(signal, what);
 
@@ -327,7 +325,15 @@ export async function convexAdam(
     });
     onProgress?.('cost-volume', d, directions);
     await checkpoint(signal, what);
-    const field = coupledConvex(cost, cDims, o.searchRadius, o.couplingSchedule, o.convexSmoothing, cData);
+    const field = await coupledConvex(
+      cost,
+      cDims,
+      o.searchRadius,
+      o.couplingSchedule,
+      o.convexSmoothing,
+      cData,
+      smoothing,
+    );
     onProgress?.('convex', d, directions);
     await checkpoint(signal, what);
     return field;
@@ -337,7 +343,7 @@ export async function convexAdam(
   let u = await convexStage(cF, cM, 1);
   if (o.inverseConsistent) {
     const ub = await convexStage(cM, cF, 2);
-    u = inverseConsistentPair(u, ub, cDims, o.inverseIterations);
+    u = await inverseConsistentPair(u, ub, cDims, o.inverseIterations, opts.warp);
     onProgress?.('inverse-consistency', 1, 1);
   }
 
@@ -368,8 +374,9 @@ export async function convexAdam(
         onProgress?.('adam', t, o.iterations);
         await checkpoint(signal, what);
       },
+      smoothing,
     );
-    field = smoothedDisplacement(problem, p);
+    field = await smoothedDisplacementWith(problem, p, smoothing);
   } else {
     field = params;
   }

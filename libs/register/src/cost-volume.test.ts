@@ -1,14 +1,7 @@
 import { mulberry32 } from '@curia/tensors';
 import { describe, expect, it } from 'vitest';
 
-import {
-  costVolumeTs,
-  OnnxCostVolume,
-  selectCostVolumeBackend,
-  TS_COST_VOLUME,
-  windowDisplacement,
-  windowSize,
-} from './cost-volume.js';
+import { costVolumeTs, OnnxCostVolume, windowDisplacement, windowSize } from './cost-volume.js';
 
 function randomFeatures(channels: number, n: number, seed: number): Float32Array {
   const rnd = mulberry32(seed);
@@ -72,18 +65,4 @@ describe('SSD cost volume', () => {
       }
     });
   }
-
-  it('selects ORT on CUDA when it loads, else the TypeScript kernel; or what it is told', async () => {
-    const auto = await selectCostVolumeBackend({ threads: 1 });
-    if (auto === TS_COST_VOLUME) {
-      expect(auto.name).toBe('typescript');
-    } else {
-      expect(auto.name).toBe('onnx:cuda');
-      await auto.close?.();
-    }
-    expect(await selectCostVolumeBackend({ prefer: 'typescript' })).toBe(TS_COST_VOLUME);
-    const onnx = await selectCostVolumeBackend({ prefer: 'onnx', threads: 1 });
-    expect(onnx).toBeInstanceOf(OnnxCostVolume);
-    await onnx.close?.();
-  });
 });

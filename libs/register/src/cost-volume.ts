@@ -1,14 +1,19 @@
 import { CuriaError } from '@curia/errors';
 import { HeadGraph } from '@curia/heads';
-import {
-  createProviderSession,
-  encodeModel,
-  type ExecutionProviderName,
-  type ModelParts,
-} from '@curia/model';
-import { cpuBudget } from '@curia/tensors';
-import { Tensor, type InferenceSession } from 'onnxruntime-node';
+import type { ModelParts } from '@curia/model';
+import { Tensor } from 'onnxruntime-node';
 
+import {
+  averagePool,
+  edgePad,
+  onBatch,
+  OnnxStep,
+  selectStepBackend,
+  shiftedSlice,
+  type Closable,
+  type OnnxStepOptions,
+  type SelectOptions,
+} from './onnx-steps.js';
 import type { Dims3 } from './optim-fields.js';
 import { boxSmooth } from './optim-smooth.js';
 
@@ -146,49 +151,16 @@ export function costVolumeGraph(radius: number, channels: number, smoothing: num
   const r = radius;
   const kTotal = windowSize(r);
   const g = new HeadGraph();
-  const big = 2 ** 53 - 1;
-  // Edge (replicate) padding by r on the three spatial axes: r copies (Tile) of the first and last
-  // planes concatenated axis by axis — HeadGraph has no string attribute for Pad's mode 'edge'.
-  let padded = 'moving';
-  if (r > 0) {
-    for (const axis of [1, 2, 3]) {
-      const ax = g.int64('axis', [axis]);
-      const first = g.op('Slice', [padded, g.int64('s0', [0]), g.int64('e0', [1]), ax]);
-      const last = g.op('Slice', [padded, g.int64('s1', [-1]), g.int64('e1', [big]), ax]);
-      const reps = g.int64(
-        'reps',
-        [0, 1, 2, 3].map((a) => (a === axis ? r : 1)),
-      );
-      padded = g.op('Concat', [g.op('Tile', [first, reps]), padded, g.op('Tile', [last, reps])], {
-        axis: { i: axis },
-      });
-    }
-  }
-  const axes = g.int64('axes', [1, 2, 3]);
+  const padded = edgePad(g, 'moving', r);
   const planes: string[] = [];
   for (let k = 0; k < kTotal; k++) {
-    const [dx, dy, dz] = windowDisplacement(k, r);
-    const starts = g.int64('starts', [r + dz, r + dy, r + dx]);
-    // Slice end along an axis of padded length D + 2r: start + D = −(r − d), or "to the end" at d = r.
-    const ends = g.int64(
-      'ends',
-      [dz, dy, dx].map((d) => (d === r ? big : -(r - d))),
-    );
-    const diff = g.op('Sub', ['fixed', g.op('Slice', [padded, starts, ends, axes])]);
+    const diff = g.op('Sub', ['fixed', shiftedSlice(g, padded, r, windowDisplacement(k, r))]);
     planes.push(g.op('ReduceMean', [g.op('Mul', [diff, diff])], { axes: { ints: [0] }, keepdims: { i: 1 } }));
   }
   if (smoothing === 0) {
     g.op('Concat', planes, { axis: { i: 0 } }, 'cost');
   } else {
-    let x = g.op('Unsqueeze', [g.op('Concat', planes, { axis: { i: 0 } }), g.int64('axis0', [0])]);
-    for (let p = 0; p < smoothing; p++) {
-      x = g.op('AveragePool', [x], {
-        kernel_shape: { ints: [3, 3, 3] },
-        pads: { ints: [1, 1, 1, 1, 1, 1] },
-        count_include_pad: { i: 0 },
-      });
-    }
-    g.op('Squeeze', [x, g.int64('axis0', [0])], {}, 'cost');
+    onBatch(g, g.op('Concat', planes, { axis: { i: 0 } }), (x) => averagePool(g, x, 1, smoothing), 'cost');
   }
   return g.model(
     'ssd_cost_volume',
@@ -201,108 +173,57 @@ export function costVolumeGraph(radius: number, channels: number, smoothing: num
 }
 
 /** Options of {@link OnnxCostVolume}. */
-export interface OnnxCostVolumeOptions {
-  /** Providers in preference order (default ['cuda', 'cpu']: CUDA when present). */
-  readonly executionProviders?: readonly ExecutionProviderName[];
-  /** ORT intra-op threads (default: the CPU budget). */
-  readonly threads?: number;
-}
+export type OnnxCostVolumeOptions = OnnxStepOptions;
 
 /**
  * The cost volume on ONNX Runtime: one session per (radius, channels, smoothing), created on first
  * use and kept until {@link OnnxCostVolume.close}.
  */
-export class OnnxCostVolume implements CostVolumeBackend {
-  private readonly sessions = new Map<
-    string,
-    Promise<{ session: InferenceSession; provider: ExecutionProviderName }>
-  >();
-  private lastProvider: ExecutionProviderName | undefined;
-
-  constructor(private readonly opts: OnnxCostVolumeOptions = {}) {}
-
-  /** `onnx:<provider of the last session>` (`onnx` before the first). */
-  get name(): string {
-    return this.lastProvider === undefined ? 'onnx' : `onnx:${this.lastProvider}`;
-  }
-
-  private session(r: number, c: number, s: number) {
-    const key = `${r}/${c}/${s}`;
-    let p = this.sessions.get(key);
-    if (!p) {
-      p = createProviderSession(
-        encodeModel(costVolumeGraph(r, c, s)),
-        {
-          intraOpNumThreads: this.opts.threads ?? cpuBudget(),
-          interOpNumThreads: 1,
-          executionMode: 'sequential',
-          graphOptimizationLevel: 'all',
-          logSeverityLevel: 3,
-        },
-        this.opts.executionProviders ?? ['cuda', 'cpu'],
-      );
-      this.sessions.set(key, p);
-    }
-    return p;
+export class OnnxCostVolume extends OnnxStep implements CostVolumeBackend {
+  constructor(opts: OnnxCostVolumeOptions = {}) {
+    super('cost-volume', opts);
   }
 
   async compute(input: CostVolumeInput): Promise<Float32Array> {
     checkInput(input);
     const { dims, channels, radius, smoothing } = input;
-    const { session, provider } = await this.session(radius, channels, smoothing);
-    this.lastProvider = provider;
     const shape = [channels, dims[2], dims[1], dims[0]];
-    const out = await session.run({
-      fixed: new Tensor('float32', input.fixed, shape),
-      moving: new Tensor('float32', input.moving, shape),
-    });
-    const cost = out.cost;
-    if (!cost || !(cost.data instanceof Float32Array)) {
-      throw new CuriaError('INTERNAL', 'cost-volume graph returned no float32 cost');
-    }
-    return cost.data;
+    return this.run(
+      `${radius}/${channels}/${smoothing}`,
+      () => costVolumeGraph(radius, channels, smoothing),
+      {
+        fixed: new Tensor('float32', input.fixed, shape),
+        moving: new Tensor('float32', input.moving, shape),
+      },
+      'cost',
+    );
   }
+}
 
-  /** Releases every session. */
-  async close(): Promise<void> {
-    const all = [...this.sessions.values()];
-    this.sessions.clear();
-    for (const p of all) {
-      // A session that never loaded has nothing to release.
-      const loaded = await p.catch(() => null);
-      if (loaded) await loaded.session.release();
-    }
-  }
+/** A 2×2×2 one-channel run: loads the provider of `b`'s first session (or fails to). */
+export function probeCostVolume(b: CostVolumeBackend): Promise<Float32Array> {
+  return b.compute({
+    fixed: new Float32Array(8),
+    moving: new Float32Array(8),
+    channels: 1,
+    dims: [2, 2, 2],
+    radius: 0,
+    smoothing: 0,
+  });
 }
 
 /**
  * The cost-volume backend to use: `'auto'` (default) is ONNX Runtime on CUDA when a CUDA session
- * loads, else TypeScript — on CPU the TypeScript kernel is as fast as ORT's and needs no session
- * (see the README's measurements); `'typescript'` and `'onnx'` (ORT on `executionProviders`,
- * default CPU) force one. Close an ONNX backend when done.
+ * loads, else TypeScript — on CPU ORT is faster per call but its session takes longer to create
+ * than a registration's cost volumes save (see the README's measurements); `'typescript'` and
+ * `'onnx'` (ORT on `executionProviders`, default CPU) force one. Close an ONNX backend when done.
  */
-export async function selectCostVolumeBackend(
-  opts: { readonly prefer?: 'auto' | 'typescript' | 'onnx' } & OnnxCostVolumeOptions = {},
-): Promise<CostVolumeBackend & { close?: () => Promise<void> }> {
-  const prefer = opts.prefer ?? 'auto';
-  if (prefer === 'typescript') return TS_COST_VOLUME;
-  if (prefer === 'onnx') {
-    return new OnnxCostVolume({ ...opts, executionProviders: opts.executionProviders ?? ['cpu'] });
-  }
-  const cuda = new OnnxCostVolume({ ...opts, executionProviders: ['cuda'] });
-  try {
-    // A 2×2×2 one-channel probe loads the CUDA provider (or fails to).
-    await cuda.compute({
-      fixed: new Float32Array(8),
-      moving: new Float32Array(8),
-      channels: 1,
-      dims: [2, 2, 2],
-      radius: 0,
-      smoothing: 0,
-    });
-    return cuda;
-  } catch {
-    await cuda.close();
-    return TS_COST_VOLUME;
-  }
+export function selectCostVolumeBackend(opts: SelectOptions = {}): Promise<CostVolumeBackend & Closable> {
+  return selectStepBackend<CostVolumeBackend>(
+    'costVolume',
+    opts,
+    TS_COST_VOLUME,
+    (o) => new OnnxCostVolume(o),
+    probeCostVolume,
+  );
 }

@@ -32,6 +32,30 @@ export {
   type CostVolumeInput,
   type OnnxCostVolumeOptions,
 } from './cost-volume.js';
+export {
+  boxSmoothGraph,
+  OnnxSmoothing,
+  selectSmoothingBackend,
+  TS_SMOOTHING,
+  type SmoothingBackend,
+  type SmoothingInput,
+} from './smoothing.js';
+export {
+  OnnxWarp,
+  selectWarpBackend,
+  TS_WARP,
+  warpGraph,
+  warpVoxelsTs,
+  type WarpBackend,
+  type WarpInput,
+} from './voxel-warp.js';
+export {
+  selectRegistrationBackends,
+  TS_BACKENDS,
+  type RegistrationBackends,
+  type SelectedBackends,
+} from './backends.js';
+export type { BackendPreference, Closable, OnnxStepOptions } from './onnx-steps.js';
 export type { OptimControl, OptimProgress } from './optim-control.js';
 export * from './register-volumes.js';
 export * from './curia-tokens.js';

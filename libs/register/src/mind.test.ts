@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 
 import { voxelCount, type Grid, type GridField } from './field.js';
-import { MIND_PAIRS, mindSsc } from './mind.js';
+import { MIND_PAIRS, mindSsc, OnnxMind } from './mind.js';
+import { normalizeIntensities } from './normalize.js';
+import { smoothRandomVolume } from './optim-testing.js';
 import { obliqueGrid, randomField, smoothDisplacement } from './testing.js';
 
 /** MIND-SSC by its definition, voxel by voxel, in double precision (the module comment's steps 1–4). */
@@ -112,5 +114,48 @@ describe('mindSsc', () => {
     expect(() => mindSsc({ grid, channels: 2, data: new Float32Array(2 * voxelCount(grid)) })).toThrow(
       /one channel/,
     );
+  });
+});
+
+describe('MIND-SSC on ONNX Runtime', () => {
+  // A regular 3 mm grid, and an oblique anisotropic one with odd dims (MIND works in voxels).
+  const grids: Grid[] = [
+    obliqueGrid([24, 20, 16], 0, [3, 3, 3], [0, 0, 0]),
+    obliqueGrid([23, 17, 11], 30, [0.8, 1.1, 2.5], [-10, 4, 7]),
+  ];
+
+  it('matches mindSsc within 1e-5 on smooth random volumes and on noise', async () => {
+    const ort = new OnnxMind({ executionProviders: ['cpu'], threads: 1 });
+    try {
+      for (const [g, grid] of grids.entries()) {
+        const images = [smoothRandomVolume(grid, 1, 11 + g), randomField(grid, 21 + g)];
+        for (const image of images) {
+          for (const [d, r] of [
+            [2, 1],
+            [1, 0],
+            [3, 2],
+          ] as const) {
+            const got = await ort.compute(image, { dilation: d, radius: r });
+            expect(got.channels).toBe(12);
+            expect(got.grid).toBe(grid);
+            expect(maxAbsDiff(got.data, mindSsc(image, { dilation: d, radius: r }).data)).toBeLessThan(1e-5);
+          }
+        }
+      }
+      // A whole 3 mm abdomen, normalised as registerVolumes does: flat air where V is clamped to
+      // 10⁻³·V̄, so V̄ must be summed accurately (one float32 sum over 720 000 voxels missed by 3e-5).
+      const abdomen = obliqueGrid([120, 100, 60], 0, [3, 3, 3], [0, 0, 0]);
+      const image = normalizeIntensities(smoothRandomVolume(abdomen, 1, 1), 'mr');
+      expect(maxAbsDiff((await ort.compute(image)).data, mindSsc(image).data)).toBeLessThan(1e-5);
+      expect(ort.name).toBe('onnx:cpu');
+      const grid = grids[1]!;
+      const constant = { grid, channels: 1, data: new Float32Array(voxelCount(grid)).fill(3) };
+      expect((await ort.compute(constant)).data.every((v) => v === 1)).toBe(true);
+      await expect(
+        ort.compute({ grid, channels: 2, data: new Float32Array(2 * voxelCount(grid)) }),
+      ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    } finally {
+      await ort.close();
+    }
   });
 });

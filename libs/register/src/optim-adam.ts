@@ -1,5 +1,6 @@
 import type { Dims3 } from './optim-fields.js';
 import { boxSmooth } from './optim-smooth.js';
+import { TS_SMOOTHING, type SmoothingBackend } from './smoothing.js';
 
 /**
  * The instance-optimisation problem of ConvexAdam's second stage, on one level grid: parameters P
@@ -41,6 +42,17 @@ export function smoothedDisplacement(problem: AdamProblem, params: Float64Array)
   return s;
 }
 
+/** {@link smoothedDisplacement} through a smoothing backend. */
+export async function smoothedDisplacementWith(
+  problem: AdamProblem,
+  params: Float64Array,
+  smoothing: SmoothingBackend,
+): Promise<Float64Array> {
+  const s = Float64Array.from(params);
+  await smoothing.smooth({ data: s, channels: 3, dims: problem.dims, passes: problem.smoothingPasses });
+  return s;
+}
+
 /**
  * The loss of {@link AdamProblem} at `params`, and its exact gradient written to `grad` (same
  * layout as `params`). Gradients are hand derived: through the trilinear sampler (piecewise-linear
@@ -48,11 +60,30 @@ export function smoothedDisplacement(problem: AdamProblem, params: Float64Array)
  * of the box smoothing.
  */
 export function adamObjective(problem: AdamProblem, params: Float64Array, grad: Float64Array): AdamLoss {
+  const terms = adamTerms(problem, smoothedDisplacement(problem, params), grad);
+  if (problem.smoothingPasses > 0) boxSmooth(grad, 3, problem.dims, 1, problem.smoothingPasses, true);
+  return terms;
+}
+
+/** {@link adamObjective} with both smoothings (forward and adjoint) through `smoothing`. */
+export async function adamObjectiveWith(
+  problem: AdamProblem,
+  params: Float64Array,
+  grad: Float64Array,
+  smoothing: SmoothingBackend,
+): Promise<AdamLoss> {
+  const terms = adamTerms(problem, await smoothedDisplacementWith(problem, params, smoothing), grad);
+  const { dims, smoothingPasses: passes } = problem;
+  await smoothing.smooth({ data: grad, channels: 3, dims, passes, adjoint: true });
+  return terms;
+}
+
+/** The loss at the smoothed displacement `s`, and its gradient with respect to `s` in `grad`. */
+function adamTerms(problem: AdamProblem, s: Float64Array, grad: Float64Array): AdamLoss {
   const { fixed, moving, channels, dims, simScale, lambda } = problem;
   const data = problem.data ?? null;
   const [nx, ny, nz] = dims;
   const n = nx * ny * nz;
-  const s = smoothedDisplacement(problem, params);
   grad.fill(0);
   const sx = nx > 1 ? 1 : 0;
   const sy = ny > 1 ? nx : 0;
@@ -160,7 +191,6 @@ export function adamObjective(problem: AdamProblem, params: Float64Array, grad: 
       }
     }
   }
-  if (problem.smoothingPasses > 0) boxSmooth(grad, 3, dims, 1, problem.smoothingPasses, true);
   const similarity = simScale * sim;
   const regularisation = rs * reg;
   return { loss: similarity + regularisation, similarity, regularisation };
@@ -177,13 +207,15 @@ export interface AdamSettings {
 
 /**
  * Runs Adam on {@link adamObjective} from `init` (modified in place and returned); `step` is called
- * after every iteration (it may throw to stop, or await to yield).
+ * after every iteration (it may throw to stop, or await to yield). The smoothings go through
+ * `smoothing` (default TypeScript).
  */
 export async function runAdam(
   problem: AdamProblem,
   init: Float64Array,
   settings: AdamSettings,
   step: (iteration: number, loss: AdamLoss) => Promise<void> | void,
+  smoothing: SmoothingBackend = TS_SMOOTHING,
 ): Promise<Float64Array> {
   const b1 = settings.beta1 ?? 0.9;
   const b2 = settings.beta2 ?? 0.999;
@@ -197,7 +229,7 @@ export async function runAdam(
   let b1t = 1;
   let b2t = 1;
   for (let t = 1; t <= settings.iterations; t++) {
-    const loss = adamObjective(problem, p, g);
+    const loss = await adamObjectiveWith(problem, p, g, smoothing);
     b1t *= b1;
     b2t *= b2;
     const lr = settings.learningRate;

@@ -19,6 +19,59 @@ export function pooledDims(dims: Dims3, factor: number): [number, number, number
   return [Math.ceil(dims[0] / factor), Math.ceil(dims[1] / factor), Math.ceil(dims[2] / factor)];
 }
 
+/** The cell of a clamped trilinear sample: first corner, neighbour strides (0 on axes of 1 voxel), fractions. */
+export interface TrilinearCell {
+  b: number;
+  sx: number;
+  sy: number;
+  sz: number;
+  fx: number;
+  fy: number;
+  fz: number;
+}
+
+/** A {@link TrilinearCell} to fill. */
+export function newTrilinearCell(): TrilinearCell {
+  return { b: 0, sx: 0, sy: 0, sz: 0, fx: 0, fy: 0, fz: 0 };
+}
+
+/**
+ * The cell of voxel position (x, y, z) clamped to the grid (edge values continue outside), written
+ * to `cell`.
+ */
+export function trilinearCell(dims: Dims3, x: number, y: number, z: number, cell: TrilinearCell): void {
+  const [nx, ny, nz] = dims;
+  const px = x <= 0 ? 0 : x >= nx - 1 ? nx - 1 : x;
+  const py = y <= 0 ? 0 : y >= ny - 1 ? ny - 1 : y;
+  const pz = z <= 0 ? 0 : z >= nz - 1 ? nz - 1 : z;
+  let i0 = Math.floor(px);
+  let j0 = Math.floor(py);
+  let k0 = Math.floor(pz);
+  if (i0 > nx - 2) i0 = Math.max(nx - 2, 0);
+  if (j0 > ny - 2) j0 = Math.max(ny - 2, 0);
+  if (k0 > nz - 2) k0 = Math.max(nz - 2, 0);
+  cell.fx = px - i0;
+  cell.fy = py - j0;
+  cell.fz = pz - k0;
+  cell.sx = nx > 1 ? 1 : 0;
+  cell.sy = ny > 1 ? nx : 0;
+  cell.sz = nz > 1 ? nx * ny : 0;
+  cell.b = i0 + nx * (j0 + ny * k0);
+}
+
+/** The trilinear interpolation of the channel at `offset` over `cell`. */
+export function lerpCell(data: FloatArray, offset: number, cell: TrilinearCell): number {
+  const { sx, sy, sz, fx, fy, fz } = cell;
+  const b = offset + cell.b;
+  const c00 = data[b]! * (1 - fx) + data[b + sx]! * fx;
+  const c10 = data[b + sy]! * (1 - fx) + data[b + sy + sx]! * fx;
+  const c01 = data[b + sz]! * (1 - fx) + data[b + sz + sx]! * fx;
+  const c11 = data[b + sz + sy]! * (1 - fx) + data[b + sz + sy + sx]! * fx;
+  return (c00 * (1 - fy) + c10 * fy) * (1 - fz) + (c01 * (1 - fy) + c11 * fy) * fz;
+}
+
+const scratchCell = newTrilinearCell();
+
 /**
  * Trilinear sample of channel data at voxel position (x, y, z), clamped to the grid (edge values
  * continue outside).
@@ -31,28 +84,8 @@ export function trilinear(
   y: number,
   z: number,
 ): number {
-  const [nx, ny, nz] = dims;
-  const px = x <= 0 ? 0 : x >= nx - 1 ? nx - 1 : x;
-  const py = y <= 0 ? 0 : y >= ny - 1 ? ny - 1 : y;
-  const pz = z <= 0 ? 0 : z >= nz - 1 ? nz - 1 : z;
-  let i0 = Math.floor(px);
-  let j0 = Math.floor(py);
-  let k0 = Math.floor(pz);
-  if (i0 > nx - 2) i0 = Math.max(nx - 2, 0);
-  if (j0 > ny - 2) j0 = Math.max(ny - 2, 0);
-  if (k0 > nz - 2) k0 = Math.max(nz - 2, 0);
-  const fx = px - i0;
-  const fy = py - j0;
-  const fz = pz - k0;
-  const sx = nx > 1 ? 1 : 0;
-  const sy = ny > 1 ? nx : 0;
-  const sz = nz > 1 ? nx * ny : 0;
-  const b = offset + i0 + nx * (j0 + ny * k0);
-  const c00 = data[b]! * (1 - fx) + data[b + sx]! * fx;
-  const c10 = data[b + sy]! * (1 - fx) + data[b + sy + sx]! * fx;
-  const c01 = data[b + sz]! * (1 - fx) + data[b + sz + sx]! * fx;
-  const c11 = data[b + sz + sy]! * (1 - fx) + data[b + sz + sy + sx]! * fx;
-  return (c00 * (1 - fy) + c10 * fy) * (1 - fz) + (c01 * (1 - fy) + c11 * fy) * fz;
+  trilinearCell(dims, x, y, z, scratchCell);
+  return lerpCell(data, offset, scratchCell);
 }
 
 /**

@@ -1,10 +1,11 @@
 import { CuriaError } from '@curia/errors';
 
 import { affineSearch, type AffineSearchOptions, type AffineSearchResult } from './affine.js';
+import type { RegistrationBackends } from './backends.js';
 import { convexAdam, type ConvexAdamOptions } from './convex-adam.js';
 import { voxelCount, type Grid, type GridField, type LabelField, type Mat4 } from './field.js';
 import { IDENTITY, workingGrid } from './grid.js';
-import { mindSsc } from './mind.js';
+import { TS_MIND, type MindBackend } from './mind.js';
 import { normalizeIntensities, type Modality } from './normalize.js';
 import { checkpoint, type OptimControl } from './optim-control.js';
 import { resampleLabels, resampleToGrid } from './resample.js';
@@ -40,6 +41,11 @@ export interface RegisterVolumesOptions extends OptimControl {
   readonly affine?: Omit<AffineSearchOptions, 'rigid' | 'initial' | 'signal' | 'onProgress'>;
   /** Deformable settings. */
   readonly deformable?: Omit<ConvexAdamOptions, 'signal' | 'onProgress'>;
+  /**
+   * Where the heavy steps run (`selectRegistrationBackends`; default TypeScript for each); the
+   * deformable settings' own backends take precedence.
+   */
+  readonly backends?: Partial<RegistrationBackends>;
 }
 
 /** A stage of a registration and how long it took. */
@@ -136,17 +142,18 @@ function sampleBlocks(blocks: readonly FeatureBlock[], grid: Grid, fixedToMoving
   );
 }
 
-function imageBlocks(
+async function imageBlocks(
   img: RegistrationImage,
   kind: FeatureKind,
   spacing: number,
   role: string,
-): FeatureBlock[] {
+  mindBackend: MindBackend,
+): Promise<FeatureBlock[]> {
   const blocks: FeatureBlock[] = [];
   if (kind === 'mind' || kind === 'hybrid') {
     const own = ownWorkingGrid(img.image.grid, spacing);
     const image = normalizeIntensities(resampleToGrid(img.image, own), img.modality);
-    const mind = mindSsc(image);
+    const mind = await mindBackend.compute(image);
     blocks.push({ source: mind, scale: unitVarianceFactor(mind) });
   }
   if (kind === 'curia' || kind === 'hybrid') {
@@ -211,9 +218,10 @@ export async function registerVolumes(
   const what = 'registration';
   checkOverlap(moving.image, wg, o.initial ?? IDENTITY);
 
-  const fixedBlocks = imageBlocks(fixed, kind, spacing, 'fixed');
+  const backends = o.backends ?? {};
+  const fixedBlocks = await imageBlocks(fixed, kind, spacing, 'fixed', backends.mind ?? TS_MIND);
   await checkpoint(o.signal, what);
-  const movingBlocks = imageBlocks(moving, kind, spacing, 'moving');
+  const movingBlocks = await imageBlocks(moving, kind, spacing, 'moving', backends.mind ?? TS_MIND);
   lap('features');
   await checkpoint(o.signal, what);
 
@@ -250,6 +258,9 @@ export async function registerVolumes(
     await checkpoint(o.signal, what);
     const movingAffine = movingOn(affine, wg);
     displacement = await convexAdam(fixedFeatures, movingAffine, {
+      costVolume: backends.costVolume,
+      smoothing: backends.smoothing,
+      warp: backends.warp,
       ...o.deformable,
       ...(o.signal ? { signal: o.signal } : {}),
       ...(o.onProgress ? { onProgress: o.onProgress } : {}),

@@ -1,23 +1,31 @@
 /**
  * Timing of the registration optimisers (issue #16) on a synthetic 120×100×60 grid with 12 feature
- * channels (the size of MIND-SSC on a 3 mm abdomen): the affine search, the cost volume (TypeScript
- * and ONNX Runtime on CPU), the coupled convex stage, one Adam iteration, a whole `convexAdam`, and
+ * channels (the size of MIND-SSC on a 3 mm abdomen): the affine search, the heavy steps on
+ * TypeScript and on ONNX Runtime's CPU provider (MIND-SSC, cost volume, box smoothing, warping —
+ * with the max |TS − ORT|), the coupled convex stage, one Adam iteration, a whole `convexAdam`, and
  * the peak RSS. Run after `npm run build`:
- * `node libs/register/dist/bench/optim-bench.js [--dims 120,100,60] [--radius 3] [--json <file>]`.
+ * `node libs/register/dist/bench/optim-bench.js [--dims 120,100,60] [--radius 3] [--threads n] [--json <file>]`
+ * (`--threads`: ORT's intra-op threads, default the CPU budget).
  */
 import { writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 
 import { affineSearch } from '../affine.js';
+import { selectRegistrationBackends } from '../backends.js';
 import { CONVEX_ADAM_DEFAULTS, convexAdam, coupledConvex } from '../convex-adam.js';
 import { costVolumeTs, OnnxCostVolume, type CostVolumeInput } from '../cost-volume.js';
 import type { GridField } from '../field.js';
-import { adamObjective, type AdamProblem } from '../optim-adam.js';
-import { pooledDims } from '../optim-fields.js';
+import { mindSsc, OnnxMind } from '../mind.js';
+import { normalizeIntensities } from '../normalize.js';
+import { adamObjective, adamObjectiveWith, type AdamProblem } from '../optim-adam.js';
+import { pooledDims, worldToVoxelDisplacement } from '../optim-fields.js';
 import { mat4From, rotationXYZ } from '../optim-math.js';
+import { boxSmooth } from '../optim-smooth.js';
 import { randomSmoothDisplacement, smoothRandomVolume } from '../optim-testing.js';
 import { poolField, resampleToGrid } from '../resample.js';
+import { OnnxSmoothing } from '../smoothing.js';
 import { obliqueGrid } from '../testing.js';
+import { OnnxWarp, warpVoxelsTs } from '../voxel-warp.js';
 import { warpImage } from '../warp.js';
 
 function arg(name: string): string | undefined {
@@ -36,6 +44,46 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+type Log = (k: string, v: number | string) => void;
+
+/**
+ * One heavy step on TypeScript and on ORT's CPU provider: the median of 3 runs each (ORT after its
+ * first call, which creates the session), and the largest difference of the answers. Returns the
+ * TypeScript answer.
+ */
+async function compareStep<T extends ArrayLike<number>>(
+  log: Log,
+  step: string,
+  ts: () => T,
+  ort: { run: () => Promise<ArrayLike<number>>; close: () => Promise<void> },
+): Promise<T> {
+  const tsTimes: number[] = [];
+  let want = ts();
+  for (let i = 0; i < 3; i++) {
+    const [r, t] = await timed(ts);
+    want = r;
+    tsTimes.push(t);
+  }
+  log(`${step} TypeScript ms (median of 3)`, median(tsTimes));
+  try {
+    const [got, tFirst] = await timed(ort.run);
+    log(`${step} ORT cpu first ms`, tFirst);
+    const ortTimes: number[] = [];
+    for (let i = 0; i < 3; i++) ortTimes.push((await timed(ort.run))[1]);
+    log(`${step} ORT cpu ms (median of 3)`, median(ortTimes));
+    log(`${step} max |TS − ORT|`, maxAbsDiff(want, got).toExponential(2));
+  } finally {
+    await ort.close();
+  }
+  return want;
+}
+
 async function main(): Promise<void> {
   const dims = (arg('dims') ?? '120,100,60').split(',').map(Number) as [number, number, number];
   const radius = Number(arg('radius') ?? CONVEX_ADAM_DEFAULTS.searchRadius);
@@ -50,9 +98,9 @@ async function main(): Promise<void> {
     loadavg: loadavg(),
     node: process.version,
   };
-  const log = (k: string, v: number | string): void => {
+  const log: Log = (k, v) => {
     out[k] = v;
-    console.log(`${k.padEnd(34)} ${typeof v === 'number' ? v.toFixed(1) : v}`);
+    console.log(`${k.padEnd(44)} ${typeof v === 'number' ? v.toFixed(1) : v}`);
   };
 
   const moving = smoothRandomVolume(grid, channels, 1);
@@ -82,24 +130,60 @@ async function main(): Promise<void> {
     smoothing: CONVEX_ADAM_DEFAULTS.costSmoothing,
   };
   log('cost level', cDims.join('×'));
-  const tsTimes: number[] = [];
-  let cost: Float32Array = new Float32Array(0);
-  for (let i = 0; i < 3; i++) {
-    const [r, t] = await timed(() => costVolumeTs(input));
-    cost = r;
-    tsTimes.push(t);
+  // ORT intra-op threads (default: the CPU budget); the TypeScript kernels use one core.
+  const threads = arg('threads');
+  const cpu = { executionProviders: ['cpu'], ...(threads ? { threads: Number(threads) } : {}) } as const;
+  log('ORT threads', threads ?? 'cpu budget');
+  const ortCost = new OnnxCostVolume(cpu);
+  const cost = await compareStep(log, 'cost volume', () => costVolumeTs(input), {
+    run: () => ortCost.compute(input),
+    close: () => ortCost.close(),
+  });
+
+  // MIND-SSC (d = 2, r = 1) of a one-channel image on the input grid.
+  const image = normalizeIntensities(
+    { grid, channels: 1, data: fixed.data.slice(0, dims[0] * dims[1] * dims[2]) },
+    'mr',
+  );
+  const ortMind = new OnnxMind(cpu);
+  await compareStep(log, 'MIND-SSC', () => mindSsc(image).data, {
+    run: async () => (await ortMind.compute(image)).data,
+    close: () => ortMind.close(),
+  });
+
+  // Box smoothing of a displacement (3 channels): Adam's reparameterisation (2 passes of r = 1 on
+  // the Adam level) and the convex stage's (1 pass on the cost level).
+  for (const [what, level, passes] of [
+    ['box smoothing Adam level ×2', CONVEX_ADAM_DEFAULTS.adamStride, CONVEX_ADAM_DEFAULTS.adamSmoothing],
+    ['box smoothing cost level ×1', stride, CONVEX_ADAM_DEFAULTS.convexSmoothing],
+  ] as const) {
+    const pooled = poolField(warp, level);
+    const field = worldToVoxelDisplacement(pooled);
+    const d = pooled.grid.dims;
+    const ortSmooth = new OnnxSmoothing(cpu);
+    await compareStep(
+      log,
+      `${what} ${d.join('×')}`,
+      () => boxSmooth(Float64Array.from(field), 3, d, 1, passes),
+      {
+        run: () => ortSmooth.smooth({ data: Float64Array.from(field), channels: 3, dims: d, passes }),
+        close: () => ortSmooth.close(),
+      },
+    );
   }
-  log('cost volume TypeScript ms (median of 3)', median(tsTimes));
-  const ort = new OnnxCostVolume({ executionProviders: ['cpu'] });
-  try {
-    const [, tFirst] = await timed(() => ort.compute(input));
-    log('cost volume ORT cpu first ms', tFirst);
-    const ortTimes: number[] = [];
-    for (let i = 0; i < 3; i++) ortTimes.push((await timed(() => ort.compute(input)))[1]);
-    log('cost volume ORT cpu ms (median of 3)', median(ortTimes));
-  } finally {
-    await ort.close();
-  }
+
+  // Warping: the 12 moving feature channels through the true field (voxels), as Adam samples them.
+  const warpInput = {
+    data: after.data,
+    channels,
+    dims,
+    displacement: worldToVoxelDisplacement(warp),
+  };
+  const ortWarp = new OnnxWarp(cpu);
+  await compareStep(log, 'warp 12 channels', () => warpVoxelsTs(warpInput), {
+    run: () => ortWarp.warp(warpInput),
+    close: () => ortWarp.close(),
+  });
 
   const [, tConvex] = await timed(() =>
     coupledConvex(
@@ -129,11 +213,23 @@ async function main(): Promise<void> {
   const iterTimes: number[] = [];
   for (let i = 0; i < 10; i++) iterTimes.push((await timed(() => adamObjective(problem, params, grad)))[1]);
   log('Adam iteration ms (median of 10)', median(iterTimes));
+  // The same with both smoothings (forward and adjoint) on ORT's CPU provider.
+  const ortAdam = new OnnxSmoothing(cpu);
+  try {
+    await adamObjectiveWith(problem, params, grad, ortAdam);
+    const ortIter: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      ortIter.push((await timed(() => adamObjectiveWith(problem, params, grad, ortAdam)))[1]);
+    }
+    log('Adam iteration, ORT cpu smoothing ms (median of 10)', median(ortIter));
+  } finally {
+    await ortAdam.close();
+  }
 
   const stages: Record<string, number> = {};
   let last = performance.now();
   let lastStage = '';
-  const [, tTotal] = await timed(() =>
+  const [vTs, tTotal] = await timed(() =>
     convexAdam(fixed, after, {
       onProgress: (stage, done, total) => {
         if (done === total || stage !== lastStage) {
@@ -147,6 +243,16 @@ async function main(): Promise<void> {
   );
   log('convexAdam total ms (defaults)', tTotal);
   for (const [k, v] of Object.entries(stages)) log(`  until ${k} ms`, v);
+  // The same with what selectRegistrationBackends('auto') picks here (no CUDA: box smoothing on
+  // ORT's CPU provider, one thread; the cost volume and warping in TypeScript).
+  const auto = await selectRegistrationBackends('auto', threads ? { threads: Number(threads) } : {});
+  try {
+    const [vAuto, tAuto] = await timed(() => convexAdam(fixed, after, auto));
+    log(`convexAdam total ms (auto: smoothing ${auto.smoothing.name})`, tAuto);
+    log('  max |v auto − v TypeScript| mm', maxAbsDiff(vAuto.data, vTs.data).toExponential(2));
+  } finally {
+    await auto.close();
+  }
   log('peak RSS MB', process.resourceUsage().maxRSS / 1024);
   log('voxels', dims[0] * dims[1] * dims[2]);
   const json = arg('json');
