@@ -79,8 +79,18 @@ describe('registration backends', () => {
       expect(ORT_FASTER_ON_CPU).toEqual({ costVolume: false, mind: true, smoothing: true, warp: false });
       await auto.mind.compute(fixed0);
       expect(auto.mind.name).toBe('onnx:cpu');
-    } else expect(auto.costVolume.name).toBe('onnx:cuda');
+      expect(auto.device).toBe('cpu');
+    } else {
+      expect(auto.costVolume.name).toBe('onnx:cuda');
+      expect(auto.device).toBe('cuda');
+    }
     await auto.close();
+    // Providers without CUDA: the CPU mix at once, no CUDA probe.
+    const cpu = await selectRegistrationBackends('auto', { executionProviders: ['cpu'], threads: 1 });
+    expect(cpu.device).toBe('cpu');
+    expect(cpu.costVolume).toBe(TS_COST_VOLUME);
+    expect(cpu.mind).toBeInstanceOf(OnnxMind);
+    await cpu.close();
   });
 
   it('convexAdam gives the same field with every step on ORT (inverse consistency on)', async () => {

@@ -32,10 +32,18 @@ export const TS_BACKENDS: RegistrationBackends = Object.freeze({
 });
 
 /** Backends that may hold ORT sessions: `close()` releases them all. */
-export type SelectedBackends = RegistrationBackends & { close(): Promise<void> };
+export type SelectedBackends = RegistrationBackends & {
+  /** `cuda` when the steps run on a CUDA session (the `'auto'` probe succeeded), else `cpu`. */
+  readonly device: 'cuda' | 'cpu';
+  close(): Promise<void>;
+};
 
 /** ORT backends on `opts`'s providers for the steps of `onnx`, TypeScript for the others. */
-function mixedBackends(opts: OnnxStepOptions, onnx: (step: HeavyStep) => boolean): SelectedBackends {
+function mixedBackends(
+  opts: OnnxStepOptions,
+  onnx: (step: HeavyStep) => boolean,
+  device: 'cuda' | 'cpu' = 'cpu',
+): SelectedBackends {
   const costVolume = onnx('costVolume') ? new OnnxCostVolume(opts) : TS_COST_VOLUME;
   const mind = onnx('mind') ? new OnnxMind(opts) : TS_MIND;
   const smoothing = onnx('smoothing') ? new OnnxSmoothing(opts) : TS_SMOOTHING;
@@ -45,6 +53,7 @@ function mixedBackends(opts: OnnxStepOptions, onnx: (step: HeavyStep) => boolean
     mind,
     smoothing,
     warp,
+    device,
     close: async () => {
       for (const b of [costVolume, mind, smoothing, warp]) if (b instanceof OnnxStep) await b.close();
     },
@@ -55,7 +64,8 @@ function mixedBackends(opts: OnnxStepOptions, onnx: (step: HeavyStep) => boolean
  * The backends of all four heavy steps (cost volume, MIND-SSC, box smoothing, warping):
  * - `'typescript'`: {@link TS_BACKENDS};
  * - `'onnx'`: ONNX Runtime graphs on `executionProviders` (default CPU);
- * - `'auto'` (default): ORT on CUDA for every step when a CUDA session loads (one probe), else
+ * - `'auto'` (default): ORT on CUDA for every step when a CUDA session loads (one probe, skipped
+ *   when `executionProviders` is given without `cuda`), else
  *   ORT on CPU (one thread unless `threads` says otherwise) where it is measured faster than
  *   TypeScript over a registration ({@link ORT_FASTER_ON_CPU}: MIND-SSC and box smoothing) and
  *   TypeScript for the cost volume and warping (see the README's measurements).
@@ -69,12 +79,15 @@ export async function selectRegistrationBackends(
   if (prefer === 'onnx') {
     return mixedBackends({ ...opts, executionProviders: opts.executionProviders ?? ['cpu'] }, () => true);
   }
-  const cuda = mixedBackends({ ...opts, executionProviders: ['cuda'] }, () => true);
+  const cpuMix = (): SelectedBackends => mixedBackends(cpuFallback(opts), (step) => ORT_FASTER_ON_CPU[step]);
+  // Providers given without CUDA: no probe (it would only fail, noisily).
+  if (opts.executionProviders && !opts.executionProviders.includes('cuda')) return cpuMix();
+  const cuda = mixedBackends({ ...opts, executionProviders: ['cuda'] }, () => true, 'cuda');
   try {
     await probeCostVolume(cuda.costVolume);
     return cuda;
   } catch {
     await cuda.close();
-    return mixedBackends(cpuFallback(opts), (step) => ORT_FASTER_ON_CPU[step]);
+    return cpuMix();
   }
 }

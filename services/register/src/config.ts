@@ -35,6 +35,14 @@ export const registerEnvSchema = serviceSchema({
   CURIA_REGISTER_STAGE_ATTEMPTS: positiveInt.max(10).default(3),
   /** ONNX Runtime providers for the heavy steps, in preference order (`cuda,cpu` on GPU nodes). */
   CURIA_REGISTER_EXECUTION_PROVIDERS: env.executionProviders,
+  /**
+   * Where the heavy steps (MIND-SSC, cost volume, smoothing, warping) run: `auto` (ORT on CUDA when
+   * the providers include it and a session loads, else ORT on CPU where measured faster than
+   * TypeScript), `typescript`, or `onnx`.
+   */
+  CURIA_REGISTER_BACKENDS: z.enum(['auto', 'typescript', 'onnx']).default('auto'),
+  /** Working spacing when a request leaves it unset, mm: 3 on CPU, 2 when the steps run on CUDA. */
+  CURIA_REGISTER_DEFAULT_WORKING_SPACING_MM: z.coerce.number().min(0.5).max(20).optional(),
 });
 
 /** Parsed register service settings. */

@@ -37,8 +37,9 @@ export interface RegisterPlan {
   };
 }
 
-/** Working grid spacing when the request leaves it at 0, mm. */
+/** Working grid spacing when the request leaves it at 0, mm: on CPU, and on CUDA. */
 export const DEFAULT_WORKING_SPACING_MM = 3;
+export const DEFAULT_WORKING_SPACING_MM_CUDA = 2;
 /** Finest and coarsest working grid spacing accepted, mm. */
 export const WORKING_SPACING_RANGE_MM: readonly [number, number] = [0.5, 20];
 /** Most optimiser iterations a request may ask for. */
@@ -82,7 +83,11 @@ export function modalityOf(hint: register.Modality, volume: Volume, field: strin
  * `sameModality` picks the reported metric when the request leaves it unset (NCC for one modality,
  * mutual information across modalities).
  */
-export function planOf(o: register.RegisterOptions | undefined, sameModality: boolean): RegisterPlan {
+export function planOf(
+  o: register.RegisterOptions | undefined,
+  sameModality: boolean,
+  defaultWorkingSpacingMm = DEFAULT_WORKING_SPACING_MM,
+): RegisterPlan {
   const opts = o ?? register.RegisterOptions.fromPartial({});
   const f = (name: string) => `start.options.${name}`;
   const transformEnum = enumValue(
@@ -126,9 +131,9 @@ export function planOf(o: register.RegisterOptions | undefined, sameModality: bo
   const ws = opts.workingSpacingMm;
   if (!Number.isFinite(ws) || ws < 0)
     throw invalid(
-      `${f('working_spacing_mm')} must be a finite number of mm >= 0 (0 = ${DEFAULT_WORKING_SPACING_MM})`,
+      `${f('working_spacing_mm')} must be a finite number of mm >= 0 (0 = ${defaultWorkingSpacingMm})`,
     );
-  const workingSpacingMm = ws === 0 ? DEFAULT_WORKING_SPACING_MM : ws;
+  const workingSpacingMm = ws === 0 ? defaultWorkingSpacingMm : ws;
   if (workingSpacingMm < WORKING_SPACING_RANGE_MM[0] || workingSpacingMm > WORKING_SPACING_RANGE_MM[1]) {
     throw invalid(`${f('working_spacing_mm')} ${ws} is outside [${WORKING_SPACING_RANGE_MM.join(', ')}] mm`);
   }

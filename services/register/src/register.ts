@@ -20,6 +20,7 @@ import {
   workingGrid,
   type GridField,
   type Registration,
+  type RegistrationBackends,
   type SimilarityKind,
 } from '@curia/register';
 import type { StageClients } from '@curia/stages';
@@ -47,6 +48,10 @@ export interface RegisterDeps {
   readonly metrics: RegisterMetrics;
   readonly log: Logger;
   readonly onRetry: (stage: string) => void;
+  /** Where the heavy steps run (chosen at warm-up; TypeScript until then). */
+  backends: RegistrationBackends;
+  /** Working spacing of requests that leave it unset, mm (3 on CPU, 2 on CUDA). */
+  defaultWorkingSpacingMm: number;
 }
 
 const progress = (stage: string, done: number, total: number, message = ''): Response => ({
@@ -218,7 +223,7 @@ export async function* registerPair(
     const { start, rest } = await readStart(requests, 'Register');
     const studyId = start.inputs.find((i) => i.role === register.InputRole.FIXED)?.header?.studyId ?? '';
     // Options first: a contradictory request fails before any byte is read.
-    planOf(start.options, true);
+    planOf(start.options, true, deps.defaultWorkingSpacingMm);
     yield progress('read', 0, 1);
     const inputs = await withSpan('register.read_inputs', { 'curia.study_id': studyId }, () =>
       readInputs(
@@ -246,7 +251,7 @@ export async function* registerPair(
       inputs.moving.volume,
       `inputs[${inputs.moving.index}].modality`,
     );
-    const plan = planOf(start.options, fixedModality === movingModality);
+    const plan = planOf(start.options, fixedModality === movingModality, deps.defaultWorkingSpacingMm);
     yield {
       msg: {
         $case: 'geometry',
@@ -310,6 +315,7 @@ export async function* registerPair(
                 workingSpacingMm: plan.workingSpacingMm,
                 fixedMask,
                 deformable: plan.deformable,
+                backends: deps.backends,
                 signal,
                 onProgress: report,
               },

@@ -7,10 +7,12 @@ import {
   type ServiceHooks,
 } from '@curia/kit';
 import { register } from '@curia/proto';
+import { selectRegistrationBackends, TS_BACKENDS, type SelectedBackends } from '@curia/register';
 import { StageClients } from '@curia/stages';
 
 import { registerEnvSchema, type RegisterEnv } from './config.js';
 import { createRegisterMetrics } from './metrics.js';
+import { DEFAULT_WORKING_SPACING_MM, DEFAULT_WORKING_SPACING_MM_CUDA } from './options.js';
 import { registerPair, type RegisterDeps } from './register.js';
 
 /** The register service implementation. */
@@ -40,6 +42,8 @@ export function createRegisterService(
             max_call_bytes: String(env.CURIA_REGISTER_MAX_CALL_BYTES),
             max_output_bytes: String(env.CURIA_REGISTER_MAX_OUTPUT_BYTES),
             max_concurrent_calls: String(env.CURIA_REGISTER_MAX_CONCURRENT),
+            default_working_spacing_mm: String(deps.defaultWorkingSpacingMm),
+            registration_device: 'device' in deps.backends ? String(deps.backends.device) : 'cpu',
           },
         }),
       };
@@ -72,13 +76,35 @@ export function setupRegister(server: CuriaServer, env: RegisterEnv): { deps: Re
     metrics,
     log: server.log,
     onRetry: (stage) => metrics.retries.inc({ stage }),
+    backends: TS_BACKENDS,
+    defaultWorkingSpacingMm: env.CURIA_REGISTER_DEFAULT_WORKING_SPACING_MM ?? DEFAULT_WORKING_SPACING_MM,
   };
+  let selected: SelectedBackends | undefined;
   server.add(register.RegisterServiceDefinition, createRegisterService(env, deps));
   return {
     deps,
-    close: () => {
+    warmUp: async () => {
+      selected = await selectRegistrationBackends(env.CURIA_REGISTER_BACKENDS, {
+        executionProviders: env.CURIA_REGISTER_EXECUTION_PROVIDERS,
+      });
+      deps.backends = selected;
+      if (env.CURIA_REGISTER_DEFAULT_WORKING_SPACING_MM === undefined && selected.device === 'cuda') {
+        deps.defaultWorkingSpacingMm = DEFAULT_WORKING_SPACING_MM_CUDA;
+      }
+      server.log.info(
+        {
+          device: selected.device,
+          defaultWorkingSpacingMm: deps.defaultWorkingSpacingMm,
+          backends: Object.fromEntries(
+            (['costVolume', 'mind', 'smoothing', 'warp'] as const).map((k) => [k, selected![k].name]),
+          ),
+        },
+        'registration backends',
+      );
+    },
+    close: async () => {
       stages.close();
-      return Promise.resolve();
+      await selected?.close();
     },
   };
 }

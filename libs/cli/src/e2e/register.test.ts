@@ -265,6 +265,9 @@ describe.skipIf(!ctPath || !segPath)('RegisterService end to end through the spa
       expect.arrayContaining(['read', 'features', 'affine', 'deformable', 'quality']),
     );
     expect(s.model).toBeUndefined();
+    // No GPU here: the heavy steps run on the CPU mix and requests default to a 3 mm working grid.
+    const { info } = await client.getInfo({});
+    expect(info?.limits).toMatchObject({ registration_device: 'cpu', default_working_spacing_mm: '3' });
     expect(await clusterMetric(cluster, 'register', 'curia_register_in_flight')).toBe(0);
   }, 180_000);
 
