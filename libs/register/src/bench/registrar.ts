@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { EmbedEngine, ensureDefaultBundle } from '@curia/model';
 import { openVolume, type Volume } from '@curia/volume';
 
+import { selectRegistrationBackends } from '../backends.js';
 import { embedTokenFields, TOKEN_EMBED_BATCH } from '../curia-tokens.js';
 import { voxelCount, type GridField } from '../field.js';
 import { CURIA_FEATURE_CHANNELS, registerVolumes, type FeatureKind } from '../register-volumes.js';
@@ -92,11 +93,18 @@ function engineRegistrar(features: FeatureKind, tokens?: TokenSource): Registrar
     const timings: Record<string, number> = { read: performance.now() - t0 };
     const t = tokens ? await tokens(fixedVolume, movingVolume, opts) : undefined;
     Object.assign(timings, t?.timings);
+    // The compute the service picks at warm-up on this machine (ORT sessions are created on first use,
+    // inside the timed call: a cold process, like elastix's).
+    const backends = await selectRegistrationBackends('auto', {
+      executionProviders: ['cpu'],
+      threads: opts.threads,
+    });
     const reg = await registerVolumes(
       { image: fixed, modality: 'ct', tokens: t?.fixed },
       { image: moving, modality: opts.movingModality === 'CT' ? 'ct' : 'mr', tokens: t?.moving },
-      { transform: 'deformable', features },
+      { transform: 'deformable', features, backends },
     );
+    await backends.close();
     const t1 = performance.now();
     // The bench's fixed grid (stored order, which it writes canonically) is the engine's input grid.
     const fixedGrid = (await readGridField(pair.fixed, [0], true)).grid;
