@@ -21,8 +21,13 @@ export interface TestPostgres {
   destroy(): Promise<void>;
 }
 
-/** The directory holding `initdb`/`pg_ctl`: PATH first, then Debian's /usr/lib/postgresql/<major>/bin. */
+/**
+ * The directory holding `initdb`/`pg_ctl`: `CURIA_TEST_POSTGRES_BIN` when set (only there), else PATH,
+ * then Debian's /usr/lib/postgresql/<major>/bin.
+ */
 export function findPostgresBin(): string | undefined {
+  const forced = process.env.CURIA_TEST_POSTGRES_BIN;
+  if (forced !== undefined) return existsSync(join(forced, 'initdb')) ? forced : undefined;
   for (const dir of (process.env.PATH ?? '').split(':')) {
     if (dir && existsSync(join(dir, 'initdb')) && existsSync(join(dir, 'pg_ctl'))) return dir;
   }
@@ -59,7 +64,10 @@ export async function startTestPostgres(): Promise<TestPostgres | { unavailable:
   const bin = findPostgresBin();
   if (!bin)
     return {
-      unavailable: 'PostgreSQL binaries (initdb, pg_ctl) not found on PATH or in /usr/lib/postgresql/*/bin',
+      unavailable:
+        process.env.CURIA_TEST_POSTGRES_BIN !== undefined
+          ? `no initdb in CURIA_TEST_POSTGRES_BIN (${process.env.CURIA_TEST_POSTGRES_BIN})`
+          : 'PostgreSQL binaries (initdb, pg_ctl) not found on PATH or in /usr/lib/postgresql/*/bin (Debian: apt-get install postgresql)',
     };
   const root = process.getuid?.() === 0;
   if (
