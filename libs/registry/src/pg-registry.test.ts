@@ -275,6 +275,26 @@ describe.skipIf(!server)('PgHeadRegistry against a real PostgreSQL (two instance
     }
   });
 
+  it('re-listens and catches up when its connections are killed while the server stays up', async () => {
+    await pair('killed', async (a, b) => {
+      await a.add('x', note('one'), { creator: 'a' });
+      await until(() => b.all().length === 1);
+      const admin = new pg.Client(server!.dsn);
+      await admin.connect();
+      try {
+        const killed = await admin.query(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+        );
+        expect(killed.rowCount).toBeGreaterThanOrEqual(2);
+      } finally {
+        await admin.end();
+      }
+      await until(() => a.available && b.available);
+      const v2 = await b.add('x', note('two'), { creator: 'b', promote: true });
+      await waitFor(a, () => a.resolve('x').version === v2.version);
+    });
+  });
+
   it('keeps everything across a restart of both replicas', async () => {
     const a = await open('restart');
     const b = await open('restart');
