@@ -1,8 +1,10 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { EmbedEngine, buildBundleFromHf } from '@curia/model';
+
+import type { VersionCodec } from './store/registry.js';
 
 /** A backbone for tests, opened from a bundle in its own temporary directory. */
 export interface TestBackbone {
@@ -37,3 +39,27 @@ export async function openTestBackbone(hfDir: string, prefix: string): Promise<T
     throw e;
   }
 }
+
+/** A tiny item for registry tests: a text, stored as `note.json`. */
+export interface Note {
+  readonly name: string;
+  readonly version: string;
+  readonly text: string;
+  readonly key?: string;
+}
+
+/** Stores a {@link Note} as `note.json`; its `key` is the idempotency key. */
+export const NOTE_CODEC: VersionCodec<Note> = {
+  save: (dir, n) => writeFile(join(dir, 'note.json'), JSON.stringify(n)),
+  load: async (dir) => JSON.parse(await readFile(join(dir, 'note.json'), 'utf8')) as Note,
+  withVersion: (n, name, version) => ({ ...n, name, version }),
+  idempotencyKey: (n) => n.key,
+};
+
+/** A note with `text` (and an idempotency key), not yet named or versioned. */
+export const note = (text: string, key?: string): Note => ({
+  name: '',
+  version: '',
+  text,
+  ...(key ? { key } : {}),
+});

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { VersionedStore } from '@curia/heads';
+import { decodeItem, encodeItem, packFiles, unpackFiles, VersionedStore } from '@curia/heads';
 
 import { SEGMENT_HEAD_CODEC, type SegmentHeadRecord } from './head-record.js';
 
@@ -68,5 +68,16 @@ describe('segmentation heads in a VersionedStore', () => {
     expect(() => again.get('organs', '7', 'segmentation head')).toThrow(
       /segmentation head 'organs' has no version '7'/,
     );
+  });
+});
+
+describe('segmentation heads in the registry byte form', () => {
+  it('round-trips through encodeItem/packFiles and back (what the PostgreSQL registry stores)', async () => {
+    const files = await encodeItem(SEGMENT_HEAD_CODEC, record('key-2'));
+    expect([...files.keys()].sort()).toEqual(['segment-head.json', 'weights.safetensors']);
+    const back = await decodeItem(SEGMENT_HEAD_CODEC, unpackFiles(packFiles(files)), 'organs', '4');
+    expect(back.meta).toMatchObject({ name: 'organs', version: '4', idempotencyKey: 'key-2' });
+    expect(Array.from(back.weights.kernel)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(Array.from(back.weights.bias)).toEqual([-1, 1]);
   });
 });

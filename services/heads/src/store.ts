@@ -41,7 +41,8 @@ export interface StoredHead {
 const SERVICE_JSON = 'service.json';
 const EMPTY_META: HeadServiceMeta = { model: '', description: '', unit: '', dataset: '', demo: false };
 
-const CODEC: VersionCodec<StoredHead> = {
+/** How a head version is stored: the head bundle plus `service.json` (also the registry's byte form). */
+export const HEAD_CODEC: VersionCodec<StoredHead> = {
   save: async (dir, s) => {
     await saveHead(dir, s.head);
     await writeFile(join(dir, SERVICE_JSON), `${JSON.stringify(s.service, null, 2)}\n`);
@@ -69,7 +70,7 @@ export class HeadStore {
 
   /** Opens (creating) the store and loads every valid version; `onSkip` hears about broken ones. */
   static async open(root: string, onSkip?: (dir: string, err: unknown) => void): Promise<HeadStore> {
-    return new HeadStore(await VersionedStore.open(root, CODEC, onSkip));
+    return new HeadStore(await VersionedStore.open(root, HEAD_CODEC, onSkip));
   }
 
   /** Every version of every head, sorted by name then version. */

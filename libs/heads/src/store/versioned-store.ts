@@ -1,57 +1,41 @@
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
 import { CuriaError } from '@curia/errors';
 
-/** Names of stored heads: lowercase [a-z0-9-], 1..64 characters. */
-export const HEAD_NAME_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
+import {
+  CachedHeadRegistry,
+  checkHeadName,
+  HEAD_NAME_RE,
+  type AddOptions,
+  type VersionCodec,
+  type Versioned,
+} from './registry.js';
 
-/** Orders versions: decimal integers numerically, then other strings lexically. */
-export function compareVersions(a: string, b: string): number {
-  const na = /^\d+$/.test(a) ? Number(a) : NaN;
-  const nb = /^\d+$/.test(b) ? Number(b) : NaN;
-  if (!Number.isNaN(na) && !Number.isNaN(nb)) return na - nb;
-  if (!Number.isNaN(na)) return -1;
-  if (!Number.isNaN(nb)) return 1;
-  return a < b ? -1 : a > b ? 1 : 0;
-}
+export * from './registry.js';
 
-/** How a {@link VersionedStore} reads, writes and prepares one kind of item. */
-export interface VersionCodec<T> {
-  /** Writes the item's files into `dir` (a fresh directory). */
-  save(dir: string, item: T): Promise<void>;
-  /** Reads the version stored in `dir` as `name@version`. */
-  load(dir: string, name: string, version: string): Promise<T>;
-  /** The item as `name@version` (items carry their own name and version). */
-  withVersion(item: T, name: string, version: string): T;
-  /** Readies an item before it is served (e.g. builds its inference graphs). */
-  prepare?(item: T): Promise<void>;
-  /** The idempotency key the item was stored under, if any. */
-  idempotencyKey?(item: T): string | undefined;
-}
-
-/** One stored version. */
-export interface Versioned<T> {
-  readonly name: string;
-  readonly version: string;
-  readonly item: T;
-}
+/** The promoted version of a name: `<root>/<name>/.alias.json`, replaced atomically. */
+const ALIAS_FILE = '.alias.json';
+/** Who stored a version and when: `<root>/<name>/<version>/.registry.json`. */
+const PROVENANCE_FILE = '.registry.json';
 
 /**
- * A store of named, immutable versions on disk (`<root>/<name>/<version>/`), mirrored in memory.
- * `add` writes the next integer version atomically (temp dir + rename) and serves it at once;
- * adds are serialised, so concurrent adds of one name get distinct versions. An idempotency key
- * finds the version stored under it.
+ * A store of named, immutable versions on disk (`<root>/<name>/<version>/`), mirrored in memory:
+ * the embedded, single-replica {@link HeadRegistry}. `add` writes the next integer version
+ * atomically (temp dir + rename) and serves it at once; adds and promotions are serialised, so
+ * concurrent adds of one name get distinct versions. `promote` writes `<name>/.alias.json`
+ * atomically (temp file + rename); without one, a name resolves to its latest version. An
+ * idempotency key finds the version stored under it.
  */
-export class VersionedStore<T> {
-  private readonly items = new Map<string, Map<string, Versioned<T>>>();
-  private readonly byKey = new Map<string, Versioned<T>>();
+export class VersionedStore<T> extends CachedHeadRegistry<T> {
   private saving: Promise<unknown> = Promise.resolve();
 
   private constructor(
     readonly root: string,
     private readonly codec: VersionCodec<T>,
-  ) {}
+  ) {
+    super(codec);
+  }
 
   /** Opens (creating) the store and loads every valid version; `onSkip` hears about broken ones. */
   static async open<T>(
@@ -68,88 +52,112 @@ export class VersionedStore<T> {
         try {
           const item = codec.withVersion(await codec.load(dir, name, version), name, version);
           await codec.prepare?.(item);
-          store.put({ name, version, item });
+          store.cache.put({ name, version, item, ...(await readProvenance(dir)) });
         } catch (e) {
           onSkip?.(dir, e);
         }
+      }
+      const aliasPath = join(store.root, name, ALIAS_FILE);
+      try {
+        const alias = JSON.parse(await readFile(aliasPath, 'utf8')) as { version?: unknown };
+        if (typeof alias.version === 'string' && store.cache.has(name, alias.version)) {
+          store.cache.setAlias(name, alias.version);
+        } else {
+          onSkip?.(
+            aliasPath,
+            new Error(`alias names version '${String(alias.version)}', which is not stored`),
+          );
+        }
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') onSkip?.(aliasPath, e);
       }
     }
     return store;
   }
 
-  private put(v: Versioned<T>): void {
-    let versions = this.items.get(v.name);
-    if (!versions) this.items.set(v.name, (versions = new Map<string, Versioned<T>>()));
-    versions.set(v.version, v);
-    const key = this.codec.idempotencyKey?.(v.item);
-    if (key) this.byKey.set(key, v);
-  }
-
-  private versionsOf(name: string): Versioned<T>[] {
-    const m = this.items.get(name);
-    return m ? [...m.values()].sort((a, b) => compareVersions(a.version, b.version)) : [];
-  }
-
-  /** Every version of every name, sorted by name then version. */
-  all(): Versioned<T>[] {
-    return [...this.items.keys()].sort().flatMap((n) => this.versionsOf(n));
-  }
-
-  /** The latest version of every name, sorted by name. */
-  latest(): Versioned<T>[] {
-    return [...this.items.keys()].sort().map((n) => this.versionsOf(n).at(-1)!);
-  }
-
-  /** A version by name (latest when `version` is empty); NOT_FOUND names what exists. */
-  get(name: string, version = '', what = 'head'): Versioned<T> {
-    const versions = this.versionsOf(name);
-    if (versions.length === 0) throw new CuriaError('NOT_FOUND', `no ${what} named '${name}'`);
-    if (!version) return versions.at(-1)!;
-    const hit = this.items.get(name)?.get(version);
-    if (!hit) {
-      throw new CuriaError(
-        'NOT_FOUND',
-        `${what} '${name}' has no version '${version}' (versions: ${versions.map((v) => v.version).join(', ')})`,
-      );
-    }
-    return hit;
-  }
-
-  /** The version stored under this idempotency key, if any. */
-  byIdempotencyKey(key: string): Versioned<T> | undefined {
-    return this.byKey.get(key);
+  close(): Promise<void> {
+    return this.saving.then(() => undefined);
   }
 
   /** Stores `item` as the next version of `name` (max integer version + 1, or 1) and serves it. */
-  add(name: string, item: T): Promise<Versioned<T>> {
-    if (!HEAD_NAME_RE.test(name)) {
-      return Promise.reject(
-        new CuriaError('INVALID_ARGUMENT', `name '${name}' must match ${HEAD_NAME_RE.source}`),
-      );
-    }
-    const run = this.saving.then(async () => {
-      const ints = this.versionsOf(name)
+  async add(name: string, item: T, options?: AddOptions): Promise<Versioned<T>> {
+    checkHeadName(name);
+    return this.serialised(async () => {
+      const ints = this.cache
+        .versionsOf(name)
         .map((v) => v.version)
         .filter((v) => /^\d+$/.test(v))
         .map(Number);
       const version = String(ints.length ? Math.max(...ints) + 1 : 1);
-      const stored: Versioned<T> = { name, version, item: this.codec.withVersion(item, name, version) };
+      const creator = options?.creator ?? '';
+      const createdAt = new Date().toISOString();
+      const stored: Versioned<T> = {
+        name,
+        version,
+        item: this.codec.withVersion(item, name, version),
+        creator,
+        createdAt,
+      };
       await this.codec.prepare?.(stored.item);
       const dir = join(this.root, name, version);
       const tmp = join(this.root, name, `.tmp-${version}-${process.pid}-${Date.now()}`);
       try {
         await mkdir(tmp, { recursive: true });
         await this.codec.save(tmp, stored.item);
+        await writeFile(join(tmp, PROVENANCE_FILE), `${JSON.stringify({ creator, createdAt })}\n`);
         await rename(tmp, dir);
       } catch (e) {
         await rm(tmp, { recursive: true, force: true });
         throw e;
       }
-      this.put(stored);
+      this.cache.put(stored);
+      if (options?.promote) await this.writeAlias(name, version, creator);
+      this.cache.emit({ kind: 'version', name, version });
+      if (options?.promote) this.cache.emit({ kind: 'promote', name, version });
       return stored;
     });
+  }
+
+  /** Points `name`'s alias at `version` (which must exist), written atomically. */
+  promote(name: string, version: string, options: { readonly creator: string }): Promise<Versioned<T>> {
+    return this.serialised(async () => {
+      if (!version) throw new CuriaError('INVALID_ARGUMENT', 'promote needs a version');
+      const target = this.cache.get(name, version);
+      await this.writeAlias(name, version, options.creator);
+      this.cache.emit({ kind: 'promote', name, version });
+      return target;
+    });
+  }
+
+  private async writeAlias(name: string, version: string, creator: string): Promise<void> {
+    const path = join(this.root, name, ALIAS_FILE);
+    const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+    try {
+      await writeFile(tmp, `${JSON.stringify({ version, creator, promotedAt: new Date().toISOString() })}\n`);
+      await rename(tmp, path);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
+    this.cache.setAlias(name, version);
+  }
+
+  private serialised<R>(fn: () => Promise<R>): Promise<R> {
+    const run = this.saving.then(fn);
     this.saving = run.catch(() => undefined);
     return run;
+  }
+}
+
+async function readProvenance(dir: string): Promise<{ creator?: string; createdAt?: string }> {
+  try {
+    const p = JSON.parse(await readFile(join(dir, PROVENANCE_FILE), 'utf8')) as Record<string, unknown>;
+    return {
+      ...(typeof p.creator === 'string' ? { creator: p.creator } : {}),
+      ...(typeof p.createdAt === 'string' ? { createdAt: p.createdAt } : {}),
+    };
+  } catch {
+    return {};
   }
 }
 
