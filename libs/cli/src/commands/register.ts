@@ -505,7 +505,10 @@ export function registerRegister(program: Command): void {
       "features the similarity is computed on (default: the server's, MIND)",
     )
     .option('--transform <rigid|affine|deformable>', "transform family (default: the server's, deformable)")
-    .option('--working-spacing <mm>', "isotropic working grid spacing (default: the server's, 3 mm)")
+    .option(
+      '--working-spacing <mm>',
+      "isotropic working grid spacing (default: the server's: 3 mm on CPU, 2 mm on CUDA)",
+    )
     .option(
       '--fixed-modality <ct|mr|pet|cbct|other>',
       'modality of --fixed (default: DICOM Modality, else other)',
