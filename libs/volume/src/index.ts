@@ -4,8 +4,8 @@
  */
 export { openVolume } from './volume.js';
 export type { CanonicalPlane, OpenVolumeOptions, Volume, VolumeInfo, VolumeSource } from './volume.js';
-export { DEFAULT_VOLUME_LIMITS } from './io/limits.js';
-export type { VolumeLimits } from './io/limits.js';
+export { DEFAULT_VOLUME_LIMITS, preprocessHeldBytes } from './io/limits.js';
+export type { AdmitVolume, VolumeAdmission, VolumeLimits } from './io/limits.js';
 export type { VoxelType } from './io/voxel-array.js';
 export { resolveAllowedUri } from './io/allowed-uri.js';
 export { sliceWalk } from './io/slice-gather.js';

@@ -1,8 +1,16 @@
 import { CuriaError } from '@curia/errors';
-import { curiaTracer, errorReason, UploadAccumulator, type UploadBufferPool } from '@curia/kit';
+import {
+  curiaTracer,
+  errorReason,
+  UploadAccumulator,
+  type MemoryBudget,
+  type Release,
+  type UploadBufferPool,
+} from '@curia/kit';
 import { common, SLICE_ENVELOPE_ROOM, type preprocess } from '@curia/proto';
 import {
   openVolume,
+  preprocessHeldBytes,
   preprocessSlices,
   preprocessSlicesOnPool,
   resolveAllowedUri,
@@ -11,6 +19,7 @@ import {
   type SliceSelection,
   type SlicePool,
   type Volume,
+  type VolumeAdmission,
   type VolumeSource,
 } from '@curia/volume';
 
@@ -32,6 +41,12 @@ export interface PreprocessDeps {
   readonly pool?: SlicePool | null;
   /** Slices computed ahead of the transport when `pool` is set (default: the pool's). */
   readonly prefetch?: number | undefined;
+  /**
+   * The process's memory budget: a call takes what its volume will decode to (declared dims ×
+   * dtype, plus the slices in flight) once the header is read and before any voxel is allocated,
+   * and gives it back when the call ends. None: no admission by size (tests, benches).
+   */
+  readonly memory?: MemoryBudget;
   /** Called once per successful request with loggable facts only (opaque study id, counts). */
   readonly onDone?: (facts: { studyId: string; slices: number; files: number; bytes: number }) => void;
 }
@@ -111,12 +126,35 @@ export async function* handlePreprocess(
     if (!settled) deps.metrics.errors.inc({ reason: 'CANCELLED' });
     // The slices are done (or closed): the volume no longer reads the upload's buffer.
     call.upload?.recycle();
+    call.memory?.();
   }
 }
 
 /** What a call holds until it ends, for {@link handlePreprocess} to release. */
 interface CallResources {
   upload: UploadAccumulator | null;
+  /** Its share of the memory budget. */
+  memory?: Release;
+}
+
+/** Slices one call has in flight at once (the pool's prefetch, else one). */
+function slicesInFlight(deps: PreprocessDeps): number {
+  return deps.pool ? (deps.prefetch ?? Math.max(2, 2 * deps.pool.size)) : 1;
+}
+
+/** Takes the bytes `v` will hold from the memory budget (waiting for room or refusing). */
+async function admitVolume(
+  v: VolumeAdmission,
+  deps: PreprocessDeps,
+  call: CallResources,
+  signal: AbortSignal,
+): Promise<void> {
+  if (!deps.memory) return;
+  const bytes = preprocessHeldBytes(v, slicesInFlight(deps));
+  call.memory = await deps.memory.acquire(bytes, {
+    what: `${v.format === 'nifti' ? 'NIfTI' : 'DICOM'} volume ${v.dims.join('x')} ${v.voxelType}`,
+    signal,
+  });
 }
 
 async function* run(
@@ -210,6 +248,7 @@ async function* run(
       volumeIndex: header?.volumeIndex ?? 0,
       ...(header?.seriesInstanceUid ? { seriesInstanceUid: header.seriesInstanceUid } : {}),
       limits: { maxFiles: deps.maxUploadFiles },
+      admit: (v) => admitVolume(v, deps, call, signal),
     });
   } finally {
     stopDecode();

@@ -1,7 +1,7 @@
 import { CuriaError } from '@curia/errors';
 
 import { gunzipRange, isGzip, type ByteRange } from '../io/gzip.js';
-import { formatBytes, type VolumeLimits } from '../io/limits.js';
+import { formatBytes, type AdmitVolume, type VolumeLimits } from '../io/limits.js';
 import {
   countNonFinite,
   viewVoxels,
@@ -46,6 +46,8 @@ export interface ReadNiftiOptions {
   /** True when the reader may byte-swap `bytes` in place (the caller will not reuse them). */
   readonly owned?: boolean;
   readonly signal?: AbortSignal;
+  /** Called with the planned volume after the header is read, before its voxels are allocated. */
+  readonly admit?: AdmitVolume;
 }
 
 interface Plan {
@@ -64,9 +66,11 @@ interface Plan {
  */
 export async function readNifti(bytes: Uint8Array, opts: ReadNiftiOptions): Promise<NiftiVolumeData> {
   let plan: Plan | null = null;
-  const planner = (head: Uint8Array): ByteRange => {
-    plan = planNifti(head, opts);
-    return plan.range;
+  const planner = async (head: Uint8Array): Promise<ByteRange> => {
+    const p = planNifti(head, opts);
+    await opts.admit?.({ format: 'nifti', dims: p.dims, voxelType: p.voxelType, voxelBytes: p.range.length });
+    plan = p;
+    return p.range;
   };
   let body: Uint8Array;
   let owned = opts.owned ?? false;
@@ -81,7 +85,7 @@ export async function readNifti(bytes: Uint8Array, opts: ReadNiftiOptions): Prom
     body = r.body;
     owned = true;
   } else {
-    const range = planner(bytes);
+    const range = await planner(bytes);
     if (range.start + range.length > bytes.length) {
       throw new CuriaError(
         'INVALID_ARGUMENT',
