@@ -15,7 +15,7 @@ import { heads, type common } from '@curia/proto';
 import { featureRequestOf, headInfoOf, predictionsOf } from './codec.js';
 import { headsEnvSchema, type HeadsEnv } from './config.js';
 import { isDefaultHead, missingDefaults } from './default-heads.js';
-import { readFitStream } from './fit-request.js';
+import { readFitStream, type FitPlan } from './fit-request.js';
 import { createHeadsMetrics } from './metrics.js';
 import { decodePredictFeatures } from './predict-features.js';
 import { HeadStore, type StoredHead } from './store.js';
@@ -65,9 +65,21 @@ export function createHeadsService(
   ): Promise<heads.FitResponse> {
     const plan = await readFitStream(
       request,
-      { maxSamples: env.CURIA_HEADS_MAX_FIT_SAMPLES, maxBytes: env.CURIA_HEADS_MAX_FIT_BYTES },
+      {
+        maxSamples: env.CURIA_HEADS_MAX_FIT_SAMPLES,
+        maxBytes: env.CURIA_HEADS_MAX_FIT_BYTES,
+        reserve: (bytes, what) => server.memory.acquire(bytes, { what, signal: context.signal }),
+      },
       context.signal,
     );
+    try {
+      return await fitPlan(plan, context);
+    } finally {
+      plan.release?.();
+    }
+  }
+
+  async function fitPlan(plan: FitPlan, context: FitContext): Promise<heads.FitResponse> {
     const { start } = plan;
     const key = start.idempotencyKey;
     const previous = key ? store.byIdempotencyKey(key) : undefined;
