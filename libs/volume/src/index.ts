@@ -26,7 +26,11 @@ export {
 export type { BundlePreprocess, PreprocessSpec } from './preprocess/spec.js';
 export { resolveSelection } from './preprocess/selection.js';
 export type { SliceSelection } from './preprocess/selection.js';
-export { selectionFromWire } from './preprocess/selection-wire.js';
+export {
+  MAX_SELECTION_INDICES,
+  MAX_SELECTION_PARTS,
+  selectionFromWire,
+} from './preprocess/selection-wire.js';
 export type { WireSliceSelection } from './preprocess/selection-wire.js';
 export { axisWeights, computeAxisWeights, resizeBicubicAa, ResizeScratch } from './preprocess/resize.js';
 export type { AxisWeights } from './preprocess/resize.js';

@@ -25,7 +25,7 @@ async function start(env: Record<string, string>): Promise<Harness> {
 
 type Req = preprocess.PreprocessRequest;
 
-function startMsg(): Req {
+function startMsg(selection?: common.SliceSelection): Req {
   return {
     msg: {
       $case: 'start',
@@ -37,7 +37,7 @@ function startMsg(): Req {
           volumeIndex: 0,
         },
         source: { $case: 'streamed', value: { fileCount: 0, totalBytes: 0 } },
-        options: { modelBundle: '', outputDtype: common.DType.F32 },
+        options: { modelBundle: '', outputDtype: common.DType.F32, ...(selection ? { selection } : {}) },
       },
     },
   };
@@ -158,5 +158,24 @@ describe('PreprocessService memory budget', () => {
     expect(c.slices).toBe(40);
     const metrics = await h.server.metrics.registry.metrics();
     expect(metrics).toMatch(/curia_memory_budget_refusals_total\{reason="busy"[^}]*\} 1/);
+  }, 60_000);
+
+  it('refuses a start message listing 10M slice indices before deduplicating them; a normal call right after succeeds', async () => {
+    const h = await start({ CURIA_MEMORY_BUDGET_BYTES: String(CHART_BUDGET) });
+    const indices = Array.from({ length: 10_000_000 }, (_, i) => i % 5000);
+    const ct = gzipSync(int16Nifti([64, 64, 8], syntheticCt(64, 64, 8)));
+    const msgs = [
+      startMsg({ selection: { $case: 'indices', value: { indices } } }),
+      ...chunkMessages([{ name: 'v.nii.gz', data: ct }], 1 << 20),
+    ];
+    const { value: r, peak, before } = await peakRss(() => run(h, msgs));
+    expect(r.code).toBe('INVALID_ARGUMENT');
+    expect(r.details).toBe('options.selection.indices.indices has 10000000 entries; the cap is 32768');
+    console.log(
+      `10M slice indices (a ~40 MB start message): INVALID_ARGUMENT in ${Math.round(r.ms)} ms (encoding, transfer and decoding of the message included); RSS of the process hosting client and server ${Math.round(before / MiB)} → peak ${Math.round(peak / MiB)} MiB`,
+    );
+    const ok = await run(h, files(ct));
+    expect(ok.code).toBe('OK');
+    expect(ok.slices).toBe(8);
   }, 60_000);
 });
