@@ -8,6 +8,7 @@ import { common, type preprocess } from '@curia/proto';
 
 import { chunkMessages, requestStream, startPreprocessServer, type Harness } from './testing/harness.js';
 import { int16Nifti, syntheticCt } from './testing/nifti.js';
+import { zeroRleFrame } from '@curia/volume/testing';
 
 const harnesses: Harness[] = [];
 afterEach(async () => {
@@ -177,5 +178,20 @@ describe('PreprocessService memory budget', () => {
     const ok = await run(h, files(ct));
     expect(ok.code).toBe('OK');
     expect(ok.slices).toBe(8);
+  }, 60_000);
+
+  it('refuses a 2 MB RLE DICOM of 8192² from rows × cols × bits before decoding its frame', async () => {
+    // What the issue measured at 807 MB: the frame (128 MiB) plus its plane and float64 gather.
+    const h = await start({ CURIA_MEMORY_BUDGET_BYTES: String(512 * MiB) });
+    const n = 8192;
+    const dicom = zeroRleFrame(n, n);
+    const msgs = [startMsg(), ...chunkMessages([{ name: 'a.dcm', data: dicom }], 1 << 20)];
+    const { value: r, peak, before } = await peakRss(() => run(h, msgs));
+    expect(r.code).toBe('RESOURCE_EXHAUSTED');
+    expect(r.details).toContain(`DICOM volume 8192x8192x1 int16 needs ${n * n * 12} bytes (768.0 MiB)`);
+    console.log(
+      `RLE DICOM 8192² (${(dicom.length / MiB).toFixed(1)} MiB): refused in ${Math.round(r.ms)} ms; RSS ${Math.round(before / MiB)} → peak ${Math.round(peak / MiB)} MiB`,
+    );
+    expect(peak - before).toBeLessThan(150 * MiB);
   }, 60_000);
 });

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { CuriaError } from '@curia/errors';
 
 import { int16Bytes, writeNifti, type NiftiWriteOptions } from '../nifti/nifti-writer.js';
-import { encodeRle, writeDicom } from '../testing/dicom-writer.js';
+import { zeroRleFrame } from '../testing/dicom-writer.js';
 import type { VolumeAdmission } from './limits.js';
 import { preprocessHeldBytes } from './limits.js';
 import { openVolume, type OpenVolumeOptions } from '../volume.js';
@@ -261,19 +261,7 @@ describe('openVolume admits a volume from its header before decoding it', () => 
 
   it('an RLE DICOM frame is admitted as rows × cols × frames × bits before any frame is decoded', async () => {
     const [rows, cols] = [2048, 2048];
-    const data = writeDicom({
-      transferSyntaxUid: '1.2.840.10008.1.2.5',
-      seriesInstanceUid: '1.2.3',
-      rows,
-      cols,
-      bitsAllocated: 16,
-      pixelRepresentation: 1,
-      iop: [1, 0, 0, 0, 1, 0],
-      ipp: [0, 0, 0],
-      pixelSpacing: [1, 1],
-      pixelData: encodeRle(new Uint8Array(rows * cols * 2), 2),
-      encapsulated: true,
-    });
+    const data = zeroRleFrame(rows, cols);
     const seen: VolumeAdmission[] = [];
     const t0 = performance.now();
     await expect(
