@@ -8,6 +8,8 @@ import {
   MemoryBudget,
 } from './memory-budget.js';
 import { ServiceMetrics } from './metrics.js';
+import { loadConfig, serviceEnvSchema } from './config.js';
+import { serviceInfo } from './service-info.js';
 
 const MiB = 1024 ** 2;
 
@@ -124,5 +126,10 @@ describe('MemoryBudget', () => {
     expect(text).toContain('curia_memory_budget_held_bytes{curia_service="test"} 400');
     expect(text).toContain('curia_memory_budget_refusals_total{reason="too-large",curia_service="test"} 1');
     r();
+  });
+
+  it('GetInfo reports the capacity as limits.memory_budget_bytes', () => {
+    const env = loadConfig(serviceEnvSchema, { CURIA_MEMORY_BUDGET_BYTES: '123456789' });
+    expect(serviceInfo('x.v1.X', env).limits.memory_budget_bytes).toBe('123456789');
   });
 });

@@ -83,6 +83,7 @@ export class CuriaServer {
         ...(env.CURIA_REPLICA ? { defaultLabels: { curia_replica: env.CURIA_REPLICA } } : {}),
       });
     this.memory = createMemoryBudget(env, this.metrics);
+    this.log.debug({ memoryBudgetBytes: this.memory.capacity }, 'memory budget');
     raiseServerFlowControlWindow(env.CURIA_FLOW_CONTROL_WINDOW_BYTES);
     let server = createServer({
       'grpc.max_receive_message_length': env.CURIA_MAX_RECEIVE_MESSAGE_BYTES,
