@@ -308,7 +308,9 @@ async function openDicom(
   if (opts.admit) {
     const dims = volume.geometry.inputDims;
     const voxelBytes = dims[0] * dims[1] * dims[2] * VOXEL_TYPE_BYTES[volume.voxelType];
-    await opts.admit({ format: 'dicom', dims, voxelType: volume.voxelType, voxelBytes });
+    // Axial series decode one frame per slice; others decode and keep every frame.
+    const heldBytes = volume.geometry.axes.slice.inputAxis === 2 ? 0 : voxelBytes;
+    await opts.admit({ format: 'dicom', dims, voxelType: volume.voxelType, voxelBytes, heldBytes });
   }
   return volume;
 }

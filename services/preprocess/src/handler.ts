@@ -113,7 +113,7 @@ export async function* handlePreprocess(
   deps: PreprocessDeps,
 ): AsyncGenerator<Response, void, undefined> {
   let settled = false;
-  const call: CallResources = { upload: null };
+  const call: CallResources = { upload: null, memory: [], uploadReserved: 0 };
   try {
     yield* run(requests, signal, deps, call);
     settled = true;
@@ -126,15 +126,31 @@ export async function* handlePreprocess(
     if (!settled) deps.metrics.errors.inc({ reason: 'CANCELLED' });
     // The slices are done (or closed): the volume no longer reads the upload's buffer.
     call.upload?.recycle();
-    call.memory?.();
+    for (const release of call.memory.splice(0)) release();
   }
 }
 
 /** What a call holds until it ends, for {@link handlePreprocess} to release. */
 interface CallResources {
   upload: UploadAccumulator | null;
-  /** Its share of the memory budget. */
-  memory?: Release;
+  /** Its shares of the memory budget. */
+  readonly memory: Release[];
+  /** Upload bytes taken from the budget so far. */
+  uploadReserved: number;
+}
+
+/** Takes upload bytes from the memory budget until `need` are covered, before they are copied. */
+async function reserveUpload(
+  need: number,
+  deps: PreprocessDeps,
+  call: CallResources,
+  signal: AbortSignal,
+): Promise<void> {
+  if (!deps.memory || need <= call.uploadReserved) return;
+  call.memory.push(
+    await deps.memory.acquire(need - call.uploadReserved, { what: `an upload of ${need} bytes`, signal }),
+  );
+  call.uploadReserved = need;
 }
 
 /** Slices one call has in flight at once (the pool's prefetch, else one). */
@@ -151,10 +167,12 @@ async function admitVolume(
 ): Promise<void> {
   if (!deps.memory) return;
   const bytes = preprocessHeldBytes(v, slicesInFlight(deps));
-  call.memory = await deps.memory.acquire(bytes, {
-    what: `${v.format === 'nifti' ? 'NIfTI' : 'DICOM'} volume ${v.dims.join('x')} ${v.voxelType}`,
-    signal,
-  });
+  call.memory.push(
+    await deps.memory.acquire(bytes, {
+      what: `${v.format === 'nifti' ? 'NIfTI' : 'DICOM'} volume ${v.dims.join('x')} ${v.voxelType}`,
+      signal,
+    }),
+  );
 }
 
 async function* run(
@@ -208,6 +226,8 @@ async function* run(
     );
     call.upload = acc;
     acc.checkAnnounced(source.value);
+    // An announced single file gets its buffer at once: take it up front.
+    await reserveUpload(acc.preallocatedBytes, deps, call, signal);
     let lastProgress = t0;
     try {
       for (;;) {
@@ -219,6 +239,9 @@ async function* run(
           throw new CuriaError('INVALID_ARGUMENT', 'start was sent twice; send it once, first');
         if (m?.$case !== 'chunk')
           throw new CuriaError('INVALID_ARGUMENT', 'a request message has neither start nor chunk');
+        // Past the upload cap, acc.add refuses with the cap's message.
+        const need = Math.min(acc.bytesReceived + m.value.data.length, deps.maxUploadBytes);
+        await reserveUpload(need, deps, call, signal);
         acc.add(m.value);
         deps.metrics.uploadBytes.inc(m.value.data.length);
         const now = performance.now();

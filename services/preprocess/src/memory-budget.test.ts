@@ -181,17 +181,28 @@ describe('PreprocessService memory budget', () => {
   }, 60_000);
 
   it('refuses a 2 MB RLE DICOM of 8192² from rows × cols × bits before decoding its frame', async () => {
-    // What the issue measured at 807 MB: the frame (128 MiB) plus its plane and float64 gather.
+    // What the issue measured at 807 MB: the decoded frame (128 MiB) and its float64 gather (512 MiB).
     const h = await start({ CURIA_MEMORY_BUDGET_BYTES: String(512 * MiB) });
     const n = 8192;
     const dicom = zeroRleFrame(n, n);
     const msgs = [startMsg(), ...chunkMessages([{ name: 'a.dcm', data: dicom }], 1 << 20)];
     const { value: r, peak, before } = await peakRss(() => run(h, msgs));
     expect(r.code).toBe('RESOURCE_EXHAUSTED');
-    expect(r.details).toContain(`DICOM volume 8192x8192x1 int16 needs ${n * n * 12} bytes (768.0 MiB)`);
+    expect(r.details).toContain(`DICOM volume 8192x8192x1 int16 needs ${n * n * 10} bytes (640.0 MiB)`);
     console.log(
       `RLE DICOM 8192² (${(dicom.length / MiB).toFixed(1)} MiB): refused in ${Math.round(r.ms)} ms; RSS ${Math.round(before / MiB)} → peak ${Math.round(peak / MiB)} MiB`,
     );
     expect(peak - before).toBeLessThan(150 * MiB);
   }, 60_000);
+
+  it('takes streamed upload bytes from the budget as they arrive', async () => {
+    const h = await start({ CURIA_MEMORY_BUDGET_BYTES: String(MiB), CURIA_MEMORY_BUDGET_WAIT_MS: '0' });
+    const big = int16Nifti([64, 64, 200], syntheticCt(64, 64, 200)); // 1.6 MB uncompressed
+    const r = await run(h, [startMsg(), ...chunkMessages([{ name: 'v.nii', data: big }], 256 * 1024)]);
+    expect(r.code).toBe('RESOURCE_EXHAUSTED');
+    expect(r.details).toMatch(/^an upload of \d+ bytes needs \d+ bytes .* memory budget of 1048576 bytes/);
+    expect(h.server.memory.heldBytes).toBe(0);
+    const ok = await run(h, files(int16Nifti([64, 64, 8], syntheticCt(64, 64, 8))));
+    expect(ok.code).toBe('OK');
+  });
 });

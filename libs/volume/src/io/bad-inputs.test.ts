@@ -246,20 +246,26 @@ describe('openVolume admits a volume from its header before decoding it', () => 
     expect(r.ms).toBeLessThan(500);
     expect(process.memoryUsage().rss - before).toBeLessThan(100 * 1024 ** 2);
     expect(seen).toEqual([
-      { format: 'nifti', dims: [1024, 1024, 512], voxelType: 'int16', voxelBytes: 1024 ** 3 },
+      {
+        format: 'nifti',
+        dims: [1024, 1024, 512],
+        voxelType: 'int16',
+        voxelBytes: 1024 ** 3,
+        heldBytes: 1024 ** 3,
+      },
     ]);
   });
 
-  it('an uncompressed NIfTI is admitted before its voxels are viewed; admitting it opens it', async () => {
+  it('an uncompressed NIfTI is admitted before its voxels are viewed (in place: none held); admitting it opens it', async () => {
     const seen: VolumeAdmission[] = [];
     const v = await openVolume({ kind: 'bytes', data: nifti() }, { admit: (a) => void seen.push(a) });
     expect(v.geometry.inputDims).toEqual([8, 6, 4]);
     expect(seen).toEqual([
-      { format: 'nifti', dims: [8, 6, 4], voxelType: 'int16', voxelBytes: 8 * 6 * 4 * 2 },
+      { format: 'nifti', dims: [8, 6, 4], voxelType: 'int16', voxelBytes: 8 * 6 * 4 * 2, heldBytes: 0 },
     ]);
   });
 
-  it('an RLE DICOM frame is admitted as rows × cols × frames × bits before any frame is decoded', async () => {
+  it('an RLE DICOM frame is admitted as rows × cols × frames × bits before any frame is decoded (axial: decoded per slice, none held)', async () => {
     const [rows, cols] = [2048, 2048];
     const data = zeroRleFrame(rows, cols);
     const seen: VolumeAdmission[] = [];
@@ -269,9 +275,15 @@ describe('openVolume admits a volume from its header before decoding it', () => 
     ).rejects.toThrow('no room');
     expect(performance.now() - t0).toBeLessThan(500);
     expect(seen).toEqual([
-      { format: 'dicom', dims: [cols, rows, 1], voxelType: 'int16', voxelBytes: rows * cols * 2 },
+      {
+        format: 'dicom',
+        dims: [cols, rows, 1],
+        voxelType: 'int16',
+        voxelBytes: rows * cols * 2,
+        heldBytes: 0,
+      },
     ]);
-    // What a preprocess call holds: the frame, plus its plane and float64 gather once (one slice).
-    expect(preprocessHeldBytes(seen[0]!, 4)).toBe(rows * cols * 2 + rows * cols * 10);
+    // What a preprocess call holds beyond its input: the decoded frame and its float64 gather (one slice).
+    expect(preprocessHeldBytes(seen[0]!, 4)).toBe(rows * cols * 10);
   });
 });

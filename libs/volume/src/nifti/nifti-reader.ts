@@ -4,6 +4,7 @@ import { gunzipRange, isGzip, type ByteRange } from '../io/gzip.js';
 import { formatBytes, type AdmitVolume, type VolumeLimits } from '../io/limits.js';
 import {
   countNonFinite,
+  viewCopies,
   viewVoxels,
   VOXEL_TYPE_BYTES,
   type VoxelArray,
@@ -66,15 +67,26 @@ interface Plan {
  */
 export async function readNifti(bytes: Uint8Array, opts: ReadNiftiOptions): Promise<NiftiVolumeData> {
   let plan: Plan | null = null;
+  const compressed = isGzip(bytes);
   const planner = async (head: Uint8Array): Promise<ByteRange> => {
     const p = planNifti(head, opts);
-    await opts.admit?.({ format: 'nifti', dims: p.dims, voxelType: p.voxelType, voxelBytes: p.range.length });
+    const voxelBytes = p.range.length;
+    await opts.admit?.({
+      format: 'nifti',
+      dims: p.dims,
+      voxelType: p.voxelType,
+      voxelBytes,
+      heldBytes:
+        compressed ||
+        viewCopies(bytes.byteOffset + p.range.start, p.voxelType, p.header.littleEndian, opts.owned ?? false)
+          ? voxelBytes
+          : 0,
+    });
     plan = p;
     return p.range;
   };
   let body: Uint8Array;
   let owned = opts.owned ?? false;
-  const compressed = isGzip(bytes);
   if (compressed) {
     const r = await gunzipRange(bytes, {
       headBytes: NIFTI_HEADER_BYTES[2],

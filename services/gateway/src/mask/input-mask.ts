@@ -149,9 +149,9 @@ async function niftiToGrid(volume: Volume, signal: AbortSignal | undefined): Pro
 
 /**
  * Opens a NIfTI mask and converts it to the byte grid. The header is checked against
- * `limits.maxVoxels` before anything is inflated, and the budget is taken then: the decoded
- * voxels and one float64 slice (given back once the grid is built) and the grid (held for the
- * study).
+ * `limits.maxVoxels` before anything is inflated, and the budget is taken then: the voxels opening
+ * holds beyond the request (inflated ones of a `.nii.gz`) and one float64 slice, given back once
+ * the grid is built, and the grid, held for the study.
  */
 async function decodeNifti(
   data: Uint8Array,
@@ -166,7 +166,7 @@ async function decodeNifti(
     if (!limits.reserve) return;
     const [a, b, c] = [...v.dims].sort((x, y) => y - x) as [number, number, number];
     const what = `start.mask.nifti ${v.dims.join('x')} ${v.voxelType}`;
-    releaseDecode = await limits.reserve(v.voxelBytes + a * b * 8, what);
+    releaseDecode = await limits.reserve(v.heldBytes + a * b * 8, what);
     try {
       releaseGrid = await limits.reserve(a * b * c, `${what} grid`);
     } catch (e) {
