@@ -159,8 +159,26 @@ describe('Heads Fit caps on free-form fields and the memory budget (real server)
   it('takes the feature matrix from the memory budget: a Fit that cannot fit is RESOURCE_EXHAUSTED, the next small one succeeds', async () => {
     const r = await failure(svc.client.fit(fitStream({ head: 'big' }, samples(1100, 512))));
     expect(r.code).toBe('RESOURCE_EXHAUSTED');
-    expect(r.details).toContain('Fit features (2048 samples × 512) needs 4194304 bytes (4.0 MiB) of memory');
+    expect(r.details).toMatch(/^Fit features \(\d+ samples × 512\) needs \d+ bytes .* of memory/);
     expect(r.details).toContain('CURIA_MEMORY_BUDGET_BYTES');
+    expect(svc.server.memory.heldBytes).toBe(0);
+    // Cox with D = 2048 holds three D × D float64 matrices (96 MiB) while it fits.
+    const cox = await failure(
+      svc.client.fit(
+        fitStream(
+          { head: 'cox', kind: common.HeadKind.COX, task: common.HeadTask.SURVIVAL },
+          samples(40, 2048).map((x, i) => ({
+            ...x,
+            label: { $case: 'survival' as const, value: { time: i + 1, event: i % 2 === 0 } },
+          })),
+          8,
+        ),
+      ),
+    );
+    expect(cox.code).toBe('RESOURCE_EXHAUSTED');
+    expect(cox.details).toContain(
+      `Fit cox of 40 samples × 2048 needs ${40 * 2048 * 8 + 3 * 2048 * 2048 * 8} bytes`,
+    );
     expect(svc.server.memory.heldBytes).toBe(0);
     const ok = await svc.client.fit(fitStream({ head: 'small' }, samples(64, 8)));
     expect(ok.head?.name).toBe('small');

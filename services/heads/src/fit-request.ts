@@ -225,6 +225,35 @@ export function validateStart(start: heads.FitStart): Omit<FitPlan, 'features' |
   return { kind, spec, ...optionsOf(start, kind, task) };
 }
 
+/** Weights of an MLP from `d` features through `hidden` to `outputs` (at least 1). */
+function mlpWeights(d: number, hidden: readonly number[], outputs: number): number {
+  const widths = [d, ...hidden, Math.max(1, outputs)];
+  let weights = 0;
+  for (let i = 0; i + 1 < widths.length; i++) weights += widths[i]! * widths[i + 1]!;
+  return weights;
+}
+
+/**
+ * Bytes the engine holds while fitting `plan` beyond its feature matrix (an estimate, taken from
+ * the memory budget before `fitHead`): a standardised float64 copy of the samples (rows × D × 8);
+ * Cox: the Hessian and two second-moment matrices (3 × D² × 8); ridge: the normal matrix
+ * (D² × 8); MLP: weights, gradients, the two Adam moments and the best weights (5 × weights × 8).
+ */
+export function fitWorkingBytes(plan: FitPlan): number {
+  const { rows, cols: d } = plan.features;
+  const base = rows * d * 8;
+  switch (plan.kind) {
+    case 'cox':
+      return base + 3 * d * d * 8;
+    case 'ridge':
+      return base + d * d * 8;
+    case 'mlp':
+      return base + 5 * 8 * mlpWeights(d, plan.resolved.hiddenLayerSizes, plan.start.labelNames.length);
+    default:
+      return base;
+  }
+}
+
 /** MLP weights of a Fit with feature width `d` (the last layer: one output per class, at most labels). */
 function checkMlpWeights(
   base: Omit<FitPlan, 'features' | 'labels' | 'start'>,
@@ -232,9 +261,7 @@ function checkMlpWeights(
   outputs: number,
 ): void {
   if (base.kind !== 'mlp') return;
-  const widths = [d, ...base.resolved.hiddenLayerSizes, Math.max(1, outputs)];
-  let weights = 0;
-  for (let i = 0; i + 1 < widths.length; i++) weights += widths[i]! * widths[i + 1]!;
+  const weights = mlpWeights(d, base.resolved.hiddenLayerSizes, outputs);
   if (weights > FIT_CAPS.mlpWeights) {
     throw invalid(
       `start.options.hidden_layer_sizes [${base.resolved.hiddenLayerSizes.join(', ')}] on ${d} features make ${weights} MLP weights; the cap is ${FIT_CAPS.mlpWeights}`,
@@ -328,7 +355,7 @@ export async function readFitStream(
           throw invalid(`samples[${i}].features has ${t.shape[0]} values; samples[0] had ${d}`);
         }
         if ((rows + 1) * d > data.length) {
-          const length = Math.min(Math.max(1024 * d, data.length * 2), limits.maxSamples * d);
+          const length = Math.min(Math.max(64 * d, data.length * 2), limits.maxSamples * d);
           const release = await limits.reserve?.(length * 4, `Fit features (${length / d} samples × ${d})`);
           const grown = new Float32Array(length);
           grown.set(data);

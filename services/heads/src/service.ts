@@ -15,7 +15,7 @@ import { heads, type common } from '@curia/proto';
 import { featureRequestOf, headInfoOf, predictionsOf } from './codec.js';
 import { headsEnvSchema, type HeadsEnv } from './config.js';
 import { isDefaultHead, missingDefaults } from './default-heads.js';
-import { readFitStream, type FitPlan } from './fit-request.js';
+import { fitWorkingBytes, readFitStream, type FitPlan } from './fit-request.js';
 import { createHeadsMetrics } from './metrics.js';
 import { decodePredictFeatures } from './predict-features.js';
 import { HeadStore, type StoredHead } from './store.js';
@@ -73,7 +73,16 @@ export function createHeadsService(
       context.signal,
     );
     try {
-      return await fitPlan(plan, context);
+      const { rows, cols } = plan.features;
+      const releaseWork = await server.memory.acquire(fitWorkingBytes(plan), {
+        what: `Fit ${plan.kind} of ${rows} samples × ${cols}`,
+        signal: context.signal,
+      });
+      try {
+        return await fitPlan(plan, context);
+      } finally {
+        releaseWork();
+      }
     } finally {
       plan.release?.();
     }
