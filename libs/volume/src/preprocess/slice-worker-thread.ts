@@ -9,7 +9,7 @@ import { float32ToFloat16 } from '@curia/tensors';
 
 import { decodeFrame } from '../dicom/pixel-data.js';
 import { gatherSlice } from '../io/slice-gather.js';
-import { processSlice, SliceScratch } from './slice-kernel.js';
+import { KEEP_SCRATCH_BYTES, processSlice, SliceScratch } from './slice-kernel.js';
 import { inputArray, type SliceAnswer, type SliceTask } from './slice-pool-protocol.js';
 
 if (!parentPort) throw new Error('slice-worker-thread must run in a worker thread');
@@ -47,6 +47,7 @@ async function handle(t: SliceTask): Promise<void> {
     answer = { id: t.id, ok: false, message, ...(isCuriaError(e) ? { code: e.code } : {}) };
   }
   port.postMessage(answer, [inputArray(t.input).buffer as ArrayBuffer, t.out.buffer]);
+  scratch.trim(KEEP_SCRATCH_BYTES);
 }
 
 // One task at a time (decoding awaits): the scratch buffers are shared by the tasks of a thread.
