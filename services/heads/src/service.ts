@@ -73,16 +73,7 @@ export function createHeadsService(
       context.signal,
     );
     try {
-      const { rows, cols } = plan.features;
-      const releaseWork = await server.memory.acquire(fitWorkingBytes(plan), {
-        what: `Fit ${plan.kind} of ${rows} samples × ${cols}`,
-        signal: context.signal,
-      });
-      try {
-        return await fitPlan(plan, context);
-      } finally {
-        releaseWork();
-      }
+      return await fitPlan(plan, context);
     } finally {
       plan.release?.();
     }
@@ -101,12 +92,23 @@ export function createHeadsService(
         'heads.fit',
         { 'curia.head': start.head, 'curia.fit.kind': plan.kind, 'curia.fit.samples': plan.features.rows },
         async () => {
-          const stop = metrics.fit.startTimer({ kind: plan.kind });
-          const head = await fitHead(plan.kind, plan.features, plan.labels, {
-            ...plan.options,
-            name: start.head,
+          // What the engine will hold, taken only when a Fit really runs (not for a repeated key).
+          const { rows, cols } = plan.features;
+          const releaseWork = await server.memory.acquire(fitWorkingBytes(plan), {
+            what: `Fit ${plan.kind} of ${rows} samples × ${cols}`,
             signal: context.signal,
           });
+          const stop = metrics.fit.startTimer({ kind: plan.kind });
+          let head;
+          try {
+            head = await fitHead(plan.kind, plan.features, plan.labels, {
+              ...plan.options,
+              name: start.head,
+              signal: context.signal,
+            });
+          } finally {
+            releaseWork();
+          }
           stop();
           if (context.signal.aborted)
             throw new CuriaError('CANCELLED', 'Fit was cancelled; nothing was stored');
