@@ -388,7 +388,7 @@ const md = writeReport(args.out, {
   notes: [
     'Each case runs against real service processes (LocalCluster) whose CURIA_MEMORY_BUDGET_BYTES is 0.6 × the chart’s memory limit of that service. Peak RSS is the process’s VmHWM, reset (/proc/PID/clear_refs 5) before each case, so it is the peak during that case.',
     'A case passes when every copy ends with one of the expected statuses and the peak RSS stays under the chart’s limit. The issue measured, on the main branch before this change: 2.17 GB RSS and 8 s for one .nii.gz bomb, 4.26 GB for two; 807 MB for the RLE DICOM; 2.1 GB in the gateway for the NIfTI mask; ListHeads/GetInfo broken for every caller after two 40 MB descriptions; 16 s of CPU for d = 262,144; 3.3 s and ~1 GB for 10M slice indices.',
-    'RSS after a case is read right after its calls end: memory freed by a call stays resident until the process next collects garbage (an idle process does not), so the RSS left after the two admitted 8192² DICOM calls (~1.5 GiB) carries into the next cases without being in use; slice threads now drop scratch buffers above 32 MiB after each slice so that it can be collected.',
+    'RSS after a case is read right after its calls end: memory a call freed stays resident until its thread next collects garbage. Slice threads drop scratch buffers above 32 MiB after each slice and then collect once idle, so the ~1.5 GiB of the two admitted 8192² DICOM calls is mostly returned before the next case starts (without that, an idle thread kept it).',
     SHARED_MACHINE_NOTE,
   ],
   charts: [],

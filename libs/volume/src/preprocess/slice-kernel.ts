@@ -45,13 +45,15 @@ export class SliceScratch {
   /**
    * Drops every buffer above `maxBytes`, so that one huge slice (an 8192² frame gathers into
    * 512 MiB) does not stay resident in a pool thread after its call, outside the memory budget
-   * that admitted it. Buffers of ordinary slices stay for reuse.
+   * that admitted it. Buffers of ordinary slices stay for reuse. Returns the bytes dropped.
    */
-  trim(maxBytes: number): void {
+  trim(maxBytes: number): number {
+    const before = this.bytes;
     if (this.gathered.byteLength > maxBytes) this.gathered = new Float64Array(0);
     if (this.resized.byteLength > maxBytes) this.resized = new Float64Array(0);
     if (this.pixels.byteLength > maxBytes) this.pixels = new Float32Array(0);
     if (this.resize.tmp.byteLength > maxBytes) this.resize.tmp = new Float64Array(0);
+    return before - this.bytes;
   }
 
   /** Bytes held by the buffers. */

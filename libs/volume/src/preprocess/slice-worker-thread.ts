@@ -2,6 +2,8 @@
  * Entry point of a {@link SlicePool} thread: decodes / gathers each task's input, runs
  * {@link processSlice} and writes the output in the requested dtype.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { parentPort, type MessagePort } from 'node:worker_threads';
 
 import { isCuriaError } from '@curia/errors';
@@ -47,7 +49,29 @@ async function handle(t: SliceTask): Promise<void> {
     answer = { id: t.id, ok: false, message, ...(isCuriaError(e) ? { code: e.code } : {}) };
   }
   port.postMessage(answer, [inputArray(t.input).buffer as ArrayBuffer, t.out.buffer]);
-  scratch.trim(KEEP_SCRATCH_BYTES);
+  if (scratch.trim(KEEP_SCRATCH_BYTES) > 0) collectSoon();
+}
+
+let gc: (() => void) | undefined;
+let collecting = false;
+
+/**
+ * Collects this thread's garbage once its queue is idle, after a huge slice: its scratch and
+ * decoded frame (hundreds of MiB for an 8192² frame) would otherwise stay resident until the thread
+ * next allocates, as an idle thread never collects. `gc` is exposed to a fresh context only, so
+ * nothing else in the process sees it.
+ */
+function collectSoon(): void {
+  if (collecting) return;
+  collecting = true;
+  setImmediate(() => {
+    collecting = false;
+    if (!gc) {
+      setFlagsFromString('--expose-gc');
+      gc = runInNewContext('gc') as () => void;
+    }
+    gc();
+  });
 }
 
 // One task at a time (decoding awaits): the scratch buffers are shared by the tasks of a thread.
