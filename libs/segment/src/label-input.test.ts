@@ -1,9 +1,8 @@
-import { gzipSync } from 'node:zlib';
-
 import { describe, expect, it } from 'vitest';
 
 import { CuriaError } from '@curia/errors';
 import { computeGeometry, writeNifti } from '@curia/volume';
+import { niftiGzipBomb } from '@curia/volume/testing';
 
 import { openLabelMap, readLabelMap } from './label-input.js';
 
@@ -60,18 +59,7 @@ describe('openLabelMap', () => {
 describe('readLabelMap admission', () => {
   it('shows the header to admit before inflating; a budget refusal passes through unchanged', async () => {
     // A label map declaring 1024×1024×512 uint8 (512 MiB), whose stream really inflates to it.
-    const raw = Buffer.from(
-      writeNifti({
-        dims: [1, 1, 1],
-        datatypeCode: 2,
-        bitpix: 8,
-        voxelBytes: new Uint8Array(1),
-        affine: AFFINE,
-      }),
-    ).subarray(0, 352);
-    [1024, 1024, 512].forEach((d, i) => raw.writeInt16LE(d, 42 + 2 * i));
-    const zeros = gzipSync(Buffer.alloc(16 * 1024 ** 2), { level: 9 });
-    const bomb = Buffer.concat([gzipSync(raw), ...Array.from({ length: 32 }, () => zeros)]);
+    const bomb = niftiGzipBomb([1024, 1024, 512], 'uint8');
     const seen: number[] = [];
     const refusal = new CuriaError('RESOURCE_EXHAUSTED', 'no room', { retryAfterMs: 250 });
     const before = process.memoryUsage().rss;

@@ -23,7 +23,7 @@ import {
   type preprocess,
 } from '@curia/client';
 import { writeNifti } from '@curia/volume';
-import { zeroRleFrame } from '@curia/volume/testing';
+import { niftiGzipBomb, zeroRleFrame } from '@curia/volume/testing';
 
 import { OutputTail, startCluster } from '../cluster.js';
 import { writeReport, type Check } from '../report.js';
@@ -139,22 +139,6 @@ async function abuse(
 
 // ---- inputs
 const affine = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
-/** A NIfTI header declaring `dims` of `datatype`, then gzip members of zeros that inflate to them. */
-function gzipBomb(dims: [number, number, number], datatypeCode: number, bitpix: number): Buffer {
-  const header = Buffer.from(
-    writeNifti({
-      dims: [1, 1, 1],
-      datatypeCode,
-      bitpix,
-      voxelBytes: new Uint8Array(bitpix / 8),
-      affine,
-    }).subarray(0, 352),
-  );
-  dims.forEach((d, i) => header.writeInt16LE(d, 42 + 2 * i));
-  const block = gzipSync(Buffer.alloc(16 * MiB), { level: 9 });
-  const blocks = Math.ceil((dims[0] * dims[1] * dims[2] * bitpix) / 8 / (16 * MiB));
-  return Buffer.concat([gzipSync(header), ...Array.from({ length: blocks }, () => block)]);
-}
 const smallCt = () => {
   const v = new Int16Array(64 * 64 * 8).map((_, i) => (i % 97) - 40);
   return gzipSync(
@@ -239,7 +223,7 @@ const fitCall = (msgs: heads.FitRequest[]) => async (onTrailer: OnTrailer) => {
 
 try {
   // ---- Preprocess (3 GiB limit)
-  const bomb = gzipBomb([1024, 1024, 1000], 4, 16);
+  const bomb = niftiGzipBomb([1024, 1024, 1000], 'int16');
   progress(`gzip bomb ${(bomb.length / MiB).toFixed(1)} MiB`);
   await abuse(
     'Preprocess: 2.0 MB .nii.gz inflating to 1024×1024×1000 int16 (2 GB)',
@@ -341,7 +325,7 @@ try {
   );
 
   // ---- Gateway (2 GiB limit)
-  const maskBomb = gzipBomb([1024, 1024, 256], 64, 64);
+  const maskBomb = niftiGzipBomb([1024, 1024, 256], 'float64');
   const study = (mask: common.InputMask) => async (onTrailer: OnTrailer) => {
     const start = gateway.AnalyzeStudyStart.fromPartial({
       header: { studyId: 'abuse' },

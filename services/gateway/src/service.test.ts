@@ -1,5 +1,3 @@
-import { gzipSync } from 'node:zlib';
-
 import { afterEach, describe, expect, it } from 'vitest';
 
 import {
@@ -15,7 +13,7 @@ import { CuriaError } from '@curia/errors';
 import { CuriaServer, loadConfig, RETRY_AFTER_TRAILER, serviceEnvSchema } from '@curia/kit';
 import { heads } from '@curia/proto';
 import { startFakeEmbedServer } from '@curia/stages/testing';
-import { writeNifti } from '@curia/volume';
+import { niftiGzipBomb } from '@curia/volume/testing';
 
 import { gatewayEnvSchema } from './config.js';
 import { setupGateway } from './service.js';
@@ -151,20 +149,9 @@ describe('GatewayService', () => {
     // The chart gives the gateway 2 GiB; its budget is CURIA_MEMORY_BUDGET_FRACTION 0.6 of that.
     const budget = Math.floor(0.6 * 2 * 1024 ** 3);
     const { client, server } = await startGateway({ CURIA_MEMORY_BUDGET_BYTES: String(budget) });
-    // A float64 mask of 1024×1024×256 (256 Mi voxels, under CURIA_GATEWAY_MAX_MASK_VOXELS): a header
-    // member, then gzip members of 16 MiB of zeros that really inflate to the 2 GiB it declares.
-    const header = Buffer.from(
-      writeNifti({
-        dims: [1, 1, 1],
-        datatypeCode: 64,
-        bitpix: 64,
-        voxelBytes: new Uint8Array(8),
-        affine: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
-      }).subarray(0, 352),
-    );
-    [1024, 1024, 256].forEach((d, i) => header.writeInt16LE(d, 42 + 2 * i));
-    const zeros = gzipSync(Buffer.alloc(16 * 1024 ** 2), { level: 9 });
-    const bomb = Buffer.concat([gzipSync(header), ...Array.from({ length: 128 }, () => zeros)]);
+    // A float64 mask of 1024×1024×256 (256 Mi voxels, under CURIA_GATEWAY_MAX_MASK_VOXELS) that
+    // really inflates to the 2 GiB it declares.
+    const bomb = niftiGzipBomb([1024, 1024, 256], 'float64');
     expect(bomb.length).toBeLessThan(3 * 1024 ** 2);
     const study = async (mask: common.InputMask) => {
       const t0 = performance.now();

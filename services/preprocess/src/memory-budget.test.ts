@@ -8,7 +8,7 @@ import { common, type preprocess } from '@curia/proto';
 
 import { chunkMessages, requestStream, startPreprocessServer, type Harness } from './testing/harness.js';
 import { int16Nifti, syntheticCt } from './testing/nifti.js';
-import { zeroRleFrame } from '@curia/volume/testing';
+import { niftiGzipBomb, zeroRleFrame } from '@curia/volume/testing';
 
 const harnesses: Harness[] = [];
 afterEach(async () => {
@@ -49,13 +49,7 @@ function startMsg(selection?: common.SliceSelection): Req {
  * to those 2 GB of zeros (gzip members of 16 MiB of zeros, concatenated after the header's).
  */
 function gzipBomb(): Uint8Array {
-  const header = int16Nifti([1, 1, 1], new Int16Array(1)).subarray(0, 352);
-  const v = new DataView(header.buffer, header.byteOffset);
-  [3, 1024, 1024, 1000].forEach((d, i) => v.setInt16(40 + 2 * i, d, true));
-  const block = gzipSync(Buffer.alloc(16 * 1024 ** 2), { level: 9 });
-  const blocks = Math.ceil((1024 * 1024 * 1000 * 2) / (16 * 1024 ** 2));
-  const parts = [gzipSync(header), ...Array.from({ length: blocks }, () => block)];
-  return Buffer.concat(parts);
+  return niftiGzipBomb([1024, 1024, 1000], 'int16');
 }
 
 function files(data: Uint8Array): Req[] {

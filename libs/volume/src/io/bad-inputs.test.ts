@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { CuriaError } from '@curia/errors';
 
 import { int16Bytes, writeNifti, type NiftiWriteOptions } from '../nifti/nifti-writer.js';
+import { niftiGzipBomb } from '../testing/bombs.js';
 import { zeroRleFrame } from '../testing/dicom-writer.js';
 import type { VolumeAdmission } from './limits.js';
 import { preprocessHeldBytes } from './limits.js';
@@ -236,9 +237,7 @@ describe('openVolume admits a volume from its header before decoding it', () => 
   };
 
   it('a .nii.gz declaring 1 GiB: admit sees dims × dtype from the first inflated bytes; its refusal stops the inflate', async () => {
-    const head = gzipSync(withDims([1024, 1024, 512]));
-    const zeros = gzipSync(Buffer.alloc(16 * 1024 ** 2), { level: 9 });
-    const bomb = Buffer.concat([head, ...Array.from({ length: 64 }, () => zeros)]);
+    const bomb = niftiGzipBomb([1024, 1024, 512], 'int16');
     const seen: VolumeAdmission[] = [];
     const before = process.memoryUsage().rss;
     const r = await failure(bomb, { admit: refuse(seen) });
