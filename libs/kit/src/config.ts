@@ -97,6 +97,18 @@ export const serviceEnvSchema = z.object({
   CURIA_REPLICA: z.string().default(''),
   /** Collect Node.js process metrics (event loop lag, heap, GC) on /metrics. */
   CURIA_PROCESS_METRICS: bool.default(true),
+  /**
+   * Capacity of the process's memory budget (bytes that admitted calls may decode into at once);
+   * wins over CURIA_MEMORY_BUDGET_FRACTION. Unset: the fraction of the pod's memory limit.
+   */
+  CURIA_MEMORY_BUDGET_BYTES: positiveInt.optional(),
+  /**
+   * Share of the cgroup (pod) memory limit given to the memory budget, or of the machine's memory
+   * when there is no limit; the rest is the runtime, buffers in flight and slack.
+   */
+  CURIA_MEMORY_BUDGET_FRACTION: z.coerce.number().gt(0).max(1).default(0.6),
+  /** Longest a call waits for room in the memory budget before RESOURCE_EXHAUSTED, ms (0: no wait). */
+  CURIA_MEMORY_BUDGET_WAIT_MS: nonNegativeInt.max(60_000).default(1000),
 });
 
 /** Parsed base service settings. */

@@ -20,3 +20,4 @@ export * from './request-stream.js';
 export * from './upload.js';
 export * from './file-chunks.js';
 export * from './concurrency-gate.js';
+export * from './memory-budget.js';

@@ -16,6 +16,7 @@ import { deadlineInterceptor, deadlineMiddleware, type DeadlineContext } from '.
 import { DrainController, callMiddleware } from './drain.js';
 import { MetricsHttpServer } from './http.js';
 import { createLogger, type Logger } from './logger.js';
+import { createMemoryBudget, type MemoryBudget } from './memory-budget.js';
 import { ServiceMetrics } from './metrics.js';
 import { shutdownTelemetry } from './telemetry.js';
 import { raiseServerFlowControlWindow } from './http2-window.js';
@@ -62,6 +63,8 @@ export class CuriaServer {
   readonly metrics: ServiceMetrics;
   readonly health = HealthState();
   readonly drain = new DrainController();
+  /** The process's memory budget (`CURIA_MEMORY_BUDGET_*`), with its gauge and refusal counter. */
+  readonly memory: MemoryBudget;
   private readonly server: Server<CuriaCallContext>;
   private readonly http: MetricsHttpServer;
   private readonly serviceNames: string[] = [];
@@ -79,6 +82,8 @@ export class CuriaServer {
         processMetrics: env.CURIA_PROCESS_METRICS,
         ...(env.CURIA_REPLICA ? { defaultLabels: { curia_replica: env.CURIA_REPLICA } } : {}),
       });
+    this.memory = createMemoryBudget(env, this.metrics);
+    this.log.debug({ memoryBudgetBytes: this.memory.capacity }, 'memory budget');
     raiseServerFlowControlWindow(env.CURIA_FLOW_CONTROL_WINDOW_BYTES);
     let server = createServer({
       'grpc.max_receive_message_length': env.CURIA_MAX_RECEIVE_MESSAGE_BYTES,

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { common } from '@curia/proto';
 
 import type { ServiceEnv } from './config.js';
+import { memoryBudgetCapacity } from './memory-budget.js';
 
 const kitVersion = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -35,6 +36,7 @@ export function serviceInfo(
       max_send_message_bytes: String(env.CURIA_MAX_SEND_MESSAGE_BYTES),
       max_connection_age_ms: String(env.CURIA_MAX_CONNECTION_AGE_MS),
       shutdown_grace_ms: String(env.CURIA_SHUTDOWN_GRACE_MS),
+      memory_budget_bytes: String(memoryBudgetCapacity(env).bytes),
       ...extra.limits,
     },
   };

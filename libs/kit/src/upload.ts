@@ -103,6 +103,11 @@ export class UploadAccumulator {
     return this.total;
   }
 
+  /** Bytes the first file's buffer takes at once (an announced single-file size, capped), else 0. */
+  get preallocatedBytes(): number {
+    return this.sizeHint;
+  }
+
   /** Files completed so far. */
   get fileCount(): number {
     return this.done.length;

@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 
+import { CuriaError } from '@curia/errors';
 import { computeGeometry, writeNifti } from '@curia/volume';
+import { niftiGzipBomb } from '@curia/volume/testing';
 
-import { openLabelMap } from './label-input.js';
+import { openLabelMap, readLabelMap } from './label-input.js';
 
 const DIMS: [number, number, number] = [6, 5, 4];
 const AFFINE = [2, 0, 0, -10, 0, 2, 0, 20, 0, 0, 3, 5, 0, 0, 0, 1];
@@ -51,5 +53,27 @@ describe('openLabelMap', () => {
       code: 'INVALID_ARGUMENT',
       message: expect.stringMatching(/^reference_labels: /) as unknown,
     });
+  });
+});
+
+describe('readLabelMap admission', () => {
+  it('shows the header to admit before inflating; a budget refusal passes through unchanged', async () => {
+    // A label map declaring 1024×1024×512 uint8 (512 MiB), whose stream really inflates to it.
+    const bomb = niftiGzipBomb([1024, 1024, 512], 'uint8');
+    const seen: number[] = [];
+    const refusal = new CuriaError('RESOURCE_EXHAUSTED', 'no room', { retryAfterMs: 250 });
+    const before = process.memoryUsage().rss;
+    const t0 = performance.now();
+    const err = await readLabelMap(bomb, 'studies[0].labels', undefined, (v) => {
+      seen.push(v.heldBytes);
+      throw refusal;
+    }).catch((e: unknown) => e);
+    expect(err).toBe(refusal);
+    expect(seen).toEqual([512 * 1024 ** 2]);
+    expect(performance.now() - t0).toBeLessThan(500);
+    expect(process.memoryUsage().rss - before).toBeLessThan(100 * 1024 ** 2);
+    const ok = await readLabelMap(nifti(), 'labels', undefined, (v) => void seen.push(v.heldBytes));
+    expect(ok.grid.inputDims).toEqual(DIMS);
+    expect(seen).toEqual([512 * 1024 ** 2, 6 * 5 * 4]);
   });
 });

@@ -1,5 +1,5 @@
 import { CuriaError, isCuriaError } from '@curia/errors';
-import { gridCornerDistanceMm, openVolume, type Volume } from '@curia/volume';
+import { gridCornerDistanceMm, openVolume, type AdmitVolume, type Volume } from '@curia/volume';
 
 import type { StudyGrid } from './grid.js';
 
@@ -24,16 +24,21 @@ export interface LabelMapFile extends LabelPlanes {
 
 /**
  * Opens a NIfTI label map (bytes, gzip allowed). INVALID_ARGUMENT names `field` for an unreadable
- * file or, when a plane is read, a voxel that is not an integer 0..255.
+ * file or, when a plane is read, a voxel that is not an integer 0..255. `admit` sees what the map
+ * decodes to from its header, before anything is inflated (a memory budget; it may throw).
  */
 export async function readLabelMap(
   bytes: Uint8Array,
   field: string,
   signal?: AbortSignal,
+  admit?: AdmitVolume,
 ): Promise<LabelMapFile> {
   let vol: Volume;
   try {
-    vol = await openVolume({ kind: 'bytes', data: bytes, filename: 'labels.nii' }, { signal });
+    vol = await openVolume(
+      { kind: 'bytes', data: bytes, filename: 'labels.nii' },
+      { signal, ...(admit ? { admit } : {}) },
+    );
   } catch (e) {
     if (isCuriaError(e) && (e.code === 'CANCELLED' || e.code === 'RESOURCE_EXHAUSTED')) throw e;
     throw new CuriaError(

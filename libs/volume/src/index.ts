@@ -4,8 +4,8 @@
  */
 export { openVolume } from './volume.js';
 export type { CanonicalPlane, OpenVolumeOptions, Volume, VolumeInfo, VolumeSource } from './volume.js';
-export { DEFAULT_VOLUME_LIMITS } from './io/limits.js';
-export type { VolumeLimits } from './io/limits.js';
+export { DEFAULT_VOLUME_LIMITS, preprocessHeldBytes } from './io/limits.js';
+export type { AdmitVolume, VolumeAdmission, VolumeLimits } from './io/limits.js';
 export type { VoxelType } from './io/voxel-array.js';
 export { resolveAllowedUri } from './io/allowed-uri.js';
 export { sliceWalk } from './io/slice-gather.js';
@@ -26,7 +26,11 @@ export {
 export type { BundlePreprocess, PreprocessSpec } from './preprocess/spec.js';
 export { resolveSelection } from './preprocess/selection.js';
 export type { SliceSelection } from './preprocess/selection.js';
-export { selectionFromWire } from './preprocess/selection-wire.js';
+export {
+  MAX_SELECTION_INDICES,
+  MAX_SELECTION_PARTS,
+  selectionFromWire,
+} from './preprocess/selection-wire.js';
 export type { WireSliceSelection } from './preprocess/selection-wire.js';
 export { axisWeights, computeAxisWeights, resizeBicubicAa, ResizeScratch } from './preprocess/resize.js';
 export type { AxisWeights } from './preprocess/resize.js';

@@ -13,9 +13,9 @@ import {
 import type { EncodedFrame, StoredPixels } from './dicom/pixel-data.js';
 import { computeGeometry, type Geometry } from './geometry/geometry.js';
 import { isGzip } from './io/gzip.js';
-import { DEFAULT_VOLUME_LIMITS, formatBytes, type VolumeLimits } from './io/limits.js';
+import { DEFAULT_VOLUME_LIMITS, formatBytes, type AdmitVolume, type VolumeLimits } from './io/limits.js';
 import { gatherSlice, sliceWalk, type SliceWalk } from './io/slice-gather.js';
-import { ownedCopy, type VoxelArray, type VoxelType } from './io/voxel-array.js';
+import { ownedCopy, VOXEL_TYPE_BYTES, type VoxelArray, type VoxelType } from './io/voxel-array.js';
 import { niftiVersionOf } from './nifti/nifti-header.js';
 import { readNifti, type NiftiVolumeData } from './nifti/nifti-reader.js';
 
@@ -41,6 +41,12 @@ export interface OpenVolumeOptions {
   /** Size limits; unspecified fields use {@link DEFAULT_VOLUME_LIMITS}. */
   readonly limits?: Partial<VolumeLimits>;
   readonly signal?: AbortSignal;
+  /**
+   * Called once the header(s) declare what the volume decodes to, before its voxels are decoded or
+   * allocated (a NIfTI's dims × dtype from the first bytes of a `.nii.gz`; a DICOM series' rows ×
+   * columns × frames × bits allocated): may wait for memory, or throw to refuse the volume.
+   */
+  readonly admit?: AdmitVolume;
 }
 
 /** Format-specific facts about an opened volume (no patient identifiers). */
@@ -281,16 +287,32 @@ async function openBytes(
   limits: VolumeLimits,
 ): Promise<Volume> {
   if (detect(data, 'input') === 'dicom') return openDicom([{ name: 'input', data }], opts, limits);
-  const nifti = await readNifti(data, { limits, volumeIndex: opts.volumeIndex, owned, signal: opts.signal });
+  const nifti = await readNifti(data, {
+    limits,
+    volumeIndex: opts.volumeIndex,
+    owned,
+    signal: opts.signal,
+    ...(opts.admit ? { admit: opts.admit } : {}),
+  });
   return new NiftiVolume(nifti);
 }
 
-function openDicom(
+async function openDicom(
   files: readonly { name: string; data: Uint8Array }[],
   opts: OpenVolumeOptions,
   limits: VolumeLimits,
-): Volume {
-  return new DicomVolume(assembleDicomSeries(files, { limits, seriesInstanceUid: opts.seriesInstanceUid }));
+): Promise<Volume> {
+  const volume = new DicomVolume(
+    assembleDicomSeries(files, { limits, seriesInstanceUid: opts.seriesInstanceUid }),
+  );
+  if (opts.admit) {
+    const dims = volume.geometry.inputDims;
+    const voxelBytes = dims[0] * dims[1] * dims[2] * VOXEL_TYPE_BYTES[volume.voxelType];
+    // Axial series decode one frame per slice; others decode and keep every frame.
+    const heldBytes = volume.geometry.axes.slice.inputAxis === 2 ? 0 : voxelBytes;
+    await opts.admit({ format: 'dicom', dims, voxelType: volume.voxelType, voxelBytes, heldBytes });
+  }
+  return volume;
 }
 
 async function readDirectory(

@@ -1,6 +1,6 @@
 import { checkHeadModel } from '@curia/client';
 import { CuriaError } from '@curia/errors';
-import { checkStudyId, readStart, withSpan, type CuriaCallContext } from '@curia/kit';
+import { checkStudyId, readStart, withSpan, type CuriaCallContext, type MemoryBudget } from '@curia/kit';
 import type { common, gateway, heads, segment } from '@curia/proto';
 import {
   embedStudy,
@@ -34,6 +34,8 @@ export interface AnalyzeDeps {
   readonly cache: EmbeddingCache;
   readonly metrics: GatewayMetrics;
   readonly log: Logger;
+  /** The process's memory budget: a study's decoded mask is taken from it. None: no budget. */
+  readonly memory?: MemoryBudget;
 }
 
 type Response = gateway.AnalyzeStudyResponse;
@@ -94,6 +96,8 @@ class StudyRun {
   private readonly onCallerAbort = (): void => this.study.abort();
   private hits = 0;
   private misses = 0;
+  /** Gives back the memory budget the study's mask holds. */
+  private releaseMask: (() => void) | undefined;
 
   constructor(
     private readonly start: gateway.AnalyzeStudyStart,
@@ -158,6 +162,7 @@ class StudyRun {
 
   /** Stops every stage call still running. */
   close(): void {
+    this.releaseMask?.();
     this.context.signal.removeEventListener('abort', this.onCallerAbort);
     this.study.abort();
   }
@@ -171,11 +176,18 @@ class StudyRun {
   private async decodeMask(): Promise<InputGridMask | undefined> {
     if (!this.start.mask) return undefined;
     const t = performance.now();
+    const memory = this.deps.memory;
     const mask = await decodeInputMask(
       this.start.mask,
-      { maxVoxels: this.deps.env.CURIA_GATEWAY_MAX_MASK_VOXELS },
+      {
+        maxVoxels: this.deps.env.CURIA_GATEWAY_MAX_MASK_VOXELS,
+        ...(memory
+          ? { reserve: (bytes: number, what: string) => memory.acquire(bytes, { what, signal: this.signal }) }
+          : {}),
+      },
       this.context.signal,
     );
+    this.releaseMask = mask.release;
     this.timed('mask', performance.now() - t);
     return mask;
   }

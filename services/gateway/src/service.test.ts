@@ -13,6 +13,7 @@ import { CuriaError } from '@curia/errors';
 import { CuriaServer, loadConfig, RETRY_AFTER_TRAILER, serviceEnvSchema } from '@curia/kit';
 import { heads } from '@curia/proto';
 import { startFakeEmbedServer } from '@curia/stages/testing';
+import { niftiGzipBomb } from '@curia/volume/testing';
 
 import { gatewayEnvSchema } from './config.js';
 import { setupGateway } from './service.js';
@@ -142,6 +143,43 @@ describe('GatewayService', () => {
       code: Status.RESOURCE_EXHAUSTED,
       details: expect.stringMatching(/CURIA_GATEWAY_MAX_MASK_VOXELS/) as unknown,
     });
+  });
+
+  it('refuses a 2 MB NIfTI mask declaring 2 GiB from its header (memory budget), alone and two at once, before inflating it', async () => {
+    // The chart gives the gateway 2 GiB; its budget is CURIA_MEMORY_BUDGET_FRACTION 0.6 of that.
+    const budget = Math.floor(0.6 * 2 * 1024 ** 3);
+    const { client, server } = await startGateway({ CURIA_MEMORY_BUDGET_BYTES: String(budget) });
+    // A float64 mask of 1024×1024×256 (256 Mi voxels, under CURIA_GATEWAY_MAX_MASK_VOXELS) that
+    // really inflates to the 2 GiB it declares.
+    const bomb = niftiGzipBomb([1024, 1024, 256], 'float64');
+    expect(bomb.length).toBeLessThan(3 * 1024 ** 2);
+    const study = async (mask: common.InputMask) => {
+      const t0 = performance.now();
+      const err = await (async () => {
+        for await (const _ of client.analyzeStudy(streamOf([start({ mask })])));
+      })().catch((e: unknown) => e);
+      return { err: err as ClientError, ms: performance.now() - t0 };
+    };
+    const nifti: common.InputMask = { mask: { $case: 'nifti', value: bomb } };
+    const before = process.memoryUsage().rss;
+    const rs = [await study(nifti), ...(await Promise.all([study(nifti), study(nifti)]))];
+    const grown = (process.memoryUsage().rss - before) / 1024 ** 2;
+    for (const r of rs) {
+      expect(r.err.code).toBe(Status.RESOURCE_EXHAUSTED);
+      expect(r.err.details).toContain('start.mask.nifti 1024x1024x256 float64 needs');
+      expect(r.err.details).toContain(`memory budget of ${budget} bytes`);
+    }
+    console.log(
+      `NIfTI mask bomb (${(bomb.length / 1024 ** 2).toFixed(1)} MiB declaring 2048 MiB): RESOURCE_EXHAUSTED in ${rs.map((r) => Math.round(r.ms)).join(', ')} ms; RSS +${grown.toFixed(0)} MiB`,
+    );
+    expect(grown).toBeLessThan(150);
+    expect(server.memory.heldBytes).toBe(0);
+    // A small mask right after is decoded and the study goes on to the (unreachable) stages.
+    const small = await study({
+      mask: { $case: 'rle', value: { dims: [4, 4, 4], counts: [60, 4], label: '' } },
+    });
+    expect(small.err.code).toBe(Status.UNAVAILABLE);
+    expect(server.memory.heldBytes).toBe(0);
   });
 
   it('answers UNAVAILABLE quickly when the stages cannot be reached', async () => {

@@ -86,7 +86,7 @@ export function setupGateway(server: CuriaServer, env: GatewayEnv): ServiceHooks
   });
   server.add(
     gateway.GatewayServiceDefinition,
-    createGatewayService(env, { env, stages, cache, metrics, log: server.log }),
+    createGatewayService(env, { env, stages, cache, metrics, log: server.log, memory: server.memory }),
   );
   return { close: () => Promise.resolve(stages.close()) };
 }

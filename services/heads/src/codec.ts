@@ -82,6 +82,23 @@ export function headTaskOf(task: Head['meta']['task']): common.HeadTask {
   }
 }
 
+/**
+ * Largest description a head carries in HeadInfo, UTF-8 bytes: Fit refuses longer ones, and one
+ * stored before that cap is cut here, so that ListHeads and GetInfo (which list every head) stay
+ * small.
+ */
+export const MAX_DESCRIPTION_BYTES = 4096;
+
+/** `text` cut to at most `maxBytes` UTF-8 bytes (whole characters), with `…` when cut. */
+export function clipUtf8(text: string, maxBytes: number): string {
+  if (text.length * 3 <= maxBytes || Buffer.byteLength(text) <= maxBytes) return text;
+  const cut = Buffer.from(text)
+    .subarray(0, maxBytes - 3)
+    .toString('utf8');
+  // A character split by the cut decodes as U+FFFD: drop it.
+  return `${cut.replace(/\uFFFD$/, '')}…`;
+}
+
 /** HeadInfo of a stored head version; `isDefault` when the deployment runs it by default. */
 export function headInfoOf(s: StoredHead, isDefault = false): common.HeadInfo {
   const m = s.head.meta;
@@ -99,7 +116,8 @@ export function headInfoOf(s: StoredHead, isDefault = false): common.HeadInfo {
     demo: s.service.demo,
     model: s.service.model,
     modelSha256: '',
-    description: s.service.description || `${m.kind} head (${m.provenance.source})`,
+    description:
+      clipUtf8(s.service.description, MAX_DESCRIPTION_BYTES) || `${m.kind} head (${m.provenance.source})`,
     unit: s.service.unit,
     isDefault,
   };

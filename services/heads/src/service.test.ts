@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { f32Tensor } from './codec.js';
 import { HeadStore } from './store.js';
+import { fitStream } from './testing/fit-stream.js';
 import { startHeadsServer, type RunningHeads } from './testing/start-server.js';
 import { sliceFeaturesOf } from './wire-features.js';
 
@@ -27,29 +28,6 @@ function separable(n: number, d: number, seed: number): { x: Float32Array[]; y: 
     y.push(c);
   }
   return { x, y };
-}
-
-function fitStream(start: Partial<heads.FitStart>, samples: heads.FitSample[], batch = 16) {
-  const full: heads.FitStart = {
-    head: 'x',
-    kind: common.HeadKind.LOGISTIC,
-    task: common.HeadTask.CLASSIFICATION,
-    feature: { kind: { $case: 'cls', value: { prenorm: false } }, dtype: common.DType.F32 },
-    model: 'tiny-mlp@1',
-    labelNames: [],
-    description: '',
-    unit: '',
-    dataset: 'synthetic',
-    idempotencyKey: '',
-    demo: true,
-    ...start,
-  };
-  // eslint-disable-next-line @typescript-eslint/require-await -- an async iterable is what Fit takes
-  return (async function* () {
-    yield { msg: { $case: 'start' as const, value: full } };
-    for (let i = 0; i < samples.length; i += batch)
-      yield { msg: { $case: 'samples' as const, value: { samples: samples.slice(i, i + batch) } } };
-  })();
 }
 
 const classSamples = (x: Float32Array[], y: number[]): heads.FitSample[] =>

@@ -15,7 +15,7 @@ import { heads, type common } from '@curia/proto';
 import { featureRequestOf, headInfoOf, predictionsOf } from './codec.js';
 import { headsEnvSchema, type HeadsEnv } from './config.js';
 import { isDefaultHead, missingDefaults } from './default-heads.js';
-import { readFitStream } from './fit-request.js';
+import { fitWorkingBytes, readFitStream, type FitPlan } from './fit-request.js';
 import { createHeadsMetrics } from './metrics.js';
 import { decodePredictFeatures } from './predict-features.js';
 import { HeadStore, type StoredHead } from './store.js';
@@ -65,9 +65,21 @@ export function createHeadsService(
   ): Promise<heads.FitResponse> {
     const plan = await readFitStream(
       request,
-      { maxSamples: env.CURIA_HEADS_MAX_FIT_SAMPLES, maxBytes: env.CURIA_HEADS_MAX_FIT_BYTES },
+      {
+        maxSamples: env.CURIA_HEADS_MAX_FIT_SAMPLES,
+        maxBytes: env.CURIA_HEADS_MAX_FIT_BYTES,
+        reserve: (bytes, what) => server.memory.acquire(bytes, { what, signal: context.signal }),
+      },
       context.signal,
     );
+    try {
+      return await fitPlan(plan, context);
+    } finally {
+      plan.release?.();
+    }
+  }
+
+  async function fitPlan(plan: FitPlan, context: FitContext): Promise<heads.FitResponse> {
     const { start } = plan;
     const key = start.idempotencyKey;
     const previous = key ? store.byIdempotencyKey(key) : undefined;
@@ -80,12 +92,23 @@ export function createHeadsService(
         'heads.fit',
         { 'curia.head': start.head, 'curia.fit.kind': plan.kind, 'curia.fit.samples': plan.features.rows },
         async () => {
-          const stop = metrics.fit.startTimer({ kind: plan.kind });
-          const head = await fitHead(plan.kind, plan.features, plan.labels, {
-            ...plan.options,
-            name: start.head,
+          // What the engine will hold, taken only when a Fit really runs (not for a repeated key).
+          const { rows, cols } = plan.features;
+          const releaseWork = await server.memory.acquire(fitWorkingBytes(plan), {
+            what: `Fit ${plan.kind} of ${rows} samples × ${cols}`,
             signal: context.signal,
           });
+          const stop = metrics.fit.startTimer({ kind: plan.kind });
+          let head;
+          try {
+            head = await fitHead(plan.kind, plan.features, plan.labels, {
+              ...plan.options,
+              name: start.head,
+              signal: context.signal,
+            });
+          } finally {
+            releaseWork();
+          }
           stop();
           if (context.signal.aborted)
             throw new CuriaError('CANCELLED', 'Fit was cancelled; nothing was stored');

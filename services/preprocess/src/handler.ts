@@ -1,8 +1,16 @@
 import { CuriaError } from '@curia/errors';
-import { curiaTracer, errorReason, UploadAccumulator, type UploadBufferPool } from '@curia/kit';
+import {
+  curiaTracer,
+  errorReason,
+  UploadAccumulator,
+  type MemoryBudget,
+  type Release,
+  type UploadBufferPool,
+} from '@curia/kit';
 import { common, SLICE_ENVELOPE_ROOM, type preprocess } from '@curia/proto';
 import {
   openVolume,
+  preprocessHeldBytes,
   preprocessSlices,
   preprocessSlicesOnPool,
   resolveAllowedUri,
@@ -11,6 +19,7 @@ import {
   type SliceSelection,
   type SlicePool,
   type Volume,
+  type VolumeAdmission,
   type VolumeSource,
 } from '@curia/volume';
 
@@ -32,6 +41,12 @@ export interface PreprocessDeps {
   readonly pool?: SlicePool | null;
   /** Slices computed ahead of the transport when `pool` is set (default: the pool's). */
   readonly prefetch?: number | undefined;
+  /**
+   * The process's memory budget: a call takes what its volume will decode to (declared dims ×
+   * dtype, plus the slices in flight) once the header is read and before any voxel is allocated,
+   * and gives it back when the call ends. None: no admission by size (tests, benches).
+   */
+  readonly memory?: MemoryBudget;
   /** Called once per successful request with loggable facts only (opaque study id, counts). */
   readonly onDone?: (facts: { studyId: string; slices: number; files: number; bytes: number }) => void;
 }
@@ -98,7 +113,7 @@ export async function* handlePreprocess(
   deps: PreprocessDeps,
 ): AsyncGenerator<Response, void, undefined> {
   let settled = false;
-  const call: CallResources = { upload: null };
+  const call: CallResources = { upload: null, memory: [], uploadReserved: 0 };
   try {
     yield* run(requests, signal, deps, call);
     settled = true;
@@ -111,12 +126,53 @@ export async function* handlePreprocess(
     if (!settled) deps.metrics.errors.inc({ reason: 'CANCELLED' });
     // The slices are done (or closed): the volume no longer reads the upload's buffer.
     call.upload?.recycle();
+    for (const release of call.memory.splice(0)) release();
   }
 }
 
 /** What a call holds until it ends, for {@link handlePreprocess} to release. */
 interface CallResources {
   upload: UploadAccumulator | null;
+  /** Its shares of the memory budget. */
+  readonly memory: Release[];
+  /** Upload bytes taken from the budget so far. */
+  uploadReserved: number;
+}
+
+/** Takes upload bytes from the memory budget until `need` are covered, before they are copied. */
+async function reserveUpload(
+  need: number,
+  deps: PreprocessDeps,
+  call: CallResources,
+  signal: AbortSignal,
+): Promise<void> {
+  if (!deps.memory || need <= call.uploadReserved) return;
+  call.memory.push(
+    await deps.memory.acquire(need - call.uploadReserved, { what: `an upload of ${need} bytes`, signal }),
+  );
+  call.uploadReserved = need;
+}
+
+/** Slices one call has in flight at once (the pool's prefetch, else one). */
+function slicesInFlight(deps: PreprocessDeps): number {
+  return deps.pool ? (deps.prefetch ?? Math.max(2, 2 * deps.pool.size)) : 1;
+}
+
+/** Takes the bytes `v` will hold from the memory budget (waiting for room or refusing). */
+async function admitVolume(
+  v: VolumeAdmission,
+  deps: PreprocessDeps,
+  call: CallResources,
+  signal: AbortSignal,
+): Promise<void> {
+  if (!deps.memory) return;
+  const bytes = preprocessHeldBytes(v, slicesInFlight(deps));
+  call.memory.push(
+    await deps.memory.acquire(bytes, {
+      what: `${v.format === 'nifti' ? 'NIfTI' : 'DICOM'} volume ${v.dims.join('x')} ${v.voxelType}`,
+      signal,
+    }),
+  );
 }
 
 async function* run(
@@ -170,6 +226,8 @@ async function* run(
     );
     call.upload = acc;
     acc.checkAnnounced(source.value);
+    // An announced single file gets its buffer at once: take it up front.
+    await reserveUpload(acc.preallocatedBytes, deps, call, signal);
     let lastProgress = t0;
     try {
       for (;;) {
@@ -181,6 +239,9 @@ async function* run(
           throw new CuriaError('INVALID_ARGUMENT', 'start was sent twice; send it once, first');
         if (m?.$case !== 'chunk')
           throw new CuriaError('INVALID_ARGUMENT', 'a request message has neither start nor chunk');
+        // Past the upload cap, acc.add refuses with the cap's message.
+        const need = Math.min(acc.bytesReceived + m.value.data.length, deps.maxUploadBytes);
+        await reserveUpload(need, deps, call, signal);
         acc.add(m.value);
         deps.metrics.uploadBytes.inc(m.value.data.length);
         const now = performance.now();
@@ -210,6 +271,7 @@ async function* run(
       volumeIndex: header?.volumeIndex ?? 0,
       ...(header?.seriesInstanceUid ? { seriesInstanceUid: header.seriesInstanceUid } : {}),
       limits: { maxFiles: deps.maxUploadFiles },
+      admit: (v) => admitVolume(v, deps, call, signal),
     });
   } finally {
     stopDecode();

@@ -40,6 +40,7 @@ export function createPreprocessService(
     ...(uploadPool ? { uploadPool } : {}),
     pool,
     prefetch: env.CURIA_PREPROCESS_PREFETCH_SLICES,
+    memory: server.memory,
     allowedRoots: env.CURIA_PREPROCESS_ALLOWED_ROOTS,
     bundlesDir: env.CURIA_BUNDLES_DIR,
     maxUploadBytes: env.CURIA_PREPROCESS_MAX_UPLOAD_BYTES,

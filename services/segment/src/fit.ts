@@ -122,6 +122,47 @@ export async function fitSegmentationHead(
   context: CuriaCallContext & { signal: AbortSignal },
   deps: SegmentDeps,
 ): Promise<segment.FitResponse> {
+  const held: (() => void)[] = [];
+  try {
+    return await fit(requests, context, deps, held);
+  } finally {
+    for (const release of held.splice(0)) release();
+  }
+}
+
+/** What {@link readLabelMap} calls with a label map's header. */
+type AdmitLabels = NonNullable<Parameters<typeof readLabelMap>[3]>;
+
+/**
+ * Takes what a label map decodes to from the memory budget, from its header and before it is
+ * inflated: the voxels opening holds, plus the float64 slice and the byte plane a label plane is
+ * read through (over the two largest dims), held until the Fit ends.
+ */
+function admitLabels(
+  deps: SegmentDeps,
+  held: (() => void)[],
+  field: string,
+  signal: AbortSignal,
+): AdmitLabels | undefined {
+  const memory = deps.memory;
+  if (!memory) return undefined;
+  return async (v) => {
+    const [a, b] = [...v.dims].sort((x, y) => y - x) as [number, number, number];
+    held.push(
+      await memory.acquire(v.heldBytes + a * b * 9, {
+        what: `${field} ${v.dims.join('x')} ${v.voxelType}`,
+        signal,
+      }),
+    );
+  };
+}
+
+async function fit(
+  requests: AsyncIterable<segment.FitRequest>,
+  context: CuriaCallContext & { signal: AbortSignal },
+  deps: SegmentDeps,
+  held: (() => void)[],
+): Promise<segment.FitResponse> {
   const t0 = performance.now();
   const { start: s, rest } = await readStart(requests, 'Fit');
   const reader = new FitReader(rest);
@@ -155,7 +196,12 @@ export async function fitSegmentationHead(
     if (!st.source) throw new CuriaError('INVALID_ARGUMENT', `${field}.source is required (ref or streamed)`);
     if (st.labels?.encoding?.$case !== 'nifti')
       throw new CuriaError('INVALID_ARGUMENT', `${field}.labels is required (a NIfTI label map)`);
-    const labels = await readLabelMap(st.labels.encoding.value, `${field}.labels`, signal);
+    const labels = await readLabelMap(
+      st.labels.encoding.value,
+      `${field}.labels`,
+      signal,
+      admitLabels(deps, held, `${field}.labels`, signal),
+    );
     const slices = labels.grid.canonicalDims[0];
     let wanted: number[];
     if (st.labelledSlices.length) {

@@ -6,6 +6,7 @@ import {
   withSpan,
   type CuriaCallContext,
   type Logger,
+  type MemoryBudget,
   fileChunks,
 } from '@curia/kit';
 import { common, segment } from '@curia/proto';
@@ -43,6 +44,8 @@ export interface SegmentDeps extends StudyDeps {
   readonly heads: SegmentHeads;
   readonly metrics: SegmentMetrics;
   readonly log: Logger;
+  /** The process's memory budget: a Fit's label maps are taken from it. None: no budget. */
+  readonly memory?: MemoryBudget;
 }
 
 const progress = (stage: string, done: number, total: number, message = ''): Response => ({

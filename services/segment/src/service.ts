@@ -110,6 +110,7 @@ export async function setupSegment(
     heads,
     metrics,
     log: server.log,
+    memory: server.memory,
     onRetry: (stage) => metrics.retries.inc({ stage }),
   };
   server.add(segment.SegmentServiceDefinition, createSegmentService(env, deps));

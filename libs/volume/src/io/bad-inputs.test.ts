@@ -2,7 +2,13 @@ import { gzipSync } from 'node:zlib';
 
 import { describe, expect, it } from 'vitest';
 
+import { CuriaError } from '@curia/errors';
+
 import { int16Bytes, writeNifti, type NiftiWriteOptions } from '../nifti/nifti-writer.js';
+import { niftiGzipBomb } from '../testing/bombs.js';
+import { zeroRleFrame } from '../testing/dicom-writer.js';
+import type { VolumeAdmission } from './limits.js';
+import { preprocessHeldBytes } from './limits.js';
 import { openVolume, type OpenVolumeOptions } from '../volume.js';
 
 const AFFINE = [2, 0, 0, -10, 0, 2, 0, -10, 0, 0, 2, -10, 0, 0, 0, 1];
@@ -221,5 +227,62 @@ describe('bad inputs are refused quickly with precise CuriaErrors', () => {
     ).rejects.toMatchObject({
       code: 'NOT_FOUND',
     });
+  });
+});
+
+describe('openVolume admits a volume from its header before decoding it', () => {
+  const refuse = (seen: VolumeAdmission[]) => (v: VolumeAdmission) => {
+    seen.push(v);
+    throw new CuriaError('RESOURCE_EXHAUSTED', 'no room');
+  };
+
+  it('a .nii.gz declaring 1 GiB: admit sees dims × dtype from the first inflated bytes; its refusal stops the inflate', async () => {
+    const bomb = niftiGzipBomb([1024, 1024, 512], 'int16');
+    const seen: VolumeAdmission[] = [];
+    const before = process.memoryUsage().rss;
+    const r = await failure(bomb, { admit: refuse(seen) });
+    expect(r).toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: 'no room' });
+    expect(r.ms).toBeLessThan(500);
+    expect(process.memoryUsage().rss - before).toBeLessThan(100 * 1024 ** 2);
+    expect(seen).toEqual([
+      {
+        format: 'nifti',
+        dims: [1024, 1024, 512],
+        voxelType: 'int16',
+        voxelBytes: 1024 ** 3,
+        heldBytes: 1024 ** 3,
+      },
+    ]);
+  });
+
+  it('an uncompressed NIfTI is admitted before its voxels are viewed (in place: none held); admitting it opens it', async () => {
+    const seen: VolumeAdmission[] = [];
+    const v = await openVolume({ kind: 'bytes', data: nifti() }, { admit: (a) => void seen.push(a) });
+    expect(v.geometry.inputDims).toEqual([8, 6, 4]);
+    expect(seen).toEqual([
+      { format: 'nifti', dims: [8, 6, 4], voxelType: 'int16', voxelBytes: 8 * 6 * 4 * 2, heldBytes: 0 },
+    ]);
+  });
+
+  it('an RLE DICOM frame is admitted as rows × cols × frames × bits before any frame is decoded (axial: decoded per slice, none held)', async () => {
+    const [rows, cols] = [2048, 2048];
+    const data = zeroRleFrame(rows, cols);
+    const seen: VolumeAdmission[] = [];
+    const t0 = performance.now();
+    await expect(
+      openVolume({ kind: 'files', files: [{ name: 'a', data }] }, { admit: refuse(seen) }),
+    ).rejects.toThrow('no room');
+    expect(performance.now() - t0).toBeLessThan(500);
+    expect(seen).toEqual([
+      {
+        format: 'dicom',
+        dims: [cols, rows, 1],
+        voxelType: 'int16',
+        voxelBytes: rows * cols * 2,
+        heldBytes: 0,
+      },
+    ]);
+    // What a preprocess call holds beyond its input: the decoded frame and its float64 gather (one slice).
+    expect(preprocessHeldBytes(seen[0]!, 4)).toBe(rows * cols * 10);
   });
 });

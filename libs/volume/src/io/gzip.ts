@@ -17,8 +17,11 @@ export interface ByteRange {
 export interface GunzipRangeOptions {
   /** Bytes of decompressed head passed to `plan` (fewer only when the stream is shorter). */
   readonly headBytes: number;
-  /** Inspects the head and returns the range to keep; throws to refuse the stream. */
-  readonly plan: (head: Uint8Array) => ByteRange;
+  /**
+   * Inspects the head and returns the range to keep; throws to refuse the stream. Inflating pauses
+   * while a returned promise is pending (e.g. waiting for memory to allocate the range).
+   */
+  readonly plan: (head: Uint8Array) => ByteRange | Promise<ByteRange>;
   /** Hard cap on decompressed bytes consumed; reaching it aborts the inflate. */
   readonly maxDecompressedBytes: number;
   readonly signal?: AbortSignal;
@@ -56,7 +59,7 @@ export async function gunzipRange(
         headFill += n;
       }
       if (range === null && headFill === head.length) {
-        range = checkedPlan(opts, head);
+        range = await checkedPlan(opts, head);
         body = new Uint8Array(range.length);
         bodyFill = copyHeadOverlap(head, headFill, range, body);
       }
@@ -95,7 +98,7 @@ export async function gunzipRange(
   if (opts.signal?.aborted) throw cancelled();
   if (range === null) {
     // Stream shorter than the head: let the planner judge the short head (it rejects truncation).
-    range = checkedPlan(opts, head.subarray(0, headFill));
+    range = await checkedPlan(opts, head.subarray(0, headFill));
     body = new Uint8Array(range.length);
     bodyFill = copyHeadOverlap(head, headFill, range, body);
   }
@@ -114,8 +117,8 @@ function copyHeadOverlap(head: Uint8Array, headFill: number, range: ByteRange, b
   return avail;
 }
 
-function checkedPlan(opts: GunzipRangeOptions, head: Uint8Array): ByteRange {
-  const r = opts.plan(head);
+async function checkedPlan(opts: GunzipRangeOptions, head: Uint8Array): Promise<ByteRange> {
+  const r = await opts.plan(head);
   if (r.start + r.length > opts.maxDecompressedBytes) {
     throw new CuriaError(
       'RESOURCE_EXHAUSTED',

@@ -19,6 +19,17 @@ export const VOXEL_TYPE_BYTES: Readonly<Record<VoxelType, number>> = {
 
 const hostLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
+/** True when {@link viewVoxels} copies bytes at `byteOffset` rather than viewing them. */
+export function viewCopies(
+  byteOffset: number,
+  type: VoxelType,
+  littleEndian: boolean,
+  owned: boolean,
+): boolean {
+  const size = VOXEL_TYPE_BYTES[type];
+  return byteOffset % size !== 0 || (size > 1 && littleEndian !== hostLittleEndian && !owned);
+}
+
 /**
  * Views `bytes` as a typed array of `type`. Copies only when the bytes are misaligned, big-endian
  * (they are then byte-swapped in the copy) or when `owned` is false and a swap is needed; an owned
@@ -33,7 +44,7 @@ export function viewVoxels(
   const size = VOXEL_TYPE_BYTES[type];
   const needSwap = size > 1 && littleEndian !== hostLittleEndian;
   let src = bytes;
-  if (bytes.byteOffset % size !== 0 || (needSwap && !owned)) {
+  if (viewCopies(bytes.byteOffset, type, littleEndian, owned)) {
     src = new Uint8Array(bytes.byteLength);
     src.set(bytes);
   }

@@ -1,9 +1,10 @@
 import { CuriaError } from '@curia/errors';
 
 import { gunzipRange, isGzip, type ByteRange } from '../io/gzip.js';
-import { formatBytes, type VolumeLimits } from '../io/limits.js';
+import { formatBytes, type AdmitVolume, type VolumeLimits } from '../io/limits.js';
 import {
   countNonFinite,
+  viewCopies,
   viewVoxels,
   VOXEL_TYPE_BYTES,
   type VoxelArray,
@@ -46,6 +47,8 @@ export interface ReadNiftiOptions {
   /** True when the reader may byte-swap `bytes` in place (the caller will not reuse them). */
   readonly owned?: boolean;
   readonly signal?: AbortSignal;
+  /** Called with the planned volume after the header is read, before its voxels are allocated. */
+  readonly admit?: AdmitVolume;
 }
 
 interface Plan {
@@ -64,13 +67,26 @@ interface Plan {
  */
 export async function readNifti(bytes: Uint8Array, opts: ReadNiftiOptions): Promise<NiftiVolumeData> {
   let plan: Plan | null = null;
-  const planner = (head: Uint8Array): ByteRange => {
-    plan = planNifti(head, opts);
-    return plan.range;
+  const compressed = isGzip(bytes);
+  const planner = async (head: Uint8Array): Promise<ByteRange> => {
+    const p = planNifti(head, opts);
+    const voxelBytes = p.range.length;
+    await opts.admit?.({
+      format: 'nifti',
+      dims: p.dims,
+      voxelType: p.voxelType,
+      voxelBytes,
+      heldBytes:
+        compressed ||
+        viewCopies(bytes.byteOffset + p.range.start, p.voxelType, p.header.littleEndian, opts.owned ?? false)
+          ? voxelBytes
+          : 0,
+    });
+    plan = p;
+    return p.range;
   };
   let body: Uint8Array;
   let owned = opts.owned ?? false;
-  const compressed = isGzip(bytes);
   if (compressed) {
     const r = await gunzipRange(bytes, {
       headBytes: NIFTI_HEADER_BYTES[2],
@@ -81,7 +97,7 @@ export async function readNifti(bytes: Uint8Array, opts: ReadNiftiOptions): Prom
     body = r.body;
     owned = true;
   } else {
-    const range = planner(bytes);
+    const range = await planner(bytes);
     if (range.start + range.length > bytes.length) {
       throw new CuriaError(
         'INVALID_ARGUMENT',

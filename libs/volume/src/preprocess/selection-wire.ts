@@ -17,6 +17,16 @@ export interface WireSliceSelection {
 }
 
 /**
+ * Most explicit slice indices one selection may list (the largest NIfTI-1 dim is 32767, and a
+ * DICOM series has far fewer files): checked before the list is deduplicated or sorted, so a start
+ * message of millions of indices costs no more than its decoding.
+ */
+export const MAX_SELECTION_INDICES = 32_768;
+
+/** Most `any_of` parts one selection may combine. */
+export const MAX_SELECTION_PARTS = 64;
+
+/**
  * Maps a wire selection to the engine's (indices deduplicated and ascending). Unset = all.
  * `field` names the request field in error messages (e.g. `options.selection`).
  */
@@ -31,8 +41,13 @@ export function selectionFromWire(
     case 'all':
       return { kind: 'all' };
     case 'indices': {
-      if (s.value.indices.length === 0)
-        throw new CuriaError('INVALID_ARGUMENT', `${field}.indices.indices is empty`);
+      const n = s.value.indices.length;
+      if (n === 0) throw new CuriaError('INVALID_ARGUMENT', `${field}.indices.indices is empty`);
+      if (n > MAX_SELECTION_INDICES)
+        throw new CuriaError(
+          'INVALID_ARGUMENT',
+          `${field}.indices.indices has ${n} entries; the cap is ${MAX_SELECTION_INDICES}`,
+        );
       return { kind: 'indices', indices: [...new Set(s.value.indices)].sort((a, b) => a - b) };
     }
     case 'everyKth':
@@ -45,6 +60,11 @@ export function selectionFromWire(
       if (nested) throw new CuriaError('INVALID_ARGUMENT', `${field}.any_of parts must not nest any_of`);
       if (s.value.parts.length === 0)
         throw new CuriaError('INVALID_ARGUMENT', `${field}.any_of.parts is empty`);
+      if (s.value.parts.length > MAX_SELECTION_PARTS)
+        throw new CuriaError(
+          'INVALID_ARGUMENT',
+          `${field}.any_of.parts has ${s.value.parts.length} entries; the cap is ${MAX_SELECTION_PARTS}`,
+        );
       return {
         kind: 'union',
         parts: s.value.parts.map((p) => selectionFromWire(p, `${field}.any_of.parts`, true)),

@@ -41,7 +41,31 @@ export class SliceScratch {
     if (this.pixels.length !== n) this.pixels = new Float32Array(n);
     return this.pixels;
   }
+
+  /**
+   * Drops every buffer above `maxBytes`, so that one huge slice (an 8192² frame gathers into
+   * 512 MiB) does not stay resident in a pool thread after its call, outside the memory budget
+   * that admitted it. Buffers of ordinary slices stay for reuse. Returns the bytes dropped.
+   */
+  trim(maxBytes: number): number {
+    const before = this.bytes;
+    if (this.gathered.byteLength > maxBytes) this.gathered = new Float64Array(0);
+    if (this.resized.byteLength > maxBytes) this.resized = new Float64Array(0);
+    if (this.pixels.byteLength > maxBytes) this.pixels = new Float32Array(0);
+    if (this.resize.tmp.byteLength > maxBytes) this.resize.tmp = new Float64Array(0);
+    return before - this.bytes;
+  }
+
+  /** Bytes held by the buffers. */
+  get bytes(): number {
+    return (
+      this.gathered.byteLength + this.resized.byteLength + this.pixels.byteLength + this.resize.tmp.byteLength
+    );
+  }
 }
+
+/** Scratch a slice thread keeps between tasks: a 2048² float64 gather (32 MiB), not more. */
+export const KEEP_SCRATCH_BYTES = 32 * 1024 * 1024;
 
 function statsOf(v: Float64Array, n: number): RawSliceStats {
   let min = Infinity;

@@ -2,6 +2,8 @@
  * Entry point of a {@link SlicePool} thread: decodes / gathers each task's input, runs
  * {@link processSlice} and writes the output in the requested dtype.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { parentPort, type MessagePort } from 'node:worker_threads';
 
 import { isCuriaError } from '@curia/errors';
@@ -9,7 +11,7 @@ import { float32ToFloat16 } from '@curia/tensors';
 
 import { decodeFrame } from '../dicom/pixel-data.js';
 import { gatherSlice } from '../io/slice-gather.js';
-import { processSlice, SliceScratch } from './slice-kernel.js';
+import { KEEP_SCRATCH_BYTES, processSlice, SliceScratch } from './slice-kernel.js';
 import { inputArray, type SliceAnswer, type SliceTask } from './slice-pool-protocol.js';
 
 if (!parentPort) throw new Error('slice-worker-thread must run in a worker thread');
@@ -47,6 +49,29 @@ async function handle(t: SliceTask): Promise<void> {
     answer = { id: t.id, ok: false, message, ...(isCuriaError(e) ? { code: e.code } : {}) };
   }
   port.postMessage(answer, [inputArray(t.input).buffer as ArrayBuffer, t.out.buffer]);
+  if (scratch.trim(KEEP_SCRATCH_BYTES) > 0) collectSoon();
+}
+
+let gc: (() => void) | undefined;
+let collecting = false;
+
+/**
+ * Collects this thread's garbage once its queue is idle, after a huge slice: its scratch and
+ * decoded frame (hundreds of MiB for an 8192² frame) would otherwise stay resident until the thread
+ * next allocates, as an idle thread never collects. `gc` is exposed to a fresh context only, so
+ * nothing else in the process sees it.
+ */
+function collectSoon(): void {
+  if (collecting) return;
+  collecting = true;
+  setImmediate(() => {
+    collecting = false;
+    if (!gc) {
+      setFlagsFromString('--expose-gc');
+      gc = runInNewContext('gc') as () => void;
+    }
+    gc();
+  });
 }
 
 // One task at a time (decoding awaits): the scratch buffers are shared by the tasks of a thread.

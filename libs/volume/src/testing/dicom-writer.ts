@@ -180,3 +180,23 @@ export function encodeRle(samples: Uint8Array, bytesPerSample: 1 | 2): Uint8Arra
   });
   return Buffer.concat([header, ...segments]);
 }
+
+/**
+ * One RLE-compressed axial int16 frame of `rows` × `cols` zeros: a file of a few MB at most that
+ * decodes to rows × cols × 2 bytes (the shape of a DICOM decompression bomb).
+ */
+export function zeroRleFrame(rows: number, cols: number): Uint8Array {
+  return writeDicom({
+    transferSyntaxUid: '1.2.840.10008.1.2.5',
+    seriesInstanceUid: '1.2.3',
+    rows,
+    cols,
+    bitsAllocated: 16,
+    pixelRepresentation: 1,
+    iop: [1, 0, 0, 0, 1, 0],
+    ipp: [0, 0, 0],
+    pixelSpacing: [1, 1],
+    pixelData: encodeRle(new Uint8Array(rows * cols * 2), 2),
+    encapsulated: true,
+  });
+}

@@ -1,6 +1,12 @@
 import { CuriaError, isCuriaError } from '@curia/errors';
 import { common } from '@curia/proto';
-import { gridCornerDistanceMm, openVolume, type Geometry, type Volume } from '@curia/volume';
+import {
+  gridCornerDistanceMm,
+  openVolume,
+  type Geometry,
+  type Volume,
+  type VolumeAdmission,
+} from '@curia/volume';
 
 /** A region of interest on the input grid, decoded once per study. */
 export interface InputGridMask {
@@ -14,13 +20,22 @@ export interface InputGridMask {
   readonly dimsField: string;
   /** Voxel-to-world affine of a NIfTI mask (checked against the study's input grid); absent for rle/dense. */
   readonly affine?: { readonly m: readonly number[]; readonly frame: 'RAS' | 'LPS' } | undefined;
+  /** Gives back the memory budget the grid holds (idempotent); call when the study ends. */
+  readonly release?: () => void;
 }
 
 /** Limits of {@link decodeInputMask}. */
 export interface MaskLimits {
   /** Most input voxels a mask may cover (it takes one byte per voxel in the gateway). */
   readonly maxVoxels: number;
+  /**
+   * Takes bytes from the process's memory budget before they are allocated (waits, or throws
+   * RESOURCE_EXHAUSTED); the returned function gives them back. None: no budget.
+   */
+  readonly reserve?: (bytes: number, what: string) => Promise<() => void>;
 }
+
+const noop = (): void => undefined;
 
 const cancelled = (): CuriaError => new CuriaError('CANCELLED', 'the study was cancelled');
 
@@ -41,7 +56,7 @@ function gridDims(dims: readonly number[], field: string, limits: MaskLimits): [
   return [dims[0]!, dims[1]!, dims[2]!];
 }
 
-function decodeRle(rle: common.RunLengthMask, limits: MaskLimits): InputGridMask {
+async function decodeRle(rle: common.RunLengthMask, limits: MaskLimits): Promise<InputGridMask> {
   const dims = gridDims(rle.dims, 'start.mask.rle.dims', limits);
   const total = dims[0] * dims[1] * dims[2];
   // Check the sum before allocating: a wrong count must not cost a volume-sized buffer.
@@ -53,6 +68,7 @@ function decodeRle(rle: common.RunLengthMask, limits: MaskLimits): InputGridMask
       `start.mask.rle.counts sum to ${sum}, but start.mask.rle.dims [${dims.join(', ')}] hold ${total} voxels`,
     );
   }
+  const release = (await limits.reserve?.(total, `start.mask.rle grid ${dims.join('x')}`)) ?? noop;
   const voxels = new Uint8Array(total);
   let at = 0;
   let inside = 0;
@@ -63,7 +79,7 @@ function decodeRle(rle: common.RunLengthMask, limits: MaskLimits): InputGridMask
     }
     at += c;
   });
-  return { dims, voxels, inside, dimsField: 'start.mask.rle.dims' };
+  return { dims, voxels, inside, dimsField: 'start.mask.rle.dims', release };
 }
 
 function decodeDense(t: common.Tensor, limits: MaskLimits): InputGridMask {
@@ -131,18 +147,42 @@ async function niftiToGrid(volume: Volume, signal: AbortSignal | undefined): Pro
   };
 }
 
+/**
+ * Opens a NIfTI mask and converts it to the byte grid. The header is checked against
+ * `limits.maxVoxels` before anything is inflated, and the budget is taken then: the voxels opening
+ * holds beyond the request (inflated ones of a `.nii.gz`) and one float64 slice, given back once
+ * the grid is built, and the grid, held for the study.
+ */
 async function decodeNifti(
   data: Uint8Array,
   limits: MaskLimits,
   signal: AbortSignal | undefined,
 ): Promise<InputGridMask> {
   let volume: Volume;
+  let releaseDecode = noop;
+  let releaseGrid = noop;
+  const admit = async (v: VolumeAdmission): Promise<void> => {
+    gridDims(v.dims, 'start.mask.nifti dims', limits);
+    if (!limits.reserve) return;
+    const [a, b, c] = [...v.dims].sort((x, y) => y - x) as [number, number, number];
+    const what = `start.mask.nifti ${v.dims.join('x')} ${v.voxelType}`;
+    releaseDecode = await limits.reserve(v.heldBytes + a * b * 8, what);
+    try {
+      releaseGrid = await limits.reserve(a * b * c, `${what} grid`);
+    } catch (e) {
+      releaseDecode();
+      throw e;
+    }
+  };
   try {
     volume = await openVolume(
       { kind: 'bytes', data, filename: 'mask.nii' },
-      { limits: { maxVoxelBytes: 8 * limits.maxVoxels }, signal },
+      { limits: { maxVoxelBytes: 8 * limits.maxVoxels }, signal, admit },
     );
   } catch (e) {
+    releaseDecode();
+    releaseGrid();
+    if (isCuriaError(e) && e.code === 'RESOURCE_EXHAUSTED' && e.message.startsWith('start.mask')) throw e;
     if (isCuriaError(e) && e.code !== 'INTERNAL' && e.code !== 'CANCELLED') {
       throw new CuriaError(
         e.code === 'RESOURCE_EXHAUSTED' ? 'RESOURCE_EXHAUSTED' : 'INVALID_ARGUMENT',
@@ -151,11 +191,18 @@ async function decodeNifti(
     }
     throw e;
   }
-  if (volume.info.format !== 'nifti') {
-    throw new CuriaError('INVALID_ARGUMENT', 'start.mask.nifti must hold a NIfTI file');
+  try {
+    if (volume.info.format !== 'nifti') {
+      throw new CuriaError('INVALID_ARGUMENT', 'start.mask.nifti must hold a NIfTI file');
+    }
+    gridDims(volume.geometry.inputDims, 'start.mask.nifti dims', limits);
+    return { ...(await niftiToGrid(volume, signal)), release: releaseGrid };
+  } catch (e) {
+    releaseGrid();
+    throw e;
+  } finally {
+    releaseDecode();
   }
-  gridDims(volume.geometry.inputDims, 'start.mask.nifti dims', limits);
-  return niftiToGrid(volume, signal);
 }
 
 /**

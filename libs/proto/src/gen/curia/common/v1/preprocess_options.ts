@@ -16,7 +16,8 @@ export interface AllSlices {
 export interface IndexList {
   /**
    * Zero-based canonical slice indices (inferior -> superior), each < number of canonical slices (OUT_OF_RANGE
-   * otherwise). Duplicates are removed; output follows ascending index order.
+   * otherwise). Duplicates are removed; output follows ascending index order. At most 32768 entries
+   * (INVALID_ARGUMENT above, checked before the list is deduplicated or sorted).
    */
   indices: number[];
 }
@@ -51,7 +52,7 @@ export interface SliceSelection {
 
 /** A union of slice selections. */
 export interface SelectionUnion {
-  /** The selections to merge (at least one; none of them a union). */
+  /** The selections to merge (at least one, at most 64; none of them a union). */
   parts: SliceSelection[];
 }
 

@@ -276,7 +276,8 @@ export interface ServiceInfo {
   /**
    * Operational limits as decimal strings. Well-known keys: "max_receive_message_bytes" (default 67108864 =
    * 64 MiB), "max_send_message_bytes", "max_upload_bytes", "max_slices", "max_batch_size", "max_queue_depth",
-   * "max_concurrent_streams". Unknown keys must be ignored by clients.
+   * "max_concurrent_streams", "memory_budget_bytes" (bytes admitted calls may decode into at once: larger
+   * requests get RESOURCE_EXHAUSTED). Unknown keys must be ignored by clients.
    */
   limits: { [key: string]: string };
   /** True when ANY loaded model or head uses demo weights: outputs are for integration testing only. */

@@ -241,12 +241,15 @@ export interface FitOptions {
   seed?:
     | number
     | undefined;
-  /** MLP only: hidden layer widths, each 1..4096, e.g. [256]. Default [256]. */
+  /**
+   * MLP only: hidden layer widths, each 1..4096, at most 8 layers, e.g. [256]. Default [256]. The MLP's weights
+   * (D × first width + ... + last width × outputs) are capped at 16777216 (2^24); INVALID_ARGUMENT above.
+   */
   hiddenLayerSizes: number[];
   /**
    * Optimiser iteration cap. Default 1000: L-BFGS iterations for LOGISTIC; epochs for MLP, which also stops after 15
    * epochs without improvement on its 15% validation split; Cox takes at most 100 Newton steps whatever the cap;
-   * RIDGE is solved in closed form.
+   * RIDGE is solved in closed form. Capped at 100000 (INVALID_ARGUMENT above).
    */
   maxIterations: number;
 }
@@ -313,19 +316,26 @@ export interface FitStart {
   requirements?:
     | FeatureRequirement
     | undefined;
-  /** Backbone that produced the features, "name@version". */
+  /** Backbone that produced the features, "name@version"; at most 256 bytes. */
   model: string;
-  /** Class names (classification, multilabel), in index order. */
+  /**
+   * Class names (classification, multilabel), in index order: at most 1000 names of at most 256 bytes each.
+   * Every sample's features are at most 16384 values (D); each cap is checked before anything is allocated
+   * for it, INVALID_ARGUMENT naming the field and the cap.
+   */
   labelNames: string[];
   /** Training options. */
   options?:
     | FitOptions
     | undefined;
-  /** Description stored with the head (intended use, aggregation). */
+  /**
+   * Description stored with the head (intended use, aggregation); at most 4096 bytes (INVALID_ARGUMENT above),
+   * since every ListHeads and GetInfo carries it.
+   */
   description: string;
-  /** Unit of regression targets / survival times (UCUM, e.g. "d", "mm"). */
+  /** Unit of regression targets / survival times (UCUM, e.g. "d", "mm"); at most 64 bytes. */
   unit: string;
-  /** Opaque description of the training data (never PHI), stored in TrainingMetadata.dataset. */
+  /** Opaque description of the training data (never PHI), stored in TrainingMetadata.dataset; at most 1024 bytes. */
   dataset: string;
   /**
    * Optional client-chosen key (<= 128 bytes); a retry with the same key returns the first call's result instead
@@ -2868,9 +2878,10 @@ export const HeadsServiceDefinition = {
      * Request stream: one `start`, then `samples` batches (each message below the size limit; ~1-8 MiB is a good
      * batch), then half-close. Status codes: INVALID_ARGUMENT (inconsistent feature shapes, labels of the wrong kind
      * for the task, class index >= number of label_names, negative survival time, bad options -- naming sample index
-     * and field); FAILED_PRECONDITION (fewer samples than folds, a class absent from a training fold, no events for
-     * Cox); RESOURCE_EXHAUSTED (above max_fit_samples / max_fit_bytes); CANCELLED / DEADLINE_EXCEEDED (training
-     * aborted, nothing stored).
+     * and field; a free-form field past its cap, see FitStart); FAILED_PRECONDITION (fewer samples than folds, a
+     * class absent from a training fold, no events for Cox); RESOURCE_EXHAUSTED (above max_fit_samples /
+     * max_fit_bytes, or the feature matrix does not fit the server's memory budget: retry after the `retry-after-ms`
+     * trailer when it says so); CANCELLED / DEADLINE_EXCEEDED (training aborted, nothing stored).
      */
     fit: {
       name: "Fit",
@@ -2915,9 +2926,10 @@ export interface HeadsServiceImplementation<CallContextExt = {}> {
    * Request stream: one `start`, then `samples` batches (each message below the size limit; ~1-8 MiB is a good
    * batch), then half-close. Status codes: INVALID_ARGUMENT (inconsistent feature shapes, labels of the wrong kind
    * for the task, class index >= number of label_names, negative survival time, bad options -- naming sample index
-   * and field); FAILED_PRECONDITION (fewer samples than folds, a class absent from a training fold, no events for
-   * Cox); RESOURCE_EXHAUSTED (above max_fit_samples / max_fit_bytes); CANCELLED / DEADLINE_EXCEEDED (training
-   * aborted, nothing stored).
+   * and field; a free-form field past its cap, see FitStart); FAILED_PRECONDITION (fewer samples than folds, a
+   * class absent from a training fold, no events for Cox); RESOURCE_EXHAUSTED (above max_fit_samples /
+   * max_fit_bytes, or the feature matrix does not fit the server's memory budget: retry after the `retry-after-ms`
+   * trailer when it says so); CANCELLED / DEADLINE_EXCEEDED (training aborted, nothing stored).
    */
   fit(request: AsyncIterable<FitRequest>, context: CallContext & CallContextExt): Promise<DeepPartial<FitResponse>>;
 }
@@ -2954,9 +2966,10 @@ export interface HeadsServiceClient<CallOptionsExt = {}> {
    * Request stream: one `start`, then `samples` batches (each message below the size limit; ~1-8 MiB is a good
    * batch), then half-close. Status codes: INVALID_ARGUMENT (inconsistent feature shapes, labels of the wrong kind
    * for the task, class index >= number of label_names, negative survival time, bad options -- naming sample index
-   * and field); FAILED_PRECONDITION (fewer samples than folds, a class absent from a training fold, no events for
-   * Cox); RESOURCE_EXHAUSTED (above max_fit_samples / max_fit_bytes); CANCELLED / DEADLINE_EXCEEDED (training
-   * aborted, nothing stored).
+   * and field; a free-form field past its cap, see FitStart); FAILED_PRECONDITION (fewer samples than folds, a
+   * class absent from a training fold, no events for Cox); RESOURCE_EXHAUSTED (above max_fit_samples /
+   * max_fit_bytes, or the feature matrix does not fit the server's memory budget: retry after the `retry-after-ms`
+   * trailer when it says so); CANCELLED / DEADLINE_EXCEEDED (training aborted, nothing stored).
    */
   fit(request: AsyncIterable<DeepPartial<FitRequest>>, options?: CallOptions & CallOptionsExt): Promise<FitResponse>;
 }

@@ -1367,8 +1367,9 @@ export const PreprocessServiceDefinition = {
      * unsupported file: the message names the field or the DICOM/NIfTI attribute); NOT_FOUND (ref path or model
      * bundle missing); PERMISSION_DENIED (ref outside the allow-listed roots); FAILED_PRECONDITION (several DICOM
      * series and none picked, non-uniform slice spacing beyond tolerance); OUT_OF_RANGE (volume_index or slice index
-     * beyond the volume); RESOURCE_EXHAUSTED (upload above max_upload_bytes, or server busy: retry after the
-     * `retry-after-ms` trailer); UNIMPLEMENTED (dicomweb:// or https:// refs, unsupported transfer syntax);
+     * beyond the volume); RESOURCE_EXHAUSTED (upload above max_upload_bytes; a volume whose declared dims × dtype
+     * alone exceed the server's memory budget, refused from its header before decoding; or server busy, including
+     * no room in the memory budget in time: retry after the `retry-after-ms` trailer); UNIMPLEMENTED (dicomweb:// or https:// refs, unsupported transfer syntax);
      * CANCELLED / DEADLINE_EXCEEDED.
      */
     preprocess: {
@@ -1402,8 +1403,9 @@ export interface PreprocessServiceImplementation<CallContextExt = {}> {
    * unsupported file: the message names the field or the DICOM/NIfTI attribute); NOT_FOUND (ref path or model
    * bundle missing); PERMISSION_DENIED (ref outside the allow-listed roots); FAILED_PRECONDITION (several DICOM
    * series and none picked, non-uniform slice spacing beyond tolerance); OUT_OF_RANGE (volume_index or slice index
-   * beyond the volume); RESOURCE_EXHAUSTED (upload above max_upload_bytes, or server busy: retry after the
-   * `retry-after-ms` trailer); UNIMPLEMENTED (dicomweb:// or https:// refs, unsupported transfer syntax);
+   * beyond the volume); RESOURCE_EXHAUSTED (upload above max_upload_bytes; a volume whose declared dims × dtype
+   * alone exceed the server's memory budget, refused from its header before decoding; or server busy, including
+   * no room in the memory budget in time: retry after the `retry-after-ms` trailer); UNIMPLEMENTED (dicomweb:// or https:// refs, unsupported transfer syntax);
    * CANCELLED / DEADLINE_EXCEEDED.
    */
   preprocess(
@@ -1432,8 +1434,9 @@ export interface PreprocessServiceClient<CallOptionsExt = {}> {
    * unsupported file: the message names the field or the DICOM/NIfTI attribute); NOT_FOUND (ref path or model
    * bundle missing); PERMISSION_DENIED (ref outside the allow-listed roots); FAILED_PRECONDITION (several DICOM
    * series and none picked, non-uniform slice spacing beyond tolerance); OUT_OF_RANGE (volume_index or slice index
-   * beyond the volume); RESOURCE_EXHAUSTED (upload above max_upload_bytes, or server busy: retry after the
-   * `retry-after-ms` trailer); UNIMPLEMENTED (dicomweb:// or https:// refs, unsupported transfer syntax);
+   * beyond the volume); RESOURCE_EXHAUSTED (upload above max_upload_bytes; a volume whose declared dims × dtype
+   * alone exceed the server's memory budget, refused from its header before decoding; or server busy, including
+   * no room in the memory budget in time: retry after the `retry-after-ms` trailer); UNIMPLEMENTED (dicomweb:// or https:// refs, unsupported transfer syntax);
    * CANCELLED / DEADLINE_EXCEEDED.
    */
   preprocess(
