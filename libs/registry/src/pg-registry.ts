@@ -126,12 +126,13 @@ export class PgHeadRegistry<T> extends CachedHeadRegistry<T> {
       try {
         await client.connect();
       } catch (e) {
-        throw r.unavailable('cannot connect to the head registry database', e);
+        throw r.unavailable('cannot connect to the head registry database', e, true);
       }
       try {
         await migrate(client);
       } catch (e) {
-        if (isConnectionError(e)) throw r.unavailable('lost the head registry database while migrating', e);
+        if (isConnectionError(e))
+          throw r.unavailable('lost the head registry database while migrating', e, true);
         throw new CuriaError(
           'FAILED_PRECONDITION',
           `head registry schema migration on ${r.where} failed: ${(e as Error).message}`,
@@ -147,7 +148,7 @@ export class PgHeadRegistry<T> extends CachedHeadRegistry<T> {
         await r.listen();
         await r.resync();
       } catch (e) {
-        throw isCuriaError(e) ? e : r.unavailable('cannot load the head registry', e);
+        throw isCuriaError(e) ? e : r.unavailable('cannot load the head registry', e, true);
       }
       r.connected = true;
       return r;
@@ -547,16 +548,17 @@ export class PgHeadRegistry<T> extends CachedHeadRegistry<T> {
     }
   }
 
-  private unavailable(message: string, cause?: unknown): CuriaError {
+  /** UNAVAILABLE naming the database (never its password); `opening`: there is no cache to read from yet. */
+  private unavailable(message: string, cause?: unknown, opening = false): CuriaError {
     const why =
       cause === undefined
         ? ''
         : `: ${redactMessage(cause instanceof Error ? cause.message : JSON.stringify(cause), this.options.dsn)}`;
-    return new CuriaError(
-      'UNAVAILABLE',
-      `${message} (${this.where}${why}); retry shortly — reads still answer from this replica's cache`,
-      { retryAfterMs: this.backoffMs, ...(cause === undefined ? {} : { cause }) },
-    );
+    const then = opening ? '' : "; retry shortly — reads still answer from this replica's cache";
+    return new CuriaError('UNAVAILABLE', `${message} (${this.where}${why})${then}`, {
+      retryAfterMs: this.backoffMs,
+      ...(cause === undefined ? {} : { cause }),
+    });
   }
 }
 

@@ -1,5 +1,7 @@
+import { hostname } from 'node:os';
+
 import { checkHeadModel, modelsCompatible, parseRef } from '@curia/client';
-import { CuriaError } from '@curia/errors';
+import { CuriaError, isCuriaError } from '@curia/errors';
 import { fitHead, type HeadOutput } from '@curia/heads';
 import {
   errorReason,
@@ -11,6 +13,7 @@ import {
   type ServiceHooks,
 } from '@curia/kit';
 import { heads, type common } from '@curia/proto';
+import type { RegistryQuotas } from '@curia/registry';
 
 import { featureRequestOf, headInfoOf, predictionsOf } from './codec.js';
 import { headsEnvSchema, type HeadsEnv } from './config.js';
@@ -18,7 +21,7 @@ import { isDefaultHead, missingDefaults } from './default-heads.js';
 import { readFitStream } from './fit-request.js';
 import { createHeadsMetrics } from './metrics.js';
 import { decodePredictFeatures } from './predict-features.js';
-import { HeadStore, type StoredHead } from './store.js';
+import { HeadStore, type HeadStoreBackend, type StoredHead } from './store.js';
 import { trainingMetadataOf } from './training.js';
 
 type FitContext = Parameters<heads.HeadsServiceImplementation<CuriaCallContext>['fit']>[1];
@@ -126,14 +129,14 @@ export function createHeadsService(
     getInfo: () =>
       Promise.resolve({
         info: serviceInfo('curia.heads.v1.HeadsService', env, {
-          heads: store.latest().map(info),
-          demoWeightsLoaded: store.latest().some((s) => s.service.demo),
+          heads: store.resolved().map(info),
+          demoWeightsLoaded: store.resolved().some((s) => s.service.demo),
           limits,
         }),
       }),
     listHeads: (req) =>
       counted('ListHeads', () => {
-        let list = req.allVersions ? store.all() : store.latest();
+        let list = req.allVersions ? store.all() : store.resolved();
         if (req.model) {
           parseRef(req.model, 'model');
           list = list.filter((s) => s.service.model !== '' && modelsCompatible(s.service.model, req.model));
@@ -185,7 +188,12 @@ export function createHeadsService(
           metrics.predictions.inc({ head: head.meta.name, code });
         }
       }),
-    fit: (request, context) => counted('Fit', () => fit(request, context)),
+    fit: (request, context) =>
+      counted('Fit', () => {
+        // Before reading the stream or fitting: a head that cannot be stored is not worth computing.
+        store.checkWritable('Fit');
+        return fit(request, context);
+      }),
   };
 }
 
@@ -206,29 +214,87 @@ function respond(
   };
 }
 
-/** Opens the head store, runs the configured imports and registers HeadsService on `server`. */
+/** Where `env` says the heads live: the shared PostgreSQL registry when a DSN is set, else CURIA_HEADS_DIR. */
+export function headStoreBackend(env: HeadsEnv, log?: CuriaServer['log']): HeadStoreBackend {
+  const dsn = env.CURIA_HEADS_REGISTRY_DSN.trim();
+  if (!dsn) return { kind: 'dir', root: env.CURIA_HEADS_DIR };
+  // 0 = no limit.
+  const perName = env.CURIA_HEADS_REGISTRY_MAX_VERSIONS_PER_NAME;
+  const versions = env.CURIA_HEADS_REGISTRY_MAX_VERSIONS;
+  const bytes = env.CURIA_HEADS_REGISTRY_MAX_BYTES;
+  const quotas: RegistryQuotas = {
+    ...(perName > 0 ? { maxVersionsPerName: perName } : {}),
+    ...(versions > 0 ? { maxVersionsTotal: versions } : {}),
+    ...(bytes > 0 ? { maxBytesTotal: bytes } : {}),
+  };
+  return {
+    kind: 'postgresql',
+    dsn,
+    quotas,
+    ...(log ? { log: (level: 'info' | 'warn' | 'error', message: string) => log[level](message) } : {}),
+  };
+}
+
+/**
+ * Opens the head store (the shared registry when CURIA_HEADS_REGISTRY_DSN is set, else the
+ * directory), runs the configured imports and registers HeadsService on `server`. Throws when the
+ * store cannot be opened (registry database unreachable: UNAVAILABLE; migration refused:
+ * FAILED_PRECONDITION), with a message that never holds the DSN's password.
+ */
 export async function setupHeads(
   server: CuriaServer,
   env: HeadsEnv,
-): Promise<{ store: HeadStore } & ServiceHooks> {
-  const store = await HeadStore.open(env.CURIA_HEADS_DIR, (dir, err) =>
-    server.log.warn(
-      { dir, err: err instanceof Error ? err.message : String(err) },
-      'skipping unreadable head',
-    ),
-  );
-  for (const spec of env.CURIA_HEADS_IMPORT) {
-    const s = await store.importCuria(spec);
-    server.log.info({ head: s.head.meta.name, version: s.head.meta.version }, 'imported Curia head');
+): Promise<{ store: HeadStore; close: () => Promise<void> }> {
+  const backend = headStoreBackend(env, server.log);
+  const store = await HeadStore.openOn(backend, {
+    // Who stores what this replica fits or imports (the registry records it with each version).
+    creator: `heads/${env.CURIA_REPLICA || hostname()}`,
+    onSkip: (where, err) =>
+      server.log.warn(
+        { where, err: err instanceof Error ? err.message : String(err) },
+        'skipping unreadable head',
+      ),
+  });
+  try {
+    for (const spec of env.CURIA_HEADS_IMPORT) {
+      const s = await store.importCuria(spec);
+      server.log.info({ head: s.head.meta.name, version: s.head.meta.version }, 'imported Curia head');
+    }
+  } catch (e) {
+    await store.close();
+    throw e;
   }
-  server.log.info({ heads: store.all().length }, 'head store loaded');
+  server.log.info(
+    { heads: store.all().length, store: backend.kind, where: store.where },
+    'head store loaded',
+  );
   const missing = missingDefaults(store, env.CURIA_HEADS_DEFAULT);
   // Info, not warn: not an error (a Fit may create them; `curia up` fits its demo head after start).
   if (missing.length > 0) {
     server.log.info({ missing }, 'CURIA_HEADS_DEFAULT names heads the store does not hold yet');
   }
   server.add(heads.HeadsServiceDefinition, createHeadsService(server, env, store));
-  return { store };
+  return { store, close: () => store.close() };
+}
+
+/**
+ * `setup` of the process: {@link setupHeads}, except that a store that cannot be opened (the
+ * registry's database unreachable, or its migration refused) makes the replica fatal — health
+ * NOT_SERVING, one error log line naming the database without its password — after which
+ * `runService` drains and exits 1. The orchestrator then restarts the pod with its backoff, which
+ * is the retry, and a crash-looping pod is visible where a silently unready one is not; a refused
+ * migration would not fix itself by retrying in-process anyway.
+ */
+export async function setupHeadsOrFail(server: CuriaServer, env: HeadsEnv): Promise<ServiceHooks> {
+  try {
+    const { close } = await setupHeads(server, env);
+    return { close };
+  } catch (e) {
+    if (!isCuriaError(e)) throw e;
+    // A fresh error: the cause (a driver error) is left out of the log line on purpose.
+    server.fatal(new Error(`heads cannot start: ${e.code}: ${e.message}`));
+    return {};
+  }
 }
 
 /** Process entry: serve HeadsService until SIGTERM. */
@@ -236,9 +302,6 @@ export async function main(): Promise<void> {
   await runService({
     name: 'heads',
     schema: headsEnvSchema,
-    setup: async (server, env) => {
-      await setupHeads(server, env);
-      return {};
-    },
+    setup: (server, env) => setupHeadsOrFail(server, env),
   });
 }
