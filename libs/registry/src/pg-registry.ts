@@ -22,6 +22,11 @@ export interface RegistryQuotas {
   readonly maxBytesTotal?: number;
 }
 
+/** `limits` without the ones that are 0: the services' variables read 0 as "no limit". */
+export function registryQuotas(limits: RegistryQuotas): RegistryQuotas {
+  return Object.fromEntries(Object.entries(limits).filter(([, n]) => n !== undefined && n > 0));
+}
+
 export interface PgHeadRegistryOptions<T> {
   /** `postgresql://user:password@host:port/db` (libpq-style URL; its password is never logged). */
   readonly dsn: string;
@@ -164,6 +169,17 @@ export class PgHeadRegistry<T> extends CachedHeadRegistry<T> {
   }
 
   /**
+   * Throws what a write would (UNAVAILABLE with `retryAfterMs`, FAILED_PRECONDITION once closed)
+   * when it would be refused now, so a caller can refuse work before doing it.
+   */
+  checkWritable(what: string): void {
+    if (this.closed) throw new CuriaError('FAILED_PRECONDITION', 'the head registry is closed');
+    if (!this.connected) {
+      throw this.unavailable(`cannot ${what}: the head registry database is unreachable`);
+    }
+  }
+
+  /**
    * Stores `item` as the next version of `name`. In one transaction: the kind's advisory lock (so
    * total quotas count consistently), the name's counter row `FOR UPDATE` (the version allocation),
    * the idempotency key check (a retry gets the version it already stored), the quotas, the insert,
@@ -273,10 +289,8 @@ export class PgHeadRegistry<T> extends CachedHeadRegistry<T> {
     what: string,
     body: (c: pg.PoolClient) => Promise<{ done: R; after?: () => void }>,
   ): Promise<R> {
-    if (this.closed) throw new CuriaError('FAILED_PRECONDITION', 'the head registry is closed');
-    if (!this.connected || !this.pool) {
-      throw this.unavailable(`cannot ${what}: the head registry database is unreachable`);
-    }
+    this.checkWritable(what);
+    if (!this.pool) throw this.unavailable(`cannot ${what}: the head registry database is unreachable`);
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 
 import { checkHeadModel, modelsCompatible, parseRef } from '@curia/client';
-import { CuriaError, isCuriaError } from '@curia/errors';
+import { CuriaError } from '@curia/errors';
 import { fitHead, type HeadOutput } from '@curia/heads';
 import {
   errorReason,
@@ -10,10 +10,9 @@ import {
   withSpan,
   type CuriaCallContext,
   type CuriaServer,
-  type ServiceHooks,
 } from '@curia/kit';
 import { heads, type common } from '@curia/proto';
-import type { RegistryQuotas } from '@curia/registry';
+import { registryQuotas, setupOrFatal } from '@curia/registry';
 
 import { featureRequestOf, headInfoOf, predictionsOf } from './codec.js';
 import { headsEnvSchema, type HeadsEnv } from './config.js';
@@ -21,7 +20,7 @@ import { isDefaultHead, missingDefaults } from './default-heads.js';
 import { readFitStream } from './fit-request.js';
 import { createHeadsMetrics } from './metrics.js';
 import { decodePredictFeatures } from './predict-features.js';
-import { HeadStore, type HeadStoreBackend, type StoredHead } from './store.js';
+import { HeadStore, type HeadStoreOptions, type StoredHead } from './store.js';
 import { trainingMetadataOf } from './training.js';
 
 type FitContext = Parameters<heads.HeadsServiceImplementation<CuriaCallContext>['fit']>[1];
@@ -191,7 +190,7 @@ export function createHeadsService(
     fit: (request, context) =>
       counted('Fit', () => {
         // Before reading the stream or fitting: a head that cannot be stored is not worth computing.
-        store.checkWritable('Fit');
+        store.checkWritable();
         return fit(request, context);
       }),
   };
@@ -215,23 +214,20 @@ function respond(
 }
 
 /** Where `env` says the heads live: the shared PostgreSQL registry when a DSN is set, else CURIA_HEADS_DIR. */
-export function headStoreBackend(env: HeadsEnv, log?: CuriaServer['log']): HeadStoreBackend {
-  const dsn = env.CURIA_HEADS_REGISTRY_DSN.trim();
-  if (!dsn) return { kind: 'dir', root: env.CURIA_HEADS_DIR };
-  // 0 = no limit.
-  const perName = env.CURIA_HEADS_REGISTRY_MAX_VERSIONS_PER_NAME;
-  const versions = env.CURIA_HEADS_REGISTRY_MAX_VERSIONS;
-  const bytes = env.CURIA_HEADS_REGISTRY_MAX_BYTES;
-  const quotas: RegistryQuotas = {
-    ...(perName > 0 ? { maxVersionsPerName: perName } : {}),
-    ...(versions > 0 ? { maxVersionsTotal: versions } : {}),
-    ...(bytes > 0 ? { maxBytesTotal: bytes } : {}),
-  };
+export function headStoreOptions(env: HeadsEnv, log: CuriaServer['log']): HeadStoreOptions {
   return {
-    kind: 'postgresql',
-    dsn,
-    quotas,
-    ...(log ? { log: (level: 'info' | 'warn' | 'error', message: string) => log[level](message) } : {}),
+    dir: env.CURIA_HEADS_DIR,
+    dsn: env.CURIA_HEADS_REGISTRY_DSN,
+    quotas: registryQuotas({
+      maxVersionsPerName: env.CURIA_HEADS_REGISTRY_MAX_VERSIONS_PER_NAME,
+      maxVersionsTotal: env.CURIA_HEADS_REGISTRY_MAX_VERSIONS,
+      maxBytesTotal: env.CURIA_HEADS_REGISTRY_MAX_BYTES,
+    }),
+    log: (level, message) => log[level](message),
+    // Who stores what this replica fits or imports (the registry records it with each version).
+    creator: `heads/${env.CURIA_REPLICA || hostname()}`,
+    onSkip: (where, err) =>
+      log.warn({ where, err: err instanceof Error ? err.message : String(err) }, 'skipping unreadable head'),
   };
 }
 
@@ -245,16 +241,7 @@ export async function setupHeads(
   server: CuriaServer,
   env: HeadsEnv,
 ): Promise<{ store: HeadStore; close: () => Promise<void> }> {
-  const backend = headStoreBackend(env, server.log);
-  const store = await HeadStore.openOn(backend, {
-    // Who stores what this replica fits or imports (the registry records it with each version).
-    creator: `heads/${env.CURIA_REPLICA || hostname()}`,
-    onSkip: (where, err) =>
-      server.log.warn(
-        { where, err: err instanceof Error ? err.message : String(err) },
-        'skipping unreadable head',
-      ),
-  });
+  const store = await HeadStore.openOn(headStoreOptions(env, server.log));
   try {
     for (const spec of env.CURIA_HEADS_IMPORT) {
       const s = await store.importCuria(spec);
@@ -265,7 +252,7 @@ export async function setupHeads(
     throw e;
   }
   server.log.info(
-    { heads: store.all().length, store: backend.kind, where: store.where },
+    { heads: store.all().length, store: store.root === undefined ? 'postgresql' : 'dir', where: store.where },
     'head store loaded',
   );
   const missing = missingDefaults(store, env.CURIA_HEADS_DEFAULT);
@@ -277,31 +264,12 @@ export async function setupHeads(
   return { store, close: () => store.close() };
 }
 
-/**
- * `setup` of the process: {@link setupHeads}, except that a store that cannot be opened (the
- * registry's database unreachable, or its migration refused) makes the replica fatal — health
- * NOT_SERVING, one error log line naming the database without its password — after which
- * `runService` drains and exits 1. The orchestrator then restarts the pod with its backoff, which
- * is the retry, and a crash-looping pod is visible where a silently unready one is not; a refused
- * migration would not fix itself by retrying in-process anyway.
- */
-export async function setupHeadsOrFail(server: CuriaServer, env: HeadsEnv): Promise<ServiceHooks> {
-  try {
-    const { close } = await setupHeads(server, env);
-    return { close };
-  } catch (e) {
-    if (!isCuriaError(e)) throw e;
-    // A fresh error: the cause (a driver error) is left out of the log line on purpose.
-    server.fatal(new Error(`heads cannot start: ${e.code}: ${e.message}`));
-    return {};
-  }
-}
-
 /** Process entry: serve HeadsService until SIGTERM. */
 export async function main(): Promise<void> {
   await runService({
     name: 'heads',
     schema: headsEnvSchema,
-    setup: (server, env) => setupHeadsOrFail(server, env),
+    // A store that cannot be opened: NOT_SERVING, one error line, exit 1 (README, "The shared registry").
+    setup: (server, env) => setupOrFatal('heads', server, () => setupHeads(server, env)),
   });
 }

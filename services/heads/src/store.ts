@@ -10,12 +10,11 @@ import {
   importCuriaHead,
   loadHead,
   saveHead,
-  VersionedStore,
   type HeadRegistry,
   type VersionCodec,
 } from '@curia/heads';
 import type { common } from '@curia/proto';
-import { PgHeadRegistry, redactDsn, type RegistryQuotas } from '@curia/registry';
+import { checkWritable, openHeadRegistry, type OpenHeadRegistryOptions } from '@curia/registry';
 
 export { HEAD_NAME_RE };
 
@@ -58,26 +57,19 @@ export const HEAD_CODEC: VersionCodec<StoredHead> = {
   idempotencyKey: (s) => s.service.idempotencyKey,
 };
 
-/** Where a {@link HeadStore} keeps its versions. */
-export type HeadStoreBackend =
-  | { readonly kind: 'dir'; readonly root: string }
-  | {
-      readonly kind: 'postgresql';
-      /** libpq URL; its password is never logged or put in an error. */
-      readonly dsn: string;
-      readonly quotas?: RegistryQuotas;
-      readonly log?: (level: 'info' | 'warn' | 'error', message: string) => void;
-      /** Reconnect backoff (ms), doubling from `min` to `max`; the registry's default is 250 → 5000. */
-      readonly reconnectMs?: { readonly min: number; readonly max: number };
-    };
+/** How to open a {@link HeadStore}: the directory, or the shared registry when `dsn` is set. */
+export type HeadStoreOptions = Omit<OpenHeadRegistryOptions<StoredHead>, 'kind' | 'codec'> & {
+  /** Who stores the versions this store adds (service and replica); '' = unknown. */
+  readonly creator?: string;
+};
 
 /** The registry kind of Heads service heads in the shared tables (Segment uses `segment-heads`). */
 export const HEADS_REGISTRY_KIND = 'heads';
 
 /**
  * The head store of the Heads service: a {@link HeadRegistry} of {@link StoredHead}s, either the
- * filesystem {@link VersionedStore} (`<root>/<name>/<version>/`: the head bundle plus
- * `service.json`; one replica, no database) or the shared {@link PgHeadRegistry} (every replica
+ * filesystem `VersionedStore` (`<root>/<name>/<version>/`: the head bundle plus
+ * `service.json`; one replica, no database) or the shared `PgHeadRegistry` (every replica
  * reads and writes one PostgreSQL database and hears of each other's versions through
  * LISTEN/NOTIFY). Reads answer from the registry's in-memory cache, so a version another replica
  * added or promoted is served as soon as its notification arrives, and reads keep working while the
@@ -95,53 +87,33 @@ export class HeadStore {
     private readonly creator: string,
   ) {}
 
-  /** Opens (creating) the filesystem store and loads every valid version; `onSkip` hears about broken ones. */
-  static async open(
-    root: string,
-    onSkip?: (where: string, err: unknown) => void,
-    creator = '',
-  ): Promise<HeadStore> {
-    const store = await VersionedStore.open(root, HEAD_CODEC, onSkip);
-    return new HeadStore(store, store.root, store.root, creator);
+  /** Opens (creating) the filesystem store at `root` and loads every valid version; `onSkip` hears about broken ones. */
+  static open(root: string, onSkip?: (where: string, err: unknown) => void): Promise<HeadStore> {
+    return HeadStore.openOn({ dir: root, dsn: '', ...(onSkip ? { onSkip } : {}) });
   }
 
   /**
-   * Opens the store on `backend`. For PostgreSQL: connects, migrates the schema (under the
-   * registry's advisory lock), loads every version and listens; throws UNAVAILABLE (database
-   * unreachable) or FAILED_PRECONDITION (migration refused), naming the database without its password.
+   * Opens the shared registry when `options.dsn` is set (connects, migrates the schema under the
+   * registry's advisory lock, loads every version, listens), else the directory `options.dir`.
+   * Throws UNAVAILABLE (database unreachable) or FAILED_PRECONDITION (migration refused), naming
+   * the database without its password.
    */
-  static async openOn(
-    backend: HeadStoreBackend,
-    options: { readonly creator?: string; readonly onSkip?: (where: string, err: unknown) => void } = {},
-  ): Promise<HeadStore> {
-    const { creator = '', onSkip } = options;
-    if (backend.kind === 'dir') return HeadStore.open(backend.root, onSkip, creator);
-    const registry = await PgHeadRegistry.open<StoredHead>({
-      dsn: backend.dsn,
+  static async openOn(options: HeadStoreOptions): Promise<HeadStore> {
+    const { creator = '', ...rest } = options;
+    const { registry, root, where } = await openHeadRegistry({
+      ...rest,
       kind: HEADS_REGISTRY_KIND,
       codec: HEAD_CODEC,
-      ...(backend.quotas ? { quotas: backend.quotas } : {}),
-      ...(backend.log ? { log: backend.log } : {}),
-      ...(onSkip ? { onSkip } : {}),
-      ...(backend.reconnectMs ? { reconnectMs: backend.reconnectMs } : {}),
     });
-    return new HeadStore(registry, undefined, redactDsn(backend.dsn), creator);
+    return new HeadStore(registry, root, where, creator);
   }
 
-  /** False while a shared registry has lost its database (writes fail with UNAVAILABLE then). */
-  get writable(): boolean {
-    return !(this.registry instanceof PgHeadRegistry) || this.registry.available;
-  }
-
-  /** Refuses at once (UNAVAILABLE) when a write could not be stored, before any work is done for it. */
-  checkWritable(what: string): void {
-    if (this.writable) return;
-    throw new CuriaError(
-      'UNAVAILABLE',
-      `${what}: the head registry database (${this.where}) is unreachable, so nothing can be stored; ` +
-        "retry shortly — reads still answer from this replica's cache",
-      { retryAfterMs: 1000 },
-    );
+  /**
+   * Throws at once (UNAVAILABLE, with a retry hint) while a shared registry has lost its database,
+   * so a Fit is refused before any work is done for a head that could not be stored.
+   */
+  checkWritable(): void {
+    checkWritable(this.registry, 'store a fitted head');
   }
 
   /** Every version of every head, sorted by name then version. */
