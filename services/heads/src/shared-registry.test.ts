@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 import { ClientError, Status, common, type heads } from '@curia/client';
 import { startTestPostgres } from '@curia/registry/testing';
+import { sharedPathOrSkip } from '@curia/tensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { f32Tensor } from './codec.js';
@@ -188,6 +189,22 @@ describe.skipIf(!pg)('Heads replicas sharing one PostgreSQL head registry', () =
     console.log(`Fit stored again ${back.toFixed(0)} ms after the database came back`);
     await until(() => served(b, 'liver'), '3', 5000);
   });
+
+  it.runIf(sharedPathOrSkip('reference/heads'))(
+    'replicas starting together import a Curia head folder once',
+    async () => {
+      const env = { CURIA_HEADS_IMPORT: join(sharedPathOrSkip('reference/heads')!, 'cls-linear-2d') };
+      const [c, d] = await Promise.all([start(env), start(env)]);
+      try {
+        const imported = async (svc: RunningHeads): Promise<string> =>
+          (await versionsOf(svc)).filter((v) => v.startsWith('cls-linear-2d@')).join();
+        expect(await imported(c)).toBe('cls-linear-2d@1');
+        expect(await imported(d)).toBe('cls-linear-2d@1');
+      } finally {
+        await Promise.all([c.close(), d.close()]);
+      }
+    },
+  );
 });
 
 describe.skipIf(!pg)('a Heads process whose registry cannot be opened', () => {
