@@ -589,7 +589,7 @@ export function redactDsn(dsn: string): string {
 }
 
 /** A driver message with any occurrence of the DSN's password removed (belt and braces). */
-function redactMessage(message: string, dsn: string): string {
+export function redactMessage(message: string, dsn: string): string {
   let password = '';
   try {
     password = decodeURIComponent(new URL(dsn).password);
