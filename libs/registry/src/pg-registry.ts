@@ -22,6 +22,11 @@ export interface RegistryQuotas {
   readonly maxBytesTotal?: number;
 }
 
+/** `limits` without the ones that are 0: the services' variables read 0 as "no limit". */
+export function registryQuotas(limits: RegistryQuotas): RegistryQuotas {
+  return Object.fromEntries(Object.entries(limits).filter(([, n]) => n !== undefined && n > 0));
+}
+
 export interface PgHeadRegistryOptions<T> {
   /** `postgresql://user:password@host:port/db` (libpq-style URL; its password is never logged). */
   readonly dsn: string;
@@ -126,12 +131,13 @@ export class PgHeadRegistry<T> extends CachedHeadRegistry<T> {
       try {
         await client.connect();
       } catch (e) {
-        throw r.unavailable('cannot connect to the head registry database', e);
+        throw r.unavailable('cannot connect to the head registry database', e, true);
       }
       try {
         await migrate(client);
       } catch (e) {
-        if (isConnectionError(e)) throw r.unavailable('lost the head registry database while migrating', e);
+        if (isConnectionError(e))
+          throw r.unavailable('lost the head registry database while migrating', e, true);
         throw new CuriaError(
           'FAILED_PRECONDITION',
           `head registry schema migration on ${r.where} failed: ${(e as Error).message}`,
@@ -147,7 +153,7 @@ export class PgHeadRegistry<T> extends CachedHeadRegistry<T> {
         await r.listen();
         await r.resync();
       } catch (e) {
-        throw isCuriaError(e) ? e : r.unavailable('cannot load the head registry', e);
+        throw isCuriaError(e) ? e : r.unavailable('cannot load the head registry', e, true);
       }
       r.connected = true;
       return r;
@@ -160,6 +166,17 @@ export class PgHeadRegistry<T> extends CachedHeadRegistry<T> {
   /** True while the database connection (and its LISTEN) is up; writes are refused otherwise. */
   get available(): boolean {
     return this.connected;
+  }
+
+  /**
+   * Throws what a write would (UNAVAILABLE with `retryAfterMs`, FAILED_PRECONDITION once closed)
+   * when it would be refused now, so a caller can refuse work before doing it.
+   */
+  checkWritable(what: string): void {
+    if (this.closed) throw new CuriaError('FAILED_PRECONDITION', 'the head registry is closed');
+    if (!this.connected) {
+      throw this.unavailable(`cannot ${what}: the head registry database is unreachable`);
+    }
   }
 
   /**
@@ -272,10 +289,8 @@ export class PgHeadRegistry<T> extends CachedHeadRegistry<T> {
     what: string,
     body: (c: pg.PoolClient) => Promise<{ done: R; after?: () => void }>,
   ): Promise<R> {
-    if (this.closed) throw new CuriaError('FAILED_PRECONDITION', 'the head registry is closed');
-    if (!this.connected || !this.pool) {
-      throw this.unavailable(`cannot ${what}: the head registry database is unreachable`);
-    }
+    this.checkWritable(what);
+    if (!this.pool) throw this.unavailable(`cannot ${what}: the head registry database is unreachable`);
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
@@ -547,16 +562,17 @@ export class PgHeadRegistry<T> extends CachedHeadRegistry<T> {
     }
   }
 
-  private unavailable(message: string, cause?: unknown): CuriaError {
+  /** UNAVAILABLE naming the database (never its password); `opening`: there is no cache to read from yet. */
+  private unavailable(message: string, cause?: unknown, opening = false): CuriaError {
     const why =
       cause === undefined
         ? ''
         : `: ${redactMessage(cause instanceof Error ? cause.message : JSON.stringify(cause), this.options.dsn)}`;
-    return new CuriaError(
-      'UNAVAILABLE',
-      `${message} (${this.where}${why}); retry shortly — reads still answer from this replica's cache`,
-      { retryAfterMs: this.backoffMs, ...(cause === undefined ? {} : { cause }) },
-    );
+    const then = opening ? '' : "; retry shortly — reads still answer from this replica's cache";
+    return new CuriaError('UNAVAILABLE', `${message} (${this.where}${why})${then}`, {
+      retryAfterMs: this.backoffMs,
+      ...(cause === undefined ? {} : { cause }),
+    });
   }
 }
 
@@ -573,7 +589,7 @@ export function redactDsn(dsn: string): string {
 }
 
 /** A driver message with any occurrence of the DSN's password removed (belt and braces). */
-function redactMessage(message: string, dsn: string): string {
+export function redactMessage(message: string, dsn: string): string {
   let password = '';
   try {
     password = decodeURIComponent(new URL(dsn).password);

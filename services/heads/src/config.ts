@@ -5,7 +5,7 @@ import { defaultCacheRoot } from '@curia/model';
 
 import { defaultHeadsSchema } from './default-heads.js';
 
-const { positiveInt } = env;
+const { nonNegativeInt, positiveInt } = env;
 
 /** Environment of the heads service: the kit's base settings plus `CURIA_HEADS_*`. */
 export const headsEnvSchema = serviceSchema({
@@ -14,6 +14,22 @@ export const headsEnvSchema = serviceSchema({
    * `heads/` in Curia's cache (`$CURIA_CACHE_DIR`, else `~/.cache/curia`), beside the bundles.
    */
   CURIA_HEADS_DIR: z.string().min(1).default(join(defaultCacheRoot(), 'heads')),
+  /**
+   * The shared head registry: a PostgreSQL URL (`postgresql://user:password@host:5432/db`) that
+   * every replica reads and writes (`@curia/registry`). Empty (the default): the filesystem store
+   * at CURIA_HEADS_DIR, which needs no database. The password is never logged; the value is not
+   * checked here because a configuration error would print it.
+   */
+  CURIA_HEADS_REGISTRY_DSN: z.string().default(''),
+  /** Shared registry quota: most versions one head name may hold (RESOURCE_EXHAUSTED above); 0 = no limit. */
+  CURIA_HEADS_REGISTRY_MAX_VERSIONS_PER_NAME: nonNegativeInt.default(100),
+  /** Shared registry quota: most versions of all heads together; 0 = no limit. */
+  CURIA_HEADS_REGISTRY_MAX_VERSIONS: nonNegativeInt.default(2000),
+  /**
+   * Shared registry quota: most stored bytes of all heads together; 0 = no limit. Every replica
+   * holds every version in memory, so this bounds that memory too (the chart gives Heads 1 GiB).
+   */
+  CURIA_HEADS_REGISTRY_MAX_BYTES: nonNegativeInt.default(256 * 1024 * 1024),
   /**
    * Comma-separated Curia-format head folders imported into the store at startup. Append `#mask` to
    * import a 2D head for mask-pooled input (default: CLS input).

@@ -231,7 +231,7 @@ describe.runIf(tinyDir && headsDir)('HeadsService over gRPC (real server, real O
     expect(g.training?.options?.folds).toBe(5);
 
     // A fresh store over the same directory sees both versions and the idempotency keys.
-    const reopened = await HeadStore.open(svc.store.root);
+    const reopened = await HeadStore.open(svc.store.root!);
     expect(reopened.get('toy-sep').head.meta.version).toBe('2');
     expect(reopened.byIdempotencyKey('k-1')?.head.meta.version).toBe('1');
   });

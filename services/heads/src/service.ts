@@ -1,3 +1,5 @@
+import { hostname } from 'node:os';
+
 import { checkHeadModel, modelsCompatible, parseRef } from '@curia/client';
 import { CuriaError } from '@curia/errors';
 import { fitHead, type HeadOutput } from '@curia/heads';
@@ -8,9 +10,9 @@ import {
   withSpan,
   type CuriaCallContext,
   type CuriaServer,
-  type ServiceHooks,
 } from '@curia/kit';
 import { heads, type common } from '@curia/proto';
+import { registryQuotas, setupOrFatal } from '@curia/registry';
 
 import { featureRequestOf, headInfoOf, predictionsOf } from './codec.js';
 import { headsEnvSchema, type HeadsEnv } from './config.js';
@@ -18,7 +20,7 @@ import { isDefaultHead, missingDefaults } from './default-heads.js';
 import { fitWorkingBytes, readFitStream, type FitPlan } from './fit-request.js';
 import { createHeadsMetrics } from './metrics.js';
 import { decodePredictFeatures } from './predict-features.js';
-import { HeadStore, type StoredHead } from './store.js';
+import { HeadStore, type HeadStoreOptions, type StoredHead } from './store.js';
 import { trainingMetadataOf } from './training.js';
 
 type FitContext = Parameters<heads.HeadsServiceImplementation<CuriaCallContext>['fit']>[1];
@@ -149,14 +151,14 @@ export function createHeadsService(
     getInfo: () =>
       Promise.resolve({
         info: serviceInfo('curia.heads.v1.HeadsService', env, {
-          heads: store.latest().map(info),
-          demoWeightsLoaded: store.latest().some((s) => s.service.demo),
+          heads: store.resolved().map(info),
+          demoWeightsLoaded: store.resolved().some((s) => s.service.demo),
           limits,
         }),
       }),
     listHeads: (req) =>
       counted('ListHeads', () => {
-        let list = req.allVersions ? store.all() : store.latest();
+        let list = req.allVersions ? store.all() : store.resolved();
         if (req.model) {
           parseRef(req.model, 'model');
           list = list.filter((s) => s.service.model !== '' && modelsCompatible(s.service.model, req.model));
@@ -208,7 +210,12 @@ export function createHeadsService(
           metrics.predictions.inc({ head: head.meta.name, code });
         }
       }),
-    fit: (request, context) => counted('Fit', () => fit(request, context)),
+    fit: (request, context) =>
+      counted('Fit', () => {
+        // Before reading the stream or fitting: a head that cannot be stored is not worth computing.
+        store.checkWritable();
+        return fit(request, context);
+      }),
   };
 }
 
@@ -229,29 +236,55 @@ function respond(
   };
 }
 
-/** Opens the head store, runs the configured imports and registers HeadsService on `server`. */
+/** Where `env` says the heads live: the shared PostgreSQL registry when a DSN is set, else CURIA_HEADS_DIR. */
+export function headStoreOptions(env: HeadsEnv, log: CuriaServer['log']): HeadStoreOptions {
+  return {
+    dir: env.CURIA_HEADS_DIR,
+    dsn: env.CURIA_HEADS_REGISTRY_DSN,
+    quotas: registryQuotas({
+      maxVersionsPerName: env.CURIA_HEADS_REGISTRY_MAX_VERSIONS_PER_NAME,
+      maxVersionsTotal: env.CURIA_HEADS_REGISTRY_MAX_VERSIONS,
+      maxBytesTotal: env.CURIA_HEADS_REGISTRY_MAX_BYTES,
+    }),
+    log: (level, message) => log[level](message),
+    // Who stores what this replica fits or imports (the registry records it with each version).
+    creator: `heads/${env.CURIA_REPLICA || hostname()}`,
+    onSkip: (where, err) =>
+      log.warn({ where, err: err instanceof Error ? err.message : String(err) }, 'skipping unreadable head'),
+  };
+}
+
+/**
+ * Opens the head store (the shared registry when CURIA_HEADS_REGISTRY_DSN is set, else the
+ * directory), runs the configured imports and registers HeadsService on `server`. Throws when the
+ * store cannot be opened (registry database unreachable: UNAVAILABLE; migration refused:
+ * FAILED_PRECONDITION), with a message that never holds the DSN's password.
+ */
 export async function setupHeads(
   server: CuriaServer,
   env: HeadsEnv,
-): Promise<{ store: HeadStore } & ServiceHooks> {
-  const store = await HeadStore.open(env.CURIA_HEADS_DIR, (dir, err) =>
-    server.log.warn(
-      { dir, err: err instanceof Error ? err.message : String(err) },
-      'skipping unreadable head',
-    ),
-  );
-  for (const spec of env.CURIA_HEADS_IMPORT) {
-    const s = await store.importCuria(spec);
-    server.log.info({ head: s.head.meta.name, version: s.head.meta.version }, 'imported Curia head');
+): Promise<{ store: HeadStore; close: () => Promise<void> }> {
+  const store = await HeadStore.openOn(headStoreOptions(env, server.log));
+  try {
+    for (const spec of env.CURIA_HEADS_IMPORT) {
+      const s = await store.importCuria(spec);
+      server.log.info({ head: s.head.meta.name, version: s.head.meta.version }, 'imported Curia head');
+    }
+  } catch (e) {
+    await store.close();
+    throw e;
   }
-  server.log.info({ heads: store.all().length }, 'head store loaded');
+  server.log.info(
+    { heads: store.all().length, store: store.root === undefined ? 'postgresql' : 'dir', where: store.where },
+    'head store loaded',
+  );
   const missing = missingDefaults(store, env.CURIA_HEADS_DEFAULT);
   // Info, not warn: not an error (a Fit may create them; `curia up` fits its demo head after start).
   if (missing.length > 0) {
     server.log.info({ missing }, 'CURIA_HEADS_DEFAULT names heads the store does not hold yet');
   }
   server.add(heads.HeadsServiceDefinition, createHeadsService(server, env, store));
-  return { store };
+  return { store, close: () => store.close() };
 }
 
 /** Process entry: serve HeadsService until SIGTERM. */
@@ -259,9 +292,7 @@ export async function main(): Promise<void> {
   await runService({
     name: 'heads',
     schema: headsEnvSchema,
-    setup: async (server, env) => {
-      await setupHeads(server, env);
-      return {};
-    },
+    // A store that cannot be opened: NOT_SERVING, one error line, exit 1 (README, "The shared registry").
+    setup: (server, env) => setupOrFatal('heads', server, () => setupHeads(server, env)),
   });
 }

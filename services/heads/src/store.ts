@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 
 import { CuriaError } from '@curia/errors';
@@ -8,10 +10,11 @@ import {
   importCuriaHead,
   loadHead,
   saveHead,
-  VersionedStore,
+  type HeadRegistry,
   type VersionCodec,
 } from '@curia/heads';
 import type { common } from '@curia/proto';
+import { checkWritable, openHeadRegistry, type OpenHeadRegistryOptions } from '@curia/registry';
 
 export { HEAD_NAME_RE };
 
@@ -54,53 +57,111 @@ export const HEAD_CODEC: VersionCodec<StoredHead> = {
   idempotencyKey: (s) => s.service.idempotencyKey,
 };
 
+/** How to open a {@link HeadStore}: the directory, or the shared registry when `dsn` is set. */
+export type HeadStoreOptions = Omit<OpenHeadRegistryOptions<StoredHead>, 'kind' | 'codec'> & {
+  /** Who stores the versions this store adds (service and replica); '' = unknown. */
+  readonly creator?: string;
+};
+
+/** The registry kind of Heads service heads in the shared tables (Segment uses `segment-heads`). */
+export const HEADS_REGISTRY_KIND = 'heads';
+
 /**
- * The versioned head store on disk (`<root>/<name>/<version>/`: the head bundle plus
- * `service.json`), mirrored in memory: a {@link VersionedStore} of heads. Versions are immutable;
- * `add` writes the next version atomically and serves it at once. Heads whose requirements the
- * wire cannot express are refused (FAILED_PRECONDITION).
+ * The head store of the Heads service: a {@link HeadRegistry} of {@link StoredHead}s, either the
+ * filesystem `VersionedStore` (`<root>/<name>/<version>/`: the head bundle plus
+ * `service.json`; one replica, no database) or the shared `PgHeadRegistry` (every replica
+ * reads and writes one PostgreSQL database and hears of each other's versions through
+ * LISTEN/NOTIFY). Reads answer from the registry's in-memory cache, so a version another replica
+ * added or promoted is served as soon as its notification arrives, and reads keep working while the
+ * database is away. Versions are immutable; `add` stores the next version and promotes it.
  */
 export class HeadStore {
-  private constructor(private readonly store: VersionedStore<StoredHead>) {}
+  private constructor(
+    /** The registry behind the store. */
+    readonly registry: HeadRegistry<StoredHead>,
+    /** The store's directory (filesystem store only). */
+    readonly root: string | undefined,
+    /** Where the versions live, for logs: the directory, or the database without its password. */
+    readonly where: string,
+    /** Who stores the versions this store adds (service and replica); '' = unknown. */
+    private readonly creator: string,
+  ) {}
 
-  /** The store's directory. */
-  get root(): string {
-    return this.store.root;
+  /** Opens (creating) the filesystem store at `root` and loads every valid version; `onSkip` hears about broken ones. */
+  static open(root: string, onSkip?: (where: string, err: unknown) => void): Promise<HeadStore> {
+    return HeadStore.openOn({ dir: root, dsn: '', ...(onSkip ? { onSkip } : {}) });
   }
 
-  /** Opens (creating) the store and loads every valid version; `onSkip` hears about broken ones. */
-  static async open(root: string, onSkip?: (dir: string, err: unknown) => void): Promise<HeadStore> {
-    return new HeadStore(await VersionedStore.open(root, HEAD_CODEC, onSkip));
+  /**
+   * Opens the shared registry when `options.dsn` is set (connects, migrates the schema under the
+   * registry's advisory lock, loads every version, listens), else the directory `options.dir`.
+   * Throws UNAVAILABLE (database unreachable) or FAILED_PRECONDITION (migration refused), naming
+   * the database without its password.
+   */
+  static async openOn(options: HeadStoreOptions): Promise<HeadStore> {
+    const { creator = '', ...rest } = options;
+    const { registry, root, where } = await openHeadRegistry({
+      ...rest,
+      kind: HEADS_REGISTRY_KIND,
+      codec: HEAD_CODEC,
+    });
+    return new HeadStore(registry, root, where, creator);
+  }
+
+  /**
+   * Throws at once (UNAVAILABLE, with a retry hint) while a shared registry has lost its database,
+   * so a Fit is refused before any work is done for a head that could not be stored.
+   */
+  checkWritable(): void {
+    checkWritable(this.registry, 'store a fitted head');
   }
 
   /** Every version of every head, sorted by name then version. */
   all(): StoredHead[] {
-    return this.store.all().map((v) => v.item);
+    return this.registry.all().map((v) => v.item);
   }
 
   /** The latest version of every head, sorted by name. */
   latest(): StoredHead[] {
-    return this.store.latest().map((v) => v.item);
+    return this.registry.latest().map((v) => v.item);
   }
 
-  /** A head by name and optional version (latest when empty); NOT_FOUND otherwise. */
+  /** The version an unversioned reference serves for every head (promoted, else latest), sorted by name. */
+  resolved(): StoredHead[] {
+    return this.registry.resolved().map((v) => v.item);
+  }
+
+  /** A head by name and optional version (the promoted one, else the latest, when empty); NOT_FOUND otherwise. */
   get(name: string, version = ''): StoredHead {
-    return this.store.get(name, version).item;
+    return this.registry.get(name, version).item;
   }
 
   /** The head a previous Fit with this idempotency key created, if any. */
   byIdempotencyKey(key: string): StoredHead | undefined {
-    return this.store.byIdempotencyKey(key)?.item;
+    return this.registry.byIdempotencyKey(key)?.item;
   }
 
-  /** Stores `head` as the next version of its name (max integer version + 1, or 1) and serves it. */
+  /**
+   * Stores `head` as the next version of its name and promotes it, so an unversioned reference
+   * serves the newest fit (today's behaviour; issue #17 will make promotion an explicit step).
+   * UNAVAILABLE when the shared registry's database is away, RESOURCE_EXHAUSTED past a registry
+   * quota; nothing is stored then.
+   */
   async add(head: Head, service: HeadServiceMeta): Promise<StoredHead> {
-    return (await this.store.add(head.meta.name, { head, service })).item;
+    const options = { creator: this.creator, promote: true };
+    return (await this.registry.add(head.meta.name, { head, service }, options)).item;
+  }
+
+  /** Stops listening and reconnecting (shared registry) or waits for pending writes (filesystem). */
+  close(): Promise<void> {
+    return this.registry.close();
   }
 
   /**
    * Imports a Curia-format head folder (`dir`, optionally suffixed `#mask` for mask-pooled input)
-   * unless a version imported from the same folder name with the same kind exists. Returns the version.
+   * unless a version imported from the same folder name with the same kind exists. Returns the
+   * version. The import carries an idempotency key derived from the folder and kind, so replicas
+   * starting together on a shared registry store it once.
    */
   async importCuria(spec: string): Promise<StoredHead> {
     const [dirPart, input] = spec.split('#') as [string, string | undefined];
@@ -117,21 +178,27 @@ export class HeadStore {
       .slice(0, 64);
     if (!HEAD_NAME_RE.test(name))
       throw new CuriaError('INVALID_ARGUMENT', `cannot derive a head name from folder '${dir}'`);
-    const tmp = join(this.root, `.import-${name}-${process.pid}-${Date.now()}`);
+    // The filesystem store converts inside its own directory; a shared registry has none.
+    const tmp = join(this.root ?? tmpdir(), `.import-${name}-${process.pid}-${Date.now()}`);
     try {
       const head = await importCuriaHead(dir, tmp, { input: input === 'mask' ? 'mask' : 'cls', name });
-      const same = this.store
-        .all()
-        .map((v) => v.item)
-        .find(
-          (s) =>
-            s.head.meta.name === name &&
-            s.head.meta.provenance.source === 'curia-import' &&
-            s.head.meta.provenance.imported_from === head.meta.provenance.imported_from &&
-            s.head.meta.kind === head.meta.kind,
-        );
+      const same = this.all().find(
+        (s) =>
+          s.head.meta.name === name &&
+          s.head.meta.provenance.source === 'curia-import' &&
+          s.head.meta.provenance.imported_from === head.meta.provenance.imported_from &&
+          s.head.meta.kind === head.meta.kind,
+      );
       if (same) return same;
-      return await this.add(head, { ...EMPTY_META, description: `Imported Curia head (${head.meta.kind})` });
+      const key = `curia-import:${createHash('sha256')
+        .update(`${name}\0${head.meta.kind}\0${head.meta.provenance.imported_from ?? ''}`)
+        .digest('hex')
+        .slice(0, 32)}`;
+      return await this.add(head, {
+        ...EMPTY_META,
+        description: `Imported Curia head (${head.meta.kind})`,
+        idempotencyKey: key,
+      });
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }

@@ -14,6 +14,19 @@ export const segmentEnvSchema = serviceSchema({
   /** Segmentation head store; layout `<name>/<version>/{segment-head.json,weights.safetensors}`. */
   CURIA_SEGMENT_HEADS_DIR: z.string().min(1).default(join(defaultCacheRoot(), 'segment-heads')),
   /**
+   * The shared head registry (kind `segment-heads`): a PostgreSQL URL every replica reads and writes;
+   * it may be the Heads service's database. Empty (the default): the directory CURIA_SEGMENT_HEADS_DIR,
+   * no database. The password is never logged; the value is not checked here because a
+   * configuration error would print it.
+   */
+  CURIA_SEGMENT_REGISTRY_DSN: z.string().default(''),
+  /** Shared registry quota: most versions one head name may hold (RESOURCE_EXHAUSTED above); 0 = no limit. */
+  CURIA_SEGMENT_REGISTRY_MAX_VERSIONS_PER_NAME: nonNegativeInt.default(100),
+  /** Shared registry quota: most versions of all segmentation heads together; 0 = no limit. */
+  CURIA_SEGMENT_REGISTRY_MAX_VERSIONS: nonNegativeInt.default(2000),
+  /** Shared registry quota: most stored bytes of all segmentation heads (each replica holds them all in memory); 0 = no limit. */
+  CURIA_SEGMENT_REGISTRY_MAX_BYTES: nonNegativeInt.default(256 * 1024 * 1024),
+  /**
    * Bytes of patch tokens the token cache may hold (LRU beyond): a second Segment of the same study
    * (e.g. the next click) skips Embed. 0 disables it.
    */

@@ -171,6 +171,8 @@ async function fit(
     const previous = deps.heads.store.byIdempotencyKey(s.idempotencyKey);
     if (previous) return { head: wireHead(previous), reused: true };
   }
+  // Before any stage work: a head that could not be stored is not worth fitting.
+  deps.heads.checkWritable();
   const signal = context.signal;
   const deadlines = studyDeadlines(context, deps.env.CURIA_SEGMENT_DEFAULT_DEADLINE_MS);
   const model = await deps.stages.resolveModel(s.model, signal, 'start.model');
@@ -335,7 +337,7 @@ async function fit(
     },
     weights: fitted.head,
   };
-  const stored = await deps.heads.store.add(s.name, record);
+  const stored = await deps.heads.add(s.name, record);
   deps.metrics.fits.inc();
   for (const [name, dice] of fitted.cvDice) deps.metrics.fitDice.set({ head: s.name, class: name }, dice);
   deps.log.info(

@@ -1,8 +1,9 @@
 import { parseRef } from '@curia/client';
 import { CuriaError } from '@curia/errors';
-import { VersionedStore, type Versioned } from '@curia/heads';
+import type { HeadRegistry, Versioned } from '@curia/heads';
 import type { ExecutionProviderName } from '@curia/model';
 import { common, segment } from '@curia/proto';
+import { checkWritable, openHeadRegistry, type OpenHeadRegistryOptions } from '@curia/registry';
 import { SEGMENT_HEAD_CODEC, SegmenterRunner, type SegmentHeadRecord } from '@curia/segment';
 
 import { PATCH_TOKENS } from './study.js';
@@ -85,30 +86,66 @@ const CLICK_WIRE: segment.SegmentHead = {
   smoothAcrossSlices: false,
 };
 
+/** The registry kind of segmentation heads in the shared tables (the Heads service uses `heads`). */
+export const SEGMENT_REGISTRY_KIND = 'segment-heads';
+
+/** How to open the fitted heads: the directory, or the shared registry when `dsn` is set. */
+export type SegmentHeadsOptions = Omit<OpenHeadRegistryOptions<SegmentHeadRecord>, 'kind' | 'codec'> & {
+  /** Who stores the versions this replica fits (service and replica); '' = unknown. */
+  readonly creator?: string;
+};
+
 /**
- * The segmentation heads this replica serves: the versioned store of fitted heads, the prompt head
- * `click`, and one ORT session per fitted head version, created on first use.
+ * The segmentation heads this replica serves: the fitted heads (the directory store, or the shared
+ * PostgreSQL registry every replica reads and writes, whose LISTEN/NOTIFY brings another replica's
+ * fit into this cache at once), the prompt head `click`, and one ORT session per fitted head
+ * version, created on first use.
  */
 export class SegmentHeads {
   private readonly runners = new Map<string, Promise<SegmenterRunner>>();
 
   private constructor(
-    readonly store: VersionedStore<SegmentHeadRecord>,
+    readonly store: HeadRegistry<SegmentHeadRecord>,
+    /** Where the fitted heads live, for logs: the directory, or the database without its password. */
+    readonly where: string,
     private readonly providers: readonly ExecutionProviderName[],
+    private readonly creator: string,
   ) {}
 
-  /** Opens the store at `dir`; `onSkip` hears about versions that cannot be read. */
+  /**
+   * Opens the fitted heads (`options.dsn` set: the shared registry, which throws UNAVAILABLE or
+   * FAILED_PRECONDITION when its database cannot be used, never naming the password).
+   */
   static async open(
-    dir: string,
+    options: SegmentHeadsOptions,
     providers: readonly ExecutionProviderName[],
-    onSkip?: (dir: string, err: unknown) => void,
   ): Promise<SegmentHeads> {
-    return new SegmentHeads(await VersionedStore.open(dir, SEGMENT_HEAD_CODEC, onSkip), providers);
+    const { creator = '', ...rest } = options;
+    const { registry, where } = await openHeadRegistry({
+      ...rest,
+      kind: SEGMENT_REGISTRY_KIND,
+      codec: SEGMENT_HEAD_CODEC,
+    });
+    return new SegmentHeads(registry, where, providers, creator);
   }
 
-  /** The latest version of every head, the prompt head first. */
+  /** The served version of every fitted head (promoted, else latest), the prompt head first. */
   list(): segment.SegmentHead[] {
-    return [CLICK_WIRE, ...this.store.latest().map(wireHead)];
+    return [CLICK_WIRE, ...this.store.resolved().map(wireHead)];
+  }
+
+  /**
+   * Stores `record` as the next version of `name` and promotes it, so an unversioned reference
+   * serves the newest fit (issue #17 will make promotion explicit). UNAVAILABLE while the shared
+   * registry's database is away, RESOURCE_EXHAUSTED past a quota; nothing is stored then.
+   */
+  add(name: string, record: SegmentHeadRecord): Promise<Versioned<SegmentHeadRecord>> {
+    return this.store.add(name, record, { creator: this.creator, promote: true });
+  }
+
+  /** Throws at once (UNAVAILABLE) while a shared registry has lost its database: refuse a Fit before its work. */
+  checkWritable(): void {
+    checkWritable(this.store, 'store a fitted segmentation head');
   }
 
   /** Resolves "name" or "name@version" (`field` names the request field in errors); NOT_FOUND lists the heads. */
@@ -153,10 +190,11 @@ export class SegmentHeads {
     return r;
   }
 
-  /** Releases every session. */
+  /** Releases every session and the registry's connections. */
   async close(): Promise<void> {
     const all = [...this.runners.values()];
     this.runners.clear();
     await Promise.all(all.map(async (r) => (await r.catch(() => null))?.close()));
+    await this.store.close();
   }
 }

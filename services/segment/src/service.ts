@@ -1,12 +1,14 @@
+import { hostname } from 'node:os';
+
 import {
   ConcurrencyGate,
   runService,
   serviceInfo,
   type CuriaCallContext,
   type CuriaServer,
-  type ServiceHooks,
 } from '@curia/kit';
 import { segment } from '@curia/proto';
+import { registryQuotas, setupOrFatal } from '@curia/registry';
 import { EmbeddingCache, StageClients } from '@curia/stages';
 
 import { segmentEnvSchema, type SegmentEnv } from './config.js';
@@ -81,16 +83,26 @@ export function createSegmentService(
 export async function setupSegment(
   server: CuriaServer,
   env: SegmentEnv,
-): Promise<{ deps: SegmentDeps } & ServiceHooks> {
+): Promise<{ deps: SegmentDeps; close: () => Promise<void> }> {
   const metrics = createSegmentMetrics(server.metrics);
   const heads = await SegmentHeads.open(
-    env.CURIA_SEGMENT_HEADS_DIR,
+    {
+      dir: env.CURIA_SEGMENT_HEADS_DIR,
+      dsn: env.CURIA_SEGMENT_REGISTRY_DSN,
+      quotas: registryQuotas({
+        maxVersionsPerName: env.CURIA_SEGMENT_REGISTRY_MAX_VERSIONS_PER_NAME,
+        maxVersionsTotal: env.CURIA_SEGMENT_REGISTRY_MAX_VERSIONS,
+        maxBytesTotal: env.CURIA_SEGMENT_REGISTRY_MAX_BYTES,
+      }),
+      log: (level, message) => server.log[level](message),
+      creator: `segment/${env.CURIA_REPLICA || hostname()}`,
+      onSkip: (where, err) =>
+        server.log.warn(
+          { where, err: err instanceof Error ? err.message : String(err) },
+          'skipping unreadable segmentation head',
+        ),
+    },
     env.CURIA_SEGMENT_EXECUTION_PROVIDERS,
-    (dir, err) =>
-      server.log.warn(
-        { dir, err: err instanceof Error ? err.message : String(err) },
-        'skipping unreadable segmentation head',
-      ),
   );
   const stages = new StageClients(
     { preprocess: env.CURIA_PREPROCESS_TARGET, embed: env.CURIA_EMBED_TARGET },
@@ -114,7 +126,7 @@ export async function setupSegment(
     onRetry: (stage) => metrics.retries.inc({ stage }),
   };
   server.add(segment.SegmentServiceDefinition, createSegmentService(env, deps));
-  server.log.info({ heads: heads.store.all().length }, 'segmentation heads loaded');
+  server.log.info({ heads: heads.store.all().length, where: heads.where }, 'segmentation heads loaded');
   return {
     deps,
     close: async () => {
@@ -129,6 +141,7 @@ export async function main(): Promise<void> {
   await runService({
     name: 'segment',
     schema: segmentEnvSchema,
-    setup: setupSegment,
+    // Fitted heads that cannot be opened: NOT_SERVING, one error line, exit 1 (README, "Configuration").
+    setup: (server, env) => setupOrFatal('segment', server, () => setupSegment(server, env)),
   });
 }

@@ -21,7 +21,10 @@ export interface RunningHeads {
   close(): Promise<void>;
 }
 
-/** Starts a real heads server with `env` (CURIA_HEADS_DIR is required) and connects a client. */
+/**
+ * Starts a real heads server with `env` (CURIA_HEADS_DIR, or CURIA_HEADS_REGISTRY_DSN for the shared
+ * registry) and connects a client; `close` also closes the store.
+ */
 export async function startHeadsServer(env: Record<string, string>): Promise<RunningHeads> {
   const config = loadConfig(headsEnvSchema, {
     CURIA_GRPC_HOST: '127.0.0.1',
@@ -44,6 +47,7 @@ export async function startHeadsServer(env: Record<string, string>): Promise<Run
     async close() {
       channel.close();
       await server.shutdown();
+      await store.close();
     },
   };
 }
