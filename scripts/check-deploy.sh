@@ -165,6 +165,23 @@ stage_env() { # values flow into the env; every caller of a disabled service nee
   grep 'CURIA_EMBED_TARGET, value: "embed.seg:50052"' "$RENDER/gw.yaml"
 }
 step "stage targets: gateway cache/admission limits rendered, a disabled callee needs stageTargets on every caller" stage_env
+head_registry() { # off by default; the DSN only through secretKeyRef; a Secret (external) or inCluster, not both
+  local t=(helm template curia "$chart" --kube-version "$K8S_VERSION")
+  "${t[@]}" >"$RENDER/hr.yaml" || return 1
+  grep -q 'REGISTRY' "$RENDER/hr.yaml" && { echo "default values render registry settings"; return 1; }
+  "${t[@]}" --set headRegistry.enabled=true >/dev/null 2>"$RENDER/err" && { echo "rendered without a DSN Secret"; return 1; }
+  grep 'headRegistry.enabled needs headRegistry.existingSecret' "$RENDER/err" || return 1
+  "${t[@]}" --set headRegistry.enabled=true --set headRegistry.existingSecret=s --set headRegistry.inCluster.enabled=true \
+    >/dev/null 2>&1 && { echo "rendered with both existingSecret and inCluster"; return 1; }
+  "${t[@]}" --set headRegistry.enabled=true --set headRegistry.existingSecret=db --set headRegistry.key=url >"$RENDER/hr.yaml" || return 1
+  [ "$(grep -cE 'CURIA_(HEADS|SEGMENT)_REGISTRY_DSN$' "$RENDER/hr.yaml")" -eq 2 ] || { echo "DSN variables missing"; return 1; }
+  [ "$(grep -c 'secretKeyRef: { name: db, key: url }' "$RENDER/hr.yaml")" -eq 3 ] || { echo "DSN (heads, segment, migration Job) not from the Secret"; return 1; }
+  grep -q 'CURIA_REGISTRY_DSN' "$RENDER/hr.yaml" && grep -q 'helm.sh/hook: pre-install,pre-upgrade' "$RENDER/hr.yaml" || return 1
+  grep 'CURIA_HEADS_REGISTRY_MAX_BYTES, value: "134217728"' "$RENDER/hr.yaml" || return 1
+  helm template curia "$chart" --kube-version "$K8S_VERSION" -f "$chart/ci/head-registry-values.yaml" >"$RENDER/hr.yaml" || return 1
+  grep -q 'helm.sh/hook: post-install,post-upgrade' "$RENDER/hr.yaml" && grep -q 'runAsUser: 999' "$RENDER/hr.yaml"
+}
+step "head registry: off by default, DSN only from a Secret (external or in-cluster, not both), migration hook" head_registry
 step "chart refuses terminationGracePeriodSeconds <= preStop + drain" bash -c "! helm template curia '$chart' --kube-version $K8S_VERSION --set default.terminationGracePeriodSeconds=20 >/dev/null 2>&1"
 step "kustomize base is in sync with the chart (k8s/render-base.sh --check)" "$ROOT/k8s/render-base.sh" --check
 for o in "$ROOT"/k8s/overlays/*/; do

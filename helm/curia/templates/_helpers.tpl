@@ -51,3 +51,44 @@ Enabled services that call service `name`: those whose `stageTargets` has a key 
 {{- end -}}
 {{- toJson $out -}}
 {{- end -}}
+
+{{/*
+Head registry (#18): the Secret and key holding the DSN. The in-cluster database's generated Secret, else
+headRegistry.existingSecret (an external database). Rendering fails when the registry is on without either.
+*/}}
+{{- define "curia.headRegistry.secretName" -}}
+{{- $hr := .Values.headRegistry -}}
+{{- if $hr.inCluster.enabled -}}
+{{- if $hr.existingSecret -}}
+{{- fail "headRegistry: set either inCluster.enabled (the chart generates the DSN Secret) or existingSecret (an external database), not both" -}}
+{{- end -}}
+{{- printf "%s-head-registry-db" (include "curia.fullname" .) -}}
+{{- else if $hr.existingSecret -}}
+{{- $hr.existingSecret -}}
+{{- else -}}
+{{- fail "headRegistry.enabled needs headRegistry.existingSecret (a Secret holding the DSN of an external PostgreSQL under headRegistry.key) or headRegistry.inCluster.enabled" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "curia.headRegistry.secretKey" -}}
+{{- if .Values.headRegistry.inCluster.enabled -}}dsn{{- else -}}{{ .Values.headRegistry.key }}{{- end -}}
+{{- end -}}
+
+{{/* Egress of a pod that talks to the head registry database (heads, segment, the migration Job); a list item. */}}
+{{- define "curia.headRegistry.egress" -}}
+{{- if .Values.headRegistry.inCluster.enabled -}}
+- ports: [{ port: 5432, protocol: TCP }]
+  to:
+    - podSelector:
+        matchLabels:
+          {{- include "curia.selectorLabels" . | nindent 10 }}
+          app.kubernetes.io/component: head-registry-db
+{{- else -}}
+- ports:
+    {{- range $p := .Values.networkPolicy.headRegistryDatabase.ports }}
+    - { port: {{ $p }}, protocol: TCP }
+    {{- end }}
+  to:
+    {{- toYaml .Values.networkPolicy.headRegistryDatabase.peers | nindent 4 }}
+{{- end -}}
+{{- end -}}
