@@ -1,5 +1,12 @@
 import { CuriaError, isCuriaError } from '@curia/errors';
-import { AsyncQueue, readStart, withSpan, type CuriaCallContext, type Logger } from '@curia/kit';
+import {
+  AsyncQueue,
+  readStart,
+  withSpan,
+  type CuriaCallContext,
+  type Logger,
+  type MemoryBudget,
+} from '@curia/kit';
 import { common, register } from '@curia/proto';
 import {
   dicePerLabel,
@@ -48,6 +55,8 @@ export interface RegisterDeps {
   readonly metrics: RegisterMetrics;
   readonly log: Logger;
   readonly onRetry: (stage: string) => void;
+  /** The process's memory budget: every call holds its estimated peak from it while it runs. */
+  readonly memory: MemoryBudget;
   /** Where the heavy steps run (chosen at warm-up; TypeScript until then). */
   backends: RegistrationBackends;
   /** Working spacing of requests that leave it unset, mm (3 on CPU, 2 on CUDA). */
@@ -219,6 +228,7 @@ export async function* registerPair(
     Math.max(0, deadline.getTime() - Date.now()),
   );
   const signal = call.signal;
+  let releaseMemory: (() => void) | undefined;
   try {
     const { start, rest } = await readStart(requests, 'Register');
     const studyId = start.inputs.find((i) => i.role === register.InputRole.FIXED)?.header?.studyId ?? '';
@@ -271,6 +281,10 @@ export async function* registerPair(
         `this registration needs about ${Math.ceil(need / 2 ** 20)} MiB (working grid of ${wgVoxels} voxels at ${plan.workingSpacingMm} mm), above CURIA_REGISTER_MAX_CALL_BYTES (${Math.floor(env.CURIA_REGISTER_MAX_CALL_BYTES / 2 ** 20)} MiB); use a coarser working_spacing_mm or smaller volumes`,
       );
     }
+    releaseMemory = await deps.memory.acquire(need, {
+      what: `this registration (working grid of ${wgVoxels} voxels at ${plan.workingSpacingMm} mm)`,
+      signal,
+    });
     if (plan.outputs.displacement && plan.outputs.displacementFormat === 'nifti') {
       checkWholeGrid(fixedGrid, 24, env.CURIA_REGISTER_MAX_OUTPUT_BYTES, 'the displacement NIfTI');
     }
@@ -388,6 +402,7 @@ export async function* registerPair(
     }
     throw e;
   } finally {
+    releaseMemory?.();
     clearTimeout(timer);
     context.signal.removeEventListener('abort', onAbort);
   }

@@ -76,6 +76,7 @@ export function setupRegister(server: CuriaServer, env: RegisterEnv): { deps: Re
     metrics,
     log: server.log,
     onRetry: (stage) => metrics.retries.inc({ stage }),
+    memory: server.memory,
     backends: TS_BACKENDS,
     defaultWorkingSpacingMm: env.CURIA_REGISTER_DEFAULT_WORKING_SPACING_MM ?? DEFAULT_WORKING_SPACING_MM,
   };

@@ -153,7 +153,10 @@ describe.skipIf(!ctPath || !segPath)('RegisterService end to end through the spa
       ports: 'dynamic',
       only: ['preprocess', 'embed', 'register'],
       env: { CURIA_SHUTDOWN_GRACE_MS: '2000', ...otlpEnv(collector.url) },
-      serviceEnv: { register: { CURIA_REGISTER_ALLOWED_ROOTS: work } },
+      serviceEnv: {
+        // A 1 GiB memory budget: the 3 mm registrations fit (~0.1 GiB), a 1.5 mm one (~1.4 GiB) does not.
+        register: { CURIA_REGISTER_ALLOWED_ROOTS: work, CURIA_MEMORY_BUDGET_BYTES: String(2 ** 30) },
+      },
     });
     channel = createCuriaChannel(
       `127.0.0.1:${cluster.endpoints().find((e) => e.service === 'register')!.grpcPort}`,
@@ -396,6 +399,12 @@ describe.skipIf(!ctPath || !segPath)('RegisterService end to end through the spa
       call({ workingSpacingMm: 0.5 }, pair()),
       Status.RESOURCE_EXHAUSTED,
       /CURIA_REGISTER_MAX_CALL_BYTES/,
+    );
+    // Within the call cap but above the process's memory budget.
+    await rejectsWith(
+      call({ workingSpacingMm: 1.5 }, pair()),
+      Status.RESOURCE_EXHAUSTED,
+      /this registration \(working grid of \d+ voxels at 1\.5 mm\) needs .* above this process's memory budget of 1073741824 bytes/,
     );
     // A ref outside the allowed roots, and a missing one inside.
     await rejectsWith(
