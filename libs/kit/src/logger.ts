@@ -1,4 +1,5 @@
-import { pino, type Logger } from 'pino';
+import { isCuriaError } from '@curia/errors';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 /**
  * Keys never written to logs. Curia logs opaque study IDs only; anything that could carry
@@ -22,17 +23,37 @@ export const REDACTED_KEYS = [
   'authorization',
 ] as const;
 
-/** Creates the structured JSON logger of a service. */
-export function createLogger(service: string, level = 'info', replica = ''): Logger {
-  return pino({
+/**
+ * The `err` serializer: a CuriaError is logged by code and its own message only. Its `cause` (the
+ * wrapped file error, whose message and `path` can name a patient's file) stays on the object for
+ * local debugging and is never written — pino's default would append the cause's message.
+ */
+export function serializeError(err: unknown): unknown {
+  if (isCuriaError(err)) return { type: err.name, code: err.code, message: err.message, stack: err.stack };
+  return pino.stdSerializers.err(err as Error);
+}
+
+/**
+ * Creates the structured JSON logger of a service (to stdout, or `destination`, e.g. a test's
+ * capture).
+ */
+export function createLogger(
+  service: string,
+  level = 'info',
+  replica = '',
+  destination?: DestinationStream,
+): Logger {
+  const options = {
     level,
+    serializers: { err: serializeError },
     base: { service, ...(replica ? { replica } : {}), pid: process.pid },
     redact: {
       paths: [...REDACTED_KEYS, ...REDACTED_KEYS.map((k) => `*.${k}`)],
       censor: '[redacted]',
     },
     timestamp: pino.stdTimeFunctions.isoTime,
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 export type { Logger };

@@ -7,7 +7,13 @@ export type { CanonicalPlane, OpenVolumeOptions, Volume, VolumeInfo, VolumeSourc
 export { DEFAULT_VOLUME_LIMITS, preprocessHeldBytes } from './io/limits.js';
 export type { AdmitVolume, VolumeAdmission, VolumeLimits } from './io/limits.js';
 export type { VoxelType } from './io/voxel-array.js';
-export { resolveAllowedUri } from './io/allowed-uri.js';
+export {
+  openAllowedRef,
+  refNotReadable,
+  type AllowedRef,
+  type OpenAllowedRefOptions,
+  type Refuse,
+} from './io/allowed-uri.js';
 export { sliceWalk } from './io/slice-gather.js';
 export type { SliceWalk } from './io/slice-gather.js';
 export { dice, hd95, percentile, squaredDistanceTo, surfaceOf } from './labels/overlap.js';

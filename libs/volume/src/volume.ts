@@ -1,7 +1,7 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { CuriaError } from '@curia/errors';
+import { CuriaError, isCuriaError } from '@curia/errors';
 
 import {
   assembleDicomSeries,
@@ -12,6 +12,7 @@ import {
 } from './dicom/series.js';
 import type { EncodedFrame, StoredPixels } from './dicom/pixel-data.js';
 import { computeGeometry, type Geometry } from './geometry/geometry.js';
+import { openRegular, type AllowedRef, type Refuse } from './io/allowed-uri.js';
 import { isGzip } from './io/gzip.js';
 import { DEFAULT_VOLUME_LIMITS, formatBytes, type AdmitVolume, type VolumeLimits } from './io/limits.js';
 import { gatherSlice, sliceWalk, type SliceWalk } from './io/slice-gather.js';
@@ -22,7 +23,9 @@ import { readNifti, type NiftiVolumeData } from './nifti/nifti-reader.js';
 /**
  * Where a volume comes from. Formats are detected from content, never from names (`filename` and
  * `name` are informational only). `files` is a DICOM series (or one NIfTI); a `path` directory is
- * read as a DICOM series (non-DICOM files in it are ignored).
+ * read as a DICOM series (non-DICOM files in it are ignored). `ref` is a request's `file://` ref
+ * already opened under the allowed roots ({@link openAllowedRef}); {@link openVolume} closes it.
+ * Only regular files are read (FIFOs, sockets and devices are refused, never waited on).
  */
 export type VolumeSource =
   | { readonly kind: 'bytes'; readonly data: Uint8Array; readonly filename?: string }
@@ -30,7 +33,8 @@ export type VolumeSource =
       readonly kind: 'files';
       readonly files: readonly { readonly name: string; readonly data: Uint8Array }[];
     }
-  | { readonly kind: 'path'; readonly path: string };
+  | { readonly kind: 'path'; readonly path: string }
+  | { readonly kind: 'ref'; readonly ref: AllowedRef };
 
 /** Options of {@link openVolume}. */
 export interface OpenVolumeOptions {
@@ -315,39 +319,98 @@ async function openDicom(
   return volume;
 }
 
+/** Reads a whole opened regular file, refusing it before reading when above the byte limit. */
+async function readOpened(
+  handle: FileHandle,
+  size: number,
+  field: string,
+  refuse: Refuse,
+  limits: VolumeLimits,
+): Promise<Uint8Array> {
+  if (size > limits.maxDecompressedBytes) {
+    throw new CuriaError(
+      'RESOURCE_EXHAUSTED',
+      `${field}: file of ${formatBytes(size)} exceeds ${formatBytes(limits.maxDecompressedBytes)} (maxDecompressedBytes)`,
+    );
+  }
+  try {
+    return await handle.readFile();
+  } catch (e) {
+    throw refuse(e);
+  }
+}
+
+/**
+ * Reads the DICOM Part 10 files of directory `dir` (non-DICOM, hidden and non-regular entries are
+ * skipped; each entry is opened with `O_NOFOLLOW | O_NONBLOCK` and checked on its handle). File
+ * errors become `refuse`'s one answer (naming the field, never a path).
+ */
 async function readDirectory(
   dir: string,
+  field: string,
+  refuse: Refuse,
   limits: VolumeLimits,
   signal?: AbortSignal,
 ): Promise<{ name: string; data: Uint8Array }[]> {
-  const names = (await readdir(dir, { withFileTypes: true }))
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (e) {
+    throw refuse(e);
+  }
+  const names = entries
     .filter((d) => d.isFile() && !d.name.startsWith('.'))
     .map((d) => d.name)
     .sort();
   if (names.length > limits.maxFiles) {
     throw new CuriaError(
       'RESOURCE_EXHAUSTED',
-      `directory holds ${names.length} files, above the limit of ${limits.maxFiles} (maxFiles)`,
+      `${field}: the directory holds ${names.length} files, above the limit of ${limits.maxFiles} (maxFiles)`,
     );
   }
   const files: { name: string; data: Uint8Array }[] = [];
   let total = 0;
   for (const name of names) {
     if (signal?.aborted) throw new CuriaError('CANCELLED', 'volume opening was cancelled');
-    const data = await readFile(join(dir, name));
+    let opened;
+    try {
+      opened = await openRegular(join(dir, name), refuse);
+    } catch (e) {
+      // Swapped for a non-regular entry since the listing (refused without a cause): not part of
+      // the series. An entry that cannot be opened refuses the whole ref.
+      if (isCuriaError(e) && e.cause === undefined) continue;
+      throw e;
+    }
+    let data: Uint8Array;
+    try {
+      data = await readOpened(opened.handle, opened.size, field, refuse, limits);
+    } finally {
+      await opened.handle.close().catch(() => undefined);
+    }
     total += data.length;
     if (total > limits.maxDecompressedBytes) {
       throw new CuriaError(
         'RESOURCE_EXHAUSTED',
-        `directory files exceed ${formatBytes(limits.maxDecompressedBytes)} (maxDecompressedBytes)`,
+        `${field}: the directory's files exceed ${formatBytes(limits.maxDecompressedBytes)} (maxDecompressedBytes)`,
       );
     }
     // Directories may carry non-DICOM files (README, checksums): skip them.
     if (isDicomPart10(data)) files.push({ name, data });
   }
   if (files.length === 0)
-    throw new CuriaError('INVALID_ARGUMENT', 'the directory contains no DICOM Part 10 files');
+    throw new CuriaError('INVALID_ARGUMENT', `${field}: the directory contains no DICOM Part 10 files`);
   return files;
+}
+
+/** Reads an opened file or directory as a volume. */
+async function openHandle(
+  ref: Pick<AllowedRef, 'kind' | 'handle' | 'size' | 'path' | 'field' | 'refuse'>,
+  opts: OpenVolumeOptions,
+  limits: VolumeLimits,
+): Promise<Volume> {
+  if (ref.kind === 'directory')
+    return openDicom(await readDirectory(ref.path, ref.field, ref.refuse, limits, opts.signal), opts, limits);
+  return openBytes(await readOpened(ref.handle, ref.size, ref.field, ref.refuse, limits), true, opts, limits);
 }
 
 /**
@@ -357,7 +420,10 @@ async function readDirectory(
  */
 export async function openVolume(source: VolumeSource, opts: OpenVolumeOptions = {}): Promise<Volume> {
   const limits = resolveLimits(opts);
-  if (opts.signal?.aborted) throw new CuriaError('CANCELLED', 'volume opening was cancelled');
+  if (opts.signal?.aborted) {
+    if (source.kind === 'ref') await source.ref.handle.close().catch(() => undefined);
+    throw new CuriaError('CANCELLED', 'volume opening was cancelled');
+  }
   switch (source.kind) {
     case 'bytes':
       return openBytes(source.data, false, opts, limits);
@@ -373,22 +439,21 @@ export async function openVolume(source: VolumeSource, opts: OpenVolumeOptions =
       );
     }
     case 'path': {
-      let st;
+      // A local path (CLI, benches): opened the same way as a ref; file errors never echo the path.
+      const refuse: Refuse = (cause) =>
+        new CuriaError('NOT_FOUND', 'the volume path does not exist or is not a readable file', { cause });
+      const opened = await openRegular(source.path, refuse, { directories: true, follow: true });
       try {
-        st = await stat(source.path);
-      } catch {
-        throw new CuriaError('NOT_FOUND', 'the volume path does not exist or is not readable');
+        return await openHandle({ ...opened, path: source.path, field: 'path', refuse }, opts, limits);
+      } finally {
+        await opened.handle.close().catch(() => undefined);
       }
-      if (st.isDirectory())
-        return openDicom(await readDirectory(source.path, limits, opts.signal), opts, limits);
-      if (st.size > limits.maxDecompressedBytes) {
-        throw new CuriaError(
-          'RESOURCE_EXHAUSTED',
-          `file of ${formatBytes(st.size)} exceeds ${formatBytes(limits.maxDecompressedBytes)} (maxDecompressedBytes)`,
-        );
-      }
-      const data = await readFile(source.path);
-      return openBytes(data, true, opts, limits);
     }
+    case 'ref':
+      try {
+        return await openHandle(source.ref, opts, limits);
+      } finally {
+        await source.ref.handle.close().catch(() => undefined);
+      }
   }
 }

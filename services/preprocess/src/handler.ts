@@ -13,7 +13,8 @@ import {
   preprocessHeldBytes,
   preprocessSlices,
   preprocessSlicesOnPool,
-  resolveAllowedUri,
+  openAllowedRef,
+  type AllowedRef,
   resolveSelection,
   type PreprocessSpec,
   type SliceSelection,
@@ -61,8 +62,12 @@ function cancelled(): CuriaError {
   return new CuriaError('CANCELLED', 'the call was cancelled');
 }
 
-/** Validates a `ref` source and resolves it to a local path inside the allowed roots. */
-async function resolveRef(uri: string, roots: readonly string[]): Promise<string> {
+/**
+ * Validates a `ref` source and opens it under the allowed roots. Missing, outside-the-roots,
+ * unreadable and non-regular refs all get the one NOT_FOUND of `refNotReadable` (no filesystem
+ * oracle); refs disabled keeps its own FAILED_PRECONDITION, which says nothing about the files.
+ */
+async function resolveRef(uri: string, roots: readonly string[]): Promise<AllowedRef> {
   if (uri.length === 0) throw new CuriaError('INVALID_ARGUMENT', 'start.ref.uri is empty');
   if (Buffer.byteLength(uri) > MAX_URI_BYTES) {
     throw new CuriaError('INVALID_ARGUMENT', `start.ref.uri is longer than ${MAX_URI_BYTES} bytes`);
@@ -79,7 +84,7 @@ async function resolveRef(uri: string, roots: readonly string[]): Promise<string
       'start.ref sources are disabled on this server: set CURIA_PREPROCESS_ALLOWED_ROOTS to a comma list of directories to allow file:// refs under them, or send the file(s) as a streamed source',
     );
   }
-  return resolveAllowedUri(uri, roots);
+  return openAllowedRef(uri, roots, { field: 'start.ref.uri', directories: true });
 }
 
 /**
@@ -210,7 +215,7 @@ async function* run(
   let fileCount = 0;
   let refWatch: { error: () => CuriaError | null } | null = null;
   if (source.$case === 'ref') {
-    volumeSource = { kind: 'path', path: await resolveRef(source.value.uri, deps.allowedRoots) };
+    volumeSource = { kind: 'ref', ref: await resolveRef(source.value.uri, deps.allowedRoots) };
     refWatch = watchNoMoreMessages(it);
   } else {
     const span = tracer.startSpan('preprocess.upload');

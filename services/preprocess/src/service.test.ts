@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readdir, readFile, mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { ClientError, Status } from 'nice-grpc';
 import { afterEach, describe, expect, it } from 'vitest';
 
+import { createLogger } from '@curia/kit';
 import { presetArchitecture } from '@curia/model';
 import { common, type preprocess } from '@curia/proto';
 import { float32ToFloat16, SafetensorsFile, sharedPathOrSkip, toFloat32, type DType } from '@curia/tensors';
@@ -22,8 +24,11 @@ afterEach(async () => {
   await Promise.all(tmpDirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
 });
 
-async function start(env: Record<string, string> = {}): Promise<Harness> {
-  const h = await startPreprocessServer(env);
+async function start(
+  env: Record<string, string> = {},
+  options: Parameters<typeof startPreprocessServer>[1] = {},
+): Promise<Harness> {
+  const h = await startPreprocessServer(env, options);
   harnesses.push(h);
   return h;
 }
@@ -58,6 +63,12 @@ const indices = (ix: number[]): common.SliceSelection => ({
 });
 
 const requests = requestStream;
+
+/** The one answer to a ref that cannot be read (missing, outside the roots, not a regular file). */
+const REF_REFUSED = {
+  code: 'NOT_FOUND',
+  details: 'start.ref.uri: the ref is not a readable file under the allowed roots',
+};
 
 async function collect(h: Harness, msgs: Iterable<Req>): Promise<Res[]> {
   const out: Res[] = [];
@@ -242,8 +253,37 @@ describe('PreprocessService.Preprocess ref sources', () => {
     const s = await statusOf(
       collect(h, [startMsg({ $case: 'ref', value: { uri: pathToFileURL(outside).href } })]),
     );
-    expect(s.code).toBe('PERMISSION_DENIED');
+    expect(s).toEqual(REF_REFUSED);
     expect(s.details).not.toContain(outside);
+  });
+
+  it('answers missing, outside and FIFO refs alike, and no path reaches the status or the logs', async () => {
+    const base = await mkdtemp(join(tmpdir(), 'curia-pp-phi-'));
+    tmpDirs.push(base);
+    const root = join(base, 'data');
+    await mkdir(join(root, 'DOE^JOHN_19700101'), { recursive: true });
+    const missing = join(root, 'DOE^JOHN_19700101', 'ct.nii.gz');
+    const outside = join(base, 'DOE^JOHN_19700101.nii.gz');
+    await writeFile(outside, int16Nifti([4, 4, 2], new Int16Array(32)));
+    const fifo = join(root, 'DOE^JOHN_19700101', 'pipe.nii.gz');
+    execFileSync('mkfifo', [fifo]);
+    const lines: string[] = [];
+    const logger = createLogger('preprocess', 'trace', '', { write: (l: string) => void lines.push(l) });
+    const h = await start({ CURIA_PREPROCESS_ALLOWED_ROOTS: root }, { logger });
+    for (const p of [missing, outside, fifo]) {
+      const t0 = performance.now();
+      const s = await statusOf(
+        collect(h, [startMsg({ $case: 'ref', value: { uri: pathToFileURL(p).href } })]),
+      );
+      expect(s, p).toEqual(REF_REFUSED);
+      expect(performance.now() - t0).toBeLessThan(5000);
+    }
+    const logged = lines.join('');
+    expect(logged).toContain('rpc finished');
+    for (const text of [logged, REF_REFUSED.details]) {
+      expect(text).not.toContain('DOE^JOHN');
+      expect(text).not.toContain(root);
+    }
   });
 
   it('refuses every ref when no root is configured, saying how to allow it', async () => {

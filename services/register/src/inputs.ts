@@ -1,7 +1,7 @@
 import { CuriaError, isCuriaError } from '@curia/errors';
 import { checkStudyId, UploadAccumulator } from '@curia/kit';
 import { common, register } from '@curia/proto';
-import { gridCornerDistanceMm, openVolume, resolveAllowedUri, type Volume } from '@curia/volume';
+import { gridCornerDistanceMm, openAllowedRef, openVolume, type Volume } from '@curia/volume';
 
 /** Limits of the inputs of one Register call. */
 export interface InputLimits {
@@ -148,10 +148,12 @@ export async function readInputs(
               'ref sources are disabled: set CURIA_REGISTER_ALLOWED_ROOTS, or stream the files',
             );
           }
-          volume = await openVolume(
-            { kind: 'path', path: await resolveAllowedUri(inp.source.value.uri, limits.allowedRoots) },
-            options,
-          );
+          // Missing, outside the roots, unreadable or not a file/series directory: one NOT_FOUND.
+          const ref = await openAllowedRef(inp.source.value.uri, limits.allowedRoots, {
+            field: 'source.ref.uri',
+            directories: true,
+          });
+          volume = await openVolume({ kind: 'ref', ref }, options);
         } else {
           files = uploads.get(inp.inputId)!.finish();
           volume =

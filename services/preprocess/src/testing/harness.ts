@@ -1,5 +1,5 @@
 import { createCuriaChannel, createCuriaClient } from '@curia/client';
-import { CuriaServer, loadConfig } from '@curia/kit';
+import { CuriaServer, loadConfig, type Logger } from '@curia/kit';
 import type { preprocess } from '@curia/proto';
 
 import { preprocessEnvSchema } from '../config.js';
@@ -14,15 +14,22 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** Starts a real PreprocessService on 127.0.0.1:0 with `env` overrides. */
-export async function startPreprocessServer(env: Record<string, string> = {}): Promise<Harness> {
+/** Starts a real PreprocessService on 127.0.0.1:0 with `env` overrides (and its own `logger`). */
+export async function startPreprocessServer(
+  env: Record<string, string> = {},
+  options: { readonly logger?: Logger } = {},
+): Promise<Harness> {
   const cfg = loadConfig(preprocessEnvSchema, {
     CURIA_GRPC_HOST: '127.0.0.1',
     CURIA_LOG_LEVEL: 'silent',
     CURIA_PROCESS_METRICS: 'false',
     ...env,
   });
-  const server = new CuriaServer({ name: 'preprocess', env: cfg });
+  const server = new CuriaServer({
+    name: 'preprocess',
+    env: cfg,
+    ...(options.logger ? { logger: options.logger } : {}),
+  });
   const pool = createSlicePool(cfg);
   server.add(PreprocessServiceBulkDefinition, createPreprocessService(server, cfg, pool));
   const ports = await server.start();

@@ -62,9 +62,11 @@ export function volumeFormatToJSON(object: VolumeFormat): string {
  * A volume the server reads itself, by URI.
  *
  * Supported now: `file:///abs/path` naming a NIfTI file (.nii / .nii.gz) or a directory holding one DICOM series;
- * the path must resolve (after symlinks) under one of the server's allow-listed roots, otherwise the rpc fails with
- * PERMISSION_DENIED; a missing path gives NOT_FOUND. Reserved for later (UNIMPLEMENTED today): `dicomweb://` (a
- * DICOMweb WADO-RS series URL) and `https://` (a NIfTI file).
+ * the path must resolve (after symlinks) under one of the server's allow-listed roots. A ref that is missing,
+ * outside the roots, unreadable or not a regular file (FIFO, socket, device) gets one answer: NOT_FOUND naming the
+ * field, never the path, so refs reveal nothing about the server's filesystem; with no roots configured refs are
+ * disabled (FAILED_PRECONDITION). Reserved for later (UNIMPLEMENTED today): `dicomweb://` (a DICOMweb WADO-RS series
+ * URL) and `https://` (a NIfTI file).
  */
 export interface VolumeRef {
   /** Absolute URI, at most 4096 bytes. */

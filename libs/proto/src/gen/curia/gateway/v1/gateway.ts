@@ -1620,7 +1620,7 @@ export const GatewayServiceDefinition = {
      * All heads and outputs are validated before any work starts.
      *
      * Status codes: INVALID_ARGUMENT (bad options, chunks, or a head requiring a mask when none is given -- naming
-     * the field); NOT_FOUND (unknown head, model or ref); PERMISSION_DENIED (ref outside the allow-listed roots);
+     * the field); NOT_FOUND (unknown head, model, or a ref not readable under the allow-listed roots);
      * FAILED_PRECONDITION (head trained on another backbone than `model`, ambiguous DICOM series); OUT_OF_RANGE
      * (slice indices beyond the volume); RESOURCE_EXHAUSTED (upload too large or server busy: `retry-after-ms`
      * trailer); UNAVAILABLE (a backend service is down; safe to retry); CANCELLED / DEADLINE_EXCEEDED (all backend
@@ -1652,7 +1652,7 @@ export interface GatewayServiceImplementation<CallContextExt = {}> {
    * All heads and outputs are validated before any work starts.
    *
    * Status codes: INVALID_ARGUMENT (bad options, chunks, or a head requiring a mask when none is given -- naming
-   * the field); NOT_FOUND (unknown head, model or ref); PERMISSION_DENIED (ref outside the allow-listed roots);
+   * the field); NOT_FOUND (unknown head, model, or a ref not readable under the allow-listed roots);
    * FAILED_PRECONDITION (head trained on another backbone than `model`, ambiguous DICOM series); OUT_OF_RANGE
    * (slice indices beyond the volume); RESOURCE_EXHAUSTED (upload too large or server busy: `retry-after-ms`
    * trailer); UNAVAILABLE (a backend service is down; safe to retry); CANCELLED / DEADLINE_EXCEEDED (all backend
@@ -1679,7 +1679,7 @@ export interface GatewayServiceClient<CallOptionsExt = {}> {
    * All heads and outputs are validated before any work starts.
    *
    * Status codes: INVALID_ARGUMENT (bad options, chunks, or a head requiring a mask when none is given -- naming
-   * the field); NOT_FOUND (unknown head, model or ref); PERMISSION_DENIED (ref outside the allow-listed roots);
+   * the field); NOT_FOUND (unknown head, model, or a ref not readable under the allow-listed roots);
    * FAILED_PRECONDITION (head trained on another backbone than `model`, ambiguous DICOM series); OUT_OF_RANGE
    * (slice indices beyond the volume); RESOURCE_EXHAUSTED (upload too large or server busy: `retry-after-ms`
    * trailer); UNAVAILABLE (a backend service is down; safe to retry); CANCELLED / DEADLINE_EXCEEDED (all backend

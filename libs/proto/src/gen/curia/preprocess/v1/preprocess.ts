@@ -1364,8 +1364,8 @@ export const PreprocessServiceDefinition = {
      * then one `done`. Slices are produced incrementally, so memory stays bounded for 300+ slice studies.
      *
      * Status codes: INVALID_ARGUMENT (first message is not `start`, chunk rules violated, bad options, unreadable or
-     * unsupported file: the message names the field or the DICOM/NIfTI attribute); NOT_FOUND (ref path or model
-     * bundle missing); PERMISSION_DENIED (ref outside the allow-listed roots); FAILED_PRECONDITION (several DICOM
+     * unsupported file: the message names the field or the DICOM/NIfTI attribute); NOT_FOUND (model bundle
+     * missing; a ref missing, outside the allow-listed roots or not a readable file: one message); FAILED_PRECONDITION (several DICOM
      * series and none picked, non-uniform slice spacing beyond tolerance); OUT_OF_RANGE (volume_index or slice index
      * beyond the volume); RESOURCE_EXHAUSTED (upload above max_upload_bytes; a volume whose declared dims × dtype
      * alone exceed the server's memory budget, refused from its header before decoding; or server busy, including
@@ -1400,8 +1400,8 @@ export interface PreprocessServiceImplementation<CallContextExt = {}> {
    * then one `done`. Slices are produced incrementally, so memory stays bounded for 300+ slice studies.
    *
    * Status codes: INVALID_ARGUMENT (first message is not `start`, chunk rules violated, bad options, unreadable or
-   * unsupported file: the message names the field or the DICOM/NIfTI attribute); NOT_FOUND (ref path or model
-   * bundle missing); PERMISSION_DENIED (ref outside the allow-listed roots); FAILED_PRECONDITION (several DICOM
+   * unsupported file: the message names the field or the DICOM/NIfTI attribute); NOT_FOUND (model bundle
+   * missing; a ref missing, outside the allow-listed roots or not a readable file: one message); FAILED_PRECONDITION (several DICOM
    * series and none picked, non-uniform slice spacing beyond tolerance); OUT_OF_RANGE (volume_index or slice index
    * beyond the volume); RESOURCE_EXHAUSTED (upload above max_upload_bytes; a volume whose declared dims × dtype
    * alone exceed the server's memory budget, refused from its header before decoding; or server busy, including
@@ -1431,8 +1431,8 @@ export interface PreprocessServiceClient<CallOptionsExt = {}> {
    * then one `done`. Slices are produced incrementally, so memory stays bounded for 300+ slice studies.
    *
    * Status codes: INVALID_ARGUMENT (first message is not `start`, chunk rules violated, bad options, unreadable or
-   * unsupported file: the message names the field or the DICOM/NIfTI attribute); NOT_FOUND (ref path or model
-   * bundle missing); PERMISSION_DENIED (ref outside the allow-listed roots); FAILED_PRECONDITION (several DICOM
+   * unsupported file: the message names the field or the DICOM/NIfTI attribute); NOT_FOUND (model bundle
+   * missing; a ref missing, outside the allow-listed roots or not a readable file: one message); FAILED_PRECONDITION (several DICOM
    * series and none picked, non-uniform slice spacing beyond tolerance); OUT_OF_RANGE (volume_index or slice index
    * beyond the volume); RESOURCE_EXHAUSTED (upload above max_upload_bytes; a volume whose declared dims × dtype
    * alone exceed the server's memory budget, refused from its header before decoding; or server busy, including

@@ -2835,8 +2835,8 @@ export const RegisterServiceDefinition = {
      * linear transform), `displacement` slabs (when requested), `warped` outputs (when requested), then `done`.
      *
      * Status codes: INVALID_ARGUMENT (not exactly one FIXED and one MOVING input, duplicate or unknown input_id,
-     * bad options such as grid_spacing_mm <= 0, label map grid differing from the moving grid); NOT_FOUND (missing
-     * ref); PERMISSION_DENIED (ref outside the allow-listed roots); FAILED_PRECONDITION (volumes without overlap
+     * bad options such as grid_spacing_mm <= 0, label map grid differing from the moving grid); NOT_FOUND (a ref
+     * missing, outside the allow-listed roots or not a readable file: one message); FAILED_PRECONDITION (volumes without overlap
      * after initialisation); RESOURCE_EXHAUSTED (input too large, server busy: `retry-after-ms` trailer);
      * CANCELLED / DEADLINE_EXCEEDED.
      */
@@ -2866,8 +2866,8 @@ export interface RegisterServiceImplementation<CallContextExt = {}> {
    * linear transform), `displacement` slabs (when requested), `warped` outputs (when requested), then `done`.
    *
    * Status codes: INVALID_ARGUMENT (not exactly one FIXED and one MOVING input, duplicate or unknown input_id,
-   * bad options such as grid_spacing_mm <= 0, label map grid differing from the moving grid); NOT_FOUND (missing
-   * ref); PERMISSION_DENIED (ref outside the allow-listed roots); FAILED_PRECONDITION (volumes without overlap
+   * bad options such as grid_spacing_mm <= 0, label map grid differing from the moving grid); NOT_FOUND (a ref
+   * missing, outside the allow-listed roots or not a readable file: one message); FAILED_PRECONDITION (volumes without overlap
    * after initialisation); RESOURCE_EXHAUSTED (input too large, server busy: `retry-after-ms` trailer);
    * CANCELLED / DEADLINE_EXCEEDED.
    */
@@ -2892,8 +2892,8 @@ export interface RegisterServiceClient<CallOptionsExt = {}> {
    * linear transform), `displacement` slabs (when requested), `warped` outputs (when requested), then `done`.
    *
    * Status codes: INVALID_ARGUMENT (not exactly one FIXED and one MOVING input, duplicate or unknown input_id,
-   * bad options such as grid_spacing_mm <= 0, label map grid differing from the moving grid); NOT_FOUND (missing
-   * ref); PERMISSION_DENIED (ref outside the allow-listed roots); FAILED_PRECONDITION (volumes without overlap
+   * bad options such as grid_spacing_mm <= 0, label map grid differing from the moving grid); NOT_FOUND (a ref
+   * missing, outside the allow-listed roots or not a readable file: one message); FAILED_PRECONDITION (volumes without overlap
    * after initialisation); RESOURCE_EXHAUSTED (input too large, server busy: `retry-after-ms` trailer);
    * CANCELLED / DEADLINE_EXCEEDED.
    */

@@ -4209,8 +4209,8 @@ export const SegmentServiceDefinition = {
      *
      * Status codes: INVALID_ARGUMENT (prompt outside the volume, wrong number of coordinates, min > max, unknown
      * class name, mask grid mismatch, PATIENT_MM prompt without a frame -- naming the prompt index and field, never
-     * coordinates of the study); NOT_FOUND (unknown model, missing ref); PERMISSION_DENIED (ref outside the
-     * allow-listed roots); FAILED_PRECONDITION (promptable model given no prompt, promptless model given prompts it
+     * coordinates of the study); NOT_FOUND (unknown model; a ref missing, outside the
+     * allow-listed roots or not a readable file); FAILED_PRECONDITION (promptable model given no prompt, promptless model given prompts it
      * cannot use); RESOURCE_EXHAUSTED (upload too large, server busy: `retry-after-ms` trailer); UNIMPLEMENTED
      * (propagation mode not supported by the model); CANCELLED / DEADLINE_EXCEEDED.
      */
@@ -4286,8 +4286,8 @@ export interface SegmentServiceImplementation<CallContextExt = {}> {
    *
    * Status codes: INVALID_ARGUMENT (prompt outside the volume, wrong number of coordinates, min > max, unknown
    * class name, mask grid mismatch, PATIENT_MM prompt without a frame -- naming the prompt index and field, never
-   * coordinates of the study); NOT_FOUND (unknown model, missing ref); PERMISSION_DENIED (ref outside the
-   * allow-listed roots); FAILED_PRECONDITION (promptable model given no prompt, promptless model given prompts it
+   * coordinates of the study); NOT_FOUND (unknown model; a ref missing, outside the
+   * allow-listed roots or not a readable file); FAILED_PRECONDITION (promptable model given no prompt, promptless model given prompts it
    * cannot use); RESOURCE_EXHAUSTED (upload too large, server busy: `retry-after-ms` trailer); UNIMPLEMENTED
    * (propagation mode not supported by the model); CANCELLED / DEADLINE_EXCEEDED.
    */
@@ -4347,8 +4347,8 @@ export interface SegmentServiceClient<CallOptionsExt = {}> {
    *
    * Status codes: INVALID_ARGUMENT (prompt outside the volume, wrong number of coordinates, min > max, unknown
    * class name, mask grid mismatch, PATIENT_MM prompt without a frame -- naming the prompt index and field, never
-   * coordinates of the study); NOT_FOUND (unknown model, missing ref); PERMISSION_DENIED (ref outside the
-   * allow-listed roots); FAILED_PRECONDITION (promptable model given no prompt, promptless model given prompts it
+   * coordinates of the study); NOT_FOUND (unknown model; a ref missing, outside the
+   * allow-listed roots or not a readable file); FAILED_PRECONDITION (promptable model given no prompt, promptless model given prompts it
    * cannot use); RESOURCE_EXHAUSTED (upload too large, server busy: `retry-after-ms` trailer); UNIMPLEMENTED
    * (propagation mode not supported by the model); CANCELLED / DEADLINE_EXCEEDED.
    */
