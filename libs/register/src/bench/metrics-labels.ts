@@ -4,23 +4,7 @@
  * headline mean is over spleen, kidneys (merged), liver and stomach.
  */
 
-/** Dice 2|A ∩ B| / (|A| + |B|) of the voxels whose label is in `values`; 1 when both are empty. */
-export function diceOf(pred: ArrayLike<number>, truth: ArrayLike<number>, values: readonly number[]): number {
-  if (pred.length !== truth.length)
-    throw new Error(`label maps differ in size: ${pred.length} vs ${truth.length}`);
-  const set = new Set(values);
-  let a = 0;
-  let b = 0;
-  let both = 0;
-  for (let i = 0; i < truth.length; i++) {
-    const p = set.has(pred[i]!);
-    const t = set.has(truth[i]!);
-    if (p) a++;
-    if (t) b++;
-    if (p && t) both++;
-  }
-  return a + b === 0 ? 1 : (2 * both) / (a + b);
-}
+import { dice } from '@curia/volume';
 
 /** The organs of issue #16 as `labels_total.json` names them. */
 export const ORGANS = [
@@ -44,7 +28,7 @@ export const MEAN_ORGANS = ['spleen', 'kidneys', 'liver', 'stomach'] as const;
 /** Dice per {@link DICE_ROWS} row, plus `mean` over {@link MEAN_ORGANS}. */
 export function organDice(pred: ArrayLike<number>, truth: ArrayLike<number>): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const r of DICE_ROWS) out[r.name] = diceOf(pred, truth, r.values);
+  for (const r of DICE_ROWS) out[r.name] = dice(pred, truth, r.values);
   out.mean = MEAN_ORGANS.reduce((s, o) => s + out[o]!, 0) / MEAN_ORGANS.length;
   return out;
 }

@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 
 import type { Grid, GridField } from '../field.js';
 import { endPointError, jacobianDeterminants, jacobianStats, labelMask } from './metrics-field.js';
-import { diceOf, organDice } from './metrics-labels.js';
+import { dice } from '@curia/volume';
+
+import { organDice } from './metrics-labels.js';
 import { det3, voxelToWorld, type Vec3 } from './sampling.js';
 
 /** Oblique, anisotropic: derivatives must go through the grid's inverse 3×3. */
@@ -79,12 +81,12 @@ describe('bench:register metrics', () => {
       'stomach',
       'mean',
     ]);
-    expect(diceOf([1, 1, 0, 0], [0, 0, 1, 1], [1])).toBe(0);
-    expect(diceOf([0, 0], [0, 0], [5])).toBe(1);
+    expect(dice([1, 1, 0, 0], [0, 0, 1, 1], [1])).toBe(0);
+    expect(dice([0, 0], [0, 0], [5])).toBe(1);
     // Kidneys merged: a right kidney predicted as left is wrong per side, right for the pair.
-    expect(diceOf([2, 3], [3, 2], [2])).toBe(0);
-    expect(diceOf([2, 3], [3, 2], [2, 3])).toBe(1);
-    expect(diceOf([1, 1, 1, 0], [1, 1, 0, 0], [1])).toBeCloseTo(0.8, 10);
+    expect(dice([2, 3], [3, 2], [2])).toBe(0);
+    expect(dice([2, 3], [3, 2], [2, 3])).toBe(1);
+    expect(dice([1, 1, 1, 0], [1, 1, 0, 0], [1])).toBeCloseTo(0.8, 10);
     expect(labelMask([0, 1, 4, 5], [1, 5])).toEqual(Uint8Array.of(0, 1, 0, 1));
   });
 

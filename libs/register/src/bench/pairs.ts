@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 
 import { mulberry32 } from '@curia/tensors';
-import { flipWorldXY, openVolume, writeNifti } from '@curia/volume';
+import { dice, flipWorldXY, openVolume, writeNifti } from '@curia/volume';
 
 import { voxelCount, type Grid, type GridField } from '../field.js';
 import {
@@ -50,7 +50,7 @@ import {
   type SplineDegree,
   type Vec3,
 } from './sampling.js';
-import { diceOf, ORGANS } from './metrics-labels.js';
+import { ORGANS } from './metrics-labels.js';
 
 export { ORGANS } from './metrics-labels.js';
 
@@ -644,7 +644,7 @@ export function roundTrip(pair: Pair): RoundTrip {
   const truth = Uint8Array.from(pair.fixedLabels.data, (v, p) => (inside[p] ? v : 0));
   const pred = Uint8Array.from(warped, (v, p) => (inside[p] ? v : 0));
   const labelDice: Record<string, number> = {};
-  for (const o of ORGANS) labelDice[o.name] = diceOf(pred, truth, [o.value]);
+  for (const o of ORGANS) labelDice[o.name] = dice(pred, truth, o.value);
   return {
     correlation: main.correlation,
     bandLimitedCorrelation: band.correlation,

@@ -20,6 +20,10 @@ describe('overlap measures', () => {
     expect(dice(a, b, 1)).toBeCloseTo(0.5, 12);
     expect(dice(a, a, 1)).toBe(1);
     expect(dice(a, b, 7)).toBe(1); // both empty
+    // A set of values scores as one label (two kidneys as one organ); maps of different sizes are refused.
+    expect(dice([2, 3], [3, 2], [2, 3])).toBe(1);
+    expect(dice([2, 3], [3, 2], 2)).toBe(0);
+    expect(() => dice([1], [1, 1], 1)).toThrow(/label maps differ in size: 1 vs 2/);
   });
 
   it('finds exact Euclidean distances with anisotropic spacing (brute force agrees)', () => {

@@ -8,14 +8,29 @@
  * on near-isotropic grids the difference is small.)
  */
 
-/** Dice 2|A ∩ B| / (|A| + |B|) of label `value` in two label maps; 1 when both are empty. */
-export function dice(pred: ArrayLike<number>, truth: ArrayLike<number>, value: number): number {
+import { CuriaError } from '@curia/errors';
+
+/**
+ * Dice 2|A ∩ B| / (|A| + |B|) of label `value` in two label maps (or of the voxels whose label is any
+ * of `value`, e.g. both kidneys as one organ); 1 when both are empty. INVALID_ARGUMENT when the maps
+ * differ in size.
+ */
+export function dice(
+  pred: ArrayLike<number>,
+  truth: ArrayLike<number>,
+  value: number | readonly number[],
+): number {
+  if (pred.length !== truth.length) {
+    throw new CuriaError('INVALID_ARGUMENT', `label maps differ in size: ${pred.length} vs ${truth.length}`);
+  }
+  const set = typeof value === 'number' ? undefined : new Set(value);
+  const is = set ? (v: number): boolean => set.has(v) : (v: number): boolean => v === value;
   let a = 0;
   let b = 0;
   let both = 0;
   for (let i = 0; i < truth.length; i++) {
-    const p = pred[i] === value;
-    const t = truth[i] === value;
+    const p = is(pred[i]!);
+    const t = is(truth[i]!);
     if (p) a++;
     if (t) b++;
     if (p && t) both++;
