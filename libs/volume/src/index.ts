@@ -17,6 +17,7 @@ export {
 export { sliceWalk } from './io/slice-gather.js';
 export type { SliceWalk } from './io/slice-gather.js';
 export { dice, hd95, percentile, squaredDistanceTo, surfaceOf } from './labels/overlap.js';
+export { TOTALSEGMENTATOR_ORGANS } from './labels/totalsegmentator.js';
 export { canonicalToInputIndex, computeGeometry } from './geometry/geometry.js';
 export type { AxisMapping, Geometry } from './geometry/geometry.js';
 export { axcodesOf } from './geometry/axcodes.js';

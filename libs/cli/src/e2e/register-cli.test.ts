@@ -18,7 +18,7 @@ import {
   type Mat4,
 } from '@curia/register';
 import { sharedPathOrSkip } from '@curia/tensors';
-import { openVolume } from '@curia/volume';
+import { openVolume, TOTALSEGMENTATOR_ORGANS } from '@curia/volume';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { LocalCluster } from '../cluster/launcher.js';
@@ -36,7 +36,7 @@ const ct = sharedPathOrSkip('data/totalsegmentator/example_ct_sm.nii.gz');
 const seg = sharedPathOrSkip('data/totalsegmentator/example_seg.nii.gz');
 
 /** Organs checked by value in example_seg (labels_total.json). */
-const ORGANS = { spleen: 1, kidney_right: 2, kidney_left: 3, liver: 5, stomach: 6 } as const;
+const ORGANS = Object.fromEntries(TOTALSEGMENTATOR_ORGANS.map((o) => [o.name, o.value]));
 
 const curiaRegister = (args: string[]): Promise<CuriaRun> => runCuria(['register', ...args]);
 

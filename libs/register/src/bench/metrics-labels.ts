@@ -4,16 +4,10 @@
  * headline mean is over spleen, kidneys (merged), liver and stomach.
  */
 
-import { dice } from '@curia/volume';
+import { dice, TOTALSEGMENTATOR_ORGANS } from '@curia/volume';
 
 /** The organs of issue #16 as `labels_total.json` names them. */
-export const ORGANS = [
-  { value: 1, name: 'spleen' },
-  { value: 2, name: 'kidney_right' },
-  { value: 3, name: 'kidney_left' },
-  { value: 5, name: 'liver' },
-  { value: 6, name: 'stomach' },
-] as const;
+export const ORGANS = TOTALSEGMENTATOR_ORGANS;
 
 /** The Dice rows the bench prints: every organ, and the kidneys merged after the left one. */
 export const DICE_ROWS: readonly { readonly name: string; readonly values: readonly number[] }[] =

@@ -51,7 +51,7 @@ import {
   type TokenLayout,
 } from '@curia/model';
 import { cpuBudget, sharedDir } from '@curia/tensors';
-import { openVolume, preprocessToTensor } from '@curia/volume';
+import { openVolume, preprocessToTensor, TOTALSEGMENTATOR_ORGANS } from '@curia/volume';
 
 import { ClassTable } from '../classes.js';
 import {
@@ -83,13 +83,7 @@ const jsonAt = argv.indexOf('--json');
 const JSON_OUT = jsonAt >= 0 ? argv[jsonAt + 1] : undefined;
 
 /** Organs of the issue, as labels_total.json names them (kidneys fitted as two classes). */
-const ORGANS = [
-  { value: 1, name: 'spleen' },
-  { value: 2, name: 'kidney_right' },
-  { value: 3, name: 'kidney_left' },
-  { value: 5, name: 'liver' },
-  { value: 6, name: 'stomach' },
-] as const;
+const ORGANS = TOTALSEGMENTATOR_ORGANS;
 const TABLE = new ClassTable(ORGANS);
 const K = TABLE.size;
 /** Rows of the Dice tables: class indices each counts as the organ. Kidneys: each side and merged. */
