@@ -1,6 +1,7 @@
 import { wireFloats, wireTensorOf } from '@curia/client';
 import { CuriaError } from '@curia/errors';
 import { fileChunks } from '@curia/kit';
+import { projectTokens } from '@curia/model';
 import { common, type preprocess } from '@curia/proto';
 import {
   CURIA_FEATURE_CHANNELS,
@@ -29,7 +30,7 @@ export interface CuriaTokenFields {
   readonly moving: GridField;
   readonly model: common.ModelInfo;
   readonly projection: TokenProjection;
-  /** Slices embedded per image (sample pass + full pass). */
+  /** Slices embedded, both images (every slice once: the PCA's sample slices are projected here). */
   readonly slicesEmbedded: number;
 }
 
@@ -75,8 +76,9 @@ function preprocessStart(
 /**
  * Curia token features of both images: the backbone's patch tokens of a few slices of each image fit a
  * PCA (mean and {@link CURIA_FEATURE_CHANNELS} directions, joint over both images so their features
- * share one space), then every slice of each image is embedded with Embed's `projected_tokens` output
- * (C values per token instead of D: 64× less traffic at D = 768) and assembled on its token grid.
+ * share one space), then the sample slices are projected here and every other slice is embedded with Embed's
+ * `projected_tokens` output (C values per token instead of D: 64× less traffic at D = 768), so each
+ * slice goes through the ViT once; all are assembled on the image's token grid.
  * Slices go through Preprocess (the backbone's bundle spec) and Embed like any other Curia call.
  */
 export async function curiaTokenFields(
@@ -154,12 +156,14 @@ export async function curiaTokenFields(
     }
   };
 
-  // 1. PCA on a few slices of each image.
-  const samples: Float32Array[] = [];
+  // 1. PCA on a few slices of each image; their tokens are kept and projected here in step 2.
+  const kept: Map<number, Float32Array>[] = [];
   for (const input of [o.fixed, o.moving]) {
     const indices = sampleSlices(input.volume.geometry.canonicalDims[0]);
-    await run(input, { selection: { $case: 'indices', value: { indices } } }, PATCH_TOKENS, (_k, t) =>
-      samples.push(
+    const tokens = new Map<number, Float32Array>();
+    await run(input, { selection: { $case: 'indices', value: { indices } } }, PATCH_TOKENS, (k, t) =>
+      tokens.set(
+        k,
         wireFloats(t, 'patch_tokens', {
           dtypes: ['F16', 'F32'],
           shape: [g * g, dim],
@@ -168,11 +172,15 @@ export async function curiaTokenFields(
         }),
       ),
     );
+    kept.push(tokens);
   }
-  const projection = fitTokenProjection(samples, dim, CURIA_FEATURE_CHANNELS);
-  samples.length = 0;
+  const projection = fitTokenProjection(
+    kept.flatMap((m) => [...m.values()]),
+    dim,
+    CURIA_FEATURE_CHANNELS,
+  );
 
-  // 2. Every slice, projected.
+  // 2. Every other slice embedded with the projection applied by Embed (C values per token on the wire).
   const projected: common.FeatureRequest = {
     kind: {
       $case: 'projectedTokens',
@@ -185,19 +193,32 @@ export async function curiaTokenFields(
     dtype: common.DType.F32,
   };
   const fields: GridField[] = [];
-  for (const input of [o.fixed, o.moving]) {
+  for (const [i, input] of [o.fixed, o.moving].entries()) {
     const grid = tokenGrid(input.volume.geometry, g);
     const assembler = new TokenFieldAssembler(grid, CURIA_FEATURE_CHANNELS);
-    await run(input, { selection: { $case: 'all', value: {} } }, projected, (k, t) =>
+    const samples = kept[i]!;
+    for (const [k, tokens] of samples) {
       assembler.addSlice(
         k,
-        wireFloats(t, 'projected_tokens', {
-          dtypes: ['F32', 'F16'],
-          shape: [g * g, CURIA_FEATURE_CHANNELS],
-          finite: true,
-        }),
-      ),
+        projectTokens(tokens, projection.basis, projection.mean, dim, CURIA_FEATURE_CHANNELS),
+      );
+    }
+    const rest = Array.from({ length: input.volume.geometry.canonicalDims[0] }, (_, k) => k).filter(
+      (k) => !samples.has(k),
     );
+    samples.clear();
+    if (rest.length > 0) {
+      await run(input, { selection: { $case: 'indices', value: { indices: rest } } }, projected, (k, t) =>
+        assembler.addSlice(
+          k,
+          wireFloats(t, 'projected_tokens', {
+            dtypes: ['F32', 'F16'],
+            shape: [g * g, CURIA_FEATURE_CHANNELS],
+            finite: true,
+          }),
+        ),
+      );
+    }
     fields.push(assembler.field());
   }
   return { fixed: fields[0]!, moving: fields[1]!, model, projection, slicesEmbedded: embedded };
