@@ -148,8 +148,7 @@ export function* warpedOutput(
     msg: { $case: 'warped', value: { inputId, payload } },
   });
   if (format === 'nifti') {
-    const bytes = writeImageNifti(warp(fixed));
-    yield* fileChunks(bytes, `${inputId}.nii.gz`, (c) => message({ $case: 'niftiChunk', value: c }));
+    yield* warpedNifti(inputId, warp(fixed));
     return;
   }
   const bytesPerVoxel = moving.data.BYTES_PER_ELEMENT;
@@ -158,6 +157,13 @@ export function* warpedOutput(
     const tensor = tensorOf(cOrder(warp(g), 'LPS'), [i1 - i0, g.dims[1], g.dims[2]], 'native');
     yield message({ $case: 'slab', value: { iStart: i0, tensor } });
   }
+}
+
+/** A warped image or label map already on the whole fixed grid, as `<inputId>.nii.gz` chunks. */
+export function* warpedNifti(inputId: string, warped: GridField | LabelField): Generator<Response> {
+  yield* fileChunks(writeImageNifti(warped), `${inputId}.nii.gz`, (c) => ({
+    msg: { $case: 'warped', value: { inputId, payload: { $case: 'niftiChunk', value: c } } },
+  }));
 }
 
 /** Bytes a whole-grid output of `bytesPerVoxel` needs at once (NIfTI outputs are built whole). */

@@ -24,8 +24,11 @@ import {
   volumeField,
   volumeLabels,
   voxelCount,
+  warpLabels,
   workingGrid,
+  type Grid,
   type GridField,
+  type LabelField,
   type Registration,
   type RegistrationBackends,
   type SimilarityKind,
@@ -42,6 +45,7 @@ import {
   checkWholeGrid,
   displacementNifti,
   displacementSlabs,
+  warpedNifti,
   warpedOutput,
   type FinalTransform,
 } from './outputs.js';
@@ -138,19 +142,51 @@ function qualityOf(
   };
 }
 
+/**
+ * Each moving label map decoded once and, when asked, warped onto the fixed grid once: the label
+ * overlaps and the warped NIfTI output share both.
+ */
+class MovingLabels {
+  private readonly decoded = new Map<string, Promise<LabelField>>();
+  private readonly warped = new Map<string, Promise<LabelField>>();
+
+  constructor(
+    private readonly fixedGrid: Grid,
+    private readonly t: FinalTransform,
+  ) {}
+
+  /** The label map on its own (moving) grid. */
+  of(ml: OpenedInput): Promise<LabelField> {
+    const id = ml.input.inputId;
+    let p = this.decoded.get(id);
+    if (!p) this.decoded.set(id, (p = volumeLabels(ml.volume)));
+    return p;
+  }
+
+  /** The label map warped onto the whole fixed grid (nearest neighbour). */
+  warpedOf(ml: OpenedInput): Promise<LabelField> {
+    const id = ml.input.inputId;
+    let p = this.warped.get(id);
+    if (!p) {
+      p = this.of(ml).then((m) => warpLabels(m, this.fixedGrid, this.t.affine, this.t.displacement));
+      this.warped.set(id, p);
+    }
+    return p;
+  }
+}
+
 /** Dice per label value of each fixed label map against the moving label maps of the same `label`. */
 async function labelOverlaps(
   inputs: RegisterInputs,
-  t: FinalTransform,
-  fixedGrid: GridField['grid'],
+  labels: MovingLabels,
+  fixedGrid: Grid,
 ): Promise<register.LabelOverlap[]> {
   const out: register.LabelOverlap[] = [];
   for (const fl of inputs.fixedLabels) {
     const fixed = await volumeLabels(fl.volume);
     for (const ml of inputs.movingLabels.filter((m) => m.input.label === fl.input.label)) {
-      const moving = await volumeLabels(ml.volume);
-      const before = resampleLabels(moving, fixedGrid, IDENTITY, undefined, 0).data;
-      const after = resampleLabels(moving, fixedGrid, t.affine, t.displacement, 0).data;
+      const before = resampleLabels(await labels.of(ml), fixedGrid, IDENTITY, undefined, 0).data;
+      const after = (await labels.warpedOf(ml)).data;
       const b = dicePerLabel(fixed.data, before);
       const a = dicePerLabel(fixed.data, after);
       for (const d of a) {
@@ -362,7 +398,8 @@ export async function* registerPair(
         plan.outputs.inverse && reg.displacement ? invertDisplacement(reg.displacement).field : undefined,
     };
     const quality = qualityOf(reg, fixed, moving, plan.metric);
-    quality.labelOverlaps = await labelOverlaps(inputs, t, fixedGrid);
+    const movingLabels = new MovingLabels(fixedGrid, t);
+    quality.labelOverlaps = await labelOverlaps(inputs, movingLabels, fixedGrid);
     lap('quality');
 
     const o = plan.outputs;
@@ -374,7 +411,9 @@ export async function* registerPair(
     }
     if (o.warpedImage) yield* warpedOutput(inputs.moving.input.inputId, moving, fixedGrid, t, o.warpedFormat);
     for (const l of inputs.movingLabels) {
-      yield* warpedOutput(l.input.inputId, await volumeLabels(l.volume), fixedGrid, t, o.warpedFormat);
+      yield* o.warpedFormat === 'nifti'
+        ? warpedNifti(l.input.inputId, await movingLabels.warpedOf(l))
+        : warpedOutput(l.input.inputId, await movingLabels.of(l), fixedGrid, t, o.warpedFormat);
       if (signal.aborted) throw new CuriaError('CANCELLED', 'Register was cancelled');
     }
     lap('outputs');
