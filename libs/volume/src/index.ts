@@ -64,5 +64,5 @@ export type {
 } from './preprocess/preprocess.js';
 export type { SliceStats } from './preprocess/normalize.js';
 export { transferSyntaxName } from './dicom/transfer-syntax.js';
-export { affineToQuaternion, int16Bytes, writeNifti } from './nifti/nifti-writer.js';
+export { affineToQuaternion, gzipNiftiAsync, int16Bytes, writeNifti } from './nifti/nifti-writer.js';
 export type { NiftiWriteOptions } from './nifti/nifti-writer.js';

@@ -15,6 +15,7 @@ import {
   type Mat4,
 } from '@curia/register';
 import { float32ToFloat16 } from '@curia/tensors';
+import { gzipNiftiAsync } from '@curia/volume';
 
 type Response = register.RegisterResponse;
 
@@ -118,11 +119,16 @@ export function* displacementSlabs(
 }
 
 /** The total displacement u (or its inverse) on the fixed grid as a NIfTI vector image, in chunks. */
-export function* displacementNifti(fixed: Grid, t: FinalTransform, inverse: boolean): Generator<Response> {
+export async function* displacementNifti(
+  fixed: Grid,
+  t: FinalTransform,
+  inverse: boolean,
+): AsyncGenerator<Response> {
   const u = inverse
     ? inverseDisplacementOnGrid(fixed, t.affine, t.displacement, { inverse: t.inverse })
     : displacementOnGrid(fixed, t.affine, t.displacement);
-  const bytes = writeDisplacementNifti(u);
+  // Compressed off the event loop: a whole-grid F32 vector field can take seconds to gzip.
+  const bytes = await gzipNiftiAsync(writeDisplacementNifti(u, { gzip: false }));
   yield* inverse
     ? fileChunks(bytes, 'inverse_displacement.nii.gz', (c): Response => ({
         msg: { $case: 'inverseDisplacementNiftiChunk', value: c },
@@ -133,13 +139,13 @@ export function* displacementNifti(fixed: Grid, t: FinalTransform, inverse: bool
 }
 
 /** A moving image or label map warped onto the fixed grid, as NIfTI chunks or C-order slabs. */
-export function* warpedOutput(
+export async function* warpedOutput(
   inputId: string,
   moving: GridField | LabelField,
   fixed: Grid,
   t: FinalTransform,
   format: 'nifti' | 'slabs',
-): Generator<Response> {
+): AsyncGenerator<Response> {
   const warp = (g: Grid): GridField | LabelField =>
     'channels' in moving
       ? warpImage(moving, g, t.affine, t.displacement)
@@ -160,8 +166,12 @@ export function* warpedOutput(
 }
 
 /** A warped image or label map already on the whole fixed grid, as `<inputId>.nii.gz` chunks. */
-export function* warpedNifti(inputId: string, warped: GridField | LabelField): Generator<Response> {
-  yield* fileChunks(writeImageNifti(warped), `${inputId}.nii.gz`, (c) => ({
+export async function* warpedNifti(
+  inputId: string,
+  warped: GridField | LabelField,
+): AsyncGenerator<Response> {
+  const bytes = await gzipNiftiAsync(writeImageNifti(warped, { gzip: false }));
+  yield* fileChunks(bytes, `${inputId}.nii.gz`, (c) => ({
     msg: { $case: 'warped', value: { inputId, payload: { $case: 'niftiChunk', value: c } } },
   }));
 }

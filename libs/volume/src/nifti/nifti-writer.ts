@@ -1,4 +1,5 @@
-import { gzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { gzip, gzipSync } from 'node:zlib';
 
 /** Options of {@link writeNifti} (encodes NIfTI-1/2 files in memory, optionally gzipped). */
 export interface NiftiWriteOptions {
@@ -124,4 +125,15 @@ export function int16Bytes(values: ArrayLike<number>, littleEndian = true): Uint
   const dv = new DataView(out.buffer);
   for (let i = 0; i < values.length; i++) dv.setInt16(2 * i, values[i]!, littleEndian);
   return out;
+}
+
+const gzipOnPool = promisify(gzip);
+
+/**
+ * Gzips an encoded (uncompressed) NIfTI file on libuv's thread pool: a server that builds large files
+ * in a handler writes them with `gzip: false` and compresses with this, so the event loop (health
+ * checks, other calls) is not blocked for the seconds a large file takes.
+ */
+export async function gzipNiftiAsync(raw: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await gzipOnPool(raw));
 }
