@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 
-import { ChannelCredentials } from '@grpc/grpc-js';
+import { ChannelCredentials, experimental } from '@grpc/grpc-js';
 import { createChannel, waitForChannelReady, type Channel } from 'nice-grpc';
 
 import { registerTargetsFileResolver } from './targets-file.js';
@@ -12,6 +12,11 @@ export interface ClientTls {
   /** PEM client certificate and key, for mTLS. */
   readonly certFile?: string;
   readonly keyFile?: string;
+  /**
+   * Re-read the CA, certificate and key every this many ms (rotation without restart; needs
+   * `caFile`). Unset: read once when the channel is created.
+   */
+  readonly reloadMs?: number;
 }
 
 /** Options of {@link createCuriaChannel}. */
@@ -99,6 +104,22 @@ export function createCuriaChannel(
 
 function channelCredentials(tls: ClientTls | undefined): ChannelCredentials {
   if (!tls) return ChannelCredentials.createInsecure();
+  if (tls.reloadMs && tls.caFile) {
+    const refreshIntervalMs = tls.reloadMs;
+    const ca = new experimental.FileWatcherCertificateProvider({
+      caCertificateFile: tls.caFile,
+      refreshIntervalMs,
+    });
+    const identity =
+      tls.certFile && tls.keyFile
+        ? new experimental.FileWatcherCertificateProvider({
+            certificateFile: tls.certFile,
+            privateKeyFile: tls.keyFile,
+            refreshIntervalMs,
+          })
+        : null;
+    return experimental.createCertificateProviderChannelCredentials(ca, identity);
+  }
   return ChannelCredentials.createSsl(
     tls.caFile ? readFileSync(tls.caFile) : null,
     tls.keyFile ? readFileSync(tls.keyFile) : null,

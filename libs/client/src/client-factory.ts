@@ -1,5 +1,7 @@
 import {
   createClientFactory,
+  Metadata,
+  type ClientMiddleware,
   type Channel,
   type Client,
   type ClientError,
@@ -25,7 +27,19 @@ export interface CuriaClientOptions {
   readonly retryBaseDelayMs?: number;
   /** Called before each retry (for logs/metrics). */
   readonly onRetry?: (error: ClientError, attempt: number, delayMs: number) => void;
+  /** Sent as `authorization: Bearer <token>` on every call (servers with `CURIA_AUTH=on`). */
+  readonly bearerToken?: string;
 }
+
+/** Client middleware adding `authorization: Bearer <token>` to every call. */
+function bearerTokenMiddleware(token: string): ClientMiddleware {
+  return async function* bearer(call, options) {
+    const metadata = Metadata(options.metadata).set('authorization', `Bearer ${token}`);
+    return yield* call.next(call.request, { ...options, metadata });
+  };
+}
+
+const passThrough: ClientMiddleware = (call, options) => call.next(call.request, options);
 
 /**
  * Creates a typed client: OpenTelemetry context propagation (W3C traceparent in metadata),
@@ -41,6 +55,7 @@ export function createCuriaClient<S extends CompatServiceDefinition>(
 ): Client<S, CuriaCallOptions> {
   // Client middleware added later wraps the earlier ones: capture → deadline → retry → header → otel.
   const factory = createClientFactory()
+    .use(options.bearerToken ? bearerTokenMiddleware(options.bearerToken) : passThrough)
     .use(openTelemetryClientMiddleware())
     .use(timeoutHeaderMiddleware)
     .use(retryMiddleware)

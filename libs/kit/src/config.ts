@@ -91,6 +91,46 @@ export const serviceEnvSchema = z.object({
   CURIA_TLS_KEY_FILE: z.string().optional(),
   /** PEM CA bundle; when set, clients must present a certificate it signed (mTLS). */
   CURIA_TLS_CLIENT_CA_FILE: z.string().optional(),
+  /**
+   * With CURIA_TLS_CLIENT_CA_FILE: `require` (mTLS: TLS refuses callers without a certificate the CA
+   * signed) or `optional` (an edge such as the gateway: callers may instead send a bearer token;
+   * a presented certificate counts only if the CA signed it).
+   */
+  CURIA_TLS_CLIENT_CERT: z.enum(['require', 'optional']).default('require'),
+  /** How often the certificate, key and CA files are re-read (rotation without restart), ms. */
+  CURIA_TLS_RELOAD_MS: positiveInt.min(100).default(60_000),
+  /**
+   * PEM CA bundle of the stages this service dials; when set, stage clients use TLS (verifying the
+   * servers against it) and present CURIA_TLS_CERT_FILE / CURIA_TLS_KEY_FILE as client certificate.
+   */
+  CURIA_UPSTREAM_TLS_CA_FILE: z.string().optional(),
+  /**
+   * `on`: every rpc (health and reflection excepted) needs a caller identity (mTLS certificate or
+   * bearer JWT) whose roles the method policy admits. `off` (local mode): no checks, GetInfo says so.
+   */
+  CURIA_AUTH: z.enum(['on', 'off']).default('off'),
+  /** Expected `iss` of bearer tokens. */
+  CURIA_AUTH_JWT_ISSUER: z.string().optional(),
+  /** Expected `aud` of bearer tokens. */
+  CURIA_AUTH_JWT_AUDIENCE: z.string().optional(),
+  /** JWKS (JSON Web Key Set) file with the token signing keys; re-read when it changes. */
+  CURIA_AUTH_JWKS_FILE: z.string().optional(),
+  /** JWKS URL with the token signing keys (fetched and cached; refreshed on an unknown key id). */
+  CURIA_AUTH_JWKS_URL: z.url().optional(),
+  /** Claim of a bearer token that holds its roles (a list or a space-separated string). */
+  CURIA_AUTH_JWT_ROLES_CLAIM: z.string().min(1).default('roles'),
+  /**
+   * Roles of mTLS identities: `identity=role[,role];…`, the identity being the certificate's
+   * subject CN or one of its SANs (DNS name or URI), e.g. `curia-gateway=client;ops=admin`.
+   */
+  CURIA_AUTH_CERT_ROLES: z.string().default(''),
+  /** JSON file overriding the per-method policy (see `auth-policy.ts`); default: built-in policy. */
+  CURIA_AUTH_POLICY_FILE: z.string().optional(),
+  /**
+   * Secret key file for the keyed hash (HMAC-SHA256) of study ids in audit lines, logs and traces.
+   * Unset: a random key per process (hashes then differ between processes and restarts).
+   */
+  CURIA_AUDIT_KEY_FILE: z.string().optional(),
   /** pino log level. */
   CURIA_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Replica label attached to logs and GetInfo (set by the launcher or the pod name). */

@@ -13,6 +13,7 @@ const STATUS_OF: Readonly<Record<ErrorCode, Status>> = {
   RESOURCE_EXHAUSTED: Status.RESOURCE_EXHAUSTED,
   FAILED_PRECONDITION: Status.FAILED_PRECONDITION,
   PERMISSION_DENIED: Status.PERMISSION_DENIED,
+  UNAUTHENTICATED: Status.UNAUTHENTICATED,
   OUT_OF_RANGE: Status.OUT_OF_RANGE,
   UNIMPLEMENTED: Status.UNIMPLEMENTED,
   UNAVAILABLE: Status.UNAVAILABLE,
@@ -33,7 +34,7 @@ export function statusOf(code: ErrorCode): Status {
 /**
  * The CuriaError code of a gRPC status (the inverse of {@link statusOf}), e.g. to pass a
  * backend's failure on to our caller; `undefined` for statuses no CuriaError carries (OK,
- * UNKNOWN, ABORTED, DATA_LOSS, UNAUTHENTICATED).
+ * UNKNOWN, ABORTED, DATA_LOSS).
  */
 export function errorCodeOf(status: Status): ErrorCode | undefined {
   return CODE_OF.get(status);

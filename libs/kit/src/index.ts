@@ -21,3 +21,8 @@ export * from './upload.js';
 export * from './file-chunks.js';
 export * from './concurrency-gate.js';
 export * from './memory-budget.js';
+export * from './auth-policy.js';
+export * from './bearer-token.js';
+export * from './caller-auth.js';
+export * from './peer-identity.js';
+export * from './tls.js';

@@ -21,6 +21,9 @@ export const REDACTED_KEYS = [
   'SeriesDate',
   'AccessionNumber',
   'authorization',
+  // Raw study ids: logs carry studyRef(id) under `study` instead.
+  'studyId',
+  'study_id',
 ] as const;
 
 /**

@@ -1,5 +1,4 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -11,6 +10,7 @@ import { downstreamCallOptions } from './deadline.js';
 import type { CuriaServer } from './server.js';
 import { EchoDefinition } from './testing/echo-service.js';
 import { startEchoServer } from './testing/echo-server.js';
+import { createTestPki } from './testing/pki.js';
 
 const servers: CuriaServer[] = [];
 const channels: Channel[] = [];
@@ -24,61 +24,15 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A throwaway CA, a server certificate for 127.0.0.1/localhost and a client certificate. */
 function makePki(): Record<'ca' | 'serverCert' | 'serverKey' | 'clientCert' | 'clientKey', string> {
-  const p = (f: string) => join(dir, f);
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
-  ssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=curia-test-ca',
-    '-keyout',
-    p('ca.key'),
-    '-out',
-    p('ca.pem'),
-  );
-  writeFileSync(p('san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  for (const who of ['server', 'client']) {
-    ssl(
-      'req',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      `/CN=${who}`,
-      '-keyout',
-      p(`${who}.key`),
-      '-out',
-      p(`${who}.csr`),
-    );
-    ssl(
-      'x509',
-      '-req',
-      '-in',
-      p(`${who}.csr`),
-      '-CA',
-      p('ca.pem'),
-      '-CAkey',
-      p('ca.key'),
-      '-CAcreateserial',
-      '-days',
-      '1',
-      '-extfile',
-      p('san.ext'),
-      '-out',
-      p(`${who}.pem`),
-    );
-  }
+  const pki = createTestPki(dir);
+  const server = pki.issue('server');
+  const client = pki.issue('client');
   return {
-    ca: p('ca.pem'),
-    serverCert: p('server.pem'),
-    serverKey: p('server.key'),
-    clientCert: p('client.pem'),
-    clientKey: p('client.key'),
+    ca: pki.ca,
+    serverCert: server.cert,
+    serverKey: server.key,
+    clientCert: client.cert,
+    clientKey: client.key,
   };
 }
 

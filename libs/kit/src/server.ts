@@ -1,6 +1,3 @@
-import { readFileSync } from 'node:fs';
-
-import { ServerCredentials } from '@grpc/grpc-js';
 import {
   createServer,
   type CompatServiceDefinition,
@@ -11,6 +8,7 @@ import type { ServerMiddleware } from 'nice-grpc-common';
 import { openTelemetryServerMiddleware } from 'nice-grpc-opentelemetry';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
 
+import { callerAuthFromEnv, callerAuthMiddleware, type CallerContext } from './caller-auth.js';
 import type { ServiceEnv } from './config.js';
 import { deadlineInterceptor, deadlineMiddleware, type DeadlineContext } from './deadline.js';
 import { DrainController, callMiddleware } from './drain.js';
@@ -21,9 +19,15 @@ import { ServiceMetrics } from './metrics.js';
 import { shutdownTelemetry } from './telemetry.js';
 import { raiseServerFlowControlWindow } from './http2-window.js';
 import { addReflection } from './reflection.js';
+import { peerIdentityInterceptor } from './peer-identity.js';
+import { configureStudyHashKey, studyHashKeyConfigured } from './study-id.js';
+import { serverTls, type ServerTls } from './tls.js';
 
-/** Context every Curia handler receives: nice-grpc's CallContext plus the caller's deadline. */
-export type CuriaCallContext = DeadlineContext;
+/**
+ * Context every Curia handler receives: nice-grpc's CallContext plus the caller's deadline, who
+ * is calling and the call's audit notes (optional so handlers can be driven directly in tests).
+ */
+export type CuriaCallContext = DeadlineContext & Partial<CallerContext>;
 
 /** Options of {@link CuriaServer}. */
 export interface CuriaServerOptions {
@@ -39,8 +43,8 @@ export interface CuriaServerOptions {
    */
   readonly descriptorSet?: Uint8Array;
   /**
-   * Authentication/authorization hook, run before every handler (health excluded by the hook
-   * itself if it wants). Throw a `ServerError(UNAUTHENTICATED | PERMISSION_DENIED)` to refuse.
+   * Extra authorization hook, run after the built-in caller authentication and per-method policy
+   * (`CURIA_AUTH*`). Throw a `ServerError(UNAUTHENTICATED | PERMISSION_DENIED)` to refuse.
    */
   readonly auth?: ServerMiddleware;
   /** Time between reporting NOT_SERVING and closing the listener, so balancers notice, ms. */
@@ -66,6 +70,7 @@ export class CuriaServer {
   /** The process's memory budget (`CURIA_MEMORY_BUDGET_*`), with its gauge and refusal counter. */
   readonly memory: MemoryBudget;
   private readonly server: Server<CuriaCallContext>;
+  private readonly tls: ServerTls;
   private readonly http: MetricsHttpServer;
   private readonly serviceNames: string[] = [];
   private shutdownPromise: Promise<void> | null = null;
@@ -84,6 +89,13 @@ export class CuriaServer {
       });
     this.memory = createMemoryBudget(env, this.metrics);
     this.log.debug({ memoryBudgetBytes: this.memory.capacity }, 'memory budget');
+    configureStudyHashKey(env.CURIA_AUDIT_KEY_FILE);
+    if (!studyHashKeyConfigured()) {
+      this.log.debug('CURIA_AUDIT_KEY_FILE unset: study hashes use a random per-process key');
+    }
+    this.tls = serverTls(env);
+    const auth = callerAuthFromEnv(env);
+    if (auth.mode === 'off') this.log.info('local mode: CURIA_AUTH=off, callers are not authenticated');
     raiseServerFlowControlWindow(env.CURIA_FLOW_CONTROL_WINDOW_BYTES);
     let server = createServer({
       'grpc.max_receive_message_length': env.CURIA_MAX_RECEIVE_MESSAGE_BYTES,
@@ -94,11 +106,12 @@ export class CuriaServer {
       'grpc.max_connection_age_ms': env.CURIA_MAX_CONNECTION_AGE_MS,
       'grpc.max_connection_age_grace_ms': env.CURIA_MAX_CONNECTION_AGE_GRACE_MS,
       'grpc.max_concurrent_streams': env.CURIA_MAX_CONCURRENT_STREAMS,
-      interceptors: [deadlineInterceptor],
+      interceptors: [deadlineInterceptor, peerIdentityInterceptor()],
     })
       .use(openTelemetryServerMiddleware())
       .use(this.metrics.grpcMiddleware)
-      .use(deadlineMiddleware);
+      .use(deadlineMiddleware)
+      .use(callerAuthMiddleware(auth, this.log));
     if (options.auth) server = server.use(options.auth);
     this.server = server.use(callMiddleware(this.drain, this.metrics, this.log));
     // NOT_SERVING until the service reports ready (models loaded, warm-up done).
@@ -130,10 +143,12 @@ export class CuriaServer {
   async start(): Promise<BoundPorts> {
     const { env, descriptorSet } = this.options;
     if (descriptorSet) addReflection(this.server, descriptorSet, this.serviceNames);
+    const release = await this.tls.loaded();
     const grpcPort = await this.server.listen(
       `${env.CURIA_GRPC_HOST}:${env.CURIA_GRPC_PORT}`,
-      credentials(env),
+      this.tls.credentials,
     );
+    release();
     const metricsPort = await this.http.listen(env.CURIA_GRPC_HOST, env.CURIA_METRICS_PORT);
     this.ports = { grpcPort, metricsPort };
     this.log.info({ grpcPort, metricsPort, tls: Boolean(env.CURIA_TLS_CERT_FILE) }, 'listening');
@@ -222,21 +237,6 @@ function serviceFullName(definition: CompatServiceDefinition): string {
   const first = Object.values(definition as Record<string, { path?: string }>)[0];
   const path = first?.path ?? '';
   return path.split('/')[1] ?? '';
-}
-
-function credentials(env: ServiceEnv): ServerCredentials {
-  if (!env.CURIA_TLS_CERT_FILE || !env.CURIA_TLS_KEY_FILE) return ServerCredentials.createInsecure();
-  const ca = env.CURIA_TLS_CLIENT_CA_FILE ? readFileSync(env.CURIA_TLS_CLIENT_CA_FILE) : null;
-  return ServerCredentials.createSsl(
-    ca,
-    [
-      {
-        cert_chain: readFileSync(env.CURIA_TLS_CERT_FILE),
-        private_key: readFileSync(env.CURIA_TLS_KEY_FILE),
-      },
-    ],
-    ca !== null,
-  );
 }
 
 function sleep(ms: number): Promise<void> {

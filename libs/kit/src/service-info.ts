@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 
 import type { common } from '@curia/proto';
 
+import { securityInfo } from './caller-auth.js';
 import type { ServiceEnv } from './config.js';
 import { memoryBudgetCapacity } from './memory-budget.js';
 
@@ -30,6 +31,7 @@ export function serviceInfo(
     executionProvidersAvailable: [],
     fallbackReason: '',
     demoWeightsLoaded: false,
+    security: securityInfo(env),
     ...extra,
     limits: {
       max_receive_message_bytes: String(env.CURIA_MAX_RECEIVE_MESSAGE_BYTES),

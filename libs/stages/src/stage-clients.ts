@@ -1,5 +1,6 @@
 import {
   createCuriaChannel,
+  type ClientTls,
   createCuriaClient,
   parseRef,
   refMatches,
@@ -44,6 +45,8 @@ export interface StageClientOptions {
   readonly onRetry?: (stage: string) => void;
   /** Connection attempt timeout, ms (default 5 s). */
   readonly connectTimeoutMs?: number;
+  /** TLS (and the client certificate to present) for every stage; plaintext when unset. */
+  readonly tls?: ClientTls;
 }
 
 interface Listing<T> {
@@ -75,7 +78,10 @@ export class StageClients {
     private readonly options: StageClientOptions,
   ) {
     const connect = (target: string): Channel => {
-      const c = createCuriaChannel(target, { connectTimeoutMs: options.connectTimeoutMs ?? 5_000 });
+      const c = createCuriaChannel(target, {
+        connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
+        ...(options.tls ? { tls: options.tls } : {}),
+      });
       this.channels.push(c);
       return c;
     };

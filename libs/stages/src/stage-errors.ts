@@ -24,7 +24,8 @@ export function isUnavailable(err: unknown): boolean {
 /**
  * Maps a failed stage call to the error our caller receives: the stage's status is kept (its
  * message names the field or limit, prefixed with the stage), RESOURCE_EXHAUSTED keeps the
- * stage's retry hint, aborts become CANCELLED or DEADLINE_EXCEEDED, and anything else INTERNAL.
+ * stage's retry hint, aborts become CANCELLED or DEADLINE_EXCEEDED, a refusal of this service's own
+ * credentials and anything else INTERNAL.
  */
 export function stageError(
   stage: Stage,
@@ -33,6 +34,14 @@ export function stageError(
 ): CuriaError {
   if (isCuriaError(err)) return err;
   if (err instanceof ClientError) {
+    // The stage refused *this service's* credentials, not our caller's: a deployment problem.
+    if (err.code === Status.UNAUTHENTICATED || err.code === Status.PERMISSION_DENIED) {
+      return new CuriaError(
+        'INTERNAL',
+        `${stage} stage refused this service's credentials (${Status[err.code]}): ${err.details}; check its certificate and CURIA_AUTH_CERT_ROLES`,
+        { cause: err },
+      );
+    }
     const code = errorCodeOf(err.code) ?? 'INTERNAL';
     const retryAfterMs =
       code === 'RESOURCE_EXHAUSTED' || code === 'UNAVAILABLE' ? opts.retryAfterMs : undefined;

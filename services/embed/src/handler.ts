@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 
 import { CuriaError } from '@curia/errors';
-import { errorReason, type CuriaCallContext, type Logger } from '@curia/kit';
+import { errorReason, type CuriaCallContext, type Logger, studyRef, noteAuditTarget } from '@curia/kit';
 import type { embed } from '@curia/proto';
 
 import { decodeSlice, planStream, type DecodedSlice, type ModelShape } from './codec.js';
@@ -125,6 +125,7 @@ export async function* handleEmbed(
     // Admitted (start valid, queue not full): headers now (nice-grpc sends none while they are
     // empty), so a client waiting for them (see the proto) starts sending slices.
     context.header.set('curia-model', entry.key);
+    noteAuditTarget(context, entry.key);
     context.sendHeader();
     const layout = { tokens: info.tokens, hidden: info.hidden, numRegisterTokens: info.numRegisterTokens };
 
@@ -207,7 +208,7 @@ export async function* handleEmbed(
     }
     const late = readerFailure();
     if (late) throw late;
-    deps.log.debug({ study_id: start.studyId, model: entry.key, slices: done }, 'embed stream done');
+    deps.log.debug({ study: studyRef(start.studyId), model: entry.key, slices: done }, 'embed stream done');
     yield {
       msg: {
         $case: 'done',

@@ -1,6 +1,14 @@
 import { checkHeadModel } from '@curia/client';
 import { CuriaError } from '@curia/errors';
-import { checkStudyId, readStart, withSpan, type CuriaCallContext, type MemoryBudget } from '@curia/kit';
+import {
+  checkStudyId,
+  readStart,
+  withSpan,
+  type CuriaCallContext,
+  type MemoryBudget,
+  studyRef,
+  noteAuditTarget,
+} from '@curia/kit';
 import type { common, gateway, heads, segment } from '@curia/proto';
 import {
   embedStudy,
@@ -140,7 +148,7 @@ class StudyRun {
     yield* this.predict(settled, needs, headInputs);
     this.timed('total', performance.now() - this.t0);
     this.deps.log.info(
-      { study_id: this.studyId, slices: embedded, hits: this.hits, misses: this.misses },
+      { study: studyRef(this.studyId), slices: embedded, hits: this.hits, misses: this.misses },
       'analysis done',
     );
     yield {
@@ -225,6 +233,8 @@ class StudyRun {
     ]);
     const modelRef = `${model.name}@${model.version}`;
     for (const h of headInfos) checkHeadModel(`${h.name}@${h.version}`, h.model, modelRef);
+    for (const ref of [modelRef, ...headInfos.map((h) => `${h.name}@${h.version}`)])
+      noteAuditTarget(this.context, ref);
     for (const h of segHeads) {
       const ref = `${h.info!.name}@${h.info!.version}`;
       if (!h.promptless) {
@@ -264,10 +274,10 @@ class StudyRun {
       selection: preprocessSelection(plan),
     };
     log.info(
-      { study_id: this.studyId, heads: s.heads.length, outputs: plan.outputs.length },
+      { study: studyRef(this.studyId), heads: s.heads.length, outputs: plan.outputs.length },
       'analysis started',
     );
-    return withSpan('gateway.preprocess.open', { 'curia.study_id': this.studyId }, () =>
+    return withSpan('gateway.preprocess.open', { 'curia.study': studyRef(this.studyId) }, () =>
       openPreprocess(stages.preprocess, {
         start: { header: s.header, source: s.source, options },
         upload: s.source?.$case === 'streamed' ? uploadedChunks(this.input, 'AnalyzeStudy') : undefined,
@@ -303,7 +313,7 @@ class StudyRun {
       `${height}x${width}`,
     );
     this.deps.log.info(
-      { study_id: this.studyId, mask_voxels: mask.inside, empty_mask_slices: needs.emptyMask.size },
+      { study: studyRef(this.studyId), mask_voxels: mask.inside, empty_mask_slices: needs.emptyMask.size },
       'mask decoded',
     );
     return { sampler, needs, placeholder: wholeImageMask(height, width) };

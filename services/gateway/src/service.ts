@@ -5,6 +5,7 @@ import {
   type CuriaCallContext,
   type CuriaServer,
   type ServiceHooks,
+  upstreamTls,
 } from '@curia/kit';
 import { gateway } from '@curia/proto';
 import { EmbeddingCache, StageClients } from '@curia/stages';
@@ -64,6 +65,7 @@ export function createGatewayService(
 /** Creates the stage clients, the embedding cache and registers GatewayService on `server`. */
 export function setupGateway(server: CuriaServer, env: GatewayEnv): ServiceHooks {
   const metrics = createGatewayMetrics(server.metrics);
+  const upstream = upstreamTls(env);
   const stages = new StageClients(
     {
       preprocess: env.CURIA_PREPROCESS_TARGET,
@@ -75,6 +77,7 @@ export function setupGateway(server: CuriaServer, env: GatewayEnv): ServiceHooks
       attempts: env.CURIA_GATEWAY_STAGE_ATTEMPTS,
       catalogTtlMs: env.CURIA_GATEWAY_CATALOG_TTL_MS,
       onRetry: (stage) => metrics.retries.inc({ stage }),
+      ...(upstream ? { tls: upstream } : {}),
     },
   );
   const cache = new EmbeddingCache(env.CURIA_GATEWAY_CACHE_MAX_BYTES, {

@@ -10,6 +10,7 @@ import {
   withSpan,
   type CuriaCallContext,
   type CuriaServer,
+  noteAuditTarget,
 } from '@curia/kit';
 import { heads, type common } from '@curia/proto';
 import { registryQuotas, setupOrFatal } from '@curia/registry';
@@ -182,6 +183,7 @@ export function createHeadsService(
         checkHeadModel(`${head.meta.name}@${head.meta.version}`, s.service.model, req.model);
         checkSurvivalTimes(req.survivalTimes);
         const headRef = `${head.meta.name}@${head.meta.version}`;
+        noteAuditTarget(context, headRef);
         let code = 'OK';
         try {
           const features = await withSpan('heads.decode_features', { 'curia.head': headRef }, () =>

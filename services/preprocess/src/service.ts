@@ -4,6 +4,7 @@ import {
   UploadBufferPool,
   type CuriaCallContext,
   type CuriaServer,
+  studyRef,
 } from '@curia/kit';
 import { preprocess } from '@curia/proto';
 import { defaultSliceThreads, SlicePool } from '@curia/volume';
@@ -48,7 +49,7 @@ export function createPreprocessService(
     metrics,
     onDone: (f: { studyId: string; slices: number; files: number; bytes: number }) =>
       server.log.info(
-        { study_id: f.studyId, slices: f.slices, files: f.files, bytes: f.bytes },
+        { study: studyRef(f.studyId), slices: f.slices, files: f.files, bytes: f.bytes },
         'preprocessed',
       ),
   };

@@ -6,6 +6,7 @@ import {
   type CuriaCallContext,
   type Logger,
   type MemoryBudget,
+  studyRef,
 } from '@curia/kit';
 import { common, register } from '@curia/proto';
 import {
@@ -271,7 +272,7 @@ export async function* registerPair(
     // Options first: a contradictory request fails before any byte is read.
     planOf(start.options, true, deps.defaultWorkingSpacingMm);
     yield progress('read', 0, 1);
-    const inputs = await withSpan('register.read_inputs', { 'curia.study_id': studyId }, () =>
+    const inputs = await withSpan('register.read_inputs', { 'curia.study': studyRef(studyId) }, () =>
       readInputs(
         start,
         rest,
@@ -334,7 +335,7 @@ export async function* registerPair(
     let tokens: Awaited<ReturnType<typeof curiaTokenFields>> | undefined;
     if (plan.features !== 'mind') {
       yield progress('curia-features', 0, 1);
-      tokens = await withSpan('register.curia_features', { 'curia.study_id': studyId }, () =>
+      tokens = await withSpan('register.curia_features', { 'curia.study': studyRef(studyId) }, () =>
         curiaTokenFields(deps, {
           backbone: plan.backbone,
           fixed: inputs.fixed,
@@ -354,7 +355,7 @@ export async function* registerPair(
       (report) =>
         withSpan(
           'register.optimise',
-          { 'curia.study_id': studyId, 'curia.register.features': plan.features },
+          { 'curia.study': studyRef(studyId), 'curia.register.features': plan.features },
           () =>
             registerVolumes(
               { image: fixed, modality: fixedModality, tokens: tokens?.fixed },
@@ -422,7 +423,7 @@ export async function* registerPair(
     metrics.foldingFraction.observe(quality.foldingFraction);
     deps.log.info(
       {
-        study_id: studyId,
+        study: studyRef(studyId),
         features: plan.features,
         transform: plan.transform,
         ms: Math.round(performance.now() - started),

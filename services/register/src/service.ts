@@ -5,6 +5,7 @@ import {
   type CuriaCallContext,
   type CuriaServer,
   type ServiceHooks,
+  upstreamTls,
 } from '@curia/kit';
 import { register } from '@curia/proto';
 import { selectRegistrationBackends, TS_BACKENDS, type SelectedBackends } from '@curia/register';
@@ -62,12 +63,14 @@ export function createRegisterService(
 /** Opens the stage clients (Curia features) and registers RegisterService on `server`. */
 export function setupRegister(server: CuriaServer, env: RegisterEnv): { deps: RegisterDeps } & ServiceHooks {
   const metrics = createRegisterMetrics(server.metrics);
+  const upstream = upstreamTls(env);
   const stages = new StageClients(
     { preprocess: env.CURIA_PREPROCESS_TARGET, embed: env.CURIA_EMBED_TARGET },
     {
       attempts: env.CURIA_REGISTER_STAGE_ATTEMPTS,
       catalogTtlMs: 5_000,
       onRetry: (stage) => metrics.retries.inc({ stage }),
+      ...(upstream ? { tls: upstream } : {}),
     },
   );
   const deps: RegisterDeps = {

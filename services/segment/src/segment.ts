@@ -8,6 +8,8 @@ import {
   type Logger,
   type MemoryBudget,
   fileChunks,
+  studyRef,
+  noteAuditTarget,
 } from '@curia/kit';
 import { common, segment } from '@curia/proto';
 import {
@@ -189,18 +191,19 @@ export async function* segmentStudy(
     const deadlines = studyDeadlines(context, deps.env.CURIA_SEGMENT_DEFAULT_DEADLINE_MS);
     const model = await backboneOf(s, head, deps, signal);
     const modelRef = `${model.name}@${model.version}`;
+    noteAuditTarget(context, `${head.wire.info!.name}@${head.wire.info!.version}`);
     const preprocessOptions: common.PreprocessOptions = {
       modelBundle: (await deps.stages.preprocessKnows(modelRef, signal)) ? modelRef : '',
       outputDtype: common.DType.F32,
       selection: { selection: { $case: 'all', value: {} } },
     };
     deps.log.info(
-      { study_id: studyId, head: `${head.wire.info!.name}@${head.wire.info!.version}` },
+      { study: studyRef(studyId), head: `${head.wire.info!.name}@${head.wire.info!.version}` },
       'segmentation started',
     );
     // The uploaded files, kept only for DICOM SEG output (it copies the source instances' headers).
     const uploaded = output.dicomSeg ? new Map<string, Uint8Array[]>() : undefined;
-    const pre = await withSpan('segment.preprocess.open', { 'curia.study_id': studyId }, () =>
+    const pre = await withSpan('segment.preprocess.open', { 'curia.study': studyRef(studyId) }, () =>
       preprocessStudy(deps, {
         start: { header: s.header, source: s.source, options: preprocessOptions },
         upload:
@@ -311,7 +314,7 @@ export async function* segmentStudy(
       timed('evaluate', performance.now() - t);
     }
     timed('total', performance.now() - t0);
-    deps.log.info({ study_id: studyId, embedded, from_cache: fromCache }, 'segmentation done');
+    deps.log.info({ study: studyRef(studyId), embedded, from_cache: fromCache }, 'segmentation done');
     yield {
       msg: {
         $case: 'done',

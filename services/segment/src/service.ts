@@ -6,6 +6,7 @@ import {
   serviceInfo,
   type CuriaCallContext,
   type CuriaServer,
+  upstreamTls,
 } from '@curia/kit';
 import { segment } from '@curia/proto';
 import { registryQuotas, setupOrFatal } from '@curia/registry';
@@ -104,12 +105,14 @@ export async function setupSegment(
     },
     env.CURIA_SEGMENT_EXECUTION_PROVIDERS,
   );
+  const upstream = upstreamTls(env);
   const stages = new StageClients(
     { preprocess: env.CURIA_PREPROCESS_TARGET, embed: env.CURIA_EMBED_TARGET },
     {
       attempts: env.CURIA_SEGMENT_STAGE_ATTEMPTS,
       catalogTtlMs: 5_000,
       onRetry: (stage) => metrics.retries.inc({ stage }),
+      ...(upstream ? { tls: upstream } : {}),
     },
   );
   const cache = new EmbeddingCache(env.CURIA_SEGMENT_CACHE_MAX_BYTES, {

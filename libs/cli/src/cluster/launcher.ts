@@ -4,7 +4,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { createCuriaChannel, targetsFileUri, writeTargetsFile, type Channel } from '@curia/client';
+import {
+  createCuriaChannel,
+  targetsFileUri,
+  writeTargetsFile,
+  type Channel,
+  type ClientTls,
+} from '@curia/client';
 import { targetEnvOf, type AddressInUseMessage, type ListeningMessage } from '@curia/kit';
 import { serviceNodeFlags, serviceProcessEnv } from '@curia/kit/process-tuning';
 import { createClient } from 'nice-grpc';
@@ -25,6 +31,11 @@ export interface LocalClusterOptions {
   readonly portOffset?: number;
   /** Log level of the service processes. */
   readonly logLevel?: string;
+  /**
+   * TLS for the launcher's own health checks, when the services serve TLS (their certificates
+   * come through `env`/`serviceEnv`; health needs no credentials, only the transport).
+   */
+  readonly tls?: ClientTls;
   /** Extra environment for every process (e.g. CURIA_SHUTDOWN_GRACE_MS). */
   readonly env?: Readonly<Record<string, string>>;
   /** Extra environment for the processes of one service, by service name (applied after `env`). */
@@ -380,7 +391,10 @@ export class LocalCluster {
       );
     const endpoint = await Promise.race([listening, failed, timer(timeoutMs)]);
     replica.endpoint = endpoint;
-    const channel = createCuriaChannel(`127.0.0.1:${endpoint.grpcPort}`);
+    const channel = createCuriaChannel(
+      `127.0.0.1:${endpoint.grpcPort}`,
+      this.options.tls ? { tls: this.options.tls } : {},
+    );
     try {
       await Promise.race([waitServing(channel, endpoint.grpcService, deadline), failed]);
     } finally {

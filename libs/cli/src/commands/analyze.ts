@@ -9,7 +9,6 @@ import {
   analyzeStudyStart,
   collectAnalysis,
   common,
-  createCuriaChannel,
   createCuriaClient,
   studyFiles,
   studyUploadRequests,
@@ -19,10 +18,17 @@ import {
 import { CuriaError } from '@curia/errors';
 
 import { writeEmbeddingsFile, type EmbeddingsFile } from './embeddings-file.js';
-import { failCommand, stderrProgressBar } from './shared.js';
+import {
+  addConnectionOptions,
+  clientOptions,
+  failCommand,
+  stderrProgressBar,
+  openChannel,
+  type ConnectionOptions,
+} from './shared.js';
 
 /** Options of `curia analyze`. */
-export interface AnalyzeCommandOptions {
+export interface AnalyzeCommandOptions extends ConnectionOptions {
   readonly heads?: string;
   readonly target?: string;
   readonly json?: boolean;
@@ -147,9 +153,9 @@ export async function analyzeAction(
     });
   }
   const { files, format } = await studyFiles(input);
-  const channel = createCuriaChannel(o.target ?? '127.0.0.1:50050');
+  const channel = openChannel(o.target ?? '127.0.0.1:50050', o);
   try {
-    const client = createCuriaClient(GatewayServiceBulkClientDefinition, channel);
+    const client = createCuriaClient(GatewayServiceBulkClientDefinition, channel, clientOptions(o));
     const defaultHeads =
       heads.length === 0 && embeddingOutputs.length === 0 ? await deploymentDefaultHeads(client) : [];
     if (defaultHeads.length > 0) heads = defaultHeads;
@@ -268,8 +274,7 @@ export function analysisText(r: AnalysisResult, extras: AnalysisExtras = {}): st
 
 /** Registers `curia analyze`. */
 export function registerAnalyze(program: Command): void {
-  program
-    .command('analyze')
+  addConnectionOptions(program.command('analyze'))
     .description('Analyse a study through the gateway: upload, preprocess, embed, run heads')
     .argument('<input>', 'file.nii[.gz] or a directory holding one DICOM series')
     .option('--heads <list>', 'heads to run, comma-separated ("name" or "name@version")')

@@ -6,7 +6,6 @@ import type { Command } from 'commander';
 import {
   collectRegistration,
   common,
-  createCuriaChannel,
   createCuriaClient,
   register,
   registerUploadRequests,
@@ -21,12 +20,21 @@ import { gridSlab, IDENTITY, intensityWindow, resampleToGrid, volumeField } from
 import { flipWorldXY, mat4Multiply, openVolume } from '@curia/volume';
 
 import { checkerboard } from './checkerboard.js';
-import { collect, failCommand, mustExist, stderrProgressBar } from './shared.js';
+import {
+  addConnectionOptions,
+  clientOptions,
+  collect,
+  failCommand,
+  mustExist,
+  stderrProgressBar,
+  openChannel,
+  type ConnectionOptions,
+} from './shared.js';
 
 const invalid = (msg: string): CuriaError => new CuriaError('INVALID_ARGUMENT', msg);
 
 /** Options of `curia register`. */
-export interface RegisterCommandOptions {
+export interface RegisterCommandOptions extends ConnectionOptions {
   readonly fixed: string;
   readonly moving: string;
   readonly movingLabels?: string[];
@@ -261,10 +269,10 @@ export async function registerAction(
     });
   }
 
-  const channel = createCuriaChannel(o.target ?? localTarget('register'));
+  const channel = openChannel(o.target ?? localTarget('register'), o);
   let result: RegistrationResult;
   try {
-    const client = createCuriaClient(register.RegisterServiceDefinition, channel);
+    const client = createCuriaClient(register.RegisterServiceDefinition, channel, clientOptions(o));
     result = await collectRegistration(
       client.register(registerUploadRequests(options, inputs), { deadline: deadlineS * 1000 }),
       onProgress,
@@ -481,8 +489,7 @@ export function registrationJson(outcome: RegisterOutcome): Record<string, unkno
 
 /** Registers `curia register`. */
 export function registerRegister(program: Command): void {
-  program
-    .command('register')
+  addConnectionOptions(program.command('register'))
     .description(
       'Register a moving volume onto a fixed one through RegisterService; write the field, warped images and labels, quality and checkerboards',
     )

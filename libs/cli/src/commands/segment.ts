@@ -5,7 +5,6 @@ import type { Command } from 'commander';
 
 import {
   collectSegmentation,
-  createCuriaChannel,
   createCuriaClient,
   fitUploadRequests,
   segment,
@@ -20,7 +19,15 @@ import { localTarget } from '@curia/kit';
 import { renderSlicePng, volumeDisplaySlice } from '@curia/phantom';
 import { openVolume } from '@curia/volume';
 
-import { collect, failCommand, mustExist as exists } from './shared.js';
+import {
+  addConnectionOptions,
+  clientOptions,
+  collect,
+  failCommand,
+  mustExist as exists,
+  openChannel,
+  type ConnectionOptions,
+} from './shared.js';
 
 const invalid = (msg: string): CuriaError => new CuriaError('INVALID_ARGUMENT', msg);
 
@@ -75,18 +82,19 @@ function parseSlices(v: string): number[] {
 /** Runs `fn` with a SegmentService client, reporting gRPC failures as `curia segment: STATUS: details`. */
 async function withClient<T>(
   target: string,
+  o: ConnectionOptions,
   fn: (c: ReturnType<typeof createCuriaClient<typeof segment.SegmentServiceDefinition>>) => Promise<T>,
 ): Promise<T> {
-  const channel = createCuriaChannel(target);
+  const channel = openChannel(target, o);
   try {
-    return await fn(createCuriaClient(segment.SegmentServiceDefinition, channel));
+    return await fn(createCuriaClient(segment.SegmentServiceDefinition, channel, clientOptions(o)));
   } finally {
     channel.close();
   }
 }
 
 /** Options of `curia segment FILE`. */
-export interface SegmentCommandOptions {
+export interface SegmentCommandOptions extends ConnectionOptions {
   readonly head?: string;
   readonly point?: string[];
   readonly box?: string[];
@@ -138,7 +146,7 @@ export async function segmentAction(input: string, o: SegmentCommandOptions): Pr
         }
       : {}),
   };
-  const r = await withClient(o.target ?? localTarget('segment'), (c) =>
+  const r = await withClient(o.target ?? localTarget('segment'), o, (c) =>
     collectSegmentation(c.segment(segmentUploadRequests(start, files), { deadline: timeoutS * 1000 })),
   );
   if (o.out) await writeFile(o.out, r.mask);
@@ -184,7 +192,7 @@ export function segmentationJson(r: SegmentationResult, o: SegmentCommandOptions
 }
 
 /** Options of `curia segment fit`. */
-export interface SegmentFitOptions {
+export interface SegmentFitOptions extends ConnectionOptions {
   readonly name: string;
   readonly image: string[];
   readonly labels: string[];
@@ -234,7 +242,7 @@ export async function segmentFitAction(o: SegmentFitOptions): Promise<segment.Fi
     });
   }
   const timeoutS = Number(o.timeout ?? '1800');
-  return withClient(o.target ?? localTarget('segment'), (c) =>
+  return withClient(o.target ?? localTarget('segment'), o, (c) =>
     c.fit(
       fitUploadRequests(
         {
@@ -256,8 +264,7 @@ export async function segmentFitAction(o: SegmentFitOptions): Promise<segment.Fi
 
 /** Registers `curia segment` and `curia segment fit`. */
 export function registerSegment(program: Command): void {
-  const seg = program
-    .command('segment')
+  const seg = addConnectionOptions(program.command('segment'))
     .enablePositionalOptions()
     .description(
       'Segment a study through SegmentService (a fitted head, or clicks), or fit a head (`curia segment fit`)',
@@ -309,8 +316,7 @@ export function registerSegment(program: Command): void {
         failCommand('segment', err);
       }
     });
-  seg
-    .command('fit')
+  addConnectionOptions(seg.command('fit'))
     .description('Fit a segmentation head from labelled studies (pairs of --image and --labels)')
     .requiredOption('--name <name>', 'head name (lowercase a-z, 0-9, -)')
     .requiredOption('--image <file|dir>', 'a study (repeatable, paired with --labels)', collect, [])

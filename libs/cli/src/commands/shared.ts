@@ -1,6 +1,15 @@
+import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 
-import { ClientError, Status, type common } from '@curia/client';
+import {
+  ClientError,
+  createCuriaChannel,
+  Status,
+  type Channel,
+  type common,
+  type CuriaClientOptions,
+} from '@curia/client';
+import type { Command } from 'commander';
 import { CuriaError, isCuriaError, type ErrorCode } from '@curia/errors';
 
 /** commander's accumulator of a repeatable option. */
@@ -59,4 +68,51 @@ export function stderrProgressBar(enabled: boolean): {
       if (tty) process.stderr.write('\n');
     },
   };
+}
+
+/** Options of commands that call a server: TLS and a bearer token. */
+export interface ConnectionOptions {
+  readonly tlsCa?: string;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly tokenFile?: string;
+}
+
+/** Adds `--tls-ca`, `--tls-cert`, `--tls-key` and `--token-file` to a command that calls a server. */
+export function addConnectionOptions(cmd: Command): Command {
+  return cmd
+    .option('--tls-ca <file>', 'dial with TLS, verifying the server against this CA bundle (PEM)')
+    .option('--tls-cert <file>', 'client certificate (PEM) to present (mutual TLS)')
+    .option('--tls-key <file>', 'private key (PEM) of --tls-cert')
+    .option('--token-file <file>', 'bearer token (JWT) to send; default: the CURIA_TOKEN variable');
+}
+
+/** A channel to `target` with the TLS settings of `o` (plaintext without `--tls-ca`). */
+export function openChannel(target: string, o: ConnectionOptions): Channel {
+  if (Boolean(o.tlsCert) !== Boolean(o.tlsKey)) {
+    throw new CuriaError('INVALID_ARGUMENT', '--tls-cert and --tls-key go together');
+  }
+  if ((o.tlsCert || o.tlsKey) && !o.tlsCa) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      '--tls-cert needs --tls-ca (the CA that signed the server certificate)',
+    );
+  }
+  return createCuriaChannel(
+    target,
+    o.tlsCa
+      ? {
+          tls: {
+            caFile: o.tlsCa,
+            ...(o.tlsCert && o.tlsKey ? { certFile: o.tlsCert, keyFile: o.tlsKey } : {}),
+          },
+        }
+      : {},
+  );
+}
+
+/** Client options carrying the bearer token of `--token-file` or `CURIA_TOKEN`, if any. */
+export function clientOptions(o: ConnectionOptions): CuriaClientOptions {
+  const token = o.tokenFile ? readFileSync(o.tokenFile, 'utf8').trim() : process.env.CURIA_TOKEN?.trim();
+  return token ? { bearerToken: token } : {};
 }

@@ -4,13 +4,14 @@ import { delay } from 'abort-controller-x';
 import type { ServerMiddleware } from 'nice-grpc-common';
 
 import { loadConfig, serviceEnvSchema } from '../config.js';
+import type { Logger } from '../logger.js';
 import { CuriaServer } from '../server.js';
 import { EchoDefinition, type EchoMessage } from './echo-service.js';
 
 /** Starts the kit's test echo service on a real port (127.0.0.1, port 0 unless `env` says otherwise). */
 export async function startEchoServer(
   env: Record<string, string> = {},
-  options: { auth?: ServerMiddleware; descriptorSet?: Uint8Array } = {},
+  options: { auth?: ServerMiddleware; descriptorSet?: Uint8Array; logger?: Logger } = {},
 ) {
   const server = new CuriaServer({
     name: 'echo',
@@ -21,6 +22,7 @@ export async function startEchoServer(
       ...env,
     }),
     ...(options.auth ? { auth: options.auth } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
     ...(options.descriptorSet ? { descriptorSet: options.descriptorSet } : {}),
   });
   const attempts = new Map<string, number>();

@@ -15,6 +15,8 @@ export interface EchoMessage {
   fail?: string;
   /** Key for attempt counting in retry tests. */
   key?: string;
+  /** A caller's study id (audit tests: it must appear only hashed). */
+  studyId?: string;
   /** Set by the server: attempt number for `key`, deadline seen, etc. */
   attempt?: number;
   deadlineMs?: number;

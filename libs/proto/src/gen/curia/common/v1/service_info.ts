@@ -282,11 +282,32 @@ export interface ServiceInfo {
   limits: { [key: string]: string };
   /** True when ANY loaded model or head uses demo weights: outputs are for integration testing only. */
   demoWeightsLoaded: boolean;
+  /** How this server protects its port: transport encryption, caller authentication and audit. */
+  security?: SecurityInfo | undefined;
 }
 
 export interface ServiceInfo_LimitsEntry {
   key: string;
   value: string;
+}
+
+/** Transport and caller security of one server, as configured (see SECURITY.md). */
+export interface SecurityInfo {
+  /** True when the gRPC port speaks TLS. */
+  tls: boolean;
+  /** True when callers must present a client certificate signed by the configured CA (mutual TLS). */
+  mutualTls: boolean;
+  /** True when this service dials the stages it calls with TLS. */
+  upstreamTls: boolean;
+  /**
+   * "on": every rpc except health and reflection needs an identity the method policy admits; "off": local mode, no
+   * authentication or authorization at all.
+   */
+  auth: string;
+  /** Ways a caller can prove its identity, e.g. "mtls", "jwt" (empty in local mode). */
+  identitySources: string[];
+  /** Human-readable summary, e.g. "local mode: no authentication; do not expose this port". */
+  summary: string;
 }
 
 function createBaseModelArchitecture(): ModelArchitecture {
@@ -963,6 +984,7 @@ function createBaseServiceInfo(): ServiceInfo {
     fallbackReason: "",
     limits: {},
     demoWeightsLoaded: false,
+    security: undefined,
   };
 }
 
@@ -997,6 +1019,9 @@ export const ServiceInfo: MessageFns<ServiceInfo> = {
     });
     if (message.demoWeightsLoaded !== false) {
       writer.uint32(80).bool(message.demoWeightsLoaded);
+    }
+    if (message.security !== undefined) {
+      SecurityInfo.encode(message.security, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -1097,6 +1122,14 @@ export const ServiceInfo: MessageFns<ServiceInfo> = {
             message.demoWeightsLoaded = reader.bool();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.security = SecurityInfo.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1150,6 +1183,7 @@ export const ServiceInfo: MessageFns<ServiceInfo> = {
         : isSet(object.demo_weights_loaded)
         ? globalThis.Boolean(object.demo_weights_loaded)
         : false,
+      security: isSet(object.security) ? SecurityInfo.fromJSON(object.security) : undefined,
     };
   },
 
@@ -1191,6 +1225,9 @@ export const ServiceInfo: MessageFns<ServiceInfo> = {
     if (message.demoWeightsLoaded !== false) {
       obj.demoWeightsLoaded = message.demoWeightsLoaded;
     }
+    if (message.security !== undefined) {
+      obj.security = SecurityInfo.toJSON(message.security);
+    }
     return obj;
   },
 
@@ -1217,6 +1254,9 @@ export const ServiceInfo: MessageFns<ServiceInfo> = {
       {},
     );
     message.demoWeightsLoaded = object.demoWeightsLoaded ?? false;
+    message.security = (object.security !== undefined && object.security !== null)
+      ? SecurityInfo.fromPartial(object.security)
+      : undefined;
     return message;
   },
 };
@@ -1302,6 +1342,167 @@ export const ServiceInfo_LimitsEntry: MessageFns<ServiceInfo_LimitsEntry> = {
     const message = createBaseServiceInfo_LimitsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseSecurityInfo(): SecurityInfo {
+  return { tls: false, mutualTls: false, upstreamTls: false, auth: "", identitySources: [], summary: "" };
+}
+
+export const SecurityInfo: MessageFns<SecurityInfo> = {
+  encode(message: SecurityInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tls !== false) {
+      writer.uint32(8).bool(message.tls);
+    }
+    if (message.mutualTls !== false) {
+      writer.uint32(16).bool(message.mutualTls);
+    }
+    if (message.upstreamTls !== false) {
+      writer.uint32(24).bool(message.upstreamTls);
+    }
+    if (message.auth !== "") {
+      writer.uint32(34).string(message.auth);
+    }
+    for (const v of message.identitySources) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.summary !== "") {
+      writer.uint32(50).string(message.summary);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SecurityInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecurityInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.tls = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.mutualTls = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.upstreamTls = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.auth = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.identitySources.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.summary = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SecurityInfo {
+    return {
+      tls: isSet(object.tls) ? globalThis.Boolean(object.tls) : false,
+      mutualTls: isSet(object.mutualTls)
+        ? globalThis.Boolean(object.mutualTls)
+        : isSet(object.mutual_tls)
+        ? globalThis.Boolean(object.mutual_tls)
+        : false,
+      upstreamTls: isSet(object.upstreamTls)
+        ? globalThis.Boolean(object.upstreamTls)
+        : isSet(object.upstream_tls)
+        ? globalThis.Boolean(object.upstream_tls)
+        : false,
+      auth: isSet(object.auth) ? globalThis.String(object.auth) : "",
+      identitySources: globalThis.Array.isArray(object?.identitySources)
+        ? object.identitySources.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.identity_sources)
+        ? object.identity_sources.map((e: any) => globalThis.String(e))
+        : [],
+      summary: isSet(object.summary) ? globalThis.String(object.summary) : "",
+    };
+  },
+
+  toJSON(message: SecurityInfo): unknown {
+    const obj: any = {};
+    if (message.tls !== false) {
+      obj.tls = message.tls;
+    }
+    if (message.mutualTls !== false) {
+      obj.mutualTls = message.mutualTls;
+    }
+    if (message.upstreamTls !== false) {
+      obj.upstreamTls = message.upstreamTls;
+    }
+    if (message.auth !== "") {
+      obj.auth = message.auth;
+    }
+    if (message.identitySources?.length) {
+      obj.identitySources = message.identitySources;
+    }
+    if (message.summary !== "") {
+      obj.summary = message.summary;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SecurityInfo>): SecurityInfo {
+    return SecurityInfo.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SecurityInfo>): SecurityInfo {
+    const message = createBaseSecurityInfo();
+    message.tls = object.tls ?? false;
+    message.mutualTls = object.mutualTls ?? false;
+    message.upstreamTls = object.upstreamTls ?? false;
+    message.auth = object.auth ?? "";
+    message.identitySources = object.identitySources?.map((e) => e) || [];
+    message.summary = object.summary ?? "";
     return message;
   },
 };
