@@ -250,9 +250,14 @@ export interface HeadInfo {
   /**
    * True for a head the deployment runs when a caller asks for its default analysis (clients such as `curia analyze`
    * with no heads named). Set by the operator (HeadsService `CURIA_HEADS_DEFAULT`); a default named without a version
-   * marks only that head's latest version.
+   * marks only that head's promoted version (what the unversioned name resolves to).
    */
   isDefault: boolean;
+  /**
+   * True when this version is what the unversioned name resolves to: the promoted version (PromoteHead, or a Fit
+   * with `promote`; a name's first version is promoted when it is stored).
+   */
+  promoted: boolean;
 }
 
 /** Self-description returned by every service's GetInfo. */
@@ -697,6 +702,7 @@ function createBaseHeadInfo(): HeadInfo {
     description: "",
     unit: "",
     isDefault: false,
+    promoted: false,
   };
 }
 
@@ -737,6 +743,9 @@ export const HeadInfo: MessageFns<HeadInfo> = {
     }
     if (message.isDefault !== false) {
       writer.uint32(96).bool(message.isDefault);
+    }
+    if (message.promoted !== false) {
+      writer.uint32(104).bool(message.promoted);
     }
     return writer;
   },
@@ -850,6 +859,14 @@ export const HeadInfo: MessageFns<HeadInfo> = {
             message.isDefault = reader.bool();
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.promoted = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -884,6 +901,7 @@ export const HeadInfo: MessageFns<HeadInfo> = {
         : isSet(object.is_default)
         ? globalThis.Boolean(object.is_default)
         : false,
+      promoted: isSet(object.promoted) ? globalThis.Boolean(object.promoted) : false,
     };
   },
 
@@ -925,6 +943,9 @@ export const HeadInfo: MessageFns<HeadInfo> = {
     if (message.isDefault !== false) {
       obj.isDefault = message.isDefault;
     }
+    if (message.promoted !== false) {
+      obj.promoted = message.promoted;
+    }
     return obj;
   },
 
@@ -947,6 +968,7 @@ export const HeadInfo: MessageFns<HeadInfo> = {
     message.description = object.description ?? "";
     message.unit = object.unit ?? "";
     message.isDefault = object.isDefault ?? false;
+    message.promoted = object.promoted ?? false;
     return message;
   },
 };
