@@ -3115,7 +3115,8 @@ export const HeadsServiceDefinition = {
     /**
      * Trains a new version of a head (a new name creates version 1) with k-fold cross-validation, and returns it
      * with its CV metrics. Not idempotent: each successful call creates a version, unless `idempotency_key` repeats
-     * a previous call's key, in which case that call's result is returned.
+     * a previous call's key, in which case that call's result is returned. The unversioned name moves to the new
+     * version only with FitStart.promote (or when it is the name's first version); otherwise use PromoteHead.
      *
      * Request stream: one `start`, then `samples` batches (each message below the size limit; ~1-8 MiB is a good
      * batch), then half-close. Status codes: INVALID_ARGUMENT (inconsistent feature shapes, labels of the wrong kind
@@ -3178,7 +3179,8 @@ export interface HeadsServiceImplementation<CallContextExt = {}> {
   /**
    * Trains a new version of a head (a new name creates version 1) with k-fold cross-validation, and returns it
    * with its CV metrics. Not idempotent: each successful call creates a version, unless `idempotency_key` repeats
-   * a previous call's key, in which case that call's result is returned.
+   * a previous call's key, in which case that call's result is returned. The unversioned name moves to the new
+   * version only with FitStart.promote (or when it is the name's first version); otherwise use PromoteHead.
    *
    * Request stream: one `start`, then `samples` batches (each message below the size limit; ~1-8 MiB is a good
    * batch), then half-close. Status codes: INVALID_ARGUMENT (inconsistent feature shapes, labels of the wrong kind
@@ -3229,7 +3231,8 @@ export interface HeadsServiceClient<CallOptionsExt = {}> {
   /**
    * Trains a new version of a head (a new name creates version 1) with k-fold cross-validation, and returns it
    * with its CV metrics. Not idempotent: each successful call creates a version, unless `idempotency_key` repeats
-   * a previous call's key, in which case that call's result is returned.
+   * a previous call's key, in which case that call's result is returned. The unversioned name moves to the new
+   * version only with FitStart.promote (or when it is the name's first version); otherwise use PromoteHead.
    *
    * Request stream: one `start`, then `samples` batches (each message below the size limit; ~1-8 MiB is a good
    * batch), then half-close. Status codes: INVALID_ARGUMENT (inconsistent feature shapes, labels of the wrong kind
