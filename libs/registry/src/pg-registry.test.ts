@@ -112,17 +112,48 @@ describe.skipIf(!server)('PgHeadRegistry against a real PostgreSQL (two instance
       expect(seen).toContainEqual({ kind: 'version', name: 'liver', version: '1' });
 
       await a.add('liver', note('two'), { creator: 'replica-a' });
-      await waitFor(b, () => b.resolve('liver').version === '2');
-      expect(a.promoted('liver')).toBeUndefined(); // nothing promoted: resolve falls back to the latest
+      await waitFor(b, () => b.all().some((v) => v.name === 'liver' && v.version === '2'));
+      // A new name's first version is promoted; a later add without `promote` moves nothing.
+      expect([a.promoted('liver'), b.promoted('liver')]).toEqual(['1', '1']);
+      expect([a.resolve('liver').version, b.resolve('liver').version]).toEqual(['1', '1']);
 
+      const p = await b.promote('liver', '2', { creator: 'ops' });
+      expect([p.version, p.previous]).toEqual(['2', '1']);
+      expect(b.resolve('liver').version).toBe('2');
+      await waitFor(a, () => a.resolve('liver').version === '2');
+      expect(seen).toContainEqual({ kind: 'promote', name: 'liver', version: '2' });
       await b.promote('liver', '1', { creator: 'ops' });
-      expect(b.resolve('liver').version).toBe('1');
       await waitFor(a, () => a.resolve('liver').version === '1');
       expect(a.get('liver').item.text).toBe('one');
 
       const v3 = await b.add('liver', note('three'), { creator: 'replica-b', promote: true });
       await waitFor(a, () => a.resolve('liver').version === v3.version);
       expect(a.resolved().find((v) => v.name === 'liver')?.item.text).toBe('three');
+    });
+  });
+
+  it('a name stored before promotion was explicit (no alias): the next add pins what resolved, in its transaction', async () => {
+    await pair('heads', async (a, b) => {
+      await a.add('legacy', note('one'), { creator: 'a' });
+      await a.add('legacy', note('two'), { creator: 'a', promote: true });
+      const c = new pg.Client(server!.dsn);
+      await c.connect();
+      try {
+        await c.query("DELETE FROM curia_head_aliases WHERE kind = 'heads' AND name = 'legacy'");
+      } finally {
+        await c.end();
+      }
+      // A fresh replica sees no alias: the name resolves to its latest, as before promotion existed.
+      const fresh = await open('heads');
+      try {
+        expect([fresh.promoted('legacy'), fresh.resolve('legacy').version]).toEqual([undefined, '2']);
+        expect((await fresh.add('legacy', note('three'), { creator: 'fresh' })).version).toBe('3');
+        expect([fresh.promoted('legacy'), fresh.resolve('legacy').version]).toEqual(['2', '2']);
+        await waitFor(b, () => b.all().some((v) => v.name === 'legacy' && v.version === '3'));
+        expect(b.resolve('legacy').version).toBe('2');
+      } finally {
+        await fresh.close();
+      }
     });
   });
 

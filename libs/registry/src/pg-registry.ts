@@ -1,12 +1,15 @@
 import { CuriaError, isCuriaError } from '@curia/errors';
 import {
+  aliasOnAdd,
   CachedHeadRegistry,
   checkHeadName,
+  checkPromoteVersion,
   decodeItem,
   encodeItem,
   packFiles,
   unpackFiles,
   type AddOptions,
+  type Promoted,
   type VersionCodec,
   type Versioned,
 } from '@curia/heads';
@@ -183,7 +186,9 @@ export class PgHeadRegistry<T> extends CachedHeadRegistry<T> {
    * Stores `item` as the next version of `name`. In one transaction: the kind's advisory lock (so
    * total quotas count consistently), the name's counter row `FOR UPDATE` (the version allocation),
    * the idempotency key check (a retry gets the version it already stored), the quotas, the insert,
-   * the alias when `promote`, and the notification (delivered on commit).
+   * the alias as {@link aliasOnAdd} says (the new version when `promote` or first; a name without an
+   * alias has it pinned to the version that resolved before), and the notifications (delivered on
+   * commit).
    */
   async add(name: string, item: T, options?: AddOptions): Promise<Versioned<T>> {
     checkHeadName(name);
@@ -211,6 +216,7 @@ export class PgHeadRegistry<T> extends CachedHeadRegistry<T> {
         [kind, name],
       );
       const version = counter.rows[0]!.next_version;
+      const plan = aliasOnAdd(await this.aliasState(c, name), options?.promote ?? false);
       const stored = codec.withVersion(item, name, String(version));
       const payload = packFiles(await encodeItem(codec, stored));
       await this.checkQuotas(c, name, payload.length);
@@ -237,7 +243,9 @@ export class PgHeadRegistry<T> extends CachedHeadRegistry<T> {
         version + 1,
       ]);
       await this.notify(c, { kind, event: 'version', name, version });
-      const revision = options?.promote ? await this.setAlias(c, name, version, creator) : undefined;
+      const pin = plan.pin === undefined ? undefined : Number(plan.pin);
+      const pinRevision = pin === undefined ? undefined : await this.setAlias(c, name, pin, creator);
+      const revision = plan.promoteNew ? await this.setAlias(c, name, version, creator) : undefined;
       const v: Versioned<T> = {
         name,
         version: String(version),
@@ -252,22 +260,33 @@ export class PgHeadRegistry<T> extends CachedHeadRegistry<T> {
             this.cache.put(v);
             this.cache.emit({ kind: 'version', name, version: v.version });
           }
+          if (pin !== undefined && pinRevision !== undefined) this.applyAlias(name, pin, pinRevision);
           if (revision !== undefined) this.applyAlias(name, version, revision);
         },
       };
     });
   }
 
-  /** Points `name`'s alias at an existing version, atomically (one row, one transaction). */
-  async promote(name: string, version: string, options: { readonly creator: string }): Promise<Versioned<T>> {
+  /**
+   * Points `name`'s alias at an existing version, atomically (one row, one transaction, under the
+   * name's counter row lock, so it never interleaves with an add's alias pin); returns it with the
+   * version that resolved before.
+   */
+  async promote(name: string, version: string, options: { readonly creator: string }): Promise<Promoted<T>> {
+    checkHeadName(name);
+    checkPromoteVersion(version);
     if (!/^[1-9]\d{0,9}$/.test(version)) {
       throw new CuriaError('INVALID_ARGUMENT', `promote needs a version number, got '${version}'`);
     }
     const v = Number(version);
+    const { kind } = this.options;
     return this.write('promote the head version', async (c) => {
+      await c.query('SELECT 1 FROM curia_head_names WHERE kind = $1 AND name = $2 FOR UPDATE', [kind, name]);
       const target = await this.ensure(c, name, v);
+      const before = await this.aliasState(c, name);
+      const previous = before.alias ?? before.latest;
       const revision = await this.setAlias(c, name, v, options.creator);
-      return { done: target, after: () => this.applyAlias(name, v, revision) };
+      return { done: { ...target, previous }, after: () => this.applyAlias(name, v, revision) };
     });
   }
 
@@ -367,6 +386,24 @@ export class PgHeadRegistry<T> extends CachedHeadRegistry<T> {
           `the registry holds ${b} bytes and this version is ${bytes}`,
         );
     }
+  }
+
+  /** The name's alias and latest stored version, as the transaction of `c` sees them. */
+  private async aliasState(
+    c: pg.ClientBase,
+    name: string,
+  ): Promise<{ latest: string | undefined; alias: string | undefined }> {
+    const { kind } = this.options;
+    const r = await c.query<{ latest: number | null; alias: number | null }>(
+      `SELECT (SELECT max(version) FROM curia_head_versions WHERE kind = $1 AND name = $2) AS latest,
+              (SELECT version FROM curia_head_aliases WHERE kind = $1 AND name = $2) AS alias`,
+      [kind, name],
+    );
+    const row = r.rows[0];
+    return {
+      latest: row?.latest == null ? undefined : String(row.latest),
+      alias: row?.alias == null ? undefined : String(row.alias),
+    };
   }
 
   private async setAlias(c: pg.ClientBase, name: string, version: number, creator: string): Promise<bigint> {

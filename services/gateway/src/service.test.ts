@@ -246,9 +246,10 @@ async function startFakeHeads(head: Partial<common.HeadInfo>) {
     listHeads: unimplemented,
     predict: unimplemented,
     fit: unimplemented,
+    promoteHead: unimplemented,
     getHead: (req) =>
       req.name === info.name
-        ? Promise.resolve({ head: info })
+        ? Promise.resolve({ head: info, promotedVersion: info.version })
         : Promise.reject(new CuriaError('NOT_FOUND', `head '${req.name}' is unknown`)),
   });
   const ports = await server.start();

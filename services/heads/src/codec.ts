@@ -99,8 +99,11 @@ export function clipUtf8(text: string, maxBytes: number): string {
   return `${cut.replace(/\uFFFD$/, '')}…`;
 }
 
-/** HeadInfo of a stored head version; `isDefault` when the deployment runs it by default. */
-export function headInfoOf(s: StoredHead, isDefault = false): common.HeadInfo {
+/**
+ * HeadInfo of a stored head version; `isDefault` when the deployment runs it by default, `promoted`
+ * when it is what the unversioned name resolves to.
+ */
+export function headInfoOf(s: StoredHead, isDefault = false, promoted = false): common.HeadInfo {
   const m = s.head.meta;
   return {
     name: m.name,
@@ -120,6 +123,7 @@ export function headInfoOf(s: StoredHead, isDefault = false): common.HeadInfo {
       clipUtf8(s.service.description, MAX_DESCRIPTION_BYTES) || `${m.kind} head (${m.provenance.source})`,
     unit: s.service.unit,
     isDefault,
+    promoted,
   };
 }
 

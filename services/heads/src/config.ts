@@ -37,7 +37,7 @@ export const headsEnvSchema = serviceSchema({
   CURIA_HEADS_IMPORT: env.commaList.default([]),
   /**
    * Heads a caller gets when it asks for the deployment's default analysis (HeadInfo.is_default,
-   * e.g. `curia analyze FILE` with no heads): comma list of `name` (its latest version) or
+   * e.g. `curia analyze FILE` with no heads): comma list of `name` (its promoted version) or
    * `name@version`. Defaults that name no stored head are logged at startup and marked as soon as
    * a Fit or import creates them.
    */

@@ -10,11 +10,12 @@ import { f32Tensor } from './codec.js';
 import { headsEnvSchema } from './config.js';
 import { startHeadsServer, type RunningHeads } from './testing/start-server.js';
 
-/** A Fit of a logistic head `name` on 16 separable 4-d samples. */
+/** A Fit of a logistic head `name` on 16 separable 4-d samples, promoted (served unversioned at once). */
 // eslint-disable-next-line @typescript-eslint/require-await -- Fit takes an AsyncIterable
 async function* fitRequests(name: string): AsyncGenerator<heads.FitRequest> {
   const start = heads.FitStart.fromPartial({
     head: name,
+    promote: true,
     kind: common.HeadKind.LOGISTIC,
     task: common.HeadTask.CLASSIFICATION,
     feature: { kind: { $case: 'cls', value: { prenorm: false } }, dtype: common.DType.F32 },
@@ -52,9 +53,9 @@ describe('CURIA_HEADS_DEFAULT: the heads a deployment runs by default', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('GetInfo, ListHeads, GetHead and Fit mark a name-only default on its latest version, a pinned one on that version', async () => {
-    // Fit answers with the head it created, marked as it is at that moment: alpha@1 is the latest
-    // alpha until alpha@2 exists, beta@1 is pinned.
+  it('GetInfo, ListHeads, GetHead and Fit mark a name-only default on its promoted version, a pinned one on that version', async () => {
+    // Fit answers with the head it created, marked as it is at that moment: alpha@1 is the promoted
+    // alpha until alpha@2 is fitted with `promote`, beta@1 is pinned.
     const fitted: string[] = [];
     for (const name of ['alpha', 'alpha', 'beta', 'beta', 'gamma'])
       fitted.push(...marked([(await svc.client.fit(fitRequests(name))).head!]));

@@ -3,7 +3,7 @@ import { env, z } from '@curia/kit';
 
 import { HEAD_NAME_RE, type HeadStore, type StoredHead } from './store.js';
 
-/** A head the deployment runs by default: by name (its latest version) or pinned to a version. */
+/** A head the deployment runs by default: by name (its promoted version) or pinned to a version. */
 export type DefaultHeadRef = Ref;
 
 /**
@@ -32,7 +32,7 @@ export const defaultHeadsSchema = env.commaList.default([]).transform((entries, 
   return refs;
 });
 
-/** True when `s` is a default head: named with its version, or by name alone as its latest version. */
+/** True when `s` is a default head: named with its version, or by name alone as its promoted version. */
 export function isDefaultHead(store: HeadStore, defaults: readonly DefaultHeadRef[], s: StoredHead): boolean {
   const { name, version } = s.head.meta;
   return defaults.some((d) => d.name === name && (d.version ? d.version === version : store.get(name) === s));

@@ -206,7 +206,9 @@ describe.runIf(tinyDir && headsDir)('HeadsService over gRPC (real server, real O
 
     const again = await svc.client.fit(fitStream(start, classSamples(x, y)));
     expect(again.head?.version).toBe('1');
-    const other = await svc.client.fit(fitStream({ ...start, idempotencyKey: 'k-2' }, classSamples(x, y)));
+    const other = await svc.client.fit(
+      fitStream({ ...start, idempotencyKey: 'k-2', promote: true }, classSamples(x, y)),
+    );
     expect(other.head?.version).toBe('2');
 
     const { heads: all } = await svc.client.listHeads({ allVersions: true });

@@ -15,13 +15,14 @@ import {
 import { heads, type common } from '@curia/proto';
 import { registryQuotas, setupOrFatal } from '@curia/registry';
 
+import { callerOf } from './caller.js';
 import { featureRequestOf, headInfoOf, predictionsOf } from './codec.js';
 import { headsEnvSchema, type HeadsEnv } from './config.js';
 import { isDefaultHead, missingDefaults } from './default-heads.js';
 import { fitWorkingBytes, readFitStream, type FitPlan } from './fit-request.js';
 import { createHeadsMetrics } from './metrics.js';
 import { decodePredictFeatures } from './predict-features.js';
-import { HeadStore, type HeadStoreOptions, type StoredHead } from './store.js';
+import { HEAD_NAME_RE, HeadStore, type HeadStoreOptions, type StoredHead } from './store.js';
 import { trainingMetadataOf } from './training.js';
 
 type FitContext = Parameters<heads.HeadsServiceImplementation<CuriaCallContext>['fit']>[1];
@@ -46,7 +47,8 @@ export function createHeadsService(
 ): heads.HeadsServiceImplementation<CuriaCallContext> {
   const metrics = createHeadsMetrics(server.metrics);
   const inFlightFits = new Map<string, Promise<StoredHead>>();
-  const info = (s: StoredHead) => headInfoOf(s, isDefaultHead(store, env.CURIA_HEADS_DEFAULT, s));
+  const info = (s: StoredHead) =>
+    headInfoOf(s, isDefaultHead(store, env.CURIA_HEADS_DEFAULT, s), store.isPromoted(s));
   const limits = {
     max_fit_samples: String(env.CURIA_HEADS_MAX_FIT_SAMPLES),
     max_fit_bytes: String(env.CURIA_HEADS_MAX_FIT_BYTES),
@@ -65,6 +67,7 @@ export function createHeadsService(
   async function fit(
     request: AsyncIterable<heads.FitRequest>,
     context: FitContext,
+    caller: string,
   ): Promise<heads.FitResponse> {
     const plan = await readFitStream(
       request,
@@ -76,13 +79,13 @@ export function createHeadsService(
       context.signal,
     );
     try {
-      return await fitPlan(plan, context);
+      return await fitPlan(plan, context, caller);
     } finally {
       plan.release?.();
     }
   }
 
-  async function fitPlan(plan: FitPlan, context: FitContext): Promise<heads.FitResponse> {
+  async function fitPlan(plan: FitPlan, context: FitContext, caller: string): Promise<heads.FitResponse> {
     const { start } = plan;
     const key = start.idempotencyKey;
     const previous = key ? store.byIdempotencyKey(key) : undefined;
@@ -115,17 +118,22 @@ export function createHeadsService(
           stop();
           if (context.signal.aborted)
             throw new CuriaError('CANCELLED', 'Fit was cancelled; nothing was stored');
-          return store.add(head, {
-            model: start.model,
-            description: start.description,
-            unit: start.unit,
-            dataset: start.dataset,
-            demo: start.demo,
-            fitOptions: plan.resolved as unknown as Record<string, unknown>,
-            feature: featureRequestOf(plan.spec),
-            ...(start.requirements?.slices ? { selection: start.requirements.slices } : {}),
-            ...(key ? { idempotencyKey: key } : {}),
-          });
+          return store.add(
+            head,
+            {
+              model: start.model,
+              description: start.description,
+              unit: start.unit,
+              dataset: start.dataset,
+              demo: start.demo,
+              fitOptions: plan.resolved as unknown as Record<string, unknown>,
+              feature: featureRequestOf(plan.spec),
+              ...(start.requirements?.slices ? { selection: start.requirements.slices } : {}),
+              ...(key ? { idempotencyKey: key } : {}),
+            },
+            // The unversioned name moves only when asked (issue #17): a Fit adds a version beside it.
+            { promote: start.promote, caller },
+          );
         },
       );
       if (key) inFlightFits.set(key, run);
@@ -141,11 +149,35 @@ export function createHeadsService(
         version: stored.head.meta.version,
         samples: plan.features.rows,
         reused: previous !== undefined || pending !== undefined,
+        promoted: store.isPromoted(stored),
+        caller,
       },
       'fit done',
     );
     const training = trainingMetadataOf(stored);
     return { head: info(stored), ...(training ? { training } : {}) };
+  }
+
+  /** PromoteHead: `caller` is who asks (recorded with the alias; the auth policy admits admins only). */
+  async function promoteHead(
+    req: heads.PromoteHeadRequest,
+    caller: string,
+  ): Promise<heads.PromoteHeadResponse> {
+    if (!req.name) throw new CuriaError('INVALID_ARGUMENT', 'name is required');
+    if (!HEAD_NAME_RE.test(req.name)) {
+      throw new CuriaError(
+        'INVALID_ARGUMENT',
+        `name '${req.name.slice(0, 80)}' must match ${HEAD_NAME_RE.source}`,
+      );
+    }
+    if (!req.version) throw new CuriaError('INVALID_ARGUMENT', 'version is required');
+    store.checkWritable();
+    const { head, previous } = await store.promote(req.name, req.version, caller);
+    server.log.info(
+      { head: head.head.meta.name, version: head.head.meta.version, previous: previous ?? '', caller },
+      'head promoted',
+    );
+    return { head: info(head), previousVersion: previous ?? '' };
   }
 
   return {
@@ -173,7 +205,11 @@ export function createHeadsService(
         if (!req.name) throw new CuriaError('INVALID_ARGUMENT', 'name is required');
         const s = store.get(req.name, req.version);
         const training = trainingMetadataOf(s);
-        return Promise.resolve({ head: info(s), ...(training ? { training } : {}) });
+        return Promise.resolve({
+          head: info(s),
+          ...(training ? { training } : {}),
+          promotedVersion: store.promotedVersion(req.name),
+        });
       }),
     predict: (req, context) =>
       counted('Predict', async () => {
@@ -216,8 +252,9 @@ export function createHeadsService(
       counted('Fit', () => {
         // Before reading the stream or fitting: a head that cannot be stored is not worth computing.
         store.checkWritable();
-        return fit(request, context);
+        return fit(request, context, callerOf(context));
       }),
+    promoteHead: (req, context) => counted('PromoteHead', () => promoteHead(req, callerOf(context))),
   };
 }
 

@@ -35,7 +35,13 @@ function samples(shift: number): heads.FitSample[] {
   });
 }
 
-function fitOf(name: string, shift = 0, idempotencyKey = ''): AsyncIterable<heads.FitRequest> {
+/** A Fit of `name`; `promote` (the default here) makes it what the unversioned name serves at once. */
+function fitOf(
+  name: string,
+  shift = 0,
+  idempotencyKey = '',
+  promote = true,
+): AsyncIterable<heads.FitRequest> {
   const start: heads.FitStart = {
     head: name,
     kind: common.HeadKind.LOGISTIC,
@@ -48,6 +54,7 @@ function fitOf(name: string, shift = 0, idempotencyKey = ''): AsyncIterable<head
     dataset: 'synthetic',
     idempotencyKey,
     demo: false,
+    promote,
   };
   // eslint-disable-next-line @typescript-eslint/require-await -- an async iterable is what Fit takes
   return (async function* () {
@@ -56,8 +63,8 @@ function fitOf(name: string, shift = 0, idempotencyKey = ''): AsyncIterable<head
   })();
 }
 
-async function fit(svc: RunningHeads, name: string, shift = 0, key = ''): Promise<string> {
-  const res = await svc.client.fit(fitOf(name, shift, key));
+async function fit(svc: RunningHeads, name: string, shift = 0, key = '', promote = true): Promise<string> {
+  const res = await svc.client.fit(fitOf(name, shift, key, promote));
   return res.head!.version;
 }
 
@@ -154,6 +161,22 @@ describe.skipIf(!pg)('Heads replicas sharing one PostgreSQL head registry', () =
     expect((await versionsOf(b)).filter((v) => v.startsWith('kidney@'))).toEqual([`kidney@${once}`]);
   });
 
+  it('a Fit without promote leaves the unversioned name on both replicas; PromoteHead through A moves B at once', async () => {
+    expect(await fit(a, 'pancreas', 0, '', false)).toBe('1'); // a new name's first version is promoted
+    await until(() => served(b, 'pancreas'), '1', 2000);
+    expect(await fit(b, 'pancreas', 0.5, '', false)).toBe('2');
+    await until(async () => (await versionsOf(a)).includes('pancreas@2'), true, 2000);
+    expect(await served(a, 'pancreas')).toBe('1');
+    expect(await served(b, 'pancreas')).toBe('1');
+    const p = await a.client.promoteHead({ name: 'pancreas', version: '2' });
+    expect([p.head?.version, p.head?.promoted, p.previousVersion]).toEqual(['2', true, '1']);
+    const lag = await until(() => served(b, 'pancreas'), '2', 2000);
+    console.log(`B served A's promotion after ${lag.toFixed(0)} ms`);
+    expect((await b.client.getHead({ name: 'pancreas', version: '1' })).promotedVersion).toBe('2');
+    expect(await codeOf(b.client.promoteHead({ name: 'pancreas', version: '9' }))).toBe(Status.NOT_FOUND);
+    expect(await served(a, 'pancreas')).toBe('2');
+  });
+
   it('a quota refuses a Fit with RESOURCE_EXHAUSTED and stores nothing', async () => {
     const c = await start({ CURIA_HEADS_REGISTRY_MAX_VERSIONS_PER_NAME: '6' });
     try {
@@ -166,7 +189,7 @@ describe.skipIf(!pg)('Heads replicas sharing one PostgreSQL head registry', () =
 
   it('restarting both replicas loses nothing', async () => {
     const before = await versionsOf(a);
-    expect(before).toHaveLength(2 + 6 + 1);
+    expect(before).toHaveLength(2 + 2 + 6 + 1);
     await Promise.all([a.close(), b.close()]);
     [a, b] = await Promise.all([start({ CURIA_REPLICA: 'a' }), start({ CURIA_REPLICA: 'b' })]);
     expect(await versionsOf(a)).toEqual(before);

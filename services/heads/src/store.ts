@@ -73,7 +73,8 @@ export const HEADS_REGISTRY_KIND = 'heads';
  * reads and writes one PostgreSQL database and hears of each other's versions through
  * LISTEN/NOTIFY). Reads answer from the registry's in-memory cache, so a version another replica
  * added or promoted is served as soon as its notification arrives, and reads keep working while the
- * database is away. Versions are immutable; `add` stores the next version and promotes it.
+ * database is away. Versions are immutable; `add` stores the next version, and what an
+ * unversioned name resolves to changes only by `promote` (or an `add` with `promote`).
  */
 export class HeadStore {
   private constructor(
@@ -142,14 +143,57 @@ export class HeadStore {
   }
 
   /**
-   * Stores `head` as the next version of its name and promotes it, so an unversioned reference
-   * serves the newest fit (today's behaviour; issue #17 will make promotion an explicit step).
-   * UNAVAILABLE when the shared registry's database is away, RESOURCE_EXHAUSTED past a registry
-   * quota; nothing is stored then.
+   * Stores `head` as the next version of its name. The unversioned name moves to it only with
+   * `promote` (or when it is the name's first version); otherwise it keeps resolving to the
+   * promoted version. `caller` (the call's identity) is recorded with the version. UNAVAILABLE when
+   * the shared registry's database is away, RESOURCE_EXHAUSTED past a registry quota; nothing is
+   * stored then.
    */
-  async add(head: Head, service: HeadServiceMeta): Promise<StoredHead> {
-    const options = { creator: this.creator, promote: true };
-    return (await this.registry.add(head.meta.name, { head, service }, options)).item;
+  async add(
+    head: Head,
+    service: HeadServiceMeta,
+    options: { readonly promote?: boolean; readonly caller?: string } = {},
+  ): Promise<StoredHead> {
+    const add = { creator: this.creatorFor(options.caller), promote: options.promote ?? false };
+    return (await this.registry.add(head.meta.name, { head, service }, add)).item;
+  }
+
+  /**
+   * Makes `name@version` what the unversioned name resolves to, on every replica (the shared
+   * registry notifies them); returns it with the version that resolved before. INVALID_ARGUMENT for
+   * a bad name or version, NOT_FOUND (listing the versions) for one that is not stored.
+   */
+  async promote(
+    name: string,
+    version: string,
+    caller: string,
+  ): Promise<{ readonly head: StoredHead; readonly previous: string | undefined }> {
+    const p = await this.registry.promote(name, version, { creator: this.creatorFor(caller) });
+    return { head: p.item, previous: p.previous };
+  }
+
+  /** True when `s` is what its unversioned name resolves to. */
+  isPromoted(s: StoredHead): boolean {
+    try {
+      return this.registry.resolve(s.head.meta.name).item === s;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The version the unversioned `name` resolves to ('' when the name has none). */
+  promotedVersion(name: string): string {
+    try {
+      return this.registry.resolve(name).version;
+    } catch {
+      return '';
+    }
+  }
+
+  /** What the registry records as the creator: this service replica, and the caller when known. */
+  private creatorFor(caller: string | undefined): string {
+    if (!caller) return this.creator;
+    return this.creator ? `${this.creator} for ${caller}` : caller;
   }
 
   /** Stops listening and reconnecting (shared registry) or waits for pending writes (filesystem). */
@@ -161,7 +205,8 @@ export class HeadStore {
    * Imports a Curia-format head folder (`dir`, optionally suffixed `#mask` for mask-pooled input)
    * unless a version imported from the same folder name with the same kind exists. Returns the
    * version. The import carries an idempotency key derived from the folder and kind, so replicas
-   * starting together on a shared registry store it once.
+   * starting together on a shared registry store it once. A new name's import is promoted; a
+   * re-import under an existing name is stored beside it and served once promoted (PromoteHead).
    */
   async importCuria(spec: string): Promise<StoredHead> {
     const [dirPart, input] = spec.split('#') as [string, string | undefined];

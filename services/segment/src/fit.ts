@@ -12,7 +12,7 @@ import {
   type SegmentHeadRecord,
 } from '@curia/segment';
 
-import { CLICK_HEAD, wireHead } from './heads.js';
+import { CLICK_HEAD } from './heads.js';
 import type { SegmentDeps } from './segment.js';
 import { studyDeadlines } from './segment.js';
 import { modelGridOf, preprocessStudy, studyGridOf, tokensOf, tokenValues } from './study.js';
@@ -121,10 +121,11 @@ export async function fitSegmentationHead(
   requests: AsyncIterable<segment.FitRequest>,
   context: CuriaCallContext & { signal: AbortSignal },
   deps: SegmentDeps,
+  caller: string,
 ): Promise<segment.FitResponse> {
   const held: (() => void)[] = [];
   try {
-    return await fit(requests, context, deps, held);
+    return await fit(requests, context, deps, held, caller);
   } finally {
     for (const release of held.splice(0)) release();
   }
@@ -162,6 +163,7 @@ async function fit(
   context: CuriaCallContext & { signal: AbortSignal },
   deps: SegmentDeps,
   held: (() => void)[],
+  caller: string,
 ): Promise<segment.FitResponse> {
   const t0 = performance.now();
   const { start: s, rest } = await readStart(requests, 'Fit');
@@ -169,7 +171,7 @@ async function fit(
   const { table: given, kind } = checkStart(s);
   if (s.idempotencyKey) {
     const previous = deps.heads.store.byIdempotencyKey(s.idempotencyKey);
-    if (previous) return { head: wireHead(previous), reused: true };
+    if (previous) return { head: deps.heads.wire(previous), reused: true };
   }
   // Before any stage work: a head that could not be stored is not worth fitting.
   deps.heads.checkWritable();
@@ -337,12 +339,13 @@ async function fit(
     },
     weights: fitted.head,
   };
-  const stored = await deps.heads.add(s.name, record);
+  // The unversioned name moves only when asked (issue #17): a Fit adds a version beside it.
+  const stored = await deps.heads.add(s.name, record, { promote: s.promote, caller });
   deps.metrics.fits.inc();
   for (const [name, dice] of fitted.cvDice) deps.metrics.fitDice.set({ head: s.name, class: name }, dice);
   deps.log.info(
-    { head: s.name, version: stored.version, slices: collected.length, kind },
+    { head: s.name, version: stored.version, slices: collected.length, kind, promote: s.promote, caller },
     'segmentation head fitted',
   );
-  return { head: wireHead(stored), reused: false };
+  return { head: deps.heads.wire(stored), reused: false };
 }

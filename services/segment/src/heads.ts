@@ -1,6 +1,6 @@
 import { parseRef } from '@curia/client';
-import { CuriaError } from '@curia/errors';
-import type { HeadRegistry, Versioned } from '@curia/heads';
+import { CuriaError, isCuriaError } from '@curia/errors';
+import { checkHeadName, type HeadRegistry, type Versioned } from '@curia/heads';
 import type { ExecutionProviderName } from '@curia/model';
 import { common, segment } from '@curia/proto';
 import { checkWritable, openHeadRegistry, type OpenHeadRegistryOptions } from '@curia/registry';
@@ -28,8 +28,11 @@ const requirements = (): common.FeatureRequirement => ({
   requiresMask: false,
 });
 
-/** The wire description of a stored segmentation head. */
-export function wireHead(v: Versioned<SegmentHeadRecord>): segment.SegmentHead {
+/**
+ * The wire description of a stored segmentation head; `promoted` when it is what its unversioned
+ * name resolves to (SegmentHeads.wire computes it).
+ */
+export function wireHead(v: Versioned<SegmentHeadRecord>, promoted = false): segment.SegmentHead {
   const m = v.item.meta;
   return {
     info: {
@@ -45,6 +48,7 @@ export function wireHead(v: Versioned<SegmentHeadRecord>): segment.SegmentHead {
       description: m.description,
       unit: '',
       isDefault: false,
+      promoted,
     },
     classes: m.classes.map((c) => ({ label: c.name, value: c.value })),
     kind: m.kind === 'linear' ? segment.SegmentHeadKind.LINEAR : segment.SegmentHeadKind.CONV3X3,
@@ -77,6 +81,7 @@ const CLICK_WIRE: segment.SegmentHead = {
       'Point prompts without training: tokens similar to the positive clicks (and unlike the negative ones), kept connected to them and propagated to neighbouring slices; boxes restrict the result. Works with any backbone.',
     unit: '',
     isDefault: false,
+    promoted: true,
   },
   classes: [],
   kind: segment.SegmentHeadKind.SIMILARITY,
@@ -129,18 +134,74 @@ export class SegmentHeads {
     return new SegmentHeads(registry, where, providers, creator);
   }
 
-  /** The served version of every fitted head (promoted, else latest), the prompt head first. */
+  /** The served version of every fitted head (the promoted one), the prompt head first. */
   list(): segment.SegmentHead[] {
-    return [CLICK_WIRE, ...this.store.resolved().map(wireHead)];
+    return [CLICK_WIRE, ...this.store.resolved().map((v) => wireHead(v, true))];
+  }
+
+  /** The wire description of a stored version, `info.promoted` set when its unversioned name resolves to it. */
+  wire(v: Versioned<SegmentHeadRecord>): segment.SegmentHead {
+    let promoted = false;
+    try {
+      promoted = this.store.resolve(v.name).version === v.version;
+    } catch {
+      // not stored (any more): not promoted
+    }
+    return wireHead(v, promoted);
   }
 
   /**
-   * Stores `record` as the next version of `name` and promotes it, so an unversioned reference
-   * serves the newest fit (issue #17 will make promotion explicit). UNAVAILABLE while the shared
-   * registry's database is away, RESOURCE_EXHAUSTED past a quota; nothing is stored then.
+   * Stores `record` as the next version of `name`. The unversioned name moves to it only with
+   * `promote` (or when it is the name's first version); `caller` is recorded with the version.
+   * UNAVAILABLE while the shared registry's database is away, RESOURCE_EXHAUSTED past a quota;
+   * nothing is stored then.
    */
-  add(name: string, record: SegmentHeadRecord): Promise<Versioned<SegmentHeadRecord>> {
-    return this.store.add(name, record, { creator: this.creator, promote: true });
+  add(
+    name: string,
+    record: SegmentHeadRecord,
+    options: { readonly promote?: boolean; readonly caller?: string } = {},
+  ): Promise<Versioned<SegmentHeadRecord>> {
+    return this.store.add(name, record, {
+      creator: this.creatorFor(options.caller),
+      promote: options.promote ?? false,
+    });
+  }
+
+  /**
+   * Makes `name@version` what the unversioned name resolves to, on every replica; returns it with
+   * the version that resolved before. INVALID_ARGUMENT for the prompt head, a bad name or version;
+   * NOT_FOUND (listing the versions) for one that is not stored.
+   */
+  async promote(
+    name: string,
+    version: string,
+    caller: string,
+  ): Promise<{ readonly head: segment.SegmentHead; readonly previous: string | undefined }> {
+    if (!name) throw new CuriaError('INVALID_ARGUMENT', 'name is required');
+    if (name === CLICK_HEAD) {
+      throw new CuriaError(
+        'INVALID_ARGUMENT',
+        `the prompt head '${CLICK_HEAD}' has a single built-in version: there is nothing to promote`,
+      );
+    }
+    checkHeadName(name);
+    if (!version) throw new CuriaError('INVALID_ARGUMENT', 'version is required');
+    this.checkWritable();
+    try {
+      const p = await this.store.promote(name, version, { creator: this.creatorFor(caller) });
+      return { head: wireHead(p, true), previous: p.previous };
+    } catch (e) {
+      if (isCuriaError(e) && e.code === 'NOT_FOUND' && !this.store.all().some((v) => v.name === name)) {
+        throw new CuriaError('NOT_FOUND', `no segmentation head named '${name}'`, { cause: e });
+      }
+      throw e;
+    }
+  }
+
+  /** What the registry records as the creator: this service replica, and the caller when known. */
+  private creatorFor(caller: string | undefined): string {
+    if (!caller) return this.creator;
+    return this.creator ? `${this.creator} for ${caller}` : caller;
   }
 
   /** Throws at once (UNAVAILABLE) while a shared registry has lost its database: refuse a Fit before its work. */
@@ -166,7 +227,7 @@ export class SegmentHeads {
     }
     try {
       const stored = this.store.get(name, version, 'segmentation head');
-      return { kind: 'fitted', stored, wire: wireHead(stored) };
+      return { kind: 'fitted', stored, wire: this.wire(stored) };
     } catch (e) {
       const known = this.list()
         .map((h) => h.info!.name)

@@ -12,6 +12,7 @@ import { segment } from '@curia/proto';
 import { registryQuotas, setupOrFatal } from '@curia/registry';
 import { EmbeddingCache, StageClients } from '@curia/stages';
 
+import { callerOf } from './caller.js';
 import { segmentEnvSchema, type SegmentEnv } from './config.js';
 import { segmentFeatures } from './features.js';
 import { fitSegmentationHead } from './fit.js';
@@ -72,12 +73,27 @@ export function createSegmentService(
     fit: async (requests, context) => {
       const release = admit();
       try {
-        return await fitSegmentationHead(requests, context, deps);
+        return await fitSegmentationHead(requests, context, deps, callerOf(context));
       } finally {
         release();
       }
     },
+    promoteHead: (req, context) => promoteSegmentHead(req, deps, callerOf(context)),
   };
+}
+
+/** PromoteHead: `caller` is who asks (recorded with the alias; the auth policy admits admins only). */
+export async function promoteSegmentHead(
+  req: segment.PromoteHeadRequest,
+  deps: Pick<SegmentDeps, 'heads' | 'log'>,
+  caller: string,
+): Promise<segment.PromoteHeadResponse> {
+  const { head, previous } = await deps.heads.promote(req.name, req.version, caller);
+  deps.log.info(
+    { head: head.info?.name, version: head.info?.version, previous: previous ?? '', caller },
+    'segmentation head promoted',
+  );
+  return { head, previousVersion: previous ?? '' };
 }
 
 /** Opens the head store, the stage clients and the token cache, and registers SegmentService on `server`. */

@@ -92,6 +92,8 @@ export async function ensureDemoHead(
     dataset: `curia phantom seed ${phantom.seed}`,
     idempotencyKey: `${name}:${modelRef}:${phantom.seed}`,
     demo: true,
+    // The demo head for this backbone is what `curia analyze` runs unversioned (an older version may sit on another).
+    promote: true,
   };
   const res = await client.fit(headFitRequests(start, samples), { deadline: 120_000 });
   return {

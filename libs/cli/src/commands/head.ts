@@ -1,6 +1,10 @@
 import type { Command } from 'commander';
 
+import { createCuriaChannel, createCuriaClient, heads, segment } from '@curia/client';
 import { importHeadCommand, runHeadFile, type ImportSummary, type RunHeadFileResult } from '@curia/heads';
+import { localTarget } from '@curia/kit';
+
+import { failCommand } from './shared.js';
 
 /** Options of `curia head import`. */
 export interface HeadImportOptions {
@@ -46,9 +50,70 @@ export async function headRunAction(opts: HeadRunOptions, signal?: AbortSignal):
   return r;
 }
 
-/** Registers `curia head import` and `curia head run`. */
+/** Options of `curia head promote`. */
+export interface HeadPromoteOptions {
+  /** A segmentation head (SegmentService) instead of a task head (HeadsService). */
+  readonly segment?: boolean;
+  /** The service's address; default the local one of HeadsService or SegmentService. */
+  readonly target?: string;
+  readonly json?: boolean;
+}
+
+/** What `curia head promote` did. */
+export interface HeadPromoteResult {
+  readonly name: string;
+  readonly version: string;
+  /** The version the unversioned name resolved to before ('' when unknown). */
+  readonly previous: string;
+}
+
+/**
+ * `curia head promote NAME VERSION`: makes `NAME@VERSION` what the unversioned name resolves to,
+ * through HeadsService.PromoteHead (or SegmentService.PromoteHead with `segment`), on every replica.
+ */
+export async function headPromoteAction(
+  name: string,
+  version: string,
+  opts: HeadPromoteOptions = {},
+): Promise<HeadPromoteResult> {
+  const target = opts.target ?? localTarget(opts.segment ? 'segment' : 'heads');
+  const channel = createCuriaChannel(target);
+  let result: HeadPromoteResult;
+  try {
+    if (opts.segment) {
+      const r = await createCuriaClient(segment.SegmentServiceDefinition, channel).promoteHead({
+        name,
+        version,
+      });
+      result = {
+        name: r.head?.info?.name ?? name,
+        version: r.head?.info?.version ?? version,
+        previous: r.previousVersion,
+      };
+    } else {
+      const r = await createCuriaClient(heads.HeadsServiceDefinition, channel).promoteHead({ name, version });
+      result = {
+        name: r.head?.name ?? name,
+        version: r.head?.version ?? version,
+        previous: r.previousVersion,
+      };
+    }
+  } finally {
+    channel.close();
+  }
+  process.stdout.write(
+    opts.json
+      ? `${JSON.stringify(result)}\n`
+      : result.previous === result.version
+        ? `${result.name}@${result.version} was already promoted\n`
+        : `promoted ${result.name}@${result.version} (was ${result.previous ? `${result.name}@${result.previous}` : 'none'}): '${result.name}' now resolves to it\n`,
+  );
+  return result;
+}
+
+/** Registers `curia head import`, `curia head run` and `curia head promote` (also as `curia heads …`). */
 export function registerHead(program: Command): void {
-  const head = program.command('head').description('Import and run task heads');
+  const head = program.command('head').alias('heads').description('Import, run and promote task heads');
   head
     .command('import <dir>')
     .description(
@@ -82,6 +147,25 @@ export function registerHead(program: Command): void {
         await headRunAction(opts, ac.signal);
       } finally {
         process.off('SIGINT', stop);
+      }
+    });
+  head
+    .command('promote <name> <version>')
+    .description(
+      'Make NAME@VERSION what the unversioned head name resolves to, on every replica (HeadsService.PromoteHead; ' +
+        'an admin operation). A Fit adds a version without moving the name unless it was asked to promote.',
+    )
+    .option('--segment', 'a segmentation head (SegmentService) instead of a task head (HeadsService)')
+    .option(
+      '--target <host:port>',
+      'service address (default: the local HeadsService, or SegmentService with --segment)',
+    )
+    .option('--json', 'print one JSON document')
+    .action(async (name: string, version: string, opts: HeadPromoteOptions) => {
+      try {
+        await headPromoteAction(name, version, opts);
+      } catch (err) {
+        failCommand('head promote', err);
       }
     });
 }

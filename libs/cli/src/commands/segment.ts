@@ -204,6 +204,8 @@ export interface SegmentFitOptions extends ConnectionOptions {
   readonly description?: string;
   readonly demo?: boolean;
   readonly smooth?: boolean;
+  /** Make the new version what the unversioned name resolves to (FitStart.promote). */
+  readonly promote?: boolean;
   readonly target?: string;
   readonly timeout?: string;
   readonly json?: boolean;
@@ -254,6 +256,7 @@ export async function segmentFitAction(o: SegmentFitOptions): Promise<segment.Fi
           description: o.description ?? '',
           demo: o.demo ?? false,
           smoothAcrossSlices: o.smooth ?? false,
+          promote: o.promote ?? false,
         },
         studies,
       ),
@@ -336,6 +339,10 @@ export function registerSegment(program: Command): void {
     .option('--description <text>', 'what the head is for')
     .option('--demo', 'mark the head as trained on demo data')
     .option('--smooth', 'smooth scores across slices by default')
+    .option(
+      '--promote',
+      "also make the new version what the unversioned name resolves to (default: only a new name's first version is)",
+    )
     .option('--target <host:port>', 'SegmentService address', localTarget('segment'))
     .option('--timeout <seconds>', 'deadline', '1800')
     .option('--json', 'print one JSON document')
@@ -348,7 +355,7 @@ export function registerSegment(program: Command): void {
         );
         if (opts.json) {
           process.stdout.write(
-            `${JSON.stringify({ head: `${h?.info?.name}@${h?.info?.version}`, reused: r.reused, cvDice: cv, slices: h?.fit?.slices, folds: h?.fit?.folds }, null, 2)}\n`,
+            `${JSON.stringify({ head: `${h?.info?.name}@${h?.info?.version}`, reused: r.reused, promoted: h?.info?.promoted ?? false, cvDice: cv, slices: h?.fit?.slices, folds: h?.fit?.folds }, null, 2)}\n`,
           );
         } else {
           process.stdout.write(
@@ -358,6 +365,12 @@ export function registerSegment(program: Command): void {
               .map(([k, v]) => `${k} ${v}`)
               .join(', ')}\n`,
           );
+          if (!h?.info?.promoted) {
+            process.stdout.write(
+              `not promoted: '${h?.info?.name}' still resolves to its promoted version; serve this one with ` +
+                `\`curia head promote ${h?.info?.name} ${h?.info?.version} --segment\`\n`,
+            );
+          }
         }
       } catch (err) {
         failCommand('segment fit', err);

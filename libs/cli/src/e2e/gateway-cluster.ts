@@ -38,6 +38,8 @@ export interface ClassifierFit {
   readonly labelNames: readonly string[];
   /** Each slice's features with its class index. */
   readonly samples: readonly { readonly features: common.Tensor | undefined; readonly classIndex: number }[];
+  /** Make the new version what the unversioned name resolves to (FitStart.promote). Default true: the tests analyse with it at once. */
+  readonly promote?: boolean;
 }
 
 /**
@@ -107,6 +109,7 @@ export class GatewayCluster {
             labelNames: [...fit.labelNames],
             options: { folds: 2, seed: 1 },
             demo: true,
+            promote: fit.promote ?? true,
           },
           fit.samples.map((s) => ({
             features: s.features,

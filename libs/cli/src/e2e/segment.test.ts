@@ -202,6 +202,16 @@ describe.skipIf(!ct || !seg || !dicom)('SegmentService end to end through the sp
     const info = await client.getInfo({});
     expect(info.segmentHeads.map((h) => h.info?.name)).toEqual(['click', 'organs']);
     expect(info.segmentHeads[0]?.acceptsPoints).toBe(true);
+    // A new name's first version is promoted; PromoteHead through the real service (issue #17).
+    expect(first.head?.info?.promoted).toBe(true);
+    const promoted = await client.promoteHead({ name: 'organs', version: '1' });
+    expect([promoted.head?.info?.version, promoted.head?.info?.promoted, promoted.previousVersion]).toEqual([
+      '1',
+      true,
+      '1',
+    ]);
+    await rejectsWith(client.promoteHead({ name: 'organs', version: '9' }), Status.NOT_FOUND, /versions: 1/);
+    await rejectsWith(client.promoteHead({ name: 'click', version: '1' }), Status.INVALID_ARGUMENT, /click/);
   }, 240_000);
 
   it('segments the CT: label map on the input grid, slice masks, volumes, evaluation; a repeat skips Embed', async () => {

@@ -51,8 +51,54 @@ export type RegistryChange =
 export interface AddOptions {
   /** Who stores it (a service and caller identity). */
   readonly creator: string;
-  /** Also make it the promoted version of its name. */
+  /**
+   * Also make it the promoted version of its name. Without it, what the unversioned name resolves
+   * to does not change (see {@link aliasOnAdd}); a new name's first version is promoted anyway.
+   */
   readonly promote?: boolean;
+}
+
+/** A promoted version, with the version its name resolved to before (undefined: the name had none). */
+export type Promoted<T> = Versioned<T> & { readonly previous: string | undefined };
+
+/** What storing a new version does to its name's alias: see {@link aliasOnAdd}. */
+export interface AliasPlan {
+  /** Point the alias at this existing version first (the one that resolves now), so nothing flips. */
+  readonly pin?: string;
+  /** Point the alias at the new version. */
+  readonly promoteNew: boolean;
+}
+
+/**
+ * The one rule every registry applies when it stores a version (so an unversioned name changes
+ * only by an explicit promotion): with `promote`, the new version becomes the alias; a name's first
+ * version is promoted (otherwise nothing would resolve); a name that has versions but no alias yet
+ * (a store written before promotion was explicit, which resolved to its latest) first gets its
+ * alias pinned to the version that resolves now (`latest`), then the new version is added beside
+ * it. Registries call this with what is durable (the PostgreSQL registry: inside the transaction
+ * that stores the version, so pin and add are one atomic step).
+ */
+export function aliasOnAdd(
+  state: { readonly latest: string | undefined; readonly alias: string | undefined },
+  promote: boolean,
+): AliasPlan {
+  if (promote || state.latest === undefined) return { promoteNew: true };
+  if (state.alias === undefined) return { pin: state.latest, promoteNew: false };
+  return { promoteNew: false };
+}
+
+/** Version strings a registry stores: integers from Fit, or short tags of shipped heads ("1.2.0"). */
+const VERSION_RE = /^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$/;
+
+/** Refuses an empty or malformed version to promote (INVALID_ARGUMENT). */
+export function checkPromoteVersion(version: string): void {
+  if (!version) throw new CuriaError('INVALID_ARGUMENT', 'promote needs a version');
+  if (!VERSION_RE.test(version)) {
+    throw new CuriaError(
+      'INVALID_ARGUMENT',
+      `version '${version.slice(0, 80)}' is not a version (e.g. "2"; ${VERSION_RE.source})`,
+    );
+  }
 }
 
 /**
@@ -75,10 +121,17 @@ export interface HeadRegistry<T> {
   get(name: string, version?: string, what?: string): Versioned<T>;
   /** The version stored under this idempotency key, if any. */
   byIdempotencyKey(key: string): Versioned<T> | undefined;
-  /** Stores `item` as the next immutable version of `name`. */
+  /**
+   * Stores `item` as the next immutable version of `name`. What the unversioned name resolves to
+   * changes only with `promote` (or for a new name's first version): {@link aliasOnAdd}.
+   */
   add(name: string, item: T, options?: AddOptions): Promise<Versioned<T>>;
-  /** Points `name`'s alias at an existing version. */
-  promote(name: string, version: string, options: { readonly creator: string }): Promise<Versioned<T>>;
+  /**
+   * Points `name`'s alias at an existing version, atomically; returns it with the version that
+   * resolved before. INVALID_ARGUMENT for a malformed version, NOT_FOUND (listing the versions)
+   * for one the name does not have.
+   */
+  promote(name: string, version: string, options: { readonly creator: string }): Promise<Promoted<T>>;
   /** Calls `cb` after each change this instance learns of (its own or another replica's); returns an unsubscribe. */
   onChange(cb: (change: RegistryChange) => void): () => void;
   /** Releases connections and timers. */
@@ -245,7 +298,7 @@ export abstract class CachedHeadRegistry<T> implements HeadRegistry<T> {
     name: string,
     version: string,
     options: { readonly creator: string },
-  ): Promise<Versioned<T>>;
+  ): Promise<Promoted<T>>;
   abstract close(): Promise<void>;
 }
 

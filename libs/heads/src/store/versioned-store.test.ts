@@ -23,21 +23,24 @@ describe('VersionedStore as a head registry (filesystem, one replica)', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('resolves to the latest version until one is promoted, then to the promoted one across a reopen', async () => {
+  it('an add without promote leaves the unversioned name where it was; promote moves it, across a reopen', async () => {
     const store = await VersionedStore.open(root, NOTE_CODEC);
     const changes: RegistryChange[] = [];
     store.onChange((c) => changes.push(c));
     await store.add('a', note('one'), { creator: 'test' });
+    expect(store.promoted('a')).toBe('1'); // a new name's first version is promoted
     await store.add('a', note('two'), { creator: 'test' });
-    expect(store.promoted('a')).toBeUndefined();
-    expect(store.resolve('a').version).toBe('2');
-    expect(store.get('a').version).toBe('2');
-
-    const p = await store.promote('a', '1', { creator: 'ops' });
-    expect(p.item.text).toBe('one');
+    expect(store.promoted('a')).toBe('1');
     expect(store.resolve('a').version).toBe('1');
-    expect(store.get('a', '').item.text).toBe('one');
+    expect(store.get('a').version).toBe('1');
     expect(store.latest().map((v) => v.version)).toEqual(['2']);
+
+    const p = await store.promote('a', '2', { creator: 'ops' });
+    expect([p.item.text, p.previous]).toEqual(['two', '1']);
+    expect(store.resolve('a').version).toBe('2');
+    expect(store.get('a', '').item.text).toBe('two');
+    const back = await store.promote('a', '1', { creator: 'ops' });
+    expect([back.item.text, back.previous]).toEqual(['one', '2']);
     expect(store.resolved().map((v) => v.version)).toEqual(['1']);
 
     const three = await store.add('a', note('three'), { creator: 'fit', promote: true });
@@ -45,7 +48,9 @@ describe('VersionedStore as a head registry (filesystem, one replica)', () => {
     expect(store.resolve('a').version).toBe('3');
     expect(changes).toEqual([
       { kind: 'version', name: 'a', version: '1' },
+      { kind: 'promote', name: 'a', version: '1' },
       { kind: 'version', name: 'a', version: '2' },
+      { kind: 'promote', name: 'a', version: '2' },
       { kind: 'promote', name: 'a', version: '1' },
       { kind: 'version', name: 'a', version: '3' },
       { kind: 'promote', name: 'a', version: '3' },
@@ -66,10 +71,27 @@ describe('VersionedStore as a head registry (filesystem, one replica)', () => {
     await store.add('a', note('one'), { creator: 't', promote: true });
     await expect(store.promote('a', '7', { creator: 't' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(store.promote('b', '1', { creator: 't' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
-    await expect(store.promote('a', '', { creator: 't' })).rejects.toMatchObject({
-      code: 'INVALID_ARGUMENT',
-    });
+    for (const bad of ['', '../1', '1 2']) {
+      await expect(store.promote('a', bad, { creator: 't' })).rejects.toMatchObject({
+        code: 'INVALID_ARGUMENT',
+      });
+    }
+    await expect(store.promote('a', '7', { creator: 't' })).rejects.toThrow(/versions: 1\b/);
     expect(store.resolve('a').version).toBe('1');
+  });
+
+  it('a store written before promotion was explicit: the next add pins the alias to what resolved, so nothing flips', async () => {
+    const store = await VersionedStore.open(root, NOTE_CODEC);
+    await store.add('a', note('one'), { creator: 't' });
+    await store.add('a', note('two'), { creator: 't', promote: true });
+    await store.close();
+    await rm(join(root, 'a', '.alias.json'));
+    const legacy = await VersionedStore.open(root, NOTE_CODEC);
+    expect([legacy.promoted('a'), legacy.resolve('a').version]).toEqual([undefined, '2']);
+    expect((await legacy.add('a', note('three'), { creator: 't' })).version).toBe('3');
+    expect([legacy.promoted('a'), legacy.resolve('a').version]).toEqual(['2', '2']);
+    await legacy.close();
+    expect((await VersionedStore.open(root, NOTE_CODEC)).resolve('a').version).toBe('2');
   });
 
   it('ignores an alias naming a missing version (resolves to the latest) and reports it', async () => {

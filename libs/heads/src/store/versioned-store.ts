@@ -1,13 +1,14 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
-import { CuriaError } from '@curia/errors';
-
 import {
+  aliasOnAdd,
   CachedHeadRegistry,
   checkHeadName,
+  checkPromoteVersion,
   HEAD_NAME_RE,
   type AddOptions,
+  type Promoted,
   type VersionCodec,
   type Versioned,
 } from './registry.js';
@@ -22,10 +23,11 @@ const PROVENANCE_FILE = '.registry.json';
 /**
  * A store of named, immutable versions on disk (`<root>/<name>/<version>/`), mirrored in memory:
  * the embedded, single-replica {@link HeadRegistry}. `add` writes the next integer version
- * atomically (temp dir + rename) and serves it at once; adds and promotions are serialised, so
- * concurrent adds of one name get distinct versions. `promote` writes `<name>/.alias.json`
- * atomically (temp file + rename); without one, a name resolves to its latest version. An
- * idempotency key finds the version stored under it.
+ * atomically (temp dir + rename); adds and promotions are serialised, so concurrent adds of one
+ * name get distinct versions. `promote` (or `add` with `promote`, or a name's first version) writes
+ * `<name>/.alias.json` atomically (temp file + rename); a name without one (a store written before
+ * promotion was explicit) resolves to its latest version until its next add pins the alias there
+ * ({@link aliasOnAdd}). An idempotency key finds the version stored under it.
  */
 export class VersionedStore<T> extends CachedHeadRegistry<T> {
   private saving: Promise<unknown> = Promise.resolve();
@@ -79,10 +81,23 @@ export class VersionedStore<T> extends CachedHeadRegistry<T> {
     return this.saving.then(() => undefined);
   }
 
-  /** Stores `item` as the next version of `name` (max integer version + 1, or 1) and serves it. */
+  /**
+   * Stores `item` as the next version of `name` (max integer version + 1, or 1); the unversioned
+   * name moves to it only with `promote`, or when it is the name's first version ({@link aliasOnAdd}).
+   */
   async add(name: string, item: T, options?: AddOptions): Promise<Versioned<T>> {
     checkHeadName(name);
     return this.serialised(async () => {
+      const existing = this.cache.versionsOf(name);
+      const plan = aliasOnAdd(
+        {
+          latest: existing.length ? this.cache.resolve(name).version : undefined,
+          alias: this.cache.promoted(name),
+        },
+        options?.promote ?? false,
+      );
+      // Pinned before the new version lands: a crash in between leaves the old answer in place.
+      if (plan.pin !== undefined) await this.writeAlias(name, plan.pin, options?.creator ?? '');
       const ints = this.cache
         .versionsOf(name)
         .map((v) => v.version)
@@ -111,21 +126,23 @@ export class VersionedStore<T> extends CachedHeadRegistry<T> {
         throw e;
       }
       this.cache.put(stored);
-      if (options?.promote) await this.writeAlias(name, version, creator);
+      if (plan.promoteNew) await this.writeAlias(name, version, creator);
       this.cache.emit({ kind: 'version', name, version });
-      if (options?.promote) this.cache.emit({ kind: 'promote', name, version });
+      if (plan.promoteNew) this.cache.emit({ kind: 'promote', name, version });
       return stored;
     });
   }
 
   /** Points `name`'s alias at `version` (which must exist), written atomically. */
-  promote(name: string, version: string, options: { readonly creator: string }): Promise<Versioned<T>> {
+  promote(name: string, version: string, options: { readonly creator: string }): Promise<Promoted<T>> {
     return this.serialised(async () => {
-      if (!version) throw new CuriaError('INVALID_ARGUMENT', 'promote needs a version');
+      checkHeadName(name);
+      checkPromoteVersion(version);
       const target = this.cache.get(name, version);
+      const previous = this.cache.resolve(name).version;
       await this.writeAlias(name, version, options.creator);
-      this.cache.emit({ kind: 'promote', name, version });
-      return target;
+      if (previous !== version) this.cache.emit({ kind: 'promote', name, version });
+      return { ...target, previous };
     });
   }
 

@@ -26,5 +26,6 @@ export function sliceHead(
     description: '',
     unit: '',
     isDefault: false,
+    promoted: true,
   };
 }

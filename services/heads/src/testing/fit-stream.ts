@@ -21,6 +21,7 @@ export function fitStream(
     dataset: 'synthetic',
     idempotencyKey: '',
     demo: true,
+    promote: false,
     ...start,
   };
   // eslint-disable-next-line @typescript-eslint/require-await -- an async iterable is what Fit takes

@@ -250,9 +250,14 @@ export interface HeadInfo {
   /**
    * True for a head the deployment runs when a caller asks for its default analysis (clients such as `curia analyze`
    * with no heads named). Set by the operator (HeadsService `CURIA_HEADS_DEFAULT`); a default named without a version
-   * marks only that head's latest version.
+   * marks only that head's promoted version (what the unversioned name resolves to).
    */
   isDefault: boolean;
+  /**
+   * True when this version is what the unversioned name resolves to: the promoted version (PromoteHead, or a Fit
+   * with `promote`; a name's first version is promoted when it is stored).
+   */
+  promoted: boolean;
 }
 
 /** Self-description returned by every service's GetInfo. */
@@ -718,6 +723,7 @@ function createBaseHeadInfo(): HeadInfo {
     description: "",
     unit: "",
     isDefault: false,
+    promoted: false,
   };
 }
 
@@ -758,6 +764,9 @@ export const HeadInfo: MessageFns<HeadInfo> = {
     }
     if (message.isDefault !== false) {
       writer.uint32(96).bool(message.isDefault);
+    }
+    if (message.promoted !== false) {
+      writer.uint32(104).bool(message.promoted);
     }
     return writer;
   },
@@ -871,6 +880,14 @@ export const HeadInfo: MessageFns<HeadInfo> = {
             message.isDefault = reader.bool();
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.promoted = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -905,6 +922,7 @@ export const HeadInfo: MessageFns<HeadInfo> = {
         : isSet(object.is_default)
         ? globalThis.Boolean(object.is_default)
         : false,
+      promoted: isSet(object.promoted) ? globalThis.Boolean(object.promoted) : false,
     };
   },
 
@@ -946,6 +964,9 @@ export const HeadInfo: MessageFns<HeadInfo> = {
     if (message.isDefault !== false) {
       obj.isDefault = message.isDefault;
     }
+    if (message.promoted !== false) {
+      obj.promoted = message.promoted;
+    }
     return obj;
   },
 
@@ -968,6 +989,7 @@ export const HeadInfo: MessageFns<HeadInfo> = {
     message.description = object.description ?? "";
     message.unit = object.unit ?? "";
     message.isDefault = object.isDefault ?? false;
+    message.promoted = object.promoted ?? false;
     return message;
   },
 };

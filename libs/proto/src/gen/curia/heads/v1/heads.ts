@@ -108,6 +108,27 @@ export function tiesMethodToJSON(object: TiesMethod): string {
   }
 }
 
+/** PromoteHead input. */
+export interface PromoteHeadRequest {
+  /** Head name (required). */
+  name: string;
+  /** Version to promote, e.g. "2" (required). */
+  version: string;
+}
+
+/** PromoteHead output. */
+export interface PromoteHeadResponse {
+  /** The promoted head version (`promoted` is true). */
+  head?:
+    | HeadInfo
+    | undefined;
+  /**
+   * The version the unversioned name resolved to before this call (equal to head.version when it was promoted
+   * already).
+   */
+  previousVersion: string;
+}
+
 /** GetInfo input (no parameters). */
 export interface GetInfoRequest {
 }
@@ -136,7 +157,7 @@ export interface ListHeadsResponse {
 export interface GetHeadRequest {
   /** Head name (required). */
   name: string;
-  /** Version; empty = latest. */
+  /** Version; empty = the promoted version. */
   version: string;
 }
 
@@ -173,7 +194,11 @@ export interface GetHeadResponse {
     | HeadInfo
     | undefined;
   /** How it was trained; unset for heads shipped without metadata. */
-  training?: TrainingMetadata | undefined;
+  training?:
+    | TrainingMetadata
+    | undefined;
+  /** The version the unversioned name resolves to (the promoted one), whichever version was asked for. */
+  promotedVersion: string;
 }
 
 /** Features of one slice, as produced by EmbedService. */
@@ -186,7 +211,7 @@ export interface SliceFeatures {
 
 /** Predict input. */
 export interface PredictRequest {
-  /** Head as "name" (latest) or "name@version". */
+  /** Head as "name" (the promoted version) or "name@version". */
   head: string;
   /**
    * Backbone that produced the features, "name@version" (or "name"); must be the head's backbone
@@ -344,6 +369,11 @@ export interface FitStart {
   idempotencyKey: string;
   /** Mark the head as demo (not clinically meaningful). Forced true when `model` has demo weights. */
   demo: boolean;
+  /**
+   * Also make the new version what the unversioned name resolves to (as PromoteHead does). Unset: the new version
+   * is served only as "name@version" until promoted, except a new name's first version, which is promoted.
+   */
+  promote: boolean;
 }
 
 /** A batch of training samples. */
@@ -419,13 +449,187 @@ export interface CrossValidationMetrics {
 
 /** Fit output. */
 export interface FitResponse {
-  /** The new head version. */
+  /** The new head version (`promoted` says whether the unversioned name now resolves to it). */
   head?:
     | HeadInfo
     | undefined;
   /** Training metadata as GetHead returns it; `training.cv` holds the cross-validation metrics. */
   training?: TrainingMetadata | undefined;
 }
+
+function createBasePromoteHeadRequest(): PromoteHeadRequest {
+  return { name: "", version: "" };
+}
+
+export const PromoteHeadRequest: MessageFns<PromoteHeadRequest> = {
+  encode(message: PromoteHeadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PromoteHeadRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePromoteHeadRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PromoteHeadRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+    };
+  },
+
+  toJSON(message: PromoteHeadRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PromoteHeadRequest>): PromoteHeadRequest {
+    return PromoteHeadRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PromoteHeadRequest>): PromoteHeadRequest {
+    const message = createBasePromoteHeadRequest();
+    message.name = object.name ?? "";
+    message.version = object.version ?? "";
+    return message;
+  },
+};
+
+function createBasePromoteHeadResponse(): PromoteHeadResponse {
+  return { head: undefined, previousVersion: "" };
+}
+
+export const PromoteHeadResponse: MessageFns<PromoteHeadResponse> = {
+  encode(message: PromoteHeadResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.head !== undefined) {
+      HeadInfo.encode(message.head, writer.uint32(10).fork()).join();
+    }
+    if (message.previousVersion !== "") {
+      writer.uint32(18).string(message.previousVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PromoteHeadResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePromoteHeadResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.head = HeadInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.previousVersion = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PromoteHeadResponse {
+    return {
+      head: isSet(object.head) ? HeadInfo.fromJSON(object.head) : undefined,
+      previousVersion: isSet(object.previousVersion)
+        ? globalThis.String(object.previousVersion)
+        : isSet(object.previous_version)
+        ? globalThis.String(object.previous_version)
+        : "",
+    };
+  },
+
+  toJSON(message: PromoteHeadResponse): unknown {
+    const obj: any = {};
+    if (message.head !== undefined) {
+      obj.head = HeadInfo.toJSON(message.head);
+    }
+    if (message.previousVersion !== "") {
+      obj.previousVersion = message.previousVersion;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PromoteHeadResponse>): PromoteHeadResponse {
+    return PromoteHeadResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PromoteHeadResponse>): PromoteHeadResponse {
+    const message = createBasePromoteHeadResponse();
+    message.head = (object.head !== undefined && object.head !== null) ? HeadInfo.fromPartial(object.head) : undefined;
+    message.previousVersion = object.previousVersion ?? "";
+    return message;
+  },
+};
 
 function createBaseGetInfoRequest(): GetInfoRequest {
   return {};
@@ -995,7 +1199,7 @@ export const TrainingMetadata: MessageFns<TrainingMetadata> = {
 };
 
 function createBaseGetHeadResponse(): GetHeadResponse {
-  return { head: undefined, training: undefined };
+  return { head: undefined, training: undefined, promotedVersion: "" };
 }
 
 export const GetHeadResponse: MessageFns<GetHeadResponse> = {
@@ -1005,6 +1209,9 @@ export const GetHeadResponse: MessageFns<GetHeadResponse> = {
     }
     if (message.training !== undefined) {
       TrainingMetadata.encode(message.training, writer.uint32(18).fork()).join();
+    }
+    if (message.promotedVersion !== "") {
+      writer.uint32(26).string(message.promotedVersion);
     }
     return writer;
   },
@@ -1038,6 +1245,14 @@ export const GetHeadResponse: MessageFns<GetHeadResponse> = {
             message.training = TrainingMetadata.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.promotedVersion = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1054,6 +1269,11 @@ export const GetHeadResponse: MessageFns<GetHeadResponse> = {
     return {
       head: isSet(object.head) ? HeadInfo.fromJSON(object.head) : undefined,
       training: isSet(object.training) ? TrainingMetadata.fromJSON(object.training) : undefined,
+      promotedVersion: isSet(object.promotedVersion)
+        ? globalThis.String(object.promotedVersion)
+        : isSet(object.promoted_version)
+        ? globalThis.String(object.promoted_version)
+        : "",
     };
   },
 
@@ -1064,6 +1284,9 @@ export const GetHeadResponse: MessageFns<GetHeadResponse> = {
     }
     if (message.training !== undefined) {
       obj.training = TrainingMetadata.toJSON(message.training);
+    }
+    if (message.promotedVersion !== "") {
+      obj.promotedVersion = message.promotedVersion;
     }
     return obj;
   },
@@ -1077,6 +1300,7 @@ export const GetHeadResponse: MessageFns<GetHeadResponse> = {
     message.training = (object.training !== undefined && object.training !== null)
       ? TrainingMetadata.fromPartial(object.training)
       : undefined;
+    message.promotedVersion = object.promotedVersion ?? "";
     return message;
   },
 };
@@ -1951,6 +2175,7 @@ function createBaseFitStart(): FitStart {
     dataset: "",
     idempotencyKey: "",
     demo: false,
+    promote: false,
   };
 }
 
@@ -1994,6 +2219,9 @@ export const FitStart: MessageFns<FitStart> = {
     }
     if (message.demo !== false) {
       writer.uint32(104).bool(message.demo);
+    }
+    if (message.promote !== false) {
+      writer.uint32(112).bool(message.promote);
     }
     return writer;
   },
@@ -2115,6 +2343,14 @@ export const FitStart: MessageFns<FitStart> = {
             message.demo = reader.bool();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.promote = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2150,6 +2386,7 @@ export const FitStart: MessageFns<FitStart> = {
         ? globalThis.String(object.idempotency_key)
         : "",
       demo: isSet(object.demo) ? globalThis.Boolean(object.demo) : false,
+      promote: isSet(object.promote) ? globalThis.Boolean(object.promote) : false,
     };
   },
 
@@ -2194,6 +2431,9 @@ export const FitStart: MessageFns<FitStart> = {
     if (message.demo !== false) {
       obj.demo = message.demo;
     }
+    if (message.promote !== false) {
+      obj.promote = message.promote;
+    }
     return obj;
   },
 
@@ -2221,6 +2461,7 @@ export const FitStart: MessageFns<FitStart> = {
     message.dataset = object.dataset ?? "";
     message.idempotencyKey = object.idempotencyKey ?? "";
     message.demo = object.demo ?? false;
+    message.promote = object.promote ?? false;
     return message;
   },
 };
@@ -2809,8 +3050,9 @@ export const FitResponse: MessageFns<FitResponse> = {
 /**
  * Serves and trains task heads: light models (logistic, Cox, ridge, small MLPs) on frozen Curia features.
  *
- * Heads are versioned: Fit never modifies a version, it creates the next one. "name" selects the latest version,
- * "name@version" pins one. Limits: requests up to 64 MiB per message (ServiceInfo.limits
+ * Heads are versioned: Fit never modifies a version, it creates the next one. "name" selects the promoted version
+ * (HeadInfo.promoted), "name@version" pins one. What "name" resolves to changes only by PromoteHead or a Fit with
+ * FitStart.promote; a name's first version is promoted when it is stored. Limits: requests up to 64 MiB per message (ServiceInfo.limits
  * ["max_receive_message_bytes"]); Fit accepts at most limits["max_fit_samples"] samples and
  * limits["max_fit_bytes"] bytes of features in total.
  */
@@ -2820,7 +3062,7 @@ export const HeadsServiceDefinition = {
   fullName: "curia.heads.v1.HeadsService",
   methods: {
     /**
-     * Describes the service and lists the latest version of every head.
+     * Describes the service and lists the promoted version of every head.
      * Status codes: UNAVAILABLE while starting or draining (retry on another replica).
      */
     getInfo: {
@@ -2831,7 +3073,7 @@ export const HeadsServiceDefinition = {
       responseStream: false,
       options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
     },
-    /** Lists heads (latest versions, or every version on request). Status codes: NOT_FOUND (unknown `model` filter). */
+    /** Lists heads (promoted versions, or every version on request). Status codes: NOT_FOUND (unknown `model` filter). */
     listHeads: {
       name: "ListHeads",
       requestType: ListHeadsRequest as typeof ListHeadsRequest,
@@ -2873,7 +3115,8 @@ export const HeadsServiceDefinition = {
     /**
      * Trains a new version of a head (a new name creates version 1) with k-fold cross-validation, and returns it
      * with its CV metrics. Not idempotent: each successful call creates a version, unless `idempotency_key` repeats
-     * a previous call's key, in which case that call's result is returned.
+     * a previous call's key, in which case that call's result is returned. The unversioned name moves to the new
+     * version only with FitStart.promote (or when it is the name's first version); otherwise use PromoteHead.
      *
      * Request stream: one `start`, then `samples` batches (each message below the size limit; ~1-8 MiB is a good
      * batch), then half-close. Status codes: INVALID_ARGUMENT (inconsistent feature shapes, labels of the wrong kind
@@ -2891,16 +3134,31 @@ export const HeadsServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * Makes an existing version what the unversioned name resolves to (for Predict, GetHead, ListHeads and every
+     * caller of every replica), atomically. An administrative rpc: it changes the answers of every caller that names
+     * the head without a version. Idempotent: promoting the promoted version changes nothing.
+     * Status codes: INVALID_ARGUMENT (bad name, empty or malformed version); NOT_FOUND (unknown name, or a version
+     * the name does not have -- the message lists its versions); UNAVAILABLE (shared registry database away: retry).
+     */
+    promoteHead: {
+      name: "PromoteHead",
+      requestType: PromoteHeadRequest as typeof PromoteHeadRequest,
+      requestStream: false,
+      responseType: PromoteHeadResponse as typeof PromoteHeadResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "IDEMPOTENT" },
+    },
   },
 } as const;
 
 export interface HeadsServiceImplementation<CallContextExt = {}> {
   /**
-   * Describes the service and lists the latest version of every head.
+   * Describes the service and lists the promoted version of every head.
    * Status codes: UNAVAILABLE while starting or draining (retry on another replica).
    */
   getInfo(request: GetInfoRequest, context: CallContext & CallContextExt): Promise<DeepPartial<GetInfoResponse>>;
-  /** Lists heads (latest versions, or every version on request). Status codes: NOT_FOUND (unknown `model` filter). */
+  /** Lists heads (promoted versions, or every version on request). Status codes: NOT_FOUND (unknown `model` filter). */
   listHeads(request: ListHeadsRequest, context: CallContext & CallContextExt): Promise<DeepPartial<ListHeadsResponse>>;
   /**
    * Returns one head with its input requirements and training metadata.
@@ -2921,7 +3179,8 @@ export interface HeadsServiceImplementation<CallContextExt = {}> {
   /**
    * Trains a new version of a head (a new name creates version 1) with k-fold cross-validation, and returns it
    * with its CV metrics. Not idempotent: each successful call creates a version, unless `idempotency_key` repeats
-   * a previous call's key, in which case that call's result is returned.
+   * a previous call's key, in which case that call's result is returned. The unversioned name moves to the new
+   * version only with FitStart.promote (or when it is the name's first version); otherwise use PromoteHead.
    *
    * Request stream: one `start`, then `samples` batches (each message below the size limit; ~1-8 MiB is a good
    * batch), then half-close. Status codes: INVALID_ARGUMENT (inconsistent feature shapes, labels of the wrong kind
@@ -2932,15 +3191,26 @@ export interface HeadsServiceImplementation<CallContextExt = {}> {
    * trailer when it says so); CANCELLED / DEADLINE_EXCEEDED (training aborted, nothing stored).
    */
   fit(request: AsyncIterable<FitRequest>, context: CallContext & CallContextExt): Promise<DeepPartial<FitResponse>>;
+  /**
+   * Makes an existing version what the unversioned name resolves to (for Predict, GetHead, ListHeads and every
+   * caller of every replica), atomically. An administrative rpc: it changes the answers of every caller that names
+   * the head without a version. Idempotent: promoting the promoted version changes nothing.
+   * Status codes: INVALID_ARGUMENT (bad name, empty or malformed version); NOT_FOUND (unknown name, or a version
+   * the name does not have -- the message lists its versions); UNAVAILABLE (shared registry database away: retry).
+   */
+  promoteHead(
+    request: PromoteHeadRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<PromoteHeadResponse>>;
 }
 
 export interface HeadsServiceClient<CallOptionsExt = {}> {
   /**
-   * Describes the service and lists the latest version of every head.
+   * Describes the service and lists the promoted version of every head.
    * Status codes: UNAVAILABLE while starting or draining (retry on another replica).
    */
   getInfo(request: DeepPartial<GetInfoRequest>, options?: CallOptions & CallOptionsExt): Promise<GetInfoResponse>;
-  /** Lists heads (latest versions, or every version on request). Status codes: NOT_FOUND (unknown `model` filter). */
+  /** Lists heads (promoted versions, or every version on request). Status codes: NOT_FOUND (unknown `model` filter). */
   listHeads(request: DeepPartial<ListHeadsRequest>, options?: CallOptions & CallOptionsExt): Promise<ListHeadsResponse>;
   /**
    * Returns one head with its input requirements and training metadata.
@@ -2961,7 +3231,8 @@ export interface HeadsServiceClient<CallOptionsExt = {}> {
   /**
    * Trains a new version of a head (a new name creates version 1) with k-fold cross-validation, and returns it
    * with its CV metrics. Not idempotent: each successful call creates a version, unless `idempotency_key` repeats
-   * a previous call's key, in which case that call's result is returned.
+   * a previous call's key, in which case that call's result is returned. The unversioned name moves to the new
+   * version only with FitStart.promote (or when it is the name's first version); otherwise use PromoteHead.
    *
    * Request stream: one `start`, then `samples` batches (each message below the size limit; ~1-8 MiB is a good
    * batch), then half-close. Status codes: INVALID_ARGUMENT (inconsistent feature shapes, labels of the wrong kind
@@ -2972,6 +3243,17 @@ export interface HeadsServiceClient<CallOptionsExt = {}> {
    * trailer when it says so); CANCELLED / DEADLINE_EXCEEDED (training aborted, nothing stored).
    */
   fit(request: AsyncIterable<DeepPartial<FitRequest>>, options?: CallOptions & CallOptionsExt): Promise<FitResponse>;
+  /**
+   * Makes an existing version what the unversioned name resolves to (for Predict, GetHead, ListHeads and every
+   * caller of every replica), atomically. An administrative rpc: it changes the answers of every caller that names
+   * the head without a version. Idempotent: promoting the promoted version changes nothing.
+   * Status codes: INVALID_ARGUMENT (bad name, empty or malformed version); NOT_FOUND (unknown name, or a version
+   * the name does not have -- the message lists its versions); UNAVAILABLE (shared registry database away: retry).
+   */
+  promoteHead(
+    request: DeepPartial<PromoteHeadRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<PromoteHeadResponse>;
 }
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {

@@ -163,6 +163,27 @@ export function propagationToJSON(object: Propagation): string {
   }
 }
 
+/** PromoteHead input. */
+export interface PromoteHeadRequest {
+  /** Segmentation head name (required). */
+  name: string;
+  /** Version to promote, e.g. "2" (required). */
+  version: string;
+}
+
+/** PromoteHead output. */
+export interface PromoteHeadResponse {
+  /** The promoted head version (`info.promoted` is true). */
+  head?:
+    | SegmentHead
+    | undefined;
+  /**
+   * The version the unversioned name resolved to before this call (equal to the promoted one when it was
+   * promoted already).
+   */
+  previousVersion: string;
+}
+
 /** GetInfo input (no parameters). */
 export interface GetInfoRequest {
 }
@@ -173,7 +194,7 @@ export interface GetInfoResponse {
   info?:
     | ServiceInfo
     | undefined;
-  /** Every segmentation head (latest version of each name) with its classes and the prompts it accepts. */
+  /** Every segmentation head (the promoted version of each name) with its classes and the prompts it accepts. */
   segmentHeads: SegmentHead[];
 }
 
@@ -463,6 +484,11 @@ export interface FitStart {
   smoothAcrossSlices: boolean;
   /** Optimiser iterations; 0 = the default 200. */
   maxIterations: number;
+  /**
+   * Also make the new version what the unversioned name resolves to (as PromoteHead does). Unset: the new version
+   * is served only as "name@version" until promoted, except a new name's first version, which is promoted.
+   */
+  promote: boolean;
 }
 
 /** One labelled study of a Fit; its file chunks follow when the source is `streamed`. */
@@ -588,6 +614,182 @@ export interface SegmentFeaturesResponse {
   /** The message, as Segment sends it. */
   response?: SegmentResponse | undefined;
 }
+
+function createBasePromoteHeadRequest(): PromoteHeadRequest {
+  return { name: "", version: "" };
+}
+
+export const PromoteHeadRequest: MessageFns<PromoteHeadRequest> = {
+  encode(message: PromoteHeadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PromoteHeadRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePromoteHeadRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PromoteHeadRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+    };
+  },
+
+  toJSON(message: PromoteHeadRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PromoteHeadRequest>): PromoteHeadRequest {
+    return PromoteHeadRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PromoteHeadRequest>): PromoteHeadRequest {
+    const message = createBasePromoteHeadRequest();
+    message.name = object.name ?? "";
+    message.version = object.version ?? "";
+    return message;
+  },
+};
+
+function createBasePromoteHeadResponse(): PromoteHeadResponse {
+  return { head: undefined, previousVersion: "" };
+}
+
+export const PromoteHeadResponse: MessageFns<PromoteHeadResponse> = {
+  encode(message: PromoteHeadResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.head !== undefined) {
+      SegmentHead.encode(message.head, writer.uint32(10).fork()).join();
+    }
+    if (message.previousVersion !== "") {
+      writer.uint32(18).string(message.previousVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PromoteHeadResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePromoteHeadResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.head = SegmentHead.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.previousVersion = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PromoteHeadResponse {
+    return {
+      head: isSet(object.head) ? SegmentHead.fromJSON(object.head) : undefined,
+      previousVersion: isSet(object.previousVersion)
+        ? globalThis.String(object.previousVersion)
+        : isSet(object.previous_version)
+        ? globalThis.String(object.previous_version)
+        : "",
+    };
+  },
+
+  toJSON(message: PromoteHeadResponse): unknown {
+    const obj: any = {};
+    if (message.head !== undefined) {
+      obj.head = SegmentHead.toJSON(message.head);
+    }
+    if (message.previousVersion !== "") {
+      obj.previousVersion = message.previousVersion;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PromoteHeadResponse>): PromoteHeadResponse {
+    return PromoteHeadResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PromoteHeadResponse>): PromoteHeadResponse {
+    const message = createBasePromoteHeadResponse();
+    message.head = (object.head !== undefined && object.head !== null)
+      ? SegmentHead.fromPartial(object.head)
+      : undefined;
+    message.previousVersion = object.previousVersion ?? "";
+    return message;
+  },
+};
 
 function createBaseGetInfoRequest(): GetInfoRequest {
   return {};
@@ -2880,6 +3082,7 @@ function createBaseFitStart(): FitStart {
     demo: false,
     smoothAcrossSlices: false,
     maxIterations: 0,
+    promote: false,
   };
 }
 
@@ -2917,6 +3120,9 @@ export const FitStart: MessageFns<FitStart> = {
     }
     if (message.maxIterations !== 0) {
       writer.uint32(88).uint32(message.maxIterations);
+    }
+    if (message.promote !== false) {
+      writer.uint32(96).bool(message.promote);
     }
     return writer;
   },
@@ -3022,6 +3228,14 @@ export const FitStart: MessageFns<FitStart> = {
             message.maxIterations = reader.uint32();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.promote = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3061,6 +3275,7 @@ export const FitStart: MessageFns<FitStart> = {
         : isSet(object.max_iterations)
         ? globalThis.Number(object.max_iterations)
         : 0,
+      promote: isSet(object.promote) ? globalThis.Boolean(object.promote) : false,
     };
   },
 
@@ -3099,6 +3314,9 @@ export const FitStart: MessageFns<FitStart> = {
     if (message.maxIterations !== 0) {
       obj.maxIterations = Math.round(message.maxIterations);
     }
+    if (message.promote !== false) {
+      obj.promote = message.promote;
+    }
     return obj;
   },
 
@@ -3118,6 +3336,7 @@ export const FitStart: MessageFns<FitStart> = {
     message.demo = object.demo ?? false;
     message.smoothAcrossSlices = object.smoothAcrossSlices ?? false;
     message.maxIterations = object.maxIterations ?? 0;
+    message.promote = object.promote ?? false;
     return message;
   },
 };
@@ -4231,7 +4450,8 @@ export const SegmentServiceDefinition = {
      * and Embed services. Token targets are the class fractions of each token's footprint; the head is a
      * class-balanced multinomial logistic model with L2 on the tokens (1x1) or on their 3x3 neighbourhoods, validated
      * by slice-fold cross-validation (Dice per class). Every Fit stores a new version; an idempotency key returns
-     * the version an earlier Fit with the same key stored.
+     * the version an earlier Fit with the same key stored. The unversioned name keeps resolving to its promoted
+     * version unless FitStart.promote is set (a new name's first version is promoted when stored).
      *
      * Status codes: INVALID_ARGUMENT (bad name, class list, label map on another grid, labelled slice outside the
      * volume or without any label, no labelled slice, an unknown class value -- naming the field and study index);
@@ -4266,6 +4486,21 @@ export const SegmentServiceDefinition = {
       responseType: SegmentFeaturesResponse as typeof SegmentFeaturesResponse,
       responseStream: true,
       options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /**
+     * Makes an existing version of a fitted segmentation head what its unversioned name resolves to (for Segment,
+     * SegmentFeatures and GetInfo on every replica), atomically. An administrative rpc. Idempotent.
+     * Status codes: INVALID_ARGUMENT (bad name, the prompt head "click", empty or malformed version); NOT_FOUND
+     * (unknown name, or a version the name does not have -- the message lists its versions); UNAVAILABLE (shared
+     * registry database away: retry).
+     */
+    promoteHead: {
+      name: "PromoteHead",
+      requestType: PromoteHeadRequest as typeof PromoteHeadRequest,
+      requestStream: false,
+      responseType: PromoteHeadResponse as typeof PromoteHeadResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "IDEMPOTENT" },
     },
   },
 } as const;
@@ -4304,7 +4539,8 @@ export interface SegmentServiceImplementation<CallContextExt = {}> {
    * and Embed services. Token targets are the class fractions of each token's footprint; the head is a
    * class-balanced multinomial logistic model with L2 on the tokens (1x1) or on their 3x3 neighbourhoods, validated
    * by slice-fold cross-validation (Dice per class). Every Fit stores a new version; an idempotency key returns
-   * the version an earlier Fit with the same key stored.
+   * the version an earlier Fit with the same key stored. The unversioned name keeps resolving to its promoted
+   * version unless FitStart.promote is set (a new name's first version is promoted when stored).
    *
    * Status codes: INVALID_ARGUMENT (bad name, class list, label map on another grid, labelled slice outside the
    * volume or without any label, no labelled slice, an unknown class value -- naming the field and study index);
@@ -4329,6 +4565,17 @@ export interface SegmentServiceImplementation<CallContextExt = {}> {
     request: AsyncIterable<SegmentFeaturesRequest>,
     context: CallContext & CallContextExt,
   ): ServerStreamingMethodResult<DeepPartial<SegmentFeaturesResponse>>;
+  /**
+   * Makes an existing version of a fitted segmentation head what its unversioned name resolves to (for Segment,
+   * SegmentFeatures and GetInfo on every replica), atomically. An administrative rpc. Idempotent.
+   * Status codes: INVALID_ARGUMENT (bad name, the prompt head "click", empty or malformed version); NOT_FOUND
+   * (unknown name, or a version the name does not have -- the message lists its versions); UNAVAILABLE (shared
+   * registry database away: retry).
+   */
+  promoteHead(
+    request: PromoteHeadRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<PromoteHeadResponse>>;
 }
 
 export interface SegmentServiceClient<CallOptionsExt = {}> {
@@ -4365,7 +4612,8 @@ export interface SegmentServiceClient<CallOptionsExt = {}> {
    * and Embed services. Token targets are the class fractions of each token's footprint; the head is a
    * class-balanced multinomial logistic model with L2 on the tokens (1x1) or on their 3x3 neighbourhoods, validated
    * by slice-fold cross-validation (Dice per class). Every Fit stores a new version; an idempotency key returns
-   * the version an earlier Fit with the same key stored.
+   * the version an earlier Fit with the same key stored. The unversioned name keeps resolving to its promoted
+   * version unless FitStart.promote is set (a new name's first version is promoted when stored).
    *
    * Status codes: INVALID_ARGUMENT (bad name, class list, label map on another grid, labelled slice outside the
    * volume or without any label, no labelled slice, an unknown class value -- naming the field and study index);
@@ -4390,6 +4638,17 @@ export interface SegmentServiceClient<CallOptionsExt = {}> {
     request: AsyncIterable<DeepPartial<SegmentFeaturesRequest>>,
     options?: CallOptions & CallOptionsExt,
   ): AsyncIterable<SegmentFeaturesResponse>;
+  /**
+   * Makes an existing version of a fitted segmentation head what its unversioned name resolves to (for Segment,
+   * SegmentFeatures and GetInfo on every replica), atomically. An administrative rpc. Idempotent.
+   * Status codes: INVALID_ARGUMENT (bad name, the prompt head "click", empty or malformed version); NOT_FOUND
+   * (unknown name, or a version the name does not have -- the message lists its versions); UNAVAILABLE (shared
+   * registry database away: retry).
+   */
+  promoteHead(
+    request: DeepPartial<PromoteHeadRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<PromoteHeadResponse>;
 }
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {
