@@ -35,10 +35,20 @@ export interface AuditNotes {
   study?: string;
 }
 
+const ANONYMOUS: Caller = { id: 'anonymous', roles: [], via: 'none' };
+
 /** Context extension added by {@link callerAuthMiddleware}. */
 export interface CallerContext {
   caller: Caller;
   audit: AuditNotes;
+}
+
+/**
+ * Who is calling, as recorded with what a call changes (a Fit's new version, a promotion): the
+ * authenticated identity, or `anonymous` in local mode.
+ */
+export function callerOf(context: Partial<CallerContext>): string {
+  return context.caller?.id ?? ANONYMOUS.id;
 }
 
 /** Records `target` (e.g. `organ@2`) on the call's audit line, when the call has one. */
@@ -47,7 +57,6 @@ export function noteAuditTarget(context: Partial<CallerContext>, target: string)
   context.audit.target = context.audit.target ? `${context.audit.target},${target}` : target;
 }
 
-const ANONYMOUS: Caller = { id: 'anonymous', roles: [], via: 'none' };
 const QUIET = /^\/grpc\.(health|reflection)\./;
 /** Messages inspected per call for a study id (starts come first; chunks after them never hold one). */
 const PEEKED_MESSAGES = 4;

@@ -11,11 +11,11 @@ import {
   type CuriaCallContext,
   type CuriaServer,
   noteAuditTarget,
+  callerOf,
 } from '@curia/kit';
 import { heads, type common } from '@curia/proto';
 import { registryQuotas, setupOrFatal } from '@curia/registry';
 
-import { callerOf } from './caller.js';
 import { featureRequestOf, headInfoOf, predictionsOf } from './codec.js';
 import { headsEnvSchema, type HeadsEnv } from './config.js';
 import { isDefaultHead, missingDefaults } from './default-heads.js';

@@ -7,12 +7,12 @@ import {
   type CuriaCallContext,
   type CuriaServer,
   upstreamTls,
+  callerOf,
 } from '@curia/kit';
 import { segment } from '@curia/proto';
 import { registryQuotas, setupOrFatal } from '@curia/registry';
 import { EmbeddingCache, StageClients } from '@curia/stages';
 
-import { callerOf } from './caller.js';
 import { segmentEnvSchema, type SegmentEnv } from './config.js';
 import { segmentFeatures } from './features.js';
 import { fitSegmentationHead } from './fit.js';

@@ -143,7 +143,7 @@ describe('the cluster with mutual TLS on every hop and authentication on', () =>
     await rejectsWith(heads0.getInfo({}, { deadline: 3000 }), Status.UNAVAILABLE, /.*/);
   });
 
-  it('the client role may not Fit (PERMISSION_DENIED); the admin role may', async () => {
+  it('the client role may not Fit or promote; an admin Fit changes the default version only after PromoteHead', async () => {
     const fit = (c: Channel, options: CuriaClientOptions = {}) =>
       createCuriaClient(heads.HeadsServiceDefinition, c, { ...once, ...options }).fit(
         headFitRequests(
@@ -157,15 +157,21 @@ describe('the cluster with mutual TLS on every hop and authentication on', () =>
             demo: true,
           },
           Array.from({ length: 8 }, (_, i) => ({
-            features: {
-              dtype: common.DType.F32,
-              shape: [4],
-              data: new Uint8Array(new Float32Array([i % 2, 1 - (i % 2), i / 8, 0.5]).buffer),
-            },
+            features: feature([i % 2, 1 - (i % 2), i / 8, 0.5]),
             label: { $case: 'classIndex' as const, value: i % 2 },
           })),
         ),
       );
+    const asApp = createCuriaClient(heads.HeadsServiceDefinition, channel('heads', withCert(app)), once);
+    const asAdmin = createCuriaClient(heads.HeadsServiceDefinition, channel('heads', withCert(admin)), once);
+    const predictedVersion = async () =>
+      (
+        await asApp.predict({
+          head: 'sec-half',
+          slices: [{ sliceId: 0, features: [{ requestIndex: 0, tensor: feature([1, 0, 0.5, 0.5]) }] }],
+        })
+      ).head?.version;
+
     await rejectsWith(
       fit(channel('heads', withCert(app))),
       Status.PERMISSION_DENIED,
@@ -177,8 +183,22 @@ describe('the cluster with mutual TLS on every hop and authentication on', () =>
       Status.PERMISSION_DENIED,
       /alice@radiology may not call/,
     );
-    const r = await fit(channel('heads', withCert(admin)));
-    expect(r.head?.name).toBe('sec-half');
+    const v1 = await fit(channel('heads', withCert(admin)));
+    expect(v1.head?.name).toBe('sec-half');
+    expect(await predictedVersion()).toBe(v1.head?.version);
+    // A second admin Fit adds a version; what "sec-half" means does not change …
+    const v2 = await fit(channel('heads', withCert(admin)));
+    expect(v2.head?.version).not.toBe(v1.head?.version);
+    expect(await predictedVersion()).toBe(v1.head?.version);
+    // … until an admin promotes it (the client role may not).
+    await rejectsWith(
+      asApp.promoteHead({ name: 'sec-half', version: v2.head!.version }),
+      Status.PERMISSION_DENIED,
+      /PromoteHead.*\[admin\]/,
+    );
+    expect(await predictedVersion()).toBe(v1.head?.version);
+    await asAdmin.promoteHead({ name: 'sec-half', version: v2.head!.version });
+    expect(await predictedVersion()).toBe(v2.head?.version);
   });
 
   it('refuses a study id shaped like a DICOM UID; an unreadable ref names no path', async () => {
@@ -264,11 +284,30 @@ describe('the cluster with mutual TLS on every hop and authentication on', () =>
         status: 'OK',
       }),
     );
+    expect(at('heads')).toContainEqual(
+      expect.objectContaining({
+        caller: 'ops-admin',
+        method: '/curia.heads.v1.HeadsService/PromoteHead',
+        status: 'OK',
+      }),
+    );
+    expect(at('heads')).toContainEqual(
+      expect.objectContaining({
+        caller: 'radiology-app',
+        target: expect.stringMatching(/^sec-half@/) as unknown,
+      }),
+    );
     const all = lines.join('\n');
     expect(all).not.toContain(STUDY);
     expect(all).not.toContain('1.2.840.113619');
     expect(all).not.toContain(PATIENT_PATH);
   });
+});
+
+const feature = (values: number[]): common.Tensor => ({
+  dtype: common.DType.F32,
+  shape: [values.length],
+  data: new Uint8Array(new Float32Array(values).buffer),
 });
 
 const CLS: common.FeatureRequest = {
