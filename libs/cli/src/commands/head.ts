@@ -1,10 +1,16 @@
 import type { Command } from 'commander';
 
-import { createCuriaChannel, createCuriaClient, heads, segment } from '@curia/client';
+import { createCuriaClient, heads, segment } from '@curia/client';
 import { importHeadCommand, runHeadFile, type ImportSummary, type RunHeadFileResult } from '@curia/heads';
 import { localTarget } from '@curia/kit';
 
-import { failCommand } from './shared.js';
+import {
+  failCommand,
+  addConnectionOptions,
+  clientOptions,
+  openChannel,
+  type ConnectionOptions,
+} from './shared.js';
 
 /** Options of `curia head import`. */
 export interface HeadImportOptions {
@@ -51,7 +57,7 @@ export async function headRunAction(opts: HeadRunOptions, signal?: AbortSignal):
 }
 
 /** Options of `curia head promote`. */
-export interface HeadPromoteOptions {
+export interface HeadPromoteOptions extends ConnectionOptions {
   /** A segmentation head (SegmentService) instead of a task head (HeadsService). */
   readonly segment?: boolean;
   /** The service's address; default the local one of HeadsService or SegmentService. */
@@ -77,11 +83,15 @@ export async function headPromoteAction(
   opts: HeadPromoteOptions = {},
 ): Promise<HeadPromoteResult> {
   const target = opts.target ?? localTarget(opts.segment ? 'segment' : 'heads');
-  const channel = createCuriaChannel(target);
+  const channel = openChannel(target, opts);
   let result: HeadPromoteResult;
   try {
     if (opts.segment) {
-      const r = await createCuriaClient(segment.SegmentServiceDefinition, channel).promoteHead({
+      const r = await createCuriaClient(
+        segment.SegmentServiceDefinition,
+        channel,
+        clientOptions(opts),
+      ).promoteHead({
         name,
         version,
       });
@@ -91,7 +101,14 @@ export async function headPromoteAction(
         previous: r.previousVersion,
       };
     } else {
-      const r = await createCuriaClient(heads.HeadsServiceDefinition, channel).promoteHead({ name, version });
+      const r = await createCuriaClient(
+        heads.HeadsServiceDefinition,
+        channel,
+        clientOptions(opts),
+      ).promoteHead({
+        name,
+        version,
+      });
       result = {
         name: r.head?.name ?? name,
         version: r.head?.version ?? version,
@@ -149,8 +166,7 @@ export function registerHead(program: Command): void {
         process.off('SIGINT', stop);
       }
     });
-  head
-    .command('promote <name> <version>')
+  addConnectionOptions(head.command('promote <name> <version>'))
     .description(
       'Make NAME@VERSION what the unversioned head name resolves to, on every replica (HeadsService.PromoteHead; ' +
         'an admin operation). A Fit adds a version without moving the name unless it was asked to promote.',
