@@ -207,6 +207,23 @@ describe('caller authentication, per-method policy and audit', () => {
     expect(info.summary).toMatch(/^local mode: no authentication/);
   });
 
+  it('audits a response stream the caller abandons as CANCELLED, and a finished one as OK', async () => {
+    const logs = captureLogs();
+    const { server, ports } = await startEchoServer({ CURIA_LOG_LEVEL: 'info' }, { logger: logs.logger });
+    servers.push(server);
+    const echo = createCuriaClient(EchoDefinition, channel(ports.grpcPort));
+    for await (const m of echo.serverStream({ count: 50, delayMs: 20 })) if (m.text === '1') break;
+    let n = 0;
+    for await (const _ of echo.serverStream({ count: 2 })) n++;
+    expect(n).toBe(2);
+    await new Promise((r) => setTimeout(r, 200));
+    const statuses = logs
+      .lines()
+      .filter((l) => l.msg === 'audit')
+      .map((l) => (l.audit as { status: string; caller: string }).status);
+    expect(statuses.sort()).toEqual(['CANCELLED', 'OK']);
+  });
+
   it('refuses to start with auth on and no way to identify callers', async () => {
     await expect(startEchoServer({ CURIA_AUTH: 'on' })).rejects.toThrow(
       /CURIA_AUTH_JWKS_FILE.*CURIA_AUTH_CERT_ROLES/,

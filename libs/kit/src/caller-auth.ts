@@ -144,17 +144,22 @@ export function callerAuthMiddleware(auth: CallerAuth, log: Logger): ServerMiddl
     const started = performance.now();
     let caller = ANONYMOUS;
     let status = 'OK';
+    let completed = false;
     try {
       caller = auth.mode === 'on' ? await identify(auth, context) : ANONYMOUS;
       if (auth.mode === 'on') authorize(auth.policy, caller, method);
       const request = call.requestStream
         ? peekStream(call.request as AsyncIterable<unknown>, audit)
         : (peekMessage(call.request, audit), call.request);
-      return yield* call.next(request as typeof call.request, { ...context, caller, audit });
+      const result = yield* call.next(request as typeof call.request, { ...context, caller, audit });
+      completed = true;
+      return result;
     } catch (err) {
       status = statusName(err, context);
       throw err;
     } finally {
+      // A response stream the caller abandoned ends here without an error.
+      if (!completed && status === 'OK') status = 'CANCELLED';
       if (!quiet) {
         const ms = Math.round((performance.now() - started) * 10) / 10;
         log.info(
