@@ -483,16 +483,16 @@ kube_values() { # the other values files (defaults, the in-cluster head registry
   [[ $dsn == postgresql://curia:* ]] || { echo "in-cluster head registry DSN Secret missing"; return 1; }
 }
 # The chart as it was before its latest change (HEAD when helm/curia has uncommitted changes, else the parent of the
-# last commit that changed helm/curia: HEAD~1 when HEAD changed the chart; CURIA_CHART_PREV_REF overrides) installed
-# with its production values, upgraded to this chart with this one's, rolled back: immutable fields (selectors) and
-# renamed or removed objects show up here.
+# last commit that changed helm/curia other than its README; CURIA_CHART_PREV_REF overrides) installed with its
+# production values, upgraded to this chart with this one's, rolled back: immutable fields (selectors) and renamed or
+# removed objects show up here.
 kube_upgrade() {
   local prev="${CURIA_CHART_PREV_REF:-}" err="$KUBE/upgrade.err" c="$KUBE/prev"
   if [ -z "$prev" ]; then
     if [ -n "$(git -C "$ROOT" status --porcelain -- helm/curia)" ]; then
       prev=HEAD
     else
-      prev="$(git -C "$ROOT" log -1 --format=%H -- helm/curia)~1"
+      prev="$(git -C "$ROOT" log -1 --format=%H -- helm/curia ':(exclude)helm/curia/README.md')~1"
     fi
   fi
   if ! git -C "$ROOT" cat-file -e "$prev:helm/curia/ci/gpu-prod-values.yaml" 2>/dev/null; then
