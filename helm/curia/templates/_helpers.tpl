@@ -92,3 +92,43 @@ headRegistry.existingSecret (an external database). Rendering fails when the reg
     {{- toYaml .Values.networkPolicy.headRegistryDatabase.peers | nindent 4 }}
 {{- end -}}
 {{- end -}}
+
+{{/* TLS (#17): the Secret holding service `name`'s tls.crt, tls.key, ca.crt. Call with (list $ "name"). */}}
+{{- define "curia.tls.secretName" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- index $root.Values.tls.existingSecrets $name | default (printf "%s-%s-tls" (include "curia.fullname" $root) $name) -}}
+{{- end -}}
+
+{{/* Whether service `name` asks callers for a client certificate (CURIA_TLS_CLIENT_CA_FILE). Call with (list $ "name"). */}}
+{{- define "curia.tls.requireClientCert" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- if eq $name "gateway" -}}{{- $root.Values.tls.gatewayRequireClientCert -}}{{- else -}}{{- $root.Values.tls.requireClientCert -}}{{- end -}}
+{{- end -}}
+
+{{/*
+CURIA_AUTH_CERT_ROLES (#17): `identity=role[,role];...`, sorted by identity. The release's callers (services with
+stageTargets, identity curia-<service>: their certificate's commonName) get auth.serviceRole, auth.adminIdentities
+get admin, auth.certRoles adds more; an identity named twice gets the union of its roles.
+*/}}
+{{- define "curia.auth.certRoles" -}}
+{{- $roles := dict -}}
+{{- range $n := (include "curia.serviceNames" . | fromJsonArray) -}}
+{{- if (index $.Values.services $n).stageTargets -}}
+{{- $_ := set $roles (printf "curia-%s" $n) (list $.Values.auth.serviceRole) -}}
+{{- end -}}
+{{- end -}}
+{{- range $id := .Values.auth.adminIdentities -}}
+{{- $_ := set $roles $id (append (default (list) (index $roles $id)) "admin") -}}
+{{- end -}}
+{{- range $id, $r := .Values.auth.certRoles -}}
+{{- $_ := set $roles $id (concat (default (list) (index $roles $id)) $r) -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $id := keys $roles | sortAlpha -}}
+{{- if regexMatch "[=;,\\s]" $id -}}{{- fail (printf "auth: identity %q must not contain '=', ';', ',' or spaces" $id) -}}{{- end -}}
+{{- $out = append $out (printf "%s=%s" $id (index $roles $id | uniq | sortAlpha | join ",")) -}}
+{{- end -}}
+{{- join ";" $out -}}
+{{- end -}}
