@@ -1,6 +1,6 @@
 import { Metadata, status, type Channel, type StatusObject } from '@grpc/grpc-js';
 
-import { createCuriaChannel } from '@curia/client';
+import { createCuriaChannel, type CuriaChannelOptions } from '@curia/client';
 
 import type { CallOutcome } from './generator.js';
 
@@ -38,8 +38,8 @@ export class RawClient {
   private readonly channel: Channel;
   private readonly metadata = new Metadata();
 
-  constructor(target: string) {
-    this.channel = createCuriaChannel(target);
+  constructor(target: string, options?: CuriaChannelOptions) {
+    this.channel = createCuriaChannel(target, options);
   }
 
   private start(

@@ -3,7 +3,9 @@
  * pod past its memory limit, against real service processes whose memory budgets are the chart's
  * limits × CURIA_MEMORY_BUDGET_FRACTION (0.6). Each case must end with a clean INVALID_ARGUMENT or
  * RESOURCE_EXHAUSTED, quickly, with the process's peak RSS (VmHWM, reset before each case) under
- * the chart's limit, and a normal call right after must succeed.
+ * the chart's limit, and a normal call right after must succeed. Every service also refuses a
+ * message one byte over its receive limit (CURIA_MAX_RECEIVE_MESSAGE_BYTES, read from GetInfo)
+ * with RESOURCE_EXHAUSTED before decoding it.
  *
  *     node loadtest/dist/experiments/abuse.js [--quick]
  */
@@ -16,9 +18,12 @@ import {
   common,
   createCuriaChannel,
   createCuriaClient,
+  embed,
   gateway,
   heads,
   PreprocessServiceBulkDefinition,
+  segment,
+  SERVICE_DEFINITIONS,
   Status,
   type preprocess,
 } from '@curia/client';
@@ -26,6 +31,7 @@ import { writeNifti } from '@curia/volume';
 import { niftiGzipBomb, zeroRleFrame } from '@curia/volume/testing';
 
 import { OutputTail, startCluster } from '../cluster.js';
+import { RawClient } from '../raw-client.js';
 import { writeReport, type Check } from '../report.js';
 import { experimentArgs, nowIso, progress, SHARED_MACHINE_NOTE } from './common.js';
 
@@ -34,13 +40,26 @@ const startedAt = nowIso();
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
 /** The chart's memory limits (helm/curia/values.yaml) of the services under test. */
-const LIMITS: Record<string, number> = { preprocess: 3 * GiB, gateway: 2 * GiB, heads: 1 * GiB };
-const budget = (service: string): string => String(Math.floor(0.6 * LIMITS[service]!));
+const LIMITS: Record<string, number> = {
+  preprocess: 3 * GiB,
+  gateway: 2 * GiB,
+  heads: 1 * GiB,
+  embed: 6 * GiB,
+  segment: 4 * GiB,
+  register: 6 * GiB,
+};
+/**
+ * Embed runs with a 16 MiB budget instead: with the demo model one slice takes at most ~21.5 MiB
+ * (16 full token sequences), so no stream could exceed the chart's 3.6 GiB on its own.
+ */
+const EMBED_BUDGET = 16 * MiB;
+const budget = (service: string): string =>
+  String(service === 'embed' ? EMBED_BUDGET : Math.floor(0.6 * LIMITS[service]!));
 
 const tail = new OutputTail();
 const cluster = await startCluster(
   {
-    only: ['preprocess', 'heads', 'gateway'],
+    only: Object.keys(LIMITS),
     serviceEnv: Object.fromEntries(
       Object.keys(LIMITS).map((s) => [s, { CURIA_MEMORY_BUDGET_BYTES: budget(s) }]),
     ),
@@ -61,6 +80,8 @@ const pre = createCuriaClient(PreprocessServiceBulkDefinition, channel('preproce
 });
 const hd = createCuriaClient(heads.HeadsServiceDefinition, channel('heads'), { retryMaxAttempts: 1 });
 const gw = createCuriaClient(gateway.GatewayServiceDefinition, channel('gateway'), { retryMaxAttempts: 1 });
+const em = createCuriaClient(embed.EmbedServiceDefinition, channel('embed'), { retryMaxAttempts: 1 });
+const sg = createCuriaClient(segment.SegmentServiceDefinition, channel('segment'), { retryMaxAttempts: 1 });
 
 /** Peak RSS since the last reset (VmHWM) of a process, bytes; `reset` starts a new window. */
 function peakRss(pid: number, reset = false): number {
@@ -250,10 +271,10 @@ try {
   );
   const indices = Array.from({ length: 10_000_000 }, (_, i) => i % 5000);
   await abuse(
-    'Preprocess: start message with 10M slice indices (~40 MB)',
+    'Preprocess: start message with 10M slice indices (~40 MB, above its 4 MiB receive limit)',
     'preprocess',
     1,
-    ['INVALID_ARGUMENT'],
+    ['RESOURCE_EXHAUSTED'],
     preprocessCall(
       preprocessRequests(smallCt(), 'ct.nii.gz', { selection: { $case: 'indices', value: { indices } } }),
     ),
@@ -344,14 +365,124 @@ try {
     ['RESOURCE_EXHAUSTED'],
     study({ mask: { $case: 'nifti', value: maskBomb } }),
   );
-  // Embed is not started: a study with a small mask gets past the mask and fails at the stages.
+  // A study with a small mask gets past the mask and fails at Preprocess (its ref names no file).
   await abuse(
-    'Gateway: a small RLE mask right after (decoded; the study then fails on the absent Embed stage)',
+    'Gateway: a small RLE mask right after (decoded; the study then fails on its absent ref)',
     'gateway',
     1,
     ['UNAVAILABLE', 'FAILED_PRECONDITION', 'NOT_FOUND'],
     study({ mask: { $case: 'rle', value: { dims: [4, 4, 4], counts: [60, 4], label: '' } } }),
   );
+
+  // ---- Embed (6 GiB limit): every slice holds its share of the budget until its result is sent.
+  const px = new Float32Array(512 * 512).map((_, i) => ((i * 7919) % 1000) / 500 - 1);
+  const pixels = { dtype: common.DType.F32, shape: [1, 512, 512], data: new Uint8Array(px.buffer) };
+  const embedCall =
+    (outputs: common.FeatureRequest[], slices: number) =>
+    async (onTrailer: OnTrailer): Promise<void> => {
+      const msgs: embed.EmbedRequest[] = [
+        { msg: { $case: 'start', value: embed.EmbedStart.fromPartial({ studyId: 'abuse', outputs }) } },
+        ...Array.from({ length: slices }, (_, sliceId) => ({
+          msg: { $case: 'slice' as const, value: { sliceId, pixels } },
+        })),
+      ];
+      for await (const _ of em.embed(streamOf(msgs), {
+        onTrailer,
+        deadline: new Date(Date.now() + 120_000),
+      }));
+    };
+  // Per slice of the demo model (T = 1025, D = 192): 2 MiB of pixels (as sent and decoded), 1.5 MiB
+  // of token sequences, 16 outputs × T × D (or G² × D) × (4 + 2) bytes: ~21.5 MiB, above 16 MiB.
+  const sequence = (prenorm: boolean): common.FeatureRequest => ({
+    kind: prenorm ? { $case: 'patchTokens', value: { prenorm } } : { $case: 'lastHiddenState', value: {} },
+    dtype: common.DType.F16,
+  });
+  await abuse(
+    'Embed: a stream of 16 slices asking for 16 full token sequences (F16, ~21.5 MiB a slice; budget 16 MiB)',
+    'embed',
+    2,
+    ['RESOURCE_EXHAUSTED'],
+    embedCall(
+      Array.from({ length: 16 }, (_, i) => sequence(i % 2 === 0)),
+      16,
+    ),
+  );
+  await abuse(
+    'Embed: a normal CLS stream of 4 slices right after',
+    'embed',
+    1,
+    ['OK'],
+    embedCall([{ kind: { $case: 'cls', value: { prenorm: false } }, dtype: common.DType.F32 }], 4),
+  );
+
+  // ---- Segment (4 GiB limit): a Fit's label map is admitted from its header.
+  const labelBomb = niftiGzipBomb([2048, 2048, 1024], 'uint8');
+  await abuse(
+    `Segment: Fit with a ${(labelBomb.length / MiB).toFixed(1)} MB label map declaring 2048×2048×1024 uint8 (4 GiB)`,
+    'segment',
+    2,
+    ['RESOURCE_EXHAUSTED'],
+    async (onTrailer) => {
+      const msgs: segment.FitRequest[] = [
+        {
+          msg: {
+            $case: 'start',
+            value: segment.FitStart.fromPartial({ name: 'abuse', classes: [{ value: 1, label: 'liver' }] }),
+          },
+        },
+        {
+          msg: {
+            $case: 'study',
+            value: segment.FitStudy.fromPartial({
+              header: { studyId: 'abuse' },
+              source: { $case: 'ref', value: { uri: 'file:///nowhere.nii.gz' } },
+              labels: { encoding: { $case: 'nifti', value: labelBomb } },
+            }),
+          },
+        },
+      ];
+      await sg.fit(streamOf(msgs), { onTrailer });
+    },
+  );
+  await abuse('Segment: GetInfo right after', 'segment', 1, ['OK'], async () => sg.getInfo({}));
+
+  // ---- Every service: one byte over its receive limit, refused by gRPC before decoding.
+  const rpcs: Record<string, string> = {
+    preprocess: 'Preprocess',
+    embed: 'Embed',
+    heads: 'Predict',
+    segment: 'Segment',
+    register: 'Register',
+    gateway: 'AnalyzeStudy',
+  };
+  for (const [service, method] of Object.entries(rpcs)) {
+    const e = endpoint(service);
+    const fullName = e.grpcService as keyof typeof SERVICE_DEFINITIONS;
+    const info = await createCuriaClient(SERVICE_DEFINITIONS[fullName], channel(service)).getInfo({});
+    const limit = Number(info.info?.limits.max_receive_message_bytes);
+    const raw = new RawClient(`127.0.0.1:${e.grpcPort}`, { maxSendMessageBytes: 256 * MiB });
+    try {
+      await abuse(
+        `${service}: one message of ${limit + 1} bytes (its receive limit + 1)`,
+        service,
+        1,
+        ['RESOURCE_EXHAUSTED'],
+        async () => {
+          const r = await raw.bidi(
+            `/${fullName}/${method}`,
+            [Buffer.alloc(limit + 1)],
+            () => false,
+            Date.now() + 60_000,
+            new AbortController().signal,
+          );
+          if (r.code !== 'OK')
+            throw new ClientError(method, Status[r.code as keyof typeof Status], r.details ?? '');
+        },
+      );
+    } finally {
+      raw.close();
+    }
+  }
 } finally {
   for (const [, c] of channels) c.close();
   await cluster.stop();
@@ -371,6 +502,8 @@ const md = writeReport(args.out, {
   checks,
   notes: [
     'Each case runs against real service processes (LocalCluster) whose CURIA_MEMORY_BUDGET_BYTES is 0.6 × the chart’s memory limit of that service. Peak RSS is the process’s VmHWM, reset (/proc/PID/clear_refs 5) before each case, so it is the peak during that case.',
+    'Embed runs with CURIA_MEMORY_BUDGET_BYTES = 16 MiB, not 0.6 × its 6 GiB: with the demo model (T = 1025, D = 192) one slice takes at most ~21.5 MiB of the budget (16 full token sequences), so no single stream could exceed the chart’s budget; the small budget shows the refusal of a stream whose slice alone exceeds it (at start, before its response headers) and a normal stream right after. Found while sizing an Embed flood for this experiment, and present on main before this change (the same script against main’s build): 2-8 concurrent Embed streams of 16 slices asking for 4-16 full token sequences each, on one client connection, receive no result and end with UNAVAILABLE “Connection dropped” after 40 s (the server’s keepalive time + timeout) although the server computed every slice; a flood case is therefore left out until that stall is fixed (separate issue).',
+    'Receive limits: each service’s CURIA_MAX_RECEIVE_MESSAGE_BYTES is read from its GetInfo and one message of that size + 1 is sent raw; gRPC refuses it from its length prefix, before receiving or decoding it. The Segment label-map bomb declares 4 GiB, above both the 2 GiB label-map voxel cap and the 2.4 GiB budget: the cap, checked first from the header, refuses it.',
     'A case passes when every copy ends with one of the expected statuses and the peak RSS stays under the chart’s limit. The issue measured, on the main branch before this change: 2.17 GB RSS and 8 s for one .nii.gz bomb, 4.26 GB for two; 807 MB for the RLE DICOM; 2.1 GB in the gateway for the NIfTI mask; ListHeads/GetInfo broken for every caller after two 40 MB descriptions; 16 s of CPU for d = 262,144; 3.3 s and ~1 GB for 10M slice indices.',
     'RSS after a case is read right after its calls end: memory a call freed stays resident until its thread next collects garbage. Slice threads drop scratch buffers above 32 MiB after each slice and then collect once idle, so the ~1.5 GiB of the two admitted 8192² DICOM calls is mostly returned before the next case starts (without that, an idle thread kept it).',
     SHARED_MACHINE_NOTE,

@@ -140,6 +140,39 @@ export function planStream(start: embed.EmbedStart, shape: ModelShape): StreamPl
   return { outputs, ortOutputs: [...ort], needsMask: outputs.some((o) => o.kind === 'mask_pooled') };
 }
 
+/** Values one requested feature holds per slice. */
+function featureValues(o: OutputSpec, shape: ModelShape, tokens: number): number {
+  const g2 = shape.grid * shape.grid;
+  switch (o.kind) {
+    case 'cls':
+    case 'mask_pooled':
+      return shape.hidden;
+    case 'last_hidden_state':
+      return tokens * shape.hidden;
+    case 'patch_tokens':
+      return g2 * shape.hidden;
+    case 'avg_pooled_tokens':
+      return o.kernelSize === 0 ? shape.hidden : (g2 / (o.kernelSize * o.kernelSize)) * shape.hidden;
+    case 'projected_tokens':
+      return g2 * (o.projection?.channels ?? 0);
+  }
+}
+
+/**
+ * Bytes one slice of a stream holds from its arrival to its result being sent, taken from the
+ * process's memory budget before the slice is read: the pixel message as sent (at most F32) and
+ * its decoded F32 copy (S·S·4 each), its mask when the plan needs one, the token sequences the
+ * batch run returns for it (T·D·4 per ORT output: last_hidden_state and/or last_block_prenorm),
+ * and each requested feature computed in F32 and encoded in its dtype.
+ */
+export function sliceMemoryBytes(plan: StreamPlan, shape: ModelShape, tokens: number): number {
+  const px = shape.imageSize * shape.imageSize;
+  let bytes = px * (4 + 4) + (plan.needsMask ? px * 2 : 0);
+  bytes += plan.ortOutputs.length * tokens * shape.hidden * 4;
+  for (const o of plan.outputs) bytes += featureValues(o, shape, tokens) * (4 + (o.dtype === 'F32' ? 4 : 2));
+  return bytes;
+}
+
 /** A slice ready for the batcher. */
 export interface DecodedSlice {
   readonly sliceId: number;

@@ -28,6 +28,12 @@ export const embedEnvSchema = serviceSchema({
   CURIA_EMBED_MAX_INFLIGHT_PER_STREAM: positiveInt.default(16),
   /** Slices accepted per Embed stream; more fail with RESOURCE_EXHAUSTED. */
   CURIA_EMBED_MAX_SLICES_PER_STREAM: positiveInt.default(100_000),
+  /**
+   * Largest message the server accepts, bytes (the kit's default is 64 MiB): a slice is at most 512² F32
+   * pixels plus a 512² mask (~1.3 MiB); the largest start carries 16 projected_tokens bases of D × 64 F32
+   * (6 MiB at D = 1536). Larger messages fail with RESOURCE_EXHAUSTED before they are decoded.
+   */
+  CURIA_MAX_RECEIVE_MESSAGE_BYTES: positiveInt.default(8 * 1024 * 1024),
 });
 
 /** Parsed embed service settings. */

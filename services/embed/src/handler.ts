@@ -1,10 +1,18 @@
 import { setMaxListeners } from 'node:events';
 
 import { CuriaError } from '@curia/errors';
-import { errorReason, type CuriaCallContext, type Logger, studyRef, noteAuditTarget } from '@curia/kit';
+import {
+  errorReason,
+  noteAuditTarget,
+  studyRef,
+  type CuriaCallContext,
+  type Logger,
+  type MemoryBudget,
+  type Release,
+} from '@curia/kit';
 import type { embed } from '@curia/proto';
 
-import { decodeSlice, planStream, type DecodedSlice, type ModelShape } from './codec.js';
+import { decodeSlice, planStream, sliceMemoryBytes, type DecodedSlice, type ModelShape } from './codec.js';
 import type { EmbedMetrics } from './metrics.js';
 import type { ModelEntry, ModelRegistry } from './models.js';
 import { computeFeatures } from './postprocess.js';
@@ -25,11 +33,19 @@ export interface EmbedDeps {
   readonly metrics: EmbedMetrics;
   readonly limits: StreamLimits;
   readonly log: Logger;
+  /**
+   * The process's memory budget: every slice takes what it will decode to and produce
+   * ({@link sliceMemoryBytes}) before it is decoded, and gives it back once its result is sent;
+   * the first slice's share is taken at start. None: no budget.
+   */
+  readonly memory?: MemoryBudget;
 }
 
 interface InFlight {
   readonly slice: DecodedSlice;
   readonly run: Promise<SliceRun>;
+  /** Gives back the slice's share of the memory budget. */
+  readonly release: Release;
 }
 
 function newAbortError(): Error {
@@ -114,6 +130,9 @@ export async function* handleEmbed(
   const failed: { error?: Error } = {};
   const readerFailure = (): Error | undefined => failed.error;
   let reader: Promise<void> = Promise.resolve();
+  // Budget shares held by this stream outside `pending`: the next slice's (the first one's is
+  // taken at start) and the one of the result being sent.
+  const held: { next?: Release | undefined; sending?: Release | undefined } = {};
   try {
     const start = await readStart(it, stream.signal);
     const entry: ModelEntry = deps.registry.resolve(start.model);
@@ -121,6 +140,13 @@ export async function* handleEmbed(
     const shape: ModelShape = { imageSize: info.imageSize, grid: entry.grid, hidden: info.hidden };
     // Decodes projection bases once for the stream.
     const plan = planStream(start, shape);
+    const sliceBytes = sliceMemoryBytes(plan, shape, info.tokens);
+    const what = `an Embed slice (${plan.outputs.length} outputs, ${info.tokens}×${info.hidden} tokens)`;
+    const reserve = async (): Promise<Release> =>
+      deps.memory ? deps.memory.acquire(sliceBytes, { what, signal: stream.signal }) : () => undefined;
+    // The first slice's share at start: a stream whose slice alone exceeds the budget, or that
+    // finds no room in time, is refused before its headers, so the client sends no slice.
+    held.next = await reserve();
     scheduler.admitStream();
     // Admitted (start valid, queue not full): headers now (nice-grpc sends none while they are
     // empty), so a client waiting for them (see the proto) starts sending slices.
@@ -149,13 +175,16 @@ export async function* handleEmbed(
               `a stream may carry at most ${limits.maxSlicesPerStream} slices (CURIA_EMBED_MAX_SLICES_PER_STREAM); open another stream`,
             );
           }
+          // After the message arrived (bounded by the receive limit), before it is decoded.
+          const share = (held.next ??= await reserve());
           const slice = decodeSlice(msg.value, plan, shape);
           metrics.inflight.inc();
           const run = scheduler
             .submit(entry, slice.pixels, plan.ortOutputs, stream.signal)
             .finally(() => metrics.inflight.dec());
           run.catch(() => undefined); // observed by the writer, in order
-          pending.push({ slice, run });
+          pending.push({ slice, run, release: share });
+          held.next = undefined;
           resultReady.notify();
         }
       } catch (e) {
@@ -193,6 +222,8 @@ export async function* handleEmbed(
         throw failed.error ?? e;
       }
       pending.shift();
+      const sent = head.release;
+      held.sending = sent;
       slotFree.notify();
       queueMs += run.queueMs;
       if (!seenBatches.has(run.batchId)) {
@@ -205,6 +236,8 @@ export async function* handleEmbed(
       postMs += performance.now() - t0;
       done++;
       yield { msg: { $case: 'result', value: { sliceId: head.slice.sliceId, features } } };
+      sent();
+      held.sending = undefined;
     }
     const late = readerFailure();
     if (late) throw late;
@@ -232,5 +265,8 @@ export async function* handleEmbed(
     // Drops this stream's queued slices and stops the reader.
     stream.abort(new CuriaError('CANCELLED', 'embed stream ended'));
     await reader;
+    held.next?.();
+    held.sending?.();
+    for (const p of pending) p.release();
   }
 }

@@ -698,6 +698,71 @@ describe('EmbedService', () => {
     expect(metricValue(text, 'curia_embed_inflight_slices')).toBe(0);
   });
 
+  it('takes each slice from the memory budget: an oversize stream is RESOURCE_EXHAUSTED at start, a normal one right after succeeds', async () => {
+    const budget = 8 * 1024 * 1024;
+    const { client, server } = await start({
+      CURIA_EMBED_MODELS: randomDir,
+      CURIA_MEMORY_BUDGET_BYTES: String(budget),
+    });
+    const px = pixelsTensor(noise(5));
+    const slices = Array.from({ length: 12 }, (_, i) => ({ sliceId: i, pixels: px }));
+    // 16 full-sequence outputs: ~15 MiB per slice (pixels, both token sequences, 16 × T×D in F32 twice).
+    const oversize = Array.from({ length: 16 }, (_, i) =>
+      i % 2 ? lhsReq : out({ $case: 'patchTokens', value: { prenorm: true } }),
+    );
+    let headers = false;
+    const t0 = performance.now();
+    const e = await failure(
+      collect(client.embed(requests({ outputs: oversize }, slices), { onHeader: () => (headers = true) })),
+    );
+    const ms = performance.now() - t0;
+    expect(Status[e.code]).toBe('RESOURCE_EXHAUSTED');
+    expect(e.details).toMatch(
+      new RegExp(
+        `^an Embed slice \\(16 outputs, ${T}×${D} tokens\\) needs \\d+ bytes .* memory budget of ${budget} bytes`,
+      ),
+    );
+    expect(headers).toBe(false); // refused at start: the client sent no slice
+    expect(ms).toBeLessThan(1000);
+    expect(server.memory.heldBytes).toBe(0);
+    // A normal stream right after: 12 slices through a budget that holds ~3 at once (backpressure,
+    // not refusal), every share given back at the end.
+    const cls = out({ $case: 'cls', value: { prenorm: false } });
+    const ok = await collect(client.embed(requests({ outputs: [cls, lhsReq] }, slices)));
+    expect(ok.results.map((r) => r.sliceId)).toEqual(slices.map((s) => s.sliceId));
+    expect(server.memory.heldBytes).toBe(0);
+  });
+
+  it('refuses a slice stream with retry-after-ms when the memory budget stays full, and gives every share back', async () => {
+    const { client, server } = await start({
+      CURIA_EMBED_MODELS: randomDir,
+      CURIA_MEMORY_BUDGET_BYTES: String(4 * 1024 * 1024),
+      CURIA_MEMORY_BUDGET_WAIT_MS: '50',
+    });
+    // Room for one slice: the budget is held by a stream whose results are not read.
+    const hold = await server.memory.acquire(server.memory.capacity - 1024, { what: 'a test hold' });
+    const trailers: string[] = [];
+    const cls = out({ $case: 'cls', value: { prenorm: false } });
+    const t0 = performance.now();
+    const e = await failure(
+      collect(
+        client.embed(requests({ outputs: [cls] }, [{ sliceId: 0, pixels: pixelsTensor(noise(6)) }]), {
+          onTrailer: (t) => trailers.push(t.get('retry-after-ms') ?? ''),
+        }),
+      ),
+    );
+    expect(Status[e.code]).toBe('RESOURCE_EXHAUSTED');
+    expect(e.details).toMatch(/has \d+ bytes .* free and 0 calls waiting; retry after 100ms/);
+    expect(trailers).toContain('100');
+    expect(performance.now() - t0).toBeLessThan(1000);
+    hold();
+    const ok = await collect(
+      client.embed(requests({ outputs: [cls] }, [{ sliceId: 0, pixels: pixelsTensor(noise(6)) }])),
+    );
+    expect(ok.results).toHaveLength(1);
+    expect(server.memory.heldBytes).toBe(0);
+  });
+
   it('rejects bad input with precise statuses', async () => {
     const { client } = await start({ CURIA_EMBED_MODELS: randomDir });
     const good = pixelsTensor(noise(3));

@@ -71,6 +71,7 @@ export async function setupEmbedService(server: CuriaServer, env: EmbedEnv): Pro
     scheduler,
     metrics,
     log: server.log,
+    memory: server.memory,
     limits: {
       maxInflightPerStream: env.CURIA_EMBED_MAX_INFLIGHT_PER_STREAM,
       maxSlicesPerStream: env.CURIA_EMBED_MAX_SLICES_PER_STREAM,

@@ -33,6 +33,13 @@ export const gatewayEnvSchema = serviceSchema({
   CURIA_GATEWAY_CATALOG_TTL_MS: nonNegativeInt.default(5_000),
   /** Retry hint returned with RESOURCE_EXHAUSTED when the gateway sheds a study, ms. */
   CURIA_GATEWAY_RETRY_AFTER_MS: positiveInt.default(1_000),
+  /**
+   * Largest message the server accepts, bytes (the kit's default is 64 MiB): the start may carry the
+   * study's mask inline (a gzipped NIfTI or RLE of a few MiB; dense masks belong in `rle`); upload
+   * chunks are 1 MiB and are forwarded to Preprocess unchanged, so they must also fit its limit (4 MiB by
+   * default). Larger messages fail with RESOURCE_EXHAUSTED before they are decoded.
+   */
+  CURIA_MAX_RECEIVE_MESSAGE_BYTES: positiveInt.default(16 * 1024 * 1024),
 });
 
 /** Parsed gateway environment. */

@@ -54,6 +54,13 @@ export const headsEnvSchema = serviceSchema({
    * × 64) take ~10 s at hidden 768 on 2 CPU cores; the default 32 768 allows 512 such slices.
    */
   CURIA_HEADS_MAX_ATTENTION_TOKENS: positiveInt.default(32_768),
+  /**
+   * Largest message the server accepts, bytes: kept at the kit's 64 MiB because Predict is unary and an
+   * attention-3d head's features are all in it (CURIA_HEADS_MAX_ATTENTION_TOKENS × D values: 48 MiB in
+   * F16 at 32 768 tokens × 768); Fit sample batches are ~1-8 MiB. Larger messages fail with
+   * RESOURCE_EXHAUSTED before they are decoded.
+   */
+  CURIA_MAX_RECEIVE_MESSAGE_BYTES: positiveInt.default(64 * 1024 * 1024),
 });
 
 /** Parsed heads service settings. */

@@ -29,6 +29,13 @@ export const preprocessEnvSchema = serviceSchema({
   CURIA_PREPROCESS_PREFETCH_SLICES: positiveInt.max(64).optional(),
   /** Directory whose sub-directories are model bundles (each holding bundle.json); unset = none. */
   CURIA_BUNDLES_DIR: z.string().optional(),
+  /**
+   * Largest message the server accepts, bytes (the kit's default is 64 MiB): uploads arrive in chunks of
+   * 1 MiB (the CLI, the client library, and Gateway/Segment/Register forward their callers' chunks
+   * unchanged) and a start is small (slice indices are capped at 32 768). Larger messages fail with
+   * RESOURCE_EXHAUSTED before they are decoded.
+   */
+  CURIA_MAX_RECEIVE_MESSAGE_BYTES: positiveInt.default(4 * 1024 * 1024),
 });
 
 /** Parsed preprocess service settings. */

@@ -155,20 +155,26 @@ describe('PreprocessService memory budget', () => {
     expect(metrics).toMatch(/curia_memory_budget_refusals_total\{reason="busy"[^}]*\} 1/);
   }, 60_000);
 
-  it('refuses a start message listing 10M slice indices before deduplicating them; a normal call right after succeeds', async () => {
+  it('refuses a start message listing 10M slice indices before decoding it, and one under the size limit before deduplicating them; a normal call right after succeeds', async () => {
     const h = await start({ CURIA_MEMORY_BUDGET_BYTES: String(CHART_BUDGET) });
-    const indices = Array.from({ length: 10_000_000 }, (_, i) => i % 5000);
     const ct = gzipSync(int16Nifti([64, 64, 8], syntheticCt(64, 64, 8)));
-    const msgs = [
-      startMsg({ selection: { $case: 'indices', value: { indices } } }),
+    const withIndices = (n: number) => [
+      startMsg({
+        selection: { $case: 'indices', value: { indices: Array.from({ length: n }, (_, i) => i % 5000) } },
+      }),
       ...chunkMessages([{ name: 'v.nii.gz', data: ct }], 1 << 20),
     ];
-    const { value: r, peak, before } = await peakRss(() => run(h, msgs));
-    expect(r.code).toBe('INVALID_ARGUMENT');
-    expect(r.details).toBe('options.selection.indices.indices has 10000000 entries; the cap is 32768');
+    // ~40 MB: above the service's 4 MiB receive limit, refused by gRPC from the message's length prefix.
+    const { value: r, peak, before } = await peakRss(() => run(h, withIndices(10_000_000)));
+    expect(r.code).toBe('RESOURCE_EXHAUSTED');
+    expect(r.details).toMatch(/^Received message larger than max \(\d+ vs 4194304\)$/);
     console.log(
-      `10M slice indices (a ~40 MB start message): INVALID_ARGUMENT in ${Math.round(r.ms)} ms (encoding, transfer and decoding of the message included); RSS of the process hosting client and server ${Math.round(before / MiB)} → peak ${Math.round(peak / MiB)} MiB`,
+      `10M slice indices (a ~40 MB start message): RESOURCE_EXHAUSTED in ${Math.round(r.ms)} ms (encoding and transfer of the message included); RSS of the process hosting client and server ${Math.round(before / MiB)} → peak ${Math.round(peak / MiB)} MiB`,
     );
+    // ~1 MB: decoded, then refused by the indices cap.
+    const capped = await run(h, withIndices(500_000));
+    expect(capped.code).toBe('INVALID_ARGUMENT');
+    expect(capped.details).toBe('options.selection.indices.indices has 500000 entries; the cap is 32768');
     const ok = await run(h, files(ct));
     expect(ok.code).toBe('OK');
     expect(ok.slices).toBe(8);

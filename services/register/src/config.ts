@@ -43,6 +43,13 @@ export const registerEnvSchema = serviceSchema({
   CURIA_REGISTER_BACKENDS: z.enum(['auto', 'typescript', 'onnx']).default('auto'),
   /** Working spacing when a request leaves it unset, mm: 3 on CPU, 2 when the steps run on CUDA. */
   CURIA_REGISTER_DEFAULT_WORKING_SPACING_MM: z.coerce.number().min(0.5).max(20).optional(),
+  /**
+   * Largest message the server accepts, bytes (the kit's default is 64 MiB): every input, masks and label
+   * maps included, is streamed in chunks of 1 MiB (the CLI and client library; re-chunked at 1 MiB for
+   * Preprocess with Curia features), and the start only declares the inputs. Larger messages fail
+   * with RESOURCE_EXHAUSTED before they are decoded.
+   */
+  CURIA_MAX_RECEIVE_MESSAGE_BYTES: positiveInt.default(4 * 1024 * 1024),
 });
 
 /** Parsed register service settings. */

@@ -49,6 +49,14 @@ export const segmentEnvSchema = serviceSchema({
   CURIA_SEGMENT_DEFAULT_DEADLINE_MS: positiveInt.default(600_000),
   /** ONNX Runtime providers for the heads, in preference order (`cuda,cpu` on GPU nodes). */
   CURIA_SEGMENT_EXECUTION_PROVIDERS: env.executionProviders,
+  /**
+   * Largest message the server accepts, bytes (the kit's default is 64 MiB): a SegmentFeatures slice
+   * carries G² × D patch tokens (6 MiB in F32 at D = 1536), a start or Fit study may carry a gzipped NIfTI
+   * mask or label map inline (a few MiB); upload chunks are 1 MiB and are forwarded to Preprocess
+   * unchanged, so they must also fit its limit (4 MiB by default). Larger messages fail with
+   * RESOURCE_EXHAUSTED before they are decoded.
+   */
+  CURIA_MAX_RECEIVE_MESSAGE_BYTES: positiveInt.default(16 * 1024 * 1024),
 });
 
 /** Parsed segment service settings. */
