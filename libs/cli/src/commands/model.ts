@@ -49,7 +49,10 @@ export function registerModel(program: Command): void {
   model
     .command('build')
     .description('build a bundle from a Hugging Face DINOv2 checkpoint or with random demo weights')
-    .option('--hf <dir>', 'HF checkpoint folder (config.json + model.safetensors)')
+    .option(
+      '--hf <dir>',
+      'HF checkpoint folder (config.json + model.safetensors, or model.safetensors.index.json + shards)',
+    )
     .option('--random', 'seeded random weights (labelled demo_weights, never clinical)')
     .option('--preset <name>', `architecture preset for --random: ${PRESETS.join(', ')}`)
     .option('--seed <n>', 'PRNG seed for --random', '0')

@@ -119,14 +119,16 @@ export interface HfBundleOptions extends BuildBundleOptions {
   /** HF backbone config to use instead of `<hfDir>/config.json` (e.g. for a Curia head checkpoint). */
   readonly hfConfig?: Record<string, unknown>;
   /**
-   * Safetensors file to read instead of `<hfDir>/model.safetensors` — e.g. a Curia head's
-   * `model.safetensors`, whose backbone copy lives under `dino.*`.
+   * Safetensors file to read instead of the checkpoint in `<hfDir>` (`model.safetensors`, or a
+   * sharded `model.safetensors.index.json` + shards) — e.g. a Curia head's `model.safetensors`,
+   * whose backbone copy lives under `dino.*`.
    */
   readonly weightsFile?: string;
 }
 
 /**
- * Imports an HF DINOv2 checkpoint folder (`config.json` + `model.safetensors`) into a bundle at
+ * Imports an HF DINOv2 checkpoint folder (`config.json` + `model.safetensors`, or the sharded
+ * `model.safetensors.index.json` + `model-0000N-of-0000M.safetensors`) into a bundle at
  * `outDir`. Validates every expected tensor and shape (FAILED_PRECONDITION / INVALID_ARGUMENT
  * naming the tensor). Real weights: `demo_weights` is false.
  */
@@ -137,11 +139,7 @@ export async function buildBundleFromHf(
 ): Promise<BuiltBundle> {
   const cfg = opts.hfConfig ?? (await readHfConfig(hfDir));
   const arch = architectureFromHfConfig(cfg);
-  const weights = await loadHfWeights(
-    opts.weightsFile ?? join(hfDir, 'model.safetensors'),
-    arch,
-    opts.signal,
-  );
+  const weights = await loadHfWeights(opts.weightsFile ?? hfDir, arch, opts.signal);
   return writeBundle(
     outDir,
     arch,
