@@ -69,10 +69,11 @@ export interface Dinov2GraphOptions {
 export type Int8LinearOps = 'dynamic-quantize-matmul' | 'matmul-integer';
 
 /**
- * Default ops of a quantized linear layer. On the 2-core AVX-512 VNNI dev box (shared, so noisy)
- * the standard-ops form ran faster than the contrib DynamicQuantizeMatMul at the same fidelity
- * (ORT fuses it into its MatMulIntegerToFloat kernel): demo batch 1 94 vs 103 ms/slice, batch 8 94
- * vs 130 ms/slice; curia-b batch 1 2.6 vs 3.4 s/slice (F32 5.1 s under the same load).
+ * Default ops of a quantized linear layer: the standard-ops form, which ORT fuses into its
+ * MatMulIntegerToFloat kernel, cost the same or less CPU than the contrib DynamicQuantizeMatMul at
+ * identical fidelity on the 2-core AVX-512 VNNI dev box (interleaved, CPU ms per slice, F32 /
+ * DynamicQuantizeMatMul / MatMulInteger): demo batch 1 89 / 67 / 63, batch 8 105 / 68 / 71;
+ * curia-b batch 1 2620 / 1155 / 1077. It also runs on any ONNX runtime.
  */
 export const DEFAULT_INT8_OPS: Int8LinearOps = 'matmul-integer';
 
