@@ -13,6 +13,7 @@ export * from './bundle/load.js';
 export * from './bundle/default-bundle.js';
 export * from './bundle/sha256.js';
 export * from './bundle/fidelity.js';
+export * from './cpu-features.js';
 export {
   buildDinov2Graph,
   DEFAULT_ATTENTION,

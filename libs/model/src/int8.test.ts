@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { SafetensorsFile, sharedPathOrSkip, toFloat32 } from '@curia/tensors';
@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBundleFromHf, buildRandomBundle, type BuiltBundle } from './bundle/build.js';
 import { compareTokens, FIDELITY_THRESHOLDS } from './bundle/fidelity.js';
 import { featureSpaceOf } from './bundle/manifest.js';
+import { describeInt8CpuFeatures, int8CpuFeatures } from './cpu-features.js';
 import { EmbedEngine } from './engine.js';
 import { quantizeLinearWeight } from './onnx/dinov2-graph.js';
 import { expectCuriaError, tempDir } from './test-support/tmp.js';
@@ -66,6 +67,22 @@ describe('per-channel symmetric INT8 weights', () => {
   });
 });
 
+describe('host INT8 CPU features', () => {
+  it('reads the VNNI/AMX flags and the model name from a cpuinfo file', async () => {
+    const path = join(tmp.dir, 'cpuinfo');
+    await writeFile(
+      path,
+      'processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu avx2 avx512f avx512_vnni sse\n\n',
+    );
+    const f = int8CpuFeatures(path);
+    expect(f).toEqual({ model: 'Test CPU', present: ['avx2', 'avx512f', 'avx512_vnni'] });
+    expect(describeInt8CpuFeatures(f)).toBe(
+      'Test CPU: avx2 yes, avx512f yes, avx512_vnni yes, avx_vnni no, amx_int8 no',
+    );
+    expect(int8CpuFeatures(join(tmp.dir, 'absent')).present).toBeNull();
+  });
+});
+
 describe('INT8 bundles: build-time fidelity, feature space and fidelity on the shared slices', () => {
   const cases: [string, () => Promise<[BuiltBundle, BuiltBundle] | null>][] = [
     ...['tiny-mlp', 'tiny-swiglu'].map((v): [string, () => Promise<[BuiltBundle, BuiltBundle] | null>] => [
@@ -80,6 +97,20 @@ describe('INT8 bundles: build-time fidelity, feature space and fidelity on the s
       },
     ]),
     [
+      // ViT-B: ~90 s to build both bundles and ~2 min of CPU over the 12 slices on 2 cores, so opt-in.
+      'curia-b preset',
+      async () => {
+        if (process.env.CURIA_TEST_CURIA_B !== '1') {
+          console.warn('SKIP: curia-b INT8 fidelity runs only with CURIA_TEST_CURIA_B=1 (minutes of CPU)');
+          return null;
+        }
+        return [
+          await buildRandomBundle(join(tmp.dir, 'b-f32'), { preset: 'curia-b' }),
+          await buildRandomBundle(join(tmp.dir, 'b-int8'), { preset: 'curia-b', quantize: 'int8' }),
+        ];
+      },
+    ],
+    [
       'demo preset',
       async () => [
         await buildRandomBundle(join(tmp.dir, 'demo-f32'), { preset: 'demo' }),
@@ -87,37 +118,43 @@ describe('INT8 bundles: build-time fidelity, feature space and fidelity on the s
       ],
     ],
   ];
-  it.each(cases)('%s', async (label, build) => {
-    const built = await build();
-    if (!built) return;
-    const [f32, int8] = built;
-    const q = int8.manifest.quantization!;
-    // Provenance: derived from exactly the F32 bundle built from the same weights, same feature space.
-    expect(q.source_sha256).toBe(f32.manifest.sha256);
-    expect(featureSpaceOf(int8.manifest)).toBe(featureSpaceOf(f32.manifest));
-    expect(f32.manifest.feature_space).toBe(f32.manifest.sha256);
-    expect(int8.manifest.sha256).not.toBe(f32.manifest.sha256);
-    expect([int8.manifest.name, int8.manifest.version]).toEqual([f32.manifest.name, '1-int8']);
-    expect(int8.manifest.model_bytes).toBeLessThan(f32.manifest.model_bytes);
-    const onDisk = JSON.parse(await readFile(join(int8.dir, 'bundle.json'), 'utf8')) as typeof int8.manifest;
-    expect(onDisk.quantization?.fidelity.calibration).toBe(
-      sharedPathOrSkip(`reference/preprocess/example_ct_sm.safetensors`) ? 'shared_ct' : 'synthetic',
-    );
+  it.each(cases)(
+    '%s',
+    async (label, build) => {
+      const built = await build();
+      if (!built) return;
+      const [f32, int8] = built;
+      const q = int8.manifest.quantization!;
+      // Provenance: derived from exactly the F32 bundle built from the same weights, same feature space.
+      expect(q.source_sha256).toBe(f32.manifest.sha256);
+      expect(featureSpaceOf(int8.manifest)).toBe(featureSpaceOf(f32.manifest));
+      expect(f32.manifest.feature_space).toBe(f32.manifest.sha256);
+      expect(int8.manifest.sha256).not.toBe(f32.manifest.sha256);
+      expect([int8.manifest.name, int8.manifest.version]).toEqual([f32.manifest.name, '1-int8']);
+      expect(int8.manifest.model_bytes).toBeLessThan(f32.manifest.model_bytes);
+      const onDisk = JSON.parse(
+        await readFile(join(int8.dir, 'bundle.json'), 'utf8'),
+      ) as typeof int8.manifest;
+      expect(onDisk.quantization?.fidelity.calibration).toBe(
+        sharedPathOrSkip(`reference/preprocess/example_ct_sm.safetensors`) ? 'shared_ct' : 'synthetic',
+      );
 
-    const px = await sharedSlices();
-    if (!px) return;
-    const ref = await embedAll(f32.dir, px);
-    const got = await embedAll(int8.dir, px);
-    const c = compareTokens(ref.lhs, got.lhs, ref.layout);
-    const clsMin = Math.min(...c.clsCosines);
-    console.log(
-      `${label} INT8 vs F32 on ${px.count} shared slices (CT, CT DICOM, MR, CT clipped): CLS cosine min ${clsMin.toFixed(5)}, ` +
-        `patch cosine mean ${c.patchCosineMean.toFixed(5)}, max |diff| ${c.maxAbsDiff.toExponential(2)}; ` +
-        `build-time (${q.fidelity.slices} ${q.fidelity.calibration} slices): CLS min ${q.fidelity.cls_cosine_min.toFixed(5)}, patch mean ${q.fidelity.patch_cosine_mean.toFixed(5)}`,
-    );
-    expect(clsMin).toBeGreaterThanOrEqual(FIDELITY_THRESHOLDS.cls_cosine_min);
-    expect(c.patchCosineMean).toBeGreaterThanOrEqual(FIDELITY_THRESHOLDS.patch_cosine_mean);
-  });
+      const px = await sharedSlices();
+      if (!px) return;
+      const ref = await embedAll(f32.dir, px);
+      const got = await embedAll(int8.dir, px);
+      const c = compareTokens(ref.lhs, got.lhs, ref.layout);
+      const clsMin = Math.min(...c.clsCosines);
+      console.log(
+        `${label} INT8 vs F32 on ${px.count} shared slices (CT, CT DICOM, MR, CT clipped): CLS cosine min ${clsMin.toFixed(5)}, ` +
+          `patch cosine mean ${c.patchCosineMean.toFixed(5)}, max |diff| ${c.maxAbsDiff.toExponential(2)}; ` +
+          `build-time (${q.fidelity.slices} ${q.fidelity.calibration} slices): CLS min ${q.fidelity.cls_cosine_min.toFixed(5)}, patch mean ${q.fidelity.patch_cosine_mean.toFixed(5)}`,
+      );
+      expect(clsMin).toBeGreaterThanOrEqual(FIDELITY_THRESHOLDS.cls_cosine_min);
+      expect(c.patchCosineMean).toBeGreaterThanOrEqual(FIDELITY_THRESHOLDS.patch_cosine_mean);
+    },
+    1_200_000,
+  );
 
   it('refuses a bundle below the fidelity thresholds, with the figures', async () => {
     // Std-1 weights (50× DINOv2's init) with LayerScale 1 make the residual stream of the tiny

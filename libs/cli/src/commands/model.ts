@@ -77,7 +77,10 @@ export function describeManifest(dir: string, m: BundleManifest): string[] {
       `quantization  ${q.scheme}: weights ${q.weights}, activations ${q.activations}, layers ${q.layers}, ops ${q.ops}`,
       `derived from  F32 model sha256 ${q.source_sha256}`,
       `fidelity      on ${f.slices} ${f.calibration === 'shared_ct' ? 'shared CT' : 'SYNTHETIC (no real CT at build)'} slices (${f.source}): ` +
-        `CLS cosine min ${f.cls_cosine_min.toFixed(5)} (≥ ${f.thresholds.cls_cosine_min}), patch cosine mean ${f.patch_cosine_mean.toFixed(5)} (≥ ${f.thresholds.patch_cosine_mean}), max |diff| ${f.max_abs_diff.toExponential(2)}`,
+        `CLS cosine min ${f.cls_cosine_min.toFixed(5)} (≥ ${f.thresholds.cls_cosine_min}), patch cosine mean ${f.patch_cosine_mean.toFixed(5)} (≥ ${f.thresholds.patch_cosine_mean}), max |diff| ${f.max_abs_diff.toExponential(2)}` +
+        (f.host_int8_features
+          ? `; build host INT8 features: ${f.host_int8_features.join(', ') || 'none'}`
+          : ''),
     );
   }
   return lines;

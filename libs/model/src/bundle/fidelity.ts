@@ -6,6 +6,7 @@ import { readSafetensors, sharedDir, toFloat32 } from '@curia/tensors';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 
 import { numTokens, type Architecture } from '../architecture.js';
+import { int8CpuFeatures } from '../cpu-features.js';
 import { GRAPH_INPUT } from '../onnx/dinov2-graph.js';
 
 /** Fidelity floors of a quantized bundle against the F32 bundle it derives from. */
@@ -37,6 +38,8 @@ export interface FidelityReport {
   /** Largest |difference| on last_hidden_state. */
   readonly max_abs_diff: number;
   readonly thresholds: typeof FIDELITY_THRESHOLDS;
+  /** INT8-relevant CPU flags of the host that measured it (see `int8CpuFeatures`). */
+  readonly host_int8_features: readonly string[] | null;
 }
 
 /** Cosine similarity of two equal-length vectors (1 when both are zero). */
@@ -207,6 +210,7 @@ export async function measureFidelity(
     patch_cosine_mean: cmp.patchCosineMean,
     max_abs_diff: cmp.maxAbsDiff,
     thresholds: FIDELITY_THRESHOLDS,
+    host_int8_features: int8CpuFeatures().present,
   };
   if (
     !(report.cls_cosine_min >= FIDELITY_THRESHOLDS.cls_cosine_min) ||

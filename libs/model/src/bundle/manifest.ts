@@ -35,6 +35,12 @@ export const quantizationSchema = z.object({
     patch_cosine_mean: z.number(),
     max_abs_diff: z.number(),
     thresholds: z.object({ cls_cosine_min: z.number(), patch_cosine_mean: z.number() }),
+    /**
+     * INT8-relevant CPU flags of the build host (ORT picks its INT8 kernel by them: without VNNI
+     * the u8×s8 products go through 16-bit sums that can saturate, so a host without VNNI may
+     * measure differently); null when unknown.
+     */
+    host_int8_features: z.array(z.string()).readonly().nullable().optional(),
   }),
 });
 

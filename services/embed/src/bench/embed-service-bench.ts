@@ -13,11 +13,15 @@
  * and curia-b (unless `--no-curia-b`), interleaved rounds, with the host's INT8 CPU features.
  */
 
-import { readFileSync } from 'node:fs';
-
 import { createCuriaChannel, createCuriaClient } from '@curia/client';
 import { CuriaServer, loadConfig } from '@curia/kit';
-import { EmbedEngine, ensureBenchBundle, ensureDefaultBundle, mulberry32 } from '@curia/model';
+import {
+  describeInt8CpuFeatures,
+  EmbedEngine,
+  ensureBenchBundle,
+  ensureDefaultBundle,
+  mulberry32,
+} from '@curia/model';
 import { common, embed } from '@curia/proto';
 
 import { embedEnvSchema } from '../config.js';
@@ -166,27 +170,12 @@ const median = (xs: readonly number[]): number => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
-/** The INT8-relevant x86 features of this host's CPU (/proc/cpuinfo flags). */
-function int8CpuFeatures(): string {
-  let flags = new Set<string>();
-  let model = 'unknown CPU';
-  try {
-    const info = readFileSync('/proc/cpuinfo', 'utf8');
-    flags = new Set(/^flags\s*:\s*(.*)$/m.exec(info)?.[1]?.split(/\s+/) ?? []);
-    model = /^model name\s*:\s*(.*)$/m.exec(info)?.[1] ?? model;
-  } catch {
-    return 'CPU flags unavailable (no /proc/cpuinfo)';
-  }
-  const has = (f: string): string => `${f} ${flags.has(f) ? 'yes' : 'no'}`;
-  return `${model}: ${['avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'amx_int8'].map(has).join(', ')}`;
-}
-
 /**
  * (d) Raw engine INT8 vs F32 of the same weights: per preset and batch, both engines open at once,
  * measured in alternating rounds (load drift hits both), median slices/s and CPU ms per slice.
  */
 async function int8VsF32(presets: readonly ('demo' | 'curia-b')[]): Promise<void> {
-  console.log(`(d) host CPU INT8 features — ${int8CpuFeatures()}`);
+  console.log(`(d) host CPU INT8 features — ${describeInt8CpuFeatures()}`);
   for (const preset of presets) {
     const t0 = performance.now();
     const dirs = [
