@@ -239,7 +239,10 @@ export async function openHfCheckpoint(path: string): Promise<HfCheckpoint> {
       () => false,
     );
   if (!(await exists(single)) && (await exists(index))) return openShardedCheckpoint(index);
-  return singleFileCheckpoint(await openSafetensors(single, `checkpoint ${HF_SINGLE_FILE}`), HF_SINGLE_FILE);
+  const what = (await exists(single))
+    ? `checkpoint ${HF_SINGLE_FILE}`
+    : `checkpoint ${HF_SINGLE_FILE} (the folder has no ${HF_SHARD_INDEX} either)`;
+  return singleFileCheckpoint(await openSafetensors(single, what), HF_SINGLE_FILE);
 }
 
 /**

@@ -156,6 +156,18 @@ describe('INT8 bundles: build-time fidelity, feature space and fidelity on the s
     1_200_000,
   );
 
+  it('quantizes the standard-ops attention graph too, and refuses F16 with INT8', async () => {
+    const out = join(tmp.dir, 'std-int8');
+    const b = await buildRandomBundle(out, { preset: 'tiny', attention: 'standard', quantize: 'int8' });
+    expect(b.manifest.attention).toBe('standard');
+    expect(b.manifest.quantization!.fidelity.cls_cosine_min).toBeGreaterThanOrEqual(0.995);
+    await expectCuriaError(
+      () => buildRandomBundle(join(tmp.dir, 'x'), { preset: 'tiny', ioDtype: 'f16', quantize: 'int8' }),
+      'INVALID_ARGUMENT',
+      /needs dtype and io_dtype f32/,
+    );
+  });
+
   it('refuses a bundle below the fidelity thresholds, with the figures', async () => {
     // Std-1 weights (50× DINOv2's init) with LayerScale 1 make the residual stream of the tiny
     // backbone explode, which per-tensor activation quantization cannot follow: a model INT8 breaks.

@@ -97,6 +97,17 @@ describe('sharded HF checkpoints', () => {
     },
   );
 
+  it('says a folder has neither a single-file nor a sharded checkpoint', async () => {
+    const dir = join(tmp.dir, 'empty');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'config.json'), JSON.stringify(TINY_CONFIG));
+    await expectCuriaError(
+      () => buildBundleFromHf(dir, join(tmp.dir, 'never')),
+      'FAILED_PRECONDITION',
+      /cannot read checkpoint model\.safetensors \(the folder has no model\.safetensors\.index\.json either\): .*ENOENT/,
+    );
+  });
+
   it('names a missing shard file', async () => {
     const dir = join(tmp.dir, 'missing-shard');
     await writeCheckpoint(dir, 'F32', 2);

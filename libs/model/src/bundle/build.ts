@@ -95,6 +95,9 @@ export async function writeBundle(
       producerVersion: BUILDER_VERSION,
       ...(quantize ? { quantize: 'int8' as const, int8Ops: opts.int8Ops ?? DEFAULT_INT8_OPS } : {}),
     });
+  if (opts.quantize && (dtype !== 'f32' || ioDtype !== 'f32')) {
+    throw new CuriaError('INVALID_ARGUMENT', 'int8 quantization needs dtype and io_dtype f32');
+  }
   // A quantized bundle derives from the F32 model the same options build without quantization.
   const source = opts.quantize ? encodeModel(graphOf(false)) : null;
   const parts = graphOf(opts.quantize === 'int8');
