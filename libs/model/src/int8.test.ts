@@ -160,6 +160,13 @@ describe('INT8 bundles: build-time fidelity, feature space and fidelity on the s
     const out = join(tmp.dir, 'std-int8');
     const b = await buildRandomBundle(out, { preset: 'tiny', attention: 'standard', quantize: 'int8' });
     expect(b.manifest.attention).toBe('standard');
+    expect(b.manifest.version).toBe('1-int8');
+    const v2 = await buildRandomBundle(join(tmp.dir, 'v2'), {
+      preset: 'tiny',
+      version: '2',
+      quantize: 'int8',
+    });
+    expect(v2.manifest.version).toBe('2-int8');
     expect(b.manifest.quantization!.fidelity.cls_cosine_min).toBeGreaterThanOrEqual(0.995);
     await expectCuriaError(
       () => buildRandomBundle(join(tmp.dir, 'x'), { preset: 'tiny', ioDtype: 'f16', quantize: 'int8' }),

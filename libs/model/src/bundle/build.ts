@@ -35,7 +35,7 @@ import {
 export interface BuildBundleOptions {
   /** Bundle name (default: checkpoint folder name, or `<preset>-demo` for random bundles). */
   readonly name?: string;
-  /** Bundle version string (default '1'; '1-int8' for a quantized bundle). */
+  /** Bundle version string (default '1'); a quantized bundle appends '-int8' (see {@link bundleVersion}). */
   readonly version?: string;
   /** Weight/compute precision (default f32). f16 targets GPUs; on CPU it runs but slower and looser. */
   readonly dtype?: ComputeDType;
@@ -85,6 +85,9 @@ export async function writeBundle(
   const dtype = opts.dtype ?? 'f32';
   const ioDtype = opts.ioDtype ?? 'f32';
   const attention = opts.attention ?? DEFAULT_ATTENTION;
+  if (opts.quantize && (dtype !== 'f32' || ioDtype !== 'f32')) {
+    throw new CuriaError('INVALID_ARGUMENT', 'int8 quantization needs dtype and io_dtype f32');
+  }
   await mkdir(dir, { recursive: true });
   const graphOf = (quantize: boolean): ModelParts =>
     buildDinov2Graph(arch, weights, {
@@ -95,9 +98,6 @@ export async function writeBundle(
       producerVersion: BUILDER_VERSION,
       ...(quantize ? { quantize: 'int8' as const, int8Ops: opts.int8Ops ?? DEFAULT_INT8_OPS } : {}),
     });
-  if (opts.quantize && (dtype !== 'f32' || ioDtype !== 'f32')) {
-    throw new CuriaError('INVALID_ARGUMENT', 'int8 quantization needs dtype and io_dtype f32');
-  }
   // A quantized bundle derives from the F32 model the same options build without quantization.
   const source = opts.quantize ? encodeModel(graphOf(false)) : null;
   const parts = graphOf(opts.quantize === 'int8');
@@ -163,12 +163,14 @@ export async function writeBundle(
 }
 
 /**
- * Default version of a bundle: '1', and '1-int8' for an INT8 bundle — which keeps the name of the
- * F32 bundle it derives from, so both build the same graph name and its `source_sha256` is that
- * F32 bundle's sha256.
+ * Version of a bundle: `opts.version` (default '1'), suffixed '-int8' for an INT8 bundle — which
+ * keeps the name of the F32 bundle it derives from (so both build the same graph name and its
+ * `source_sha256` is that F32 bundle's sha256) and so needs another version to be served beside it.
  */
-function defaultVersion(opts: BuildBundleOptions): string {
-  return opts.quantize ? `1-${opts.quantize}` : '1';
+function bundleVersion(opts: BuildBundleOptions): string {
+  const v = opts.version ?? '1';
+  const suffix = opts.quantize ? `-${opts.quantize}` : '';
+  return v.endsWith(suffix) ? v : `${v}${suffix}`;
 }
 
 /** Options of {@link buildBundleFromHf}. */
@@ -203,7 +205,7 @@ export async function buildBundleFromHf(
     weights,
     {
       name: opts.name ?? basename(resolve(hfDir)),
-      version: opts.version ?? defaultVersion(opts),
+      version: bundleVersion(opts),
       provenance: {
         source: 'hf',
         hf_config: cfg,
@@ -248,7 +250,7 @@ export async function buildRandomBundle(outDir: string, opts: RandomBundleOption
     weights,
     {
       name: name.endsWith('-demo') ? name : `${name}-demo`,
-      version: opts.version ?? defaultVersion(opts),
+      version: bundleVersion(opts),
       provenance: {
         source: 'random',
         preset: opts.preset,
