@@ -72,6 +72,15 @@ describe('curia model build / curia embed', () => {
       /fidelity +on \d+ (shared CT|SYNTHETIC \(no real CT at build\)) slices .*CLS cosine min 0\.99\d+ \(≥ 0\.995\)/,
     );
     expect(describeManifest(f32.dir, f32.manifest).join('\n')).not.toContain('quantization');
+    const named = await modelBuild({
+      random: true,
+      preset: 'tiny',
+      quantize: 'int8',
+      name: 'probe-demo',
+      version: '3',
+      out: join(tmp, 'q-named'),
+    });
+    expect(`${named.manifest.name}@${named.manifest.version}`).toBe('probe-demo@3-int8');
     await expect(
       modelBuild({ random: true, preset: 'tiny', quantize: 'int4', out: join(tmp, 'x') }),
     ).rejects.toThrow(/--quantize must be int8/);

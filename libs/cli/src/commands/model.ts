@@ -22,6 +22,10 @@ export interface ModelBuildOptions {
   readonly seed?: string;
   /** Weight and compute precision: f32 (default) or f16 (for GPUs). */
   readonly dtype?: string;
+  /** Bundle name (default: the checkpoint folder's name, or the preset's demo name). */
+  readonly name?: string;
+  /** Bundle version (default 1; an INT8 bundle appends -int8). */
+  readonly version?: string;
   /** 'int8': quantize the ViT's linear layers, with build-time fidelity against F32. */
   readonly quantize?: string;
   readonly out: string;
@@ -44,6 +48,8 @@ export async function modelBuild(opts: ModelBuildOptions): Promise<BuiltBundle> 
   const common = {
     ...(dtype ? { dtype } : {}),
     ...(opts.quantize ? { quantize: 'int8' as const } : {}),
+    ...(opts.name ? { name: opts.name } : {}),
+    ...(opts.version ? { version: opts.version } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
   };
   if (opts.hf) return buildBundleFromHf(opts.hf, opts.out, common);
@@ -104,6 +110,11 @@ export function registerModel(program: Command): void {
       '--quantize <int8>',
       'INT8 linear layers (per-channel weights, dynamic activations); refused below the fidelity thresholds',
     )
+    .option(
+      '--name <name>',
+      "bundle name (default: the checkpoint folder's name; an INT8 bundle takes its F32 bundle's)",
+    )
+    .option('--version <v>', 'bundle version (default 1; --quantize int8 appends -int8)')
     .requiredOption('--out <dir>', 'bundle directory to write')
     .action(async (opts: ModelBuildOptions) => {
       const t0 = performance.now();
