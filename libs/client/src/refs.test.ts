@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 
-import { checkHeadModel, formatRef, modelsCompatible, parseRef, refMatches } from './refs.js';
+import {
+  checkHeadModel,
+  featureSpaceVersion,
+  formatRef,
+  modelsCompatible,
+  parseRef,
+  refMatches,
+} from './refs.js';
 
 describe('name@version references', () => {
   it('parses names with and without a version, trimming blanks', () => {
@@ -33,6 +40,27 @@ describe('head/backbone compatibility', () => {
     expect(modelsCompatible('m@1', 'm')).toBe(true);
     expect(modelsCompatible('m', 'm@2')).toBe(true);
     expect(modelsCompatible('', 'm@2')).toBe(true);
+  });
+
+  it('lets a head run on the INT8 derivative of its bundle and the reverse, nothing else', () => {
+    // By version suffix (what services that only see refs know)…
+    expect(modelsCompatible('m@1', 'm@1-int8')).toBe(true);
+    expect(modelsCompatible('m@1-int8', 'm@1')).toBe(true);
+    expect(modelsCompatible('m@1-int8', 'm@1-int8')).toBe(true);
+    expect(modelsCompatible('m@1', 'm@2-int8')).toBe(false);
+    expect(modelsCompatible('m@1', 'n@1-int8')).toBe(false);
+    expect(modelsCompatible('m@int8', 'm@1')).toBe(false);
+    expect(featureSpaceVersion('-int8')).toBe('-int8');
+    // …and by the manifests' feature_space, whatever the names.
+    const fs = 'a'.repeat(64);
+    expect(modelsCompatible('m@1', 'fast@7', { trainedOn: fs, featuresFrom: fs })).toBe(true);
+    expect(modelsCompatible('m@1', 'fast@7', { trainedOn: fs, featuresFrom: 'b'.repeat(64) })).toBe(false);
+    expect(modelsCompatible('m@1', 'fast@7', { trainedOn: fs })).toBe(false);
+    // Different feature spaces leave today's name rule in charge.
+    expect(modelsCompatible('m@1', 'm@1', { trainedOn: fs, featuresFrom: 'b'.repeat(64) })).toBe(true);
+    expect(() =>
+      checkHeadModel('organ@1', 'm@1', 'fast@7', { trainedOn: fs, featuresFrom: fs }),
+    ).not.toThrow();
   });
 
   it('says which head, which model it was trained on and which was asked for', () => {

@@ -213,6 +213,9 @@ export function validateHeadWeights(head: Head): void {
 /**
  * Checks that `head` can run on a serving backbone with architecture `arch` (and optionally exactly
  * the weights fingerprinted as `servingFingerprint`). FAILED_PRECONDITION names what differs.
+ * Fingerprints are of checkpoint weights, so a bundle and its INT8 derivative (same checkpoint,
+ * same architecture, same `feature_space`) pass alike; which model *ref* a head may read from is
+ * `modelsCompatible` in @curia/client.
  */
 export function checkBackboneCompatibility(
   head: Head,

@@ -1,8 +1,8 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 
 import { CuriaError } from '@curia/errors';
-import { SafetensorsFile, toFloat32, type RawTensor } from '@curia/tensors';
+import { SafetensorsFile, toFloat32, type RawTensor, type SafetensorsEntry } from '@curia/tensors';
 
 import {
   expectedParameters,
@@ -114,9 +114,141 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
+/** File name of a sharded checkpoint's index, as `save_pretrained` writes it. */
+export const HF_SHARD_INDEX = 'model.safetensors.index.json';
+/** File name of a single-file checkpoint. */
+export const HF_SINGLE_FILE = 'model.safetensors';
+
 /**
- * Loads and validates every backbone parameter of `arch` from a safetensors checkpoint (HF names,
- * optionally prefixed `dinov2.` or `dino.`; `embeddings.mask_token` and other tensors are ignored).
+ * The tensors of a checkpoint, whether one safetensors file or shards listed by
+ * {@link HF_SHARD_INDEX}: headers are parsed up front, tensor data is read on demand.
+ */
+export interface HfCheckpoint {
+  /** What to name in messages (the file, or the index). */
+  readonly label: string;
+  /** Every tensor name. */
+  names(): Iterable<string>;
+  /** Header entry of a tensor (undefined when absent). */
+  entry(name: string): SafetensorsEntry | undefined;
+  read(name: string): Promise<RawTensor>;
+}
+
+function singleFileCheckpoint(file: SafetensorsFile, label: string): HfCheckpoint {
+  return {
+    label,
+    names: () => file.names(),
+    entry: (name) => file.header.entries.get(name),
+    read: (name) => file.read(name),
+  };
+}
+
+async function openSafetensors(path: string, what: string): Promise<SafetensorsFile> {
+  try {
+    return await SafetensorsFile.open(path);
+  } catch (e) {
+    throw new CuriaError('FAILED_PRECONDITION', `cannot read ${what}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+}
+
+/**
+ * Opens a sharded checkpoint from its index (`weight_map`: tensor → shard file). Every shard the
+ * index names must exist and hold exactly the tensors the index assigns to it; FAILED_PRECONDITION
+ * names the missing shard file, or the tensor and the shard that lacks it.
+ */
+export async function openShardedCheckpoint(indexPath: string): Promise<HfCheckpoint> {
+  let index: unknown;
+  try {
+    index = JSON.parse(await readFile(indexPath, 'utf8'));
+  } catch (e) {
+    throw new CuriaError(
+      'FAILED_PRECONDITION',
+      `cannot read ${basename(indexPath)}: ${(e as Error).message}`,
+      {
+        cause: e,
+      },
+    );
+  }
+  const map = (index as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) {
+    throw new CuriaError('FAILED_PRECONDITION', `${basename(indexPath)} has no 'weight_map' object`);
+  }
+  const weightMap = new Map<string, string>();
+  for (const [tensor, shard] of Object.entries(map as Record<string, unknown>)) {
+    // Shards are plain file names next to the index; anything else could escape the folder.
+    if (typeof shard !== 'string' || shard !== basename(shard) || shard === '..' || shard === '.') {
+      throw new CuriaError(
+        'FAILED_PRECONDITION',
+        `${basename(indexPath)} maps '${tensor}' to ${JSON.stringify(shard)}, not a file name in the checkpoint folder`,
+      );
+    }
+    weightMap.set(tensor, shard);
+  }
+  const dir = dirname(indexPath);
+  const shards = new Map<string, SafetensorsFile>();
+  for (const shard of new Set(weightMap.values())) {
+    shards.set(
+      shard,
+      await openSafetensors(join(dir, shard), `checkpoint shard ${shard} (listed in ${basename(indexPath)})`),
+    );
+  }
+  for (const [tensor, shard] of weightMap) {
+    if (shards.get(shard)!.header.entries.has(tensor)) continue;
+    const holder = [...shards].find(([, f]) => f.header.entries.has(tensor))?.[0];
+    throw new CuriaError(
+      'FAILED_PRECONDITION',
+      `${basename(indexPath)} puts tensor '${tensor}' in ${shard}, which lacks it` +
+        (holder ? ` (it is in ${holder})` : '; no shard holds it'),
+    );
+  }
+  const fileOf = (name: string): SafetensorsFile | undefined => {
+    const shard = weightMap.get(name);
+    return shard === undefined ? undefined : shards.get(shard);
+  };
+  return {
+    label: basename(indexPath),
+    names: () => weightMap.keys(),
+    entry: (name) => fileOf(name)?.header.entries.get(name),
+    read: (name) => {
+      const f = fileOf(name);
+      if (!f) throw new CuriaError('FAILED_PRECONDITION', `${basename(indexPath)} names no tensor '${name}'`);
+      return f.read(name);
+    },
+  };
+}
+
+/**
+ * Opens the weights of an HF checkpoint: a `.safetensors` file, or a folder holding
+ * {@link HF_SINGLE_FILE} or, failing that, a sharded checkpoint ({@link HF_SHARD_INDEX} + shards).
+ */
+export async function openHfCheckpoint(path: string): Promise<HfCheckpoint> {
+  let isDir = false;
+  try {
+    isDir = (await stat(path)).isDirectory();
+  } catch {
+    // Reported below as an unreadable checkpoint file.
+  }
+  if (!isDir)
+    return singleFileCheckpoint(await openSafetensors(path, `checkpoint ${basename(path)}`), basename(path));
+  const single = join(path, HF_SINGLE_FILE);
+  const index = join(path, HF_SHARD_INDEX);
+  const exists = async (p: string): Promise<boolean> =>
+    stat(p).then(
+      () => true,
+      () => false,
+    );
+  if (!(await exists(single)) && (await exists(index))) return openShardedCheckpoint(index);
+  const what = (await exists(single))
+    ? `checkpoint ${HF_SINGLE_FILE}`
+    : `checkpoint ${HF_SINGLE_FILE} (the folder has no ${HF_SHARD_INDEX} either)`;
+  return singleFileCheckpoint(await openSafetensors(single, what), HF_SINGLE_FILE);
+}
+
+/**
+ * Loads and validates every backbone parameter of `arch` from a checkpoint ({@link openHfCheckpoint}:
+ * a safetensors file, or a folder with a single-file or sharded checkpoint; HF names, optionally
+ * prefixed `dinov2.` or `dino.`; `embeddings.mask_token` and other tensors are ignored).
  * Throws FAILED_PRECONDITION naming the first missing tensor and INVALID_ARGUMENT naming a tensor
  * with the wrong shape or dtype. Tensors are converted to F32.
  */
@@ -125,18 +257,7 @@ export async function loadHfWeights(
   arch: Architecture,
   signal?: AbortSignal,
 ): Promise<DinoWeights> {
-  let file: SafetensorsFile;
-  try {
-    file = await SafetensorsFile.open(path);
-  } catch (e) {
-    throw new CuriaError(
-      'FAILED_PRECONDITION',
-      `cannot read checkpoint model.safetensors: ${(e as Error).message}`,
-      {
-        cause: e,
-      },
-    );
-  }
+  const file = await openHfCheckpoint(path);
   const names = new Set(file.names());
   const prefix = HF_PREFIXES.find((p) => names.has(`${p}embeddings.cls_token`));
   if (prefix === undefined) {
@@ -147,7 +268,7 @@ export async function loadHfWeights(
   }
   const expected = expectedParameters(arch);
   for (const [name, shape] of expected) {
-    const entry = file.header.entries.get(prefix + name);
+    const entry = file.entry(prefix + name);
     if (!entry) throw new CuriaError('FAILED_PRECONDITION', `checkpoint lacks tensor '${prefix + name}'`);
     if (!sameShape(entry.shape, shape)) {
       throw new CuriaError(

@@ -4,6 +4,7 @@ import type { Logger } from '@curia/kit';
 import {
   EmbedEngine,
   ensureDefaultBundle,
+  featureSpaceOf,
   WorkerEmbedEngine,
   type EmbedRunner,
   type EngineOptions,
@@ -83,7 +84,26 @@ export class ModelRegistry {
             'execution provider fallback',
           );
         }
-        log.info({ model: key, provider: ei.executionProvider, demo: info.demoWeights }, 'model loaded');
+        const m = engine.bundle.manifest;
+        // GetInfo's ModelInfo has no quantization/feature-space fields (a proto change): the log says it.
+        log.info(
+          {
+            model: key,
+            provider: ei.executionProvider,
+            demo: info.demoWeights,
+            feature_space: featureSpaceOf(m),
+            ...(m.quantization
+              ? {
+                  quantization: m.quantization.scheme,
+                  source_sha256: m.quantization.source_sha256,
+                  fidelity_cls_cosine_min: m.quantization.fidelity.cls_cosine_min,
+                  fidelity_patch_cosine_mean: m.quantization.fidelity.patch_cosine_mean,
+                  fidelity_calibration: m.quantization.fidelity.calibration,
+                }
+              : {}),
+          },
+          'model loaded',
+        );
         const a = engine.bundle.manifest.architecture;
         entries.push({ key, engine, info, grid: a.image_size / a.patch_size });
       }

@@ -17,6 +17,7 @@ import {
   avgPoolTokens,
   buildBundleFromHf,
   buildRandomBundle,
+  compareTokens,
   maskPool,
   patchTokens,
   mulberry32,
@@ -339,6 +340,61 @@ describe('EmbedService', () => {
         const want = manualProjection(patchTokens(ref, layout), refBasis, refMean, 6);
         expect(maxAbsDiff(f[9]!.values, Float32Array.from(want))).toBeLessThanOrEqual(1e-3);
       }
+    }
+  });
+
+  it('serves an F32 bundle and its INT8 derivative side by side: `model` picks, batches never mix bundles', async () => {
+    if (!hf) return;
+    const mlp = sharedPathOrSkip('reference/dinov2/tiny-mlp')!;
+    const int8 = await buildBundleFromHf(mlp, join(tmp, 'tiny-mlp-int8'), { quantize: 'int8' });
+    const { client, metrics } = await start({
+      CURIA_EMBED_MODELS: `${hf.mlp},${int8.dir}`,
+      CURIA_EMBED_MAX_QUEUE_DELAY_MS: '50',
+      CURIA_EMBED_MAX_BATCH: '8',
+    });
+    const models = (await client.listModels({})).models;
+    expect(models.map((m) => `${m.name}@${m.version}:${m.isDefault}`)).toEqual([
+      'tiny-mlp@1:true',
+      'tiny-mlp@1-int8:false',
+    ]);
+    expect(models[1]!.sha256).toBe(int8.manifest.sha256);
+    expect(int8.manifest.quantization!.source_sha256).toBe(models[0]!.sha256);
+    // Two concurrent streams per bundle, two reference slices each.
+    const calls = ['tiny-mlp@1', 'tiny-mlp@1-int8', 'tiny-mlp@1', 'tiny-mlp@1-int8'].map(async (model, c) => {
+      let answered = '';
+      const slices = [0, 1].map((i) => ({
+        sliceId: 10 * c + i,
+        pixels: pixelsTensor(hf!.px.subarray(i * PX, (i + 1) * PX)),
+      }));
+      const r = await collect(
+        client.embed(requests({ model, outputs: [lhsReq] }, slices), {
+          onHeader: (h: Metadata) => (answered = h.get('curia-model') ?? ''),
+        }),
+      );
+      return { ...r, model, answered };
+    });
+    for (const { results, summary, model, answered } of await Promise.all(calls)) {
+      // The service says which bundle answered, in the headers and the summary.
+      expect(answered).toBe(model);
+      expect(`${summary!.model!.name}@${summary!.model!.version}`).toBe(model);
+      for (const [i, r] of results.entries()) {
+        const got = wireFloats(r.features[0]!.tensor);
+        const ref = hf.lhs.mlp.subarray(i * T * D, (i + 1) * T * D);
+        const c = compareTokens(ref, got, layout);
+        if (model.endsWith('-int8')) {
+          expect(c.clsCosines[0]!).toBeGreaterThanOrEqual(0.995);
+          expect(c.patchCosineMean).toBeGreaterThanOrEqual(0.99);
+          expect(c.maxAbsDiff).toBeGreaterThan(1e-4); // really the quantized graph
+        } else {
+          expect(c.maxAbsDiff).toBeLessThanOrEqual(1e-4);
+        }
+      }
+    }
+    const text = await metrics();
+    for (const key of ['tiny-mlp@1', 'tiny-mlp@1-int8']) {
+      expect(metricValue(text, 'curia_embed_slices_total', `model="${key}"`)).toBe(4);
+      // Per-bundle batching: a bundle's batches hold only its own 4 slices.
+      expect(metricValue(text, 'curia_embed_batch_size_sum', `model="${key}"`)).toBe(4);
     }
   });
 

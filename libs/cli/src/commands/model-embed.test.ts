@@ -6,7 +6,7 @@ import { readSafetensors, sharedPathOrSkip, toFloat32 } from '@curia/tensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { embedAction } from './embed.js';
-import { modelBuild } from './model.js';
+import { describeManifest, modelBuild } from './model.js';
 
 let tmp = '';
 beforeAll(async () => {
@@ -54,5 +54,38 @@ describe('curia model build / curia embed', () => {
       modelBuild({ random: true, preset: 'tiny', seed: '-1', out: join(tmp, 'x') }),
     ).rejects.toThrow(/--seed/);
     await expect(embedAction({ model: a.dir, in: 'x', out: 'y', batch: '0' })).rejects.toThrow(/--batch/);
+  });
+
+  it('builds an INT8 bundle (--quantize int8) whose info shows its source, feature space and fidelity', async () => {
+    const f32 = await modelBuild({ random: true, preset: 'tiny', out: join(tmp, 'q-f32') });
+    const int8 = await modelBuild({
+      random: true,
+      preset: 'tiny',
+      quantize: 'int8',
+      out: join(tmp, 'q-int8'),
+    });
+    const info = describeManifest(int8.dir, int8.manifest).join('\n');
+    expect(info).toMatch(/model +tiny-demo@1-int8 \(DEMO WEIGHTS/);
+    expect(info).toContain(`feature space ${f32.manifest.sha256}`);
+    expect(info).toContain(`derived from  F32 model sha256 ${f32.manifest.sha256}`);
+    expect(info).toMatch(
+      /fidelity +on \d+ (shared CT|SYNTHETIC \(no real CT at build\)) slices .*CLS cosine min 0\.99\d+ \(≥ 0\.995\)/,
+    );
+    expect(describeManifest(f32.dir, f32.manifest).join('\n')).not.toContain('quantization');
+    const named = await modelBuild({
+      random: true,
+      preset: 'tiny',
+      quantize: 'int8',
+      name: 'probe-demo',
+      version: '3',
+      out: join(tmp, 'q-named'),
+    });
+    expect(`${named.manifest.name}@${named.manifest.version}`).toBe('probe-demo@3-int8');
+    await expect(
+      modelBuild({ random: true, preset: 'tiny', quantize: 'int4', out: join(tmp, 'x') }),
+    ).rejects.toThrow(/--quantize must be int8/);
+    await expect(
+      modelBuild({ random: true, preset: 'tiny', quantize: 'int8', dtype: 'f16', out: join(tmp, 'x') }),
+    ).rejects.toThrow(/needs --dtype f32/);
   });
 });

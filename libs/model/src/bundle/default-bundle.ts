@@ -70,15 +70,23 @@ export async function ensureDefaultBundle(cacheRoot?: string, signal?: AbortSign
 
 /**
  * A random-weight bundle of `preset` for benchmarks (e.g. curia-b's size on this machine), built
- * once into `<cache>/bench/<preset>-demo` and reused; demo weights, never served by default.
+ * once into `<cache>/bench/<preset>-demo` (`<preset>-demo-int8` for `quantize: 'int8'`, the INT8
+ * derivative of the same weights) and reused; demo weights, never served by default.
  */
-export async function ensureBenchBundle(preset: PresetName, cacheRoot?: string): Promise<string> {
-  const dir = join(cacheRoot ? resolve(cacheRoot) : defaultCacheRoot(), 'bench', `${preset}-demo`);
+export async function ensureBenchBundle(
+  preset: PresetName,
+  cacheRoot?: string,
+  opts: { readonly quantize?: 'int8' } = {},
+): Promise<string> {
+  const name = `${preset}-demo${opts.quantize ? `-${opts.quantize}` : ''}`;
+  const dir = join(cacheRoot ? resolve(cacheRoot) : defaultCacheRoot(), 'bench', name);
   try {
     // Large bundles: skip the hash, a damaged one fails to load its graph anyway.
-    return (await loadBundle(dir, { verifySha256: false })).dir;
+    const loaded = await loadBundle(dir, { verifySha256: false });
+    if (Boolean(loaded.manifest.quantization) === Boolean(opts.quantize)) return loaded.dir;
   } catch {
-    await rm(dir, { recursive: true, force: true });
-    return (await buildRandomBundle(dir, { preset, seed: DEFAULT_BUNDLE_SEED })).dir;
+    // Missing or unreadable: rebuilt below.
   }
+  await rm(dir, { recursive: true, force: true });
+  return (await buildRandomBundle(dir, { preset, seed: DEFAULT_BUNDLE_SEED, ...opts })).dir;
 }

@@ -98,6 +98,14 @@ export class GraphBuilder {
     return n;
   }
 
+  /** Adds an int8 initializer (quantized weights, zero points). */
+  int8Init(name: string, values: Int8Array, dims: readonly number[]): string {
+    const n = this.fresh(name);
+    const data = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+    this.initializers.push({ name: n, dataType: DataType.INT8, dims, data });
+    return n;
+  }
+
   /** A scalar float constant in the compute dtype. */
   scalar(name: string, value: number): string {
     return this.floatInit(name, Float32Array.of(value), []);

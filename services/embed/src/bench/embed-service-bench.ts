@@ -8,12 +8,20 @@
  * with a raw batch-8 measurement taken just before it (the median per-round ratio is printed, so
  * load drift on a shared machine cancels), with p50/p99 per-slice latency — with the engine on its
  * thread (the default) and, as a same-run A/B unless `--no-ab`, on the event loop; (c) a random curia-b bundle at batch 1 (built
- * once into `<cache>/bench/curia-b-demo`).
+ * once into `<cache>/bench/curia-b-demo`); (d) unless `--no-int8`: raw engine INT8 vs F32 (the
+ * INT8 derivative of the same weights, `<cache>/bench/<preset>-demo-int8`), batch 1 and 8, demo
+ * and curia-b (unless `--no-curia-b`), interleaved rounds, with the host's INT8 CPU features.
  */
 
 import { createCuriaChannel, createCuriaClient } from '@curia/client';
 import { CuriaServer, loadConfig } from '@curia/kit';
-import { EmbedEngine, ensureBenchBundle, ensureDefaultBundle, mulberry32 } from '@curia/model';
+import {
+  describeInt8CpuFeatures,
+  EmbedEngine,
+  ensureBenchBundle,
+  ensureDefaultBundle,
+  mulberry32,
+} from '@curia/model';
 import { common, embed } from '@curia/proto';
 
 import { embedEnvSchema } from '../config.js';
@@ -162,7 +170,63 @@ const median = (xs: readonly number[]): number => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
+/**
+ * (d) Raw engine INT8 vs F32 of the same weights: per preset and batch, both engines open at once,
+ * measured in alternating rounds (load drift hits both), median slices/s and CPU ms per slice.
+ */
+async function int8VsF32(presets: readonly ('demo' | 'curia-b')[]): Promise<void> {
+  console.log(`(d) host CPU INT8 features — ${describeInt8CpuFeatures()}`);
+  for (const preset of presets) {
+    const t0 = performance.now();
+    const dirs = [
+      await ensureBenchBundle(preset),
+      await ensureBenchBundle(preset, undefined, { quantize: 'int8' }),
+    ];
+    console.log(
+      `(d) ${preset} F32 and INT8 bundles ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
+    const engines = await Promise.all(
+      dirs.map((d) => EmbedEngine.open(d, { verifySha256: false, maxBatch: 64 })),
+    );
+    try {
+      for (const batch of [1, 8]) {
+        const px = noise(batch, batch);
+        for (const e of engines) await e.run(px, batch);
+        const rates: number[][] = [[], []];
+        const cpu: number[][] = [[], []];
+        const rounds = preset === 'curia-b' ? 2 : quick ? 2 : 4;
+        const millis = preset === 'curia-b' ? 1 : quick ? 1000 : 2000;
+        for (let r = 0; r < rounds; r++) {
+          for (const i of r % 2 === 0 ? [0, 1] : [1, 0]) {
+            let runs = 0;
+            const c0 = cpuMs();
+            const w0 = performance.now();
+            while (runs < 1 || performance.now() - w0 < millis) {
+              await engines[i]!.run(px, batch);
+              runs++;
+            }
+            rates[i]!.push((runs * batch * 1000) / (performance.now() - w0));
+            cpu[i]!.push((cpuMs() - c0) / (runs * batch));
+          }
+        }
+        const [f32, int8] = [median(rates[0]!), median(rates[1]!)];
+        const [cf, ci] = [median(cpu[0]!), median(cpu[1]!)];
+        console.log(
+          `(d) ${preset} batch ${batch}: F32 ${f32.toFixed(2)} slices/s (cpu ${cf.toFixed(0)} ms/slice), INT8 ${int8.toFixed(2)} slices/s (cpu ${ci.toFixed(0)} ms/slice): ` +
+            `INT8 ×${(int8 / f32).toFixed(2)} throughput, ×${(cf / ci).toFixed(2)} less CPU per slice (median of ${rounds} alternating rounds)`,
+        );
+      }
+    } finally {
+      await Promise.all(engines.map((e) => e.close()));
+    }
+  }
+}
+
 async function main(): Promise<void> {
+  if (args.has('--int8-only')) {
+    await int8VsF32(args.has('--no-curia-b') ? ['demo'] : ['demo', 'curia-b']);
+    return;
+  }
   const demo = await ensureDefaultBundle();
   const millis = quick ? 1500 : 3000;
   const raw = await openRaw(demo);
@@ -236,6 +300,7 @@ async function main(): Promise<void> {
       `(c) curia-b (768×12) batch 1: ${b1.toFixed(2)} slices/s (${(1000 / b1).toFixed(0)} ms/slice), ×${(b1 / raw1).toFixed(3)} of demo batch 1`,
     );
   }
+  if (!args.has('--no-int8')) await int8VsF32(args.has('--no-curia-b') ? ['demo'] : ['demo', 'curia-b']);
 }
 
 await main();
