@@ -17,6 +17,7 @@ const model: common.ModelInfo = {
   sha256: 'abc',
   demoWeights: true,
   isDefault: true,
+  featureSpace: '',
 };
 const outputs: common.FeatureRequest[] = [
   { kind: { $case: 'cls', value: { prenorm: false } }, dtype: common.DType.F32 },

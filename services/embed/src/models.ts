@@ -27,6 +27,7 @@ export interface ModelEntry {
 function modelInfo(engine: EmbedRunner, isDefault: boolean): common.ModelInfo {
   const m = engine.bundle.manifest;
   const a = m.architecture;
+  const q = m.quantization;
   return {
     name: m.name,
     version: m.version,
@@ -44,6 +45,20 @@ function modelInfo(engine: EmbedRunner, isDefault: boolean): common.ModelInfo {
       numRegisterTokens: a.num_register_tokens,
       mlp: a.ffn === 'swiglu' ? common.MlpKind.SWIGLU : common.MlpKind.GELU,
     },
+    featureSpace: featureSpaceOf(m),
+    ...(q
+      ? {
+          quantization: {
+            scheme: q.scheme,
+            sourceSha256: q.source_sha256,
+            calibration: q.fidelity.calibration,
+            calibrationSlices: q.fidelity.slices,
+            clsCosineMin: q.fidelity.cls_cosine_min,
+            patchCosineMean: q.fidelity.patch_cosine_mean,
+            maxAbsDiff: q.fidelity.max_abs_diff,
+          },
+        }
+      : {}),
   };
 }
 

@@ -359,6 +359,17 @@ describe('EmbedService', () => {
     ]);
     expect(models[1]!.sha256).toBe(int8.manifest.sha256);
     expect(int8.manifest.quantization!.source_sha256).toBe(models[0]!.sha256);
+    // GetInfo/ListModels: one feature space, and the INT8 bundle's quantization and build-time fidelity.
+    expect(models[1]!.featureSpace).toBe(models[0]!.featureSpace);
+    expect(models[1]!.featureSpace).toMatch(/^[0-9a-f]{64}$/);
+    expect(models[0]!.quantization).toBeUndefined();
+    expect(models[1]!.quantization).toMatchObject({
+      scheme: 'int8',
+      sourceSha256: models[0]!.sha256,
+      calibration: int8.manifest.quantization!.fidelity.calibration,
+    });
+    expect(models[1]!.quantization!.clsCosineMin).toBeGreaterThanOrEqual(0.995);
+    expect(models[1]!.quantization!.patchCosineMean).toBeGreaterThanOrEqual(0.99);
     // Two concurrent streams per bundle, two reference slices each.
     const calls = ['tiny-mlp@1', 'tiny-mlp@1-int8', 'tiny-mlp@1', 'tiny-mlp@1-int8'].map(async (model, c) => {
       let answered = '';

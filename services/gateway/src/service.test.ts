@@ -196,8 +196,8 @@ describe('GatewayService', () => {
   it('refuses a head trained on another version of the model before any stage work (FAILED_PRECONDITION)', async () => {
     const embed = await startFakeEmbedServer({
       models: [
-        { name: 'm', version: '1', sha256: 'a', demoWeights: true, isDefault: true },
-        { name: 'm', version: '2', sha256: 'b', demoWeights: true, isDefault: false },
+        { name: 'm', version: '1', sha256: 'a', demoWeights: true, isDefault: true, featureSpace: '' },
+        { name: 'm', version: '2', sha256: 'b', demoWeights: true, isDefault: false, featureSpace: '' },
       ],
     });
     const heads = await startFakeHeads({ name: 'organ', version: '1', model: 'm@1' });

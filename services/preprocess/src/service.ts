@@ -6,6 +6,7 @@ import {
   type CuriaServer,
   studyRef,
 } from '@curia/kit';
+import { featureSpaceOf } from '@curia/model';
 import { preprocess } from '@curia/proto';
 import { defaultSliceThreads, SlicePool } from '@curia/volume';
 
@@ -64,6 +65,7 @@ export function createPreprocessService(
             sha256: m.sha256,
             demoWeights: m.demo_weights,
             isDefault: false,
+            featureSpace: featureSpaceOf(m),
           })),
           limits: {
             max_upload_bytes: String(env.CURIA_PREPROCESS_MAX_UPLOAD_BYTES),

@@ -213,6 +213,31 @@ export interface ModelInfo {
     | undefined;
   /** True for the model used when a request leaves the model name empty. */
   isDefault: boolean;
+  /**
+   * Identifies the feature space the model's outputs live in: an INT8 bundle shares it with the F32 bundle it was
+   * quantized from, so heads fitted on either run on both. Empty for servers that predate it.
+   */
+  featureSpace: string;
+  /** How the weights were quantized; unset for full-precision (F32) bundles. */
+  quantization?: Quantization | undefined;
+}
+
+/** Weight quantization of a model bundle and the fidelity measured when it was built. */
+export interface Quantization {
+  /** Scheme, e.g. "int8" (per-output-channel symmetric weights, activations quantized dynamically per tensor). */
+  scheme: string;
+  /** Hex SHA-256 of the full-precision model the quantized one was derived from. */
+  sourceSha256: string;
+  /** Calibration data of the fidelity figures: "shared_ct" (real CT slices) or "synthetic". */
+  calibration: string;
+  /** Number of calibration slices. */
+  calibrationSlices: number;
+  /** Smallest cosine similarity of the CLS token to the full-precision model's over the calibration slices. */
+  clsCosineMin: number;
+  /** Mean cosine similarity of the patch tokens to the full-precision model's. */
+  patchCosineMean: number;
+  /** Largest absolute difference of any output value. */
+  maxAbsDiff: number;
 }
 
 /** A task head (light model on frozen backbone features). */
@@ -551,7 +576,16 @@ export const ModelArchitecture: MessageFns<ModelArchitecture> = {
 };
 
 function createBaseModelInfo(): ModelInfo {
-  return { name: "", version: "", sha256: "", demoWeights: false, architecture: undefined, isDefault: false };
+  return {
+    name: "",
+    version: "",
+    sha256: "",
+    demoWeights: false,
+    architecture: undefined,
+    isDefault: false,
+    featureSpace: "",
+    quantization: undefined,
+  };
 }
 
 export const ModelInfo: MessageFns<ModelInfo> = {
@@ -573,6 +607,12 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     }
     if (message.isDefault !== false) {
       writer.uint32(48).bool(message.isDefault);
+    }
+    if (message.featureSpace !== "") {
+      writer.uint32(58).string(message.featureSpace);
+    }
+    if (message.quantization !== undefined) {
+      Quantization.encode(message.quantization, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -638,6 +678,22 @@ export const ModelInfo: MessageFns<ModelInfo> = {
             message.isDefault = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.featureSpace = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.quantization = Quantization.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -666,6 +722,12 @@ export const ModelInfo: MessageFns<ModelInfo> = {
         : isSet(object.is_default)
         ? globalThis.Boolean(object.is_default)
         : false,
+      featureSpace: isSet(object.featureSpace)
+        ? globalThis.String(object.featureSpace)
+        : isSet(object.feature_space)
+        ? globalThis.String(object.feature_space)
+        : "",
+      quantization: isSet(object.quantization) ? Quantization.fromJSON(object.quantization) : undefined,
     };
   },
 
@@ -689,6 +751,12 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.isDefault !== false) {
       obj.isDefault = message.isDefault;
     }
+    if (message.featureSpace !== "") {
+      obj.featureSpace = message.featureSpace;
+    }
+    if (message.quantization !== undefined) {
+      obj.quantization = Quantization.toJSON(message.quantization);
+    }
     return obj;
   },
 
@@ -705,6 +773,203 @@ export const ModelInfo: MessageFns<ModelInfo> = {
       ? ModelArchitecture.fromPartial(object.architecture)
       : undefined;
     message.isDefault = object.isDefault ?? false;
+    message.featureSpace = object.featureSpace ?? "";
+    message.quantization = (object.quantization !== undefined && object.quantization !== null)
+      ? Quantization.fromPartial(object.quantization)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseQuantization(): Quantization {
+  return {
+    scheme: "",
+    sourceSha256: "",
+    calibration: "",
+    calibrationSlices: 0,
+    clsCosineMin: 0,
+    patchCosineMean: 0,
+    maxAbsDiff: 0,
+  };
+}
+
+export const Quantization: MessageFns<Quantization> = {
+  encode(message: Quantization, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.scheme !== "") {
+      writer.uint32(10).string(message.scheme);
+    }
+    if (message.sourceSha256 !== "") {
+      writer.uint32(18).string(message.sourceSha256);
+    }
+    if (message.calibration !== "") {
+      writer.uint32(26).string(message.calibration);
+    }
+    if (message.calibrationSlices !== 0) {
+      writer.uint32(32).uint32(message.calibrationSlices);
+    }
+    if (message.clsCosineMin !== 0) {
+      writer.uint32(41).double(message.clsCosineMin);
+    }
+    if (message.patchCosineMean !== 0) {
+      writer.uint32(49).double(message.patchCosineMean);
+    }
+    if (message.maxAbsDiff !== 0) {
+      writer.uint32(57).double(message.maxAbsDiff);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Quantization {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQuantization();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.scheme = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sourceSha256 = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.calibration = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.calibrationSlices = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.clsCosineMin = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.patchCosineMean = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.maxAbsDiff = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Quantization {
+    return {
+      scheme: isSet(object.scheme) ? globalThis.String(object.scheme) : "",
+      sourceSha256: isSet(object.sourceSha256)
+        ? globalThis.String(object.sourceSha256)
+        : isSet(object.source_sha256)
+        ? globalThis.String(object.source_sha256)
+        : "",
+      calibration: isSet(object.calibration) ? globalThis.String(object.calibration) : "",
+      calibrationSlices: isSet(object.calibrationSlices)
+        ? globalThis.Number(object.calibrationSlices)
+        : isSet(object.calibration_slices)
+        ? globalThis.Number(object.calibration_slices)
+        : 0,
+      clsCosineMin: isSet(object.clsCosineMin)
+        ? globalThis.Number(object.clsCosineMin)
+        : isSet(object.cls_cosine_min)
+        ? globalThis.Number(object.cls_cosine_min)
+        : 0,
+      patchCosineMean: isSet(object.patchCosineMean)
+        ? globalThis.Number(object.patchCosineMean)
+        : isSet(object.patch_cosine_mean)
+        ? globalThis.Number(object.patch_cosine_mean)
+        : 0,
+      maxAbsDiff: isSet(object.maxAbsDiff)
+        ? globalThis.Number(object.maxAbsDiff)
+        : isSet(object.max_abs_diff)
+        ? globalThis.Number(object.max_abs_diff)
+        : 0,
+    };
+  },
+
+  toJSON(message: Quantization): unknown {
+    const obj: any = {};
+    if (message.scheme !== "") {
+      obj.scheme = message.scheme;
+    }
+    if (message.sourceSha256 !== "") {
+      obj.sourceSha256 = message.sourceSha256;
+    }
+    if (message.calibration !== "") {
+      obj.calibration = message.calibration;
+    }
+    if (message.calibrationSlices !== 0) {
+      obj.calibrationSlices = Math.round(message.calibrationSlices);
+    }
+    if (message.clsCosineMin !== 0) {
+      obj.clsCosineMin = floatToJson(message.clsCosineMin);
+    }
+    if (message.patchCosineMean !== 0) {
+      obj.patchCosineMean = floatToJson(message.patchCosineMean);
+    }
+    if (message.maxAbsDiff !== 0) {
+      obj.maxAbsDiff = floatToJson(message.maxAbsDiff);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Quantization>): Quantization {
+    return Quantization.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Quantization>): Quantization {
+    const message = createBaseQuantization();
+    message.scheme = object.scheme ?? "";
+    message.sourceSha256 = object.sourceSha256 ?? "";
+    message.calibration = object.calibration ?? "";
+    message.calibrationSlices = object.calibrationSlices ?? 0;
+    message.clsCosineMin = object.clsCosineMin ?? 0;
+    message.patchCosineMean = object.patchCosineMean ?? 0;
+    message.maxAbsDiff = object.maxAbsDiff ?? 0;
     return message;
   },
 };
@@ -1528,6 +1793,10 @@ export const SecurityInfo: MessageFns<SecurityInfo> = {
     return message;
   },
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
