@@ -1,6 +1,6 @@
 import { Metadata, status, type Channel, type StatusObject } from '@grpc/grpc-js';
 
-import { createCuriaChannel } from '@curia/client';
+import { createCuriaChannel, type ClientTls } from '@curia/client';
 
 import type { CallOutcome } from './generator.js';
 
@@ -24,6 +24,14 @@ function retryAfter(metadata: Metadata | undefined): number | undefined {
 
 const noop = (): void => undefined;
 
+/** Options of {@link RawClient}; the default is plaintext with no extra metadata. */
+export interface RawClientOptions {
+  /** TLS for the channel (CA, and a client certificate for mutual TLS). */
+  readonly tls?: ClientTls;
+  /** Metadata sent on every call (e.g. `authorization: Bearer <jwt>`). */
+  readonly metadata?: Readonly<Record<string, string>>;
+}
+
 /**
  * A bare grpc-js client for load generation: pre-encoded request bytes, calls made on the
  * channel itself (`Channel.createCall`, the layer grpc-js's own `Client` sits on), so no
@@ -38,8 +46,9 @@ export class RawClient {
   private readonly channel: Channel;
   private readonly metadata = new Metadata();
 
-  constructor(target: string) {
-    this.channel = createCuriaChannel(target);
+  constructor(target: string, options: RawClientOptions = {}) {
+    this.channel = createCuriaChannel(target, options.tls ? { tls: options.tls } : {});
+    for (const [key, value] of Object.entries(options.metadata ?? {})) this.metadata.set(key, value);
   }
 
   private start(
