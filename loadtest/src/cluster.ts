@@ -35,6 +35,20 @@ export function startCluster(options: ClusterOptions, tail = new OutputTail()): 
   });
 }
 
+/** Runs `fn` against a cluster started with {@link startCluster}, stopping it afterwards whatever happens. */
+export async function withCluster<T>(
+  options: ClusterOptions,
+  tail: OutputTail,
+  fn: (cluster: LocalCluster) => Promise<T>,
+): Promise<T> {
+  const cluster = await startCluster(options, tail);
+  try {
+    return await fn(cluster);
+  } finally {
+    await cluster.stop();
+  }
+}
+
 /** Scrape targets of a service's live replicas. */
 export function replicaTargets(cluster: LocalCluster, service: string): ReplicaTarget[] {
   return cluster

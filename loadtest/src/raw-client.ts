@@ -25,6 +25,15 @@ function retryAfter(metadata: Metadata | undefined): number | undefined {
 const noop = (): void => undefined;
 
 /**
+ * Options of {@link RawClient}: the channel's (TLS, message limits, …) and extra metadata; the
+ * default is the platform's plaintext channel with no extra metadata.
+ */
+export interface RawClientOptions extends CuriaChannelOptions {
+  /** Metadata sent on every call (e.g. `authorization: Bearer <jwt>`). */
+  readonly metadata?: Readonly<Record<string, string>>;
+}
+
+/**
  * A bare grpc-js client for load generation: pre-encoded request bytes, calls made on the
  * channel itself (`Channel.createCall`, the layer grpc-js's own `Client` sits on), so no
  * interceptor chain, no per-call caller-stack `Error` and no stream objects: about a fifth less
@@ -38,8 +47,10 @@ export class RawClient {
   private readonly channel: Channel;
   private readonly metadata = new Metadata();
 
-  constructor(target: string, options?: CuriaChannelOptions) {
-    this.channel = createCuriaChannel(target, options);
+  constructor(target: string, options: RawClientOptions = {}) {
+    const { metadata, ...channel } = options;
+    this.channel = createCuriaChannel(target, channel);
+    for (const [key, value] of Object.entries(metadata ?? {})) this.metadata.set(key, value);
   }
 
   private start(

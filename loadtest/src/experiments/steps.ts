@@ -4,6 +4,8 @@ import type { LoadResult } from '../generator.js';
 export interface Step {
   readonly offered: number;
   readonly result: LoadResult;
+  /** CPU seconds spent over the step (warm-up and drain included), when measured. */
+  readonly cpu?: { readonly services: number; readonly generator: number };
 }
 
 /** The knee of a latency-vs-load curve and the capacity it implies. */
@@ -48,4 +50,42 @@ export function findKnee(steps: readonly Step[]): Knee {
     maxAchieved: Math.max(...steps.map((s) => s.result.steadyUnitsPerSec)),
     baselineP90,
   };
+}
+
+/** A secure figure against the plain runs' figures (plain runs alternated with it, to expose noise). */
+export interface Ratio {
+  /** secure ÷ mean of the plain figures. */
+  readonly ratio: number;
+  /** secure ÷ the highest and ÷ the lowest plain figure: the spread the machine's noise allows. */
+  readonly low: number;
+  readonly high: number;
+}
+
+/** `secure` relative to the plain runs (NaN when either side is missing or not finite). */
+export function ratioTo(plain: readonly number[], secure: number): Ratio {
+  const ok = plain.filter((p) => Number.isFinite(p) && p > 0);
+  if (!ok.length || !Number.isFinite(secure)) return { ratio: Number.NaN, low: Number.NaN, high: Number.NaN };
+  const mean = ok.reduce((a, b) => a + b, 0) / ok.length;
+  return { ratio: secure / mean, low: secure / Math.max(...ok), high: secure / Math.min(...ok) };
+}
+
+/**
+ * The highest offered rate that every sweep served (a step present and served in each), where CPU
+ * per call compares like with like; NaN when none.
+ */
+export function commonServedRate(sweeps: readonly (readonly Step[])[]): number {
+  const served = sweeps.map((steps) => {
+    const base = steps[0]?.result.latency.p90 ?? Number.NaN;
+    return new Set(steps.filter((s) => stepServed(s, base)).map((s) => s.offered));
+  });
+  const [first, ...rest] = served;
+  const common = [...(first ?? [])].filter((r) => rest.every((set) => set.has(r)));
+  return common.length ? Math.max(...common) : Number.NaN;
+}
+
+/** CPU milliseconds per OK call of a step (services, generator); undefined when not measured. */
+export function cpuMsPerCall(step: Step | undefined): { services: number; generator: number } | undefined {
+  const ok = step?.result.byCode.OK ?? 0;
+  if (!step?.cpu || ok === 0) return undefined;
+  return { services: (1000 * step.cpu.services) / ok, generator: (1000 * step.cpu.generator) / ok };
 }
