@@ -20,17 +20,26 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { ANALYSIS_SERVICES, type LocalCluster } from '@curia/cli';
+import { ANALYSIS_SERVICES } from '@curia/cli';
 import { createTestIssuer, createTestPki } from '@curia/kit/testing';
 
-import { OutputTail, replicaAddress, replicaTargets, withCluster, type ClusterOptions } from '../cluster.js';
-import { scrape, sumSamples } from '../prometheus.js';
+import { OutputTail, replicaAddress, withCluster, type ClusterOptions } from '../cluster.js';
 import { RawClient, type RawClientOptions } from '../raw-client.js';
 import { writeReport, type Check, type RunReport } from '../report.js';
 import { analyzeScenario, embedScenario, type Scenario } from '../scenarios.js';
 import { experimentArgs, nowIso, progress, SHARED_MACHINE_NOTE } from './common.js';
-import { commonServedRate, cpuMsPerCall, findKnee, ratioTo, type Knee, type Step } from './steps.js';
-import { capacitySweeps, comparePanels, sweep, warmUp, type SweepSpec } from './sweep.js';
+import { commonServedRate, findKnee, ratioTo, type Knee, type Step } from './steps.js';
+import {
+  capacitySweeps,
+  clusterCpuSeconds,
+  comparePanels,
+  f2,
+  sweep,
+  sweepRow,
+  sweepTable,
+  warmUp,
+  type SweepSpec,
+} from './sweep.js';
 
 const args = experimentArgs('security');
 const startedAt = nowIso();
@@ -99,15 +108,6 @@ const SETUPS: Record<Config, Setup> = {
   },
 };
 
-/** Cumulative process CPU seconds of every service of the cluster (their /metrics, plaintext HTTP). */
-function clusterCpuSeconds(cluster: LocalCluster, services: readonly string[]): () => Promise<number> {
-  const targets = services.flatMap((s) => replicaTargets(cluster, s));
-  return async () => {
-    const pages = await Promise.all(targets.map((t) => scrape(t.metricsUrl)));
-    return pages.reduce((sum, p) => sum + (p ? sumSamples(p, 'process_cpu_seconds_total') : Number.NaN), 0);
-  };
-}
-
 /** One configuration's sweep of one scenario. */
 interface SweepRun {
   readonly label: string;
@@ -154,19 +154,7 @@ async function runSweep(
 function summarise(name: string, unit: string, sweeps: readonly SweepRun[], light: number) {
   const plain = sweeps.filter((s) => s.config === 'plain');
   const common = commonServedRate(sweeps.map((s) => s.steps));
-  const rows = sweeps.map((s) => {
-    const lightStep = s.steps.find((x) => x.offered === light);
-    const cpu = cpuMsPerCall(s.steps.find((x) => x.offered === common));
-    return {
-      run: s.label,
-      kneeOffered: s.knee.kneeOffered,
-      maxAchieved: s.knee.maxAchieved,
-      lightP50: lightStep?.result.latency.p50 ?? Number.NaN,
-      lightP99: lightStep?.result.latency.p99 ?? Number.NaN,
-      serviceCpuMsPerCall: cpu?.services ?? Number.NaN,
-      generatorCpuMsPerCall: cpu?.generator ?? Number.NaN,
-    };
-  });
+  const rows = sweeps.map((s) => sweepRow(s.label, s.steps, s.knee, light, common));
   const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const plainRows = rows.filter((_, i) => sweeps[i]!.config === 'plain');
   const ratios = sweeps
@@ -191,8 +179,6 @@ function summarise(name: string, unit: string, sweeps: readonly SweepRun[], ligh
 }
 type Summary = ReturnType<typeof summarise>;
 
-const f2 = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
-
 function ratioNotes(s: Summary): string[] {
   return s.ratios.map(
     (r) =>
@@ -200,22 +186,9 @@ function ratioNotes(s: Summary): string[] {
   );
 }
 
-/** A Markdown table of every run of a scenario (the report renderer has no place for it). */
+/** A Markdown table of every run of a scenario. */
 function runTable(s: Summary): string {
-  const lines = [
-    `### ${s.name} per configuration`,
-    '',
-    `Knee and max achieved in ${s.unit}/s; latency (ms) at the common light step ${s.light} ${s.unit}/s; CPU ms per OK call at ${s.common} ${s.unit}/s, the highest rate every run served.`,
-    '',
-    '| run | knee (offered/s) | max achieved (/s) | p50 | p99 | services CPU-ms/call | generator CPU-ms/call |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
-    ...s.rows.map(
-      (r) =>
-        `| ${r.run} | ${f2(r.kneeOffered)} | ${f2(r.maxAchieved)} | ${f2(r.lightP50)} | ${f2(r.lightP99)} | ${f2(r.serviceCpuMsPerCall)} | ${f2(r.generatorCpuMsPerCall)} |`,
-    ),
-    '',
-  ];
-  return lines.join('\n');
+  return sweepTable(`${s.name} per configuration`, s.unit, s.light, s.common, s.rows);
 }
 
 let embedSweeps: SweepRun[];

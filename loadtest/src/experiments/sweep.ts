@@ -1,9 +1,13 @@
+import type { LocalCluster } from '@curia/cli';
+
 import { COLORS, type Panel, type Rgb } from '../chart.js';
+import { replicaTargets } from '../cluster.js';
 import { runLoad } from '../generator.js';
+import { scrape, sumSamples } from '../prometheus.js';
 import { runReport, type RunReport } from '../report.js';
 import type { Scenario } from '../scenarios.js';
 import { progress } from './common.js';
-import { stepServed, type Step } from './steps.js';
+import { cpuMsPerCall, stepServed, type Knee, type Step } from './steps.js';
 
 /** One scenario's open-loop sweep: its rates, deadline and closed-loop warm-up. */
 export interface SweepSpec {
@@ -92,6 +96,73 @@ export async function sweep(
     if (steps.filter((s) => !stepServed(s, baselineP90)).length >= 2) break;
   }
   return steps;
+}
+
+/** Cumulative process CPU seconds of every service of the cluster (their /metrics, plaintext HTTP). */
+export function clusterCpuSeconds(cluster: LocalCluster, services: readonly string[]): () => Promise<number> {
+  const targets = services.flatMap((s) => replicaTargets(cluster, s));
+  return async () => {
+    const pages = await Promise.all(targets.map((t) => scrape(t.metricsUrl)));
+    return pages.reduce((sum, p) => sum + (p ? sumSamples(p, 'process_cpu_seconds_total') : Number.NaN), 0);
+  };
+}
+
+/** A sweep's headline figures: knee, max achieved, latency at a light step, CPU per call at a common rate. */
+export interface SweepRow {
+  readonly run: string;
+  readonly kneeOffered: number;
+  readonly maxAchieved: number;
+  readonly lightP50: number;
+  readonly lightP99: number;
+  readonly serviceCpuMsPerCall: number;
+  readonly generatorCpuMsPerCall: number;
+}
+
+/** {@link SweepRow} of one sweep; `light` and `common` are offered rates (latency, CPU per call). */
+export function sweepRow(
+  run: string,
+  steps: readonly Step[],
+  knee: Knee,
+  light: number,
+  common: number,
+): SweepRow {
+  const lightStep = steps.find((x) => x.offered === light);
+  const cpu = cpuMsPerCall(steps.find((x) => x.offered === common));
+  return {
+    run,
+    kneeOffered: knee.kneeOffered,
+    maxAchieved: knee.maxAchieved,
+    lightP50: lightStep?.result.latency.p50 ?? Number.NaN,
+    lightP99: lightStep?.result.latency.p99 ?? Number.NaN,
+    serviceCpuMsPerCall: cpu?.services ?? Number.NaN,
+    generatorCpuMsPerCall: cpu?.generator ?? Number.NaN,
+  };
+}
+
+/** Two decimals, `n/a` when not finite. */
+export const f2 = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+
+/** A Markdown table of {@link SweepRow}s (the report renderer has no place for it). */
+export function sweepTable(
+  title: string,
+  unit: string,
+  light: number,
+  common: number,
+  rows: readonly SweepRow[],
+): string {
+  return [
+    `### ${title}`,
+    '',
+    `Knee and max achieved in ${unit}/s; latency (ms) at the common light step ${light} ${unit}/s; CPU ms per OK call at ${common} ${unit}/s, the highest rate every run served.`,
+    '',
+    '| run | knee (offered/s) | max achieved (/s) | p50 | p99 | services CPU-ms/call | generator CPU-ms/call |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map(
+      (r) =>
+        `| ${r.run} | ${f2(r.kneeOffered)} | ${f2(r.maxAchieved)} | ${f2(r.lightP50)} | ${f2(r.lightP99)} | ${f2(r.serviceCpuMsPerCall)} | ${f2(r.generatorCpuMsPerCall)} |`,
+    ),
+    '',
+  ].join('\n');
 }
 
 /** Latency (p50, p99) and achieved-vs-offered panels of one sweep. */
