@@ -25,6 +25,7 @@ const ms = (t0: number): string => `${(performance.now() - t0).toFixed(0)} ms`;
 
 /** Asks every replica for GetInfo and prints what it serves (models, execution provider, demo flag). */
 async function replicaInfo(cluster: LocalCluster): Promise<void> {
+  const security = new Set<string>();
   for (const e of cluster.endpoints()) {
     const channel = createCuriaChannel(`127.0.0.1:${e.grpcPort}`);
     try {
@@ -38,10 +39,12 @@ async function replicaInfo(cluster: LocalCluster): Promise<void> {
       say(
         `${e.replica.padEnd(12)} GetInfo ${ms(t0)}  v${info?.version ?? '?'}${ep}${models.length ? `  models: ${models.join(', ')}` : ''}`,
       );
+      if (info?.security?.summary) security.add(info.security.summary);
     } finally {
       channel.close();
     }
   }
+  for (const summary of security) say(`security: ${summary} (SECURITY.md)`);
 }
 
 /**
