@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 
 import { z } from 'zod';
 
+import { ConfigError } from './config.js';
+
 /** Role that admits any caller, even one without credentials. */
 export const PUBLIC_ROLE = '*';
 
@@ -58,12 +60,12 @@ export function loadPolicy(file: string): MethodPolicy {
   try {
     raw = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    throw new Error(`CURIA_AUTH_POLICY_FILE: cannot read JSON from ${file}: ${(err as Error).message}`);
+    throw new ConfigError(`CURIA_AUTH_POLICY_FILE: cannot read JSON from ${file}: ${(err as Error).message}`);
   }
   const parsed = policySchema.safeParse(raw);
   if (!parsed.success) {
     const why = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-    throw new Error(`CURIA_AUTH_POLICY_FILE ${file}: ${why}`);
+    throw new ConfigError(`CURIA_AUTH_POLICY_FILE ${file}: ${why}`);
   }
   return parsed.data;
 }
@@ -99,7 +101,7 @@ export function parseCertRoles(spec: string): ReadonlyMap<string, readonly strin
       .map((r) => r.trim())
       .filter(Boolean);
     if (eq <= 0 || identity === '' || roles.length === 0) {
-      throw new Error(
+      throw new ConfigError(
         `CURIA_AUTH_CERT_ROLES: expected 'identity=role[,role]' entries separated by ';', got '${entry}'`,
       );
     }

@@ -1,4 +1,5 @@
-import { statSync, readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 
 import {
   createLocalJWKSet,
@@ -10,6 +11,8 @@ import {
 } from 'jose';
 
 import { CuriaError } from '@curia/errors';
+
+import { ConfigError } from './config.js';
 
 /** Options of {@link BearerTokenVerifier}. */
 export interface BearerTokenOptions {
@@ -38,25 +41,46 @@ export interface TokenIdentity {
  */
 export class BearerTokenVerifier {
   private fileKeys: { key: string; get: JWTVerifyGetKey } | null = null;
+  private fileCheckedAt = 0;
   private readonly remote: JWTVerifyGetKey | null;
 
   constructor(private readonly options: BearerTokenOptions) {
-    if (!options.jwksFile && !options.jwksUrl) throw new Error('a JWKS file or URL is required');
+    if (!options.jwksFile && !options.jwksUrl) throw new ConfigError('a JWKS file or URL is required');
     this.remote = options.jwksUrl ? createRemoteJWKSet(new URL(options.jwksUrl)) : null;
-    if (options.jwksFile) this.keysFromFile(); // fail at startup on a bad file
+    if (options.jwksFile) {
+      // At startup, synchronously: a missing or malformed file stops the service with its name.
+      const file = options.jwksFile;
+      try {
+        const st = statSync(file);
+        this.fileKeys = { key: fileKey(st), get: jwkSet(readFileSync(file, 'utf8')) };
+      } catch (err) {
+        throw new ConfigError(
+          `CURIA_AUTH_JWKS_FILE: cannot read a JWKS from ${file}: ${(err as Error).message}`,
+        );
+      }
+      this.fileCheckedAt = Date.now();
+    }
   }
 
   /** Verifies `token` (without the `Bearer ` prefix). */
   async verify(token: string): Promise<TokenIdentity> {
+    const keys = this.remote ?? (await this.keysFromFile());
     let payload: JWTPayload;
     try {
-      const keys = this.remote ?? this.keysFromFile();
       ({ payload } = await jwtVerify(token, keys, {
         ...(this.options.issuer ? { issuer: this.options.issuer } : {}),
         ...(this.options.audience ? { audience: this.options.audience } : {}),
         clockTolerance: this.options.clockToleranceSec ?? 30,
       }));
     } catch (err) {
+      // The key set could not be fetched (timeout, connection refused): not the caller's fault.
+      if (err instanceof joseErrors.JWKSTimeout || !(err instanceof joseErrors.JOSEError)) {
+        throw new CuriaError(
+          'UNAVAILABLE',
+          'bearer token not checked: the token signing keys (CURIA_AUTH_JWKS_URL) could not be fetched; retry later',
+          { cause: err, retryAfterMs: 1000 },
+        );
+      }
       throw new CuriaError('UNAUTHENTICATED', `bearer token refused: ${reason(err)}`);
     }
     if (typeof payload.sub !== 'string' || payload.sub === '') {
@@ -65,16 +89,31 @@ export class BearerTokenVerifier {
     return { subject: payload.sub, roles: rolesOf(payload[this.options.rolesClaim]) };
   }
 
-  private keysFromFile(): JWTVerifyGetKey {
+  /**
+   * The file's key set, re-read when its mtime or size changed (checked at most once a second,
+   * asynchronously). A file caught mid-rewrite keeps the keys read last.
+   */
+  private async keysFromFile(): Promise<JWTVerifyGetKey> {
+    const current = this.fileKeys!;
+    if (Date.now() - this.fileCheckedAt < 1000) return current.get;
+    this.fileCheckedAt = Date.now();
     const file = this.options.jwksFile!;
-    const st = statSync(file);
-    const key = `${st.mtimeMs}:${st.size}`;
-    if (this.fileKeys?.key !== key) {
-      const jwks = JSON.parse(readFileSync(file, 'utf8')) as Parameters<typeof createLocalJWKSet>[0];
-      this.fileKeys = { key, get: createLocalJWKSet(jwks) };
+    try {
+      const key = fileKey(await stat(file));
+      if (key !== current.key) this.fileKeys = { key, get: jwkSet(await readFile(file, 'utf8')) };
+    } catch {
+      // Keep the previous keys: a rotation writes the file anew, and the next check reads it.
     }
-    return this.fileKeys.get;
+    return this.fileKeys!.get;
   }
+}
+
+function fileKey(st: { mtimeMs: number; size: number }): string {
+  return `${st.mtimeMs}:${st.size}`;
+}
+
+function jwkSet(text: string): JWTVerifyGetKey {
+  return createLocalJWKSet(JSON.parse(text) as Parameters<typeof createLocalJWKSet>[0]);
 }
 
 function rolesOf(claim: unknown): string[] {

@@ -168,6 +168,45 @@ describe('caller authentication, per-method policy and audit', () => {
     ).resolves.toMatchObject({ status: 1 });
   });
 
+  it('a rewritten JWKS file is picked up without a restart (signing-key rotation)', async () => {
+    const jwks = join(dir, 'rotating-jwks.json');
+    const before = await createTestIssuer(jwks);
+    const { server, ports } = await startEchoServer({
+      CURIA_AUTH: 'on',
+      CURIA_AUTH_JWKS_FILE: jwks,
+      CURIA_AUTH_JWT_ISSUER: before.issuer,
+      CURIA_AUTH_JWT_AUDIENCE: before.audience,
+    });
+    servers.push(server);
+    const echo = createCuriaClient(EchoDefinition, channel(ports.grpcPort), { retryMaxAttempts: 1 });
+    const call = async (issuer: Awaited<ReturnType<typeof createTestIssuer>>) =>
+      echo.unary(
+        { text: 'k' },
+        { metadata: Metadata({ authorization: `Bearer ${await issuer.token('a', ['client'])}` }) },
+      );
+    await expect(call(before)).resolves.toMatchObject({ text: 'k' });
+    const after = await createTestIssuer(jwks); // a new key written over the file
+    await new Promise((r) => setTimeout(r, 1100));
+    await expect(call(after)).resolves.toMatchObject({ text: 'k' });
+    await expect(call(before)).rejects.toThrow(/UNAUTHENTICATED/);
+  });
+
+  it('a JWKS URL that cannot be fetched → UNAVAILABLE with a retry hint, not UNAUTHENTICATED', async () => {
+    const issuer = await createTestIssuer(join(dir, 'jwks-url.json'));
+    const { server, ports } = await startEchoServer({
+      CURIA_AUTH: 'on',
+      CURIA_AUTH_JWKS_URL: 'http://127.0.0.1:1/jwks.json', // nothing listens on port 1
+      CURIA_AUTH_JWT_ISSUER: issuer.issuer,
+      CURIA_AUTH_JWT_AUDIENCE: issuer.audience,
+    });
+    servers.push(server);
+    const echo = createCuriaClient(EchoDefinition, channel(ports.grpcPort), { retryMaxAttempts: 1 });
+    const token = await issuer.token('alice', ['client']);
+    await expect(
+      echo.unary({}, { metadata: Metadata({ authorization: `Bearer ${token}` }) }),
+    ).rejects.toThrow(/UNAVAILABLE: .*could not be fetched/);
+  });
+
   it('optional client certificates (an edge): only CA-signed ones identify; none → UNAUTHENTICATED', async () => {
     const admin = pki.issue('edge-admin');
     const forger = createTestPki(dir, 'forger-ca').issue('edge-admin-forged');

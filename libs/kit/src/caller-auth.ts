@@ -13,8 +13,9 @@ import {
   type MethodPolicy,
 } from './auth-policy.js';
 import { BearerTokenVerifier } from './bearer-token.js';
-import type { ServiceEnv } from './config.js';
+import { ConfigError, type ServiceEnv } from './config.js';
 import type { Logger } from './logger.js';
+import { toServerError } from './errors.js';
 import { PEER_IDENTITY_METADATA_KEY } from './peer-identity.js';
 import { studyRef } from './study-id.js';
 
@@ -84,17 +85,17 @@ export function callerAuthFromEnv(env: ServiceEnv): CallerAuth {
   const certRoles = parseCertRoles(env.CURIA_AUTH_CERT_ROLES);
   if (env.CURIA_AUTH === 'on') {
     if (!bearer && certRoles.size === 0) {
-      throw new Error(
+      throw new ConfigError(
         'CURIA_AUTH=on needs a way to identify callers: CURIA_AUTH_JWKS_FILE / CURIA_AUTH_JWKS_URL (bearer tokens) and/or CURIA_AUTH_CERT_ROLES (client certificates)',
       );
     }
     if (certRoles.size > 0 && !env.CURIA_TLS_CLIENT_CA_FILE) {
-      throw new Error(
+      throw new ConfigError(
         'CURIA_AUTH_CERT_ROLES is set but CURIA_TLS_CLIENT_CA_FILE is not: client certificates are never requested',
       );
     }
     if (bearer && !env.CURIA_AUTH_JWT_AUDIENCE) {
-      throw new Error(
+      throw new ConfigError(
         'CURIA_AUTH=on with bearer tokens needs CURIA_AUTH_JWT_AUDIENCE (tokens for other services must not be accepted)',
       );
     }
@@ -146,7 +147,14 @@ export function callerAuthMiddleware(auth: CallerAuth, log: Logger): ServerMiddl
     let status = 'OK';
     let completed = false;
     try {
-      caller = auth.mode === 'on' ? await identify(auth, context) : ANONYMOUS;
+      caller =
+        auth.mode === 'on'
+          ? await identify(auth, context).catch((err: unknown) => {
+              throw toServerError(err, context, (e) =>
+                log.error({ err: e, method }, 'caller authentication failed unexpectedly'),
+              );
+            })
+          : ANONYMOUS;
       if (auth.mode === 'on') authorize(auth.policy, caller, method);
       const request = call.requestStream
         ? peekStream(call.request as AsyncIterable<unknown>, audit)
@@ -193,9 +201,7 @@ async function identify(auth: CallerAuth, context: CallContext): Promise<Caller>
         'this server does not accept bearer tokens; present a client certificate',
       );
     }
-    const token = await auth.bearer.verify(m[1]).catch((err: unknown) => {
-      throw new ServerError(Status.UNAUTHENTICATED, (err as Error).message);
-    });
+    const token = await auth.bearer.verify(m[1]);
     return { id: token.subject, roles: token.roles, via: 'jwt' };
   }
   const ids = (context.metadata.get(PEER_IDENTITY_METADATA_KEY) ?? '').split(',').filter(Boolean);

@@ -89,16 +89,26 @@ export async function runService<S extends typeof serviceEnvSchema>(
     }
     throw err;
   }
-  const server = new CuriaServer({
-    name: spec.name,
-    env,
-    descriptorSet: spec.descriptorSet ?? descriptorSet(),
-  });
+  let server: CuriaServer;
+  try {
+    // The TLS, auth and audit settings are checked (files read) when the server is built.
+    server = new CuriaServer({ name: spec.name, env, descriptorSet: spec.descriptorSet ?? descriptorSet() });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`curia-${spec.name}: invalid configuration: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
   const hooks = await spec.setup(server, env);
   let ports: BoundPorts;
   try {
     ports = await server.start();
   } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`curia-${spec.name}: invalid configuration: ${err.message}\n`);
+      process.exit(2);
+    }
     const busy = addressInUse(err, env);
     if (!busy) throw err;
     process.stderr.write(

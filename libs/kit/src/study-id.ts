@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 
 import { CuriaError } from '@curia/errors';
 
+import { ConfigError } from './config.js';
+
 const STUDY_ID = /^[A-Za-z0-9._:-]{0,128}$/;
 /** A DICOM UID (digits in dot-separated components: 1.2.840.10008…) identifies a real study. */
 const DICOM_UID = /^[0-9]+(\.[0-9]+){2,}$/;
@@ -39,9 +41,15 @@ let keyConfigured = false;
  */
 export function configureStudyHashKey(file: string | undefined): void {
   if (!file) return;
-  const key = readFileSync(file);
-  if (key.length < 16)
-    throw new Error(`CURIA_AUDIT_KEY_FILE: the key must be at least 16 bytes (got ${key.length})`);
+  let key: Buffer;
+  try {
+    key = readFileSync(file);
+  } catch (err) {
+    throw new ConfigError(`CURIA_AUDIT_KEY_FILE: cannot read ${file}: ${(err as Error).message}`);
+  }
+  if (key.length < 16) {
+    throw new ConfigError(`CURIA_AUDIT_KEY_FILE: the key must be at least 16 bytes (got ${key.length})`);
+  }
   hashKey = key;
   keyConfigured = true;
 }

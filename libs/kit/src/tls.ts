@@ -4,7 +4,7 @@ import { ServerCredentials, experimental } from '@grpc/grpc-js';
 
 import type { ClientTls } from '@curia/client';
 
-import type { ServiceEnv } from './config.js';
+import { ConfigError, type ServiceEnv } from './config.js';
 
 /** Server credentials and, with TLS, a way to wait until the certificate files have been read. */
 export interface ServerTls {
@@ -32,14 +32,14 @@ export function serverTls(env: ServiceEnv): ServerTls {
     };
   }
   if (!cert || !key) {
-    throw new Error('TLS needs both CURIA_TLS_CERT_FILE and CURIA_TLS_KEY_FILE (only one is set)');
+    throw new ConfigError('TLS needs both CURIA_TLS_CERT_FILE and CURIA_TLS_KEY_FILE (only one is set)');
   }
   for (const [name, file] of [
     ['CURIA_TLS_CERT_FILE', cert],
     ['CURIA_TLS_KEY_FILE', key],
     ['CURIA_TLS_CLIENT_CA_FILE', ca],
   ] as const) {
-    if (file && !existsSync(file)) throw new Error(`${name}: no such file ${file}`);
+    if (file && !existsSync(file)) throw new ConfigError(`${name}: no such file ${file}`);
   }
   const refreshIntervalMs = env.CURIA_TLS_RELOAD_MS;
   const identity = new experimental.FileWatcherCertificateProvider({
@@ -70,7 +70,7 @@ export function serverTls(env: ServiceEnv): ServerTls {
         new Promise<void>((resolve, reject) => {
           const listener = (update: U | null) => {
             if (update) resolve();
-            else reject(new Error(`cannot read the TLS ${what} files (CURIA_TLS_*)`));
+            else reject(new ConfigError(`cannot read the TLS ${what} files (CURIA_TLS_*)`));
           };
           add(listener);
           releases.push(() => remove(listener));
