@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { createCuriaChannel, createCuriaClient, type Channel } from '@curia/client';
-import { ServerError, Status, type ServerMiddleware } from 'nice-grpc-common';
+import { Status } from 'nice-grpc-common';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
 import { downstreamCallOptions } from './deadline.js';
@@ -36,7 +36,7 @@ function makePki(): Record<'ca' | 'serverCert' | 'serverKey' | 'clientCert' | 'c
   };
 }
 
-describe('transport security and auth hook', () => {
+describe('transport security', () => {
   it('serves TLS, and with a client CA requires a client certificate (mTLS)', async () => {
     const pki = makePki();
     const { server, ports } = await startEchoServer({
@@ -61,27 +61,6 @@ describe('transport security and auth hook', () => {
     await expect(
       createCuriaClient(EchoDefinition, plaintext, { retryMaxAttempts: 1 }).mutate({}, { deadline: 3000 }),
     ).rejects.toMatchObject({ code: Status.UNAVAILABLE });
-  });
-
-  it('runs the auth hook before handlers', async () => {
-    const auth: ServerMiddleware = async function* (call, context) {
-      if (context.metadata.get('authorization') !== 'Bearer good') {
-        throw new ServerError(Status.UNAUTHENTICATED, 'missing or invalid bearer token');
-      }
-      return yield* call.next(call.request, context);
-    };
-    const { server, ports } = await startEchoServer({}, { auth });
-    servers.push(server);
-    const channel = createCuriaChannel(`127.0.0.1:${ports.grpcPort}`);
-    channels.push(channel);
-    const client = createCuriaClient(EchoDefinition, channel);
-    await expect(client.mutate({})).rejects.toMatchObject({ code: Status.UNAUTHENTICATED });
-    const { Metadata } = await import('nice-grpc-common');
-    await expect(
-      client.mutate({ text: 'in' }, { metadata: Metadata({ authorization: 'Bearer good' }) }),
-    ).resolves.toMatchObject({
-      text: 'in',
-    });
   });
 });
 

@@ -4,7 +4,6 @@ import {
   type Server,
   type ServiceImplementation,
 } from 'nice-grpc';
-import type { ServerMiddleware } from 'nice-grpc-common';
 import { openTelemetryServerMiddleware } from 'nice-grpc-opentelemetry';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
 
@@ -42,11 +41,6 @@ export interface CuriaServerOptions {
    * reflection (`grpcurl` with no proto files) for them and for health and reflection.
    */
   readonly descriptorSet?: Uint8Array;
-  /**
-   * Extra authorization hook, run after the built-in caller authentication and per-method policy
-   * (`CURIA_AUTH*`). Throw a `ServerError(UNAUTHENTICATED | PERMISSION_DENIED)` to refuse.
-   */
-  readonly auth?: ServerMiddleware;
   /** Time between reporting NOT_SERVING and closing the listener, so balancers notice, ms. */
   readonly notifyDelayMs?: number;
 }
@@ -60,7 +54,8 @@ export interface BoundPorts {
 /**
  * A Curia gRPC server: nice-grpc with explicit message limits, keepalive and max connection age,
  * `grpc.health.v1` (Check and Watch) per service, reflection, OpenTelemetry and Prometheus
- * middleware, precise error mapping, an auth hook, optional TLS/mTLS, and graceful drain.
+ * middleware, precise error mapping, caller authentication with a per-method policy and an audit line per
+ * rpc (`CURIA_AUTH*`), TLS/mTLS with certificate rotation, and graceful drain.
  */
 export class CuriaServer {
   readonly log: Logger;
@@ -97,7 +92,7 @@ export class CuriaServer {
     const auth = callerAuthFromEnv(env);
     if (auth.mode === 'off') this.log.info('local mode: CURIA_AUTH=off, callers are not authenticated');
     raiseServerFlowControlWindow(env.CURIA_FLOW_CONTROL_WINDOW_BYTES);
-    let server = createServer({
+    const server = createServer({
       'grpc.max_receive_message_length': env.CURIA_MAX_RECEIVE_MESSAGE_BYTES,
       'grpc.max_send_message_length': env.CURIA_MAX_SEND_MESSAGE_BYTES,
       'grpc.keepalive_time_ms': env.CURIA_KEEPALIVE_TIME_MS,
@@ -112,7 +107,6 @@ export class CuriaServer {
       .use(this.metrics.grpcMiddleware)
       .use(deadlineMiddleware)
       .use(callerAuthMiddleware(auth, this.log));
-    if (options.auth) server = server.use(options.auth);
     this.server = server.use(callMiddleware(this.drain, this.metrics, this.log));
     // NOT_SERVING until the service reports ready (models loaded, warm-up done).
     this.health.setStatus('unhealthy');

@@ -1,7 +1,6 @@
 import { CuriaError, type ErrorCode } from '@curia/errors';
 import { trace } from '@opentelemetry/api';
 import { delay } from 'abort-controller-x';
-import type { ServerMiddleware } from 'nice-grpc-common';
 
 import { loadConfig, serviceEnvSchema } from '../config.js';
 import type { Logger } from '../logger.js';
@@ -11,7 +10,7 @@ import { EchoDefinition, type EchoMessage } from './echo-service.js';
 /** Starts the kit's test echo service on a real port (127.0.0.1, port 0 unless `env` says otherwise). */
 export async function startEchoServer(
   env: Record<string, string> = {},
-  options: { auth?: ServerMiddleware; descriptorSet?: Uint8Array; logger?: Logger } = {},
+  options: { descriptorSet?: Uint8Array; logger?: Logger } = {},
 ) {
   const server = new CuriaServer({
     name: 'echo',
@@ -21,7 +20,6 @@ export async function startEchoServer(
       CURIA_PROCESS_METRICS: 'false',
       ...env,
     }),
-    ...(options.auth ? { auth: options.auth } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.descriptorSet ? { descriptorSet: options.descriptorSet } : {}),
   });
