@@ -86,35 +86,16 @@ export async function headPromoteAction(
   const channel = openChannel(target, opts);
   let result: HeadPromoteResult;
   try {
-    if (opts.segment) {
-      const r = await createCuriaClient(
-        segment.SegmentServiceDefinition,
-        channel,
-        clientOptions(opts),
-      ).promoteHead({
-        name,
-        version,
-      });
-      result = {
-        name: r.head?.info?.name ?? name,
-        version: r.head?.info?.version ?? version,
-        previous: r.previousVersion,
-      };
-    } else {
-      const r = await createCuriaClient(
-        heads.HeadsServiceDefinition,
-        channel,
-        clientOptions(opts),
-      ).promoteHead({
-        name,
-        version,
-      });
-      result = {
-        name: r.head?.name ?? name,
-        version: r.head?.version ?? version,
-        previous: r.previousVersion,
-      };
-    }
+    const options = clientOptions(opts);
+    // SegmentService answers a SegmentHead (its HeadInfo under `info`), HeadsService the HeadInfo.
+    const r = opts.segment
+      ? await createCuriaClient(segment.SegmentServiceDefinition, channel, options)
+          .promoteHead({ name, version })
+          .then((x) => ({ head: x.head?.info, previous: x.previousVersion }))
+      : await createCuriaClient(heads.HeadsServiceDefinition, channel, options)
+          .promoteHead({ name, version })
+          .then((x) => ({ head: x.head, previous: x.previousVersion }));
+    result = { name: r.head?.name ?? name, version: r.head?.version ?? version, previous: r.previous };
   } finally {
     channel.close();
   }
